@@ -1,0 +1,193 @@
+"""Reading devslice.yaml with positions, so every error names file, line and column."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from devslice.errors import ConfigError, ConfigIssue
+
+DEFAULT_FILENAME = "devslice.yaml"
+LOCAL_FILENAME = "devslice.local.yaml"
+
+M = TypeVar("M")
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None, start: Path | None = None) -> Path:
+    """The config file: the one given, else devslice.yaml in this folder or a parent."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(
+                [ConfigIssue(str(path), None, None, "", "no such file")],
+                hint="check the path given with -f/--file",
+            )
+        return path
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_FILENAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        [ConfigIssue(str(here / DEFAULT_FILENAME), None, None, "", "no devslice.yaml here or in "
+                     "any parent folder")],
+        hint="run `devslice init` to write a starter file, or pass -f PATH",
+    )
+
+
+def _yaml_load(text: str, path: str) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    try:
+        return YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        if "duplicate key" in str(exc):
+            what = str(exc.problem).split(" with value")[0] + " (each key may appear once)"
+        raise ConfigError(
+            [ConfigIssue(path, mark.line + 1 if mark else None,
+                         mark.column + 1 if mark else None, "", f"not valid YAML: {what}")]
+        ) from None
+    except YAMLError as exc:
+        raise ConfigError([ConfigIssue(path, None, None, "", f"not valid YAML: {exc}")]) from None
+
+
+def _position(root: Any, loc: tuple[Any, ...], key: bool = False) -> tuple[int | None, int | None]:
+    """Line and column (1-based) of the deepest node along ``loc`` that the file contains."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    node = root
+    line, col = (0, 0) if isinstance(root, CommentedMap | CommentedSeq) else (None, None)
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, CommentedMap) and part in node:
+            line, col = node.lc.key(part) if (key and last) else node.lc.value(part)
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line, col = node.lc.item(part)
+            node = node[part]
+        # else: a union tag or a key the file leaves out; stay at the nearest written node
+    if line is None:
+        return None, None
+    return line + 1, (col or 0) + 1
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
+    """The pydantic model class that ``loc`` points into (for listing allowed keys)."""
+    from pydantic import BaseModel
+
+    current: Any = model
+    for part in loc:
+        while True:
+            origin = typing.get_origin(current)
+            if origin is typing.Annotated:
+                current = typing.get_args(current)[0]
+            elif origin in (list, dict):
+                current = typing.get_args(current)[-1]
+                if isinstance(part, int) or origin is dict:
+                    break
+            elif origin in (typing.Union, types.UnionType):
+                args = [a for a in typing.get_args(current) if a is not type(None)]
+                tagged = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)
+                          and getattr(a.model_fields.get("backend"), "default", None) == part]
+                if tagged:
+                    current = tagged[0]
+                    break
+                current = args[0]
+            else:
+                break
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {(f.alias or n): f for n, f in current.model_fields.items()}
+            if part in fields:
+                current = fields[part].annotation
+        elif isinstance(part, int):
+            continue
+    while typing.get_origin(current) in (typing.Annotated, typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(current) if a is not type(None)]
+        current = args[0]
+    return current
+
+
+def _message(err: dict[str, Any], model: Any) -> str:
+    kind = err["type"]
+    value = err.get("input")
+    loc = tuple(err["loc"])
+    if kind == "missing":
+        return f"required key {loc[-1]!r} is missing"
+    if kind == "extra_forbidden":
+        parent = _model_at(model, loc[:-1])
+        allowed = sorted((f.alias or n) for n, f in getattr(parent, "model_fields", {}).items())
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown key {loc[-1]!r}{guess} expected one of: {', '.join(allowed)}"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, "):]
+    if msg.startswith("Input should be "):
+        msg = "expected " + msg[len("Input should be "):]
+    elif msg.startswith("String should match pattern "):
+        msg = "expected text matching " + msg[len("String should match pattern "):]
+    elif kind == "union_tag_invalid":
+        return f"{err['ctx']['tag']!r} is not a ledger backend: expected 'sqlite' or 'azureBlob'"
+    else:
+        msg = msg[0].lower() + msg[1:]
+    shown = value if not isinstance(value, dict | list) else type(value).__name__
+    return f"{shown!r} is not allowed: {msg}"
+
+
+def parse_config(text: str, path: str, model: type[M]) -> M:
+    """Validate YAML text against a pydantic model; errors carry file:line:col."""
+    from pydantic import ValidationError
+
+    data = _yaml_load(text, path)
+    if data is None:
+        raise ConfigError([ConfigIssue(path, 1, 1, "", "the file is empty")],
+                          hint="run `devslice init` for a starter file")
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue(path, 1, 1, "", f"expected a mapping of keys, found "
+                                                       f"{type(data).__name__}")])
+    try:
+        obj = model.model_validate(data)  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            if err["type"] == "union_tag_invalid":
+                loc = (*loc, "backend")
+            line, col = _position(data, loc, key=err["type"] == "extra_forbidden")
+            issues.append(ConfigIssue(path, line, col, _where(
+                tuple(p for p in loc if p not in ("sqlite", "azureBlob"))), _message(err, model)))
+        issues.sort(key=lambda i: (i.line or 0, i.column or 0))
+        raise ConfigError(issues) from None
+    checker = getattr(obj, "semantic_issues", None)
+    if checker is not None:
+        found = checker()
+        if found:
+            raise ConfigError([ConfigIssue(path, *_position(data, loc), _where(loc), msg)
+                               for loc, msg in found])
+    return obj  # type: ignore[no-any-return]
+
+
+def load_config(path: str | os.PathLike[str] | None = None):  # type: ignore[no-untyped-def]
+    """Find, read and validate devslice.yaml; returns (Environment, path)."""
+    from devslice.config.model import Environment
+
+    found = find_config(path)
+    try:
+        text = found.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(str(found), None, None, "", f"cannot read: {exc}")]) from None
+    return parse_config(text, str(found), Environment), found

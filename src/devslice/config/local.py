@@ -1,0 +1,27 @@
+"""``devslice.local.yaml``: a developer's own settings beside the team's file (not committed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from devslice.config.load import LOCAL_FILENAME, parse_config
+from devslice.config.model import Model
+
+
+class LocalOverrides(Model):
+    """Personal settings: which slice is mine here, and variables I override."""
+
+    api_version: Literal["devslice.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["LocalOverrides"]
+    slice: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+def load_local(config_dir: Path) -> tuple[LocalOverrides | None, Path]:
+    path = config_dir / LOCAL_FILENAME
+    if not path.is_file():
+        return None, path
+    return parse_config(path.read_text(encoding="utf-8"), str(path), LocalOverrides), path

@@ -1,0 +1,280 @@
+"""The schema of ``devslice.yaml`` (``apiVersion: devslice.dev/v1alpha1``, ``kind: Environment``).
+
+Field names are camelCase in YAML, as in Kubernetes. Unknown keys are errors, so a typo never
+passes silently. Later parts of devslice (cluster, containers, services, debug) add sections
+beside these; ``devslice schema`` prints the JSON Schema for editors.
+
+Per-field rules live here; rules that span fields (templates that could produce invalid or
+colliding names) live in :mod:`devslice.config.checks`, so that both report file:line:col.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from devslice.config.duration import format_duration, parse_duration
+
+API_VERSION = "devslice.dev/v1alpha1"
+MAX_PARTITIONS = 32  # Event Hubs Standard tier; the emulator allows 1-32 too
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+def _duration(value: object) -> object:
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} has no unit: write it as {value}s, {value}m or {value}h")
+    return value
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^(\d+[smhdw])+$", "examples": ["4h", "30m"]}),
+]
+
+
+class SecretRef(Model):
+    """Where a secret comes from. Secrets are never written inline in devslice.yaml."""
+
+    from_env: str | None = Field(None, description="Name of an environment variable.")
+    from_file: str | None = Field(None, description="Path of a file holding the secret.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.from_env is None) == (self.from_file is None):
+            raise ValueError("give exactly one of fromEnv or fromFile")
+        return self
+
+    def describe(self) -> str:
+        return f"env:{self.from_env}" if self.from_env else f"file:{self.from_file}"
+
+
+class HandleSettings(Model):
+    min_length: int = Field(2, ge=1, le=16)
+    max_length: int = Field(8, ge=2, le=16)
+
+    @model_validator(mode="after")
+    def _order(self) -> HandleSettings:
+        if self.min_length > self.max_length:
+            raise ValueError(
+                f"minLength {self.min_length} is larger than maxLength {self.max_length}"
+            )
+        return self
+
+
+class LeaseSettings(Model):
+    """How long a claim lives before `devslice slice gc` may reclaim it (none: forever)."""
+
+    developer: Duration | None = None
+    ci: Duration | None = Field(default=timedelta(hours=4))
+    shared: Duration | None = None
+
+
+class SliceSettings(Model):
+    handle: HandleSettings = HandleSettings()
+    ttl: LeaseSettings = LeaseSettings()
+
+
+class SqliteLedger(Model):
+    backend: Literal["sqlite"] = "sqlite"
+    path: str = Field(".devslice/ledger.db", description="Relative to devslice.yaml.")
+
+
+class AzureBlobLedger(Model):
+    backend: Literal["azureBlob"]
+    account_url: str | None = Field(
+        None, description="https://ACCOUNT.blob.core.windows.net; signs in with Azure AD."
+    )
+    connection_string: SecretRef | None = None
+    container: str = "devslice"
+    blob: str = "ledger.json"
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> AzureBlobLedger:
+        if (self.account_url is None) == (self.connection_string is None):
+            raise ValueError("give exactly one of accountUrl or connectionString")
+        return self
+
+
+def _backend(value: object) -> str:
+    if isinstance(value, dict):
+        return str(value.get("backend", "sqlite"))
+    return str(getattr(value, "backend", "sqlite"))
+
+
+Ledger = Annotated[
+    Annotated[SqliteLedger, Tag("sqlite")] | Annotated[AzureBlobLedger, Tag("azureBlob")],
+    Discriminator(_backend),
+]
+
+
+class EventHubsNamespace(Model):
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{4,48}[A-Za-z0-9]$")
+    partitions: int = Field(MAX_PARTITIONS, ge=1, le=MAX_PARTITIONS)
+    reserved: list[int] = Field(
+        default_factory=list, description="Partition ids no slice may claim."
+    )
+    fully_qualified_namespace: str | None = Field(
+        None, description="Defaults to NAME.servicebus.windows.net."
+    )
+    connection_string: SecretRef | None = None
+
+    @model_validator(mode="after")
+    def _reserved_in_range(self) -> EventHubsNamespace:
+        bad = [p for p in self.reserved if not 0 <= p < self.partitions]
+        if bad:
+            raise ValueError(
+                f"reserved partition {bad[0]} does not exist: this namespace's event hubs "
+                f"have partitions 0 to {self.partitions - 1}"
+            )
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.fully_qualified_namespace or f"{self.name}.servicebus.windows.net"
+
+
+class RoutingSettings(Model):
+    """Data Explorer routing properties stamped on events (the SDK issue uses these)."""
+
+    table: str | None = None
+    format: str | None = None
+    ingestion_mapping_reference: str | None = None
+
+
+class EventHubsSettings(Model):
+    mode: Literal["shared", "embedded"] = Field(
+        "embedded",
+        description="shared: partitions of the team's Event Hubs namespaces; embedded: the "
+        "one-machine stand-in.",
+    )
+    partitions_per_slice: int = Field(1, ge=1, le=MAX_PARTITIONS)
+    event_hubs: list[str] = Field(default_factory=list, description="Event hub names.")
+    namespaces: list[EventHubsNamespace] = Field(
+        default_factory=lambda: [EventHubsNamespace(name="embedded")]
+    )
+
+    @field_validator("namespaces")
+    @classmethod
+    def _distinct(cls, value: list[EventHubsNamespace]) -> list[EventHubsNamespace]:
+        if not value:
+            raise ValueError("at least one namespace is needed")
+        seen: set[str] = set()
+        for ns in value:
+            if ns.name in seen:
+                raise ValueError(f"namespace {ns.name!r} is listed twice")
+            seen.add(ns.name)
+        return value
+
+
+class StorageSettings(Model):
+    mode: Literal["shared", "emulator"] = "emulator"
+    account_template: str = "{team}stacc4{slice}"
+    blob_endpoint_template: str = Field(
+        "http://127.0.0.1:10000/{account}",
+        description="Use https://{account}.blob.core.windows.net for real Azure.",
+    )
+    queue_endpoint_template: str = "http://127.0.0.1:10001/{account}"
+    connection_string: SecretRef | None = Field(
+        None, description="Omit to sign in with Azure AD (DefaultAzureCredential)."
+    )
+
+
+class DataExplorerSettings(Model):
+    cluster_url: str | None = None
+    database_template: str = "db4{slice}"
+    routing: RoutingSettings = RoutingSettings()
+
+
+class SignalRSettings(Model):
+    endpoint: str | None = None
+    hubs: list[str] = Field(default_factory=list)
+    hub_template: str = "{hub}_{slice}"
+    connection_string: SecretRef | None = None
+
+
+NameKind = Literal[
+    "storageAccount", "container", "queue", "dataExplorerDatabase", "signalrHub",
+    "consumerGroup", "eventHub", "generic",
+]
+
+
+class NamedTemplate(Model):
+    template: str
+    rule: NameKind = "generic"
+
+
+class ContractSettings(Model):
+    """The environment variables services read (see docs/contract.md)."""
+
+    prefix: str = Field("LOCAL_DEV_", pattern=r"^[A-Z][A-Z0-9_]*$")
+    partition_ids_variable: str = Field(
+        "LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS", pattern=r"^[A-Z_][A-Z0-9_]*$"
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Team-wide extra variables, same for every slice."
+    )
+
+
+class Environment(Model):
+    """A team's devslice environment."""
+
+    api_version: Literal["devslice.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Environment"]
+    team: str = Field(
+        pattern=r"^[a-z][a-z0-9]{1,15}$",
+        description="Team prefix used in names: lowercase letters and digits.",
+    )
+    ledger: Ledger = SqliteLedger()
+    slices: SliceSettings = SliceSettings()
+    event_hubs: EventHubsSettings = EventHubsSettings()
+    storage: StorageSettings = StorageSettings()
+    data_explorer: DataExplorerSettings = DataExplorerSettings()
+    signal_r: SignalRSettings = Field(default_factory=SignalRSettings, alias="signalR")
+    names: dict[str, NamedTemplate] = Field(default_factory=dict)
+    contract: ContractSettings = ContractSettings()
+
+    @field_validator("names")
+    @classmethod
+    def _keys(cls, value: dict[str, NamedTemplate]) -> dict[str, NamedTemplate]:
+        import re
+
+        for key in value:
+            if not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", key):
+                raise ValueError(
+                    f"name key {key!r}: expected lowercase letters, digits and hyphens"
+                )
+        return value
+
+    def semantic_issues(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-field problems (templates, reserved partitions), each with its location."""
+        from devslice.config.checks import check
+
+        return check(self)
+
+    def config_dir_path(self, config_path: str) -> str:
+        import os
+
+        return os.path.dirname(os.path.abspath(config_path))

@@ -1,0 +1,127 @@
+"""Which variables a slice's services get, and where each value comes from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from devslice.secrets import Secret, resolve
+from devslice.slices.derive import derive_names
+
+if TYPE_CHECKING:
+    from devslice.config.model import Environment, SecretRef
+    from devslice.slices.model import Slice
+
+
+class Origin(StrEnum):
+    team = "team default"
+    allocation = "slice allocation"
+    override = "personal override"
+    secret = "secret"
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    value: str | Secret
+    origin: Origin
+    source: str  # where exactly: a config key, the ledger, a file; never a secret value
+
+    @property
+    def is_secret(self) -> bool:
+        return isinstance(self.value, Secret)
+
+
+def _key(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).upper()
+
+
+def slice_variables(
+    env: Environment,
+    s: Slice,
+    base_dir: Path,
+    overrides: dict[str, str] | None = None,
+    overrides_source: str = "devslice.local.yaml",
+    environ: dict[str, str] | None = None,
+) -> list[Variable]:
+    """The contract for slice ``s``, in a stable order.
+
+    Secrets are resolved (from the environment or files) and wrapped in :class:`Secret`; a
+    secret that is not set raises :class:`~devslice.errors.SecretUnavailable`.
+    """
+    p = env.contract.prefix
+    names = derive_names(env, s.handle)
+    ns = next((n for n in env.event_hubs.namespaces if n.name == s.event_hubs.namespace), None)
+    out: list[Variable] = []
+
+    def add(name: str, value: str, origin: Origin, source: str) -> None:
+        out.append(Variable(name, value, origin, source))
+
+    def secret(name: str, ref: SecretRef | None, where: str) -> None:
+        if ref is not None:
+            out.append(Variable(name, resolve(ref, base_dir, environ), Origin.secret,
+                                f"{where} ({ref.describe()})"))
+
+    ledger = f"ledger: slice {s.handle}"
+    add(f"{p}SLICE", s.handle, Origin.allocation, ledger)
+    add(f"{p}SLICE_KIND", s.kind.value, Origin.allocation, ledger)
+    add(f"{p}TEAM", env.team, Origin.team, "devslice.yaml team")
+
+    add(f"{p}EVENTHUBS_MODE", env.event_hubs.mode, Origin.team, "devslice.yaml eventHubs.mode")
+    add(f"{p}EVENTHUBS_NAMESPACE", s.event_hubs.namespace, Origin.allocation, ledger)
+    if ns is not None and env.event_hubs.mode == "shared":
+        add(f"{p}EVENTHUBS_FULLYQUALIFIEDNAMESPACE", ns.host, Origin.team,
+            "devslice.yaml eventHubs.namespaces")
+    if ns is not None:
+        add(f"{p}EVENTHUBS_PARTITIONCOUNT", str(ns.partitions), Origin.team,
+            "devslice.yaml eventHubs.namespaces")
+    add(env.contract.partition_ids_variable, ",".join(map(str, s.event_hubs.partitions)),
+        Origin.allocation, ledger)
+    if ns is not None:
+        secret(f"{p}EVENTHUBS_CONNECTIONSTRING", ns.connection_string,
+               f"devslice.yaml eventHubs.namespaces[{ns.name}].connectionString")
+
+    add(f"{p}STORAGE_ACCOUNT", names.storage_account, Origin.allocation,
+        "storage.accountTemplate")
+    add(f"{p}STORAGE_BLOBENDPOINT", names.blob_endpoint, Origin.allocation,
+        "storage.blobEndpointTemplate")
+    add(f"{p}STORAGE_QUEUEENDPOINT", names.queue_endpoint, Origin.allocation,
+        "storage.queueEndpointTemplate")
+    secret(f"{p}STORAGE_CONNECTIONSTRING", env.storage.connection_string,
+           "devslice.yaml storage.connectionString")
+
+    if env.data_explorer.cluster_url:
+        add(f"{p}DATAEXPLORER_CLUSTERURL", env.data_explorer.cluster_url, Origin.team,
+            "devslice.yaml dataExplorer.clusterUrl")
+    add(f"{p}DATAEXPLORER_DATABASE", names.data_explorer_database, Origin.allocation,
+        "dataExplorer.databaseTemplate")
+    routing = env.data_explorer.routing
+    for key, value in (("TABLE", routing.table), ("FORMAT", routing.format),
+                       ("INGESTIONMAPPINGREFERENCE", routing.ingestion_mapping_reference)):
+        if value:
+            add(f"{p}DATAEXPLORER_{key}", value, Origin.team, "devslice.yaml dataExplorer.routing")
+
+    if env.signal_r.endpoint:
+        add(f"{p}SIGNALR_ENDPOINT", env.signal_r.endpoint, Origin.team,
+            "devslice.yaml signalR.endpoint")
+    for hub, name in names.signalr_hubs.items():
+        add(f"{p}SIGNALR_HUB_{_key(hub)}", name, Origin.allocation, "signalR.hubTemplate")
+    secret(f"{p}SIGNALR_CONNECTIONSTRING", env.signal_r.connection_string,
+           "devslice.yaml signalR.connectionString")
+
+    for key, name in names.named.items():
+        add(f"{p}NAME_{_key(key)}", name, Origin.allocation, f"names.{key}.template")
+    for name, value in env.contract.env.items():
+        add(name, value, Origin.team, "devslice.yaml contract.env")
+
+    if overrides:
+        index = {v.name: i for i, v in enumerate(out)}
+        for name, value in overrides.items():
+            var = Variable(name, value, Origin.override, overrides_source)
+            if name in index:
+                out[index[name]] = var
+            else:
+                out.append(var)
+    return out

@@ -1,0 +1,202 @@
+"""The team ledger: one JSON document in Azure Blob Storage, updated optimistically.
+
+Every change reads the document with its ETag, applies a pure operation, and writes it back
+with ``If-Match``; a 412 means someone wrote in between, so it reads again and retries. A
+document devslice did not write (bad JSON, other apiVersion/kind/team) is reported and never
+overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from devslice.errors import LedgerBusy, LedgerCorrupt, LedgerUnreachable
+from devslice.ledger.base import API_VERSION, KIND, Ledger
+from devslice.slices.model import Change, LedgerState, Slice
+from devslice.slices.operations import Transition
+
+if TYPE_CHECKING:
+    from azure.storage.blob import ContainerClient
+
+    from devslice.config.model import AzureBlobLedger as Settings
+
+T = TypeVar("T")
+
+HISTORY_KEPT = 500  # the document stays small; older lines fall off
+
+
+class AzureBlobLedger(Ledger):
+    def __init__(
+        self,
+        container: ContainerClient,
+        blob: str,
+        team: str,
+        max_attempts: int = 200,
+    ) -> None:
+        self.container = container
+        self.blob = blob
+        self.team = team
+        self.max_attempts = max_attempts
+        # The account URL carries no key; connection strings never reach this string.
+        self.location = f"{container.url}/{blob}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, team: str, base_dir: Path) -> AzureBlobLedger:
+        from azure.storage.blob import ContainerClient
+
+        from devslice.secrets import resolve
+
+        options: dict[str, Any] = {"retry_total": 2, "connection_timeout": 10}
+        if settings.connection_string is not None:
+            secret = resolve(settings.connection_string, base_dir)
+            client = ContainerClient.from_connection_string(
+                secret.reveal(), settings.container, **options
+            )
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            client = ContainerClient(
+                str(settings.account_url), settings.container,
+                credential=DefaultAzureCredential(), **options,
+            )
+        return cls(client, settings.blob, team)
+
+    # -- the document ---------------------------------------------------------------------
+    def _download(self) -> tuple[dict[str, Any] | None, str | None]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            downloader = self._call(lambda: self.container.download_blob(self.blob))
+        except ResourceNotFoundError:
+            return None, None
+        raw = self._call(downloader.readall)
+        etag = downloader.properties.etag
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self._corrupt(f"is not JSON ({exc})") from exc
+        if not isinstance(doc, dict):
+            raise self._corrupt("is not a JSON object")
+        for key, value in (("apiVersion", API_VERSION), ("kind", KIND), ("team", self.team)):
+            if doc.get(key) != value:
+                raise self._corrupt(f"has {key} {doc.get(key)!r}, expected {value!r}")
+        return doc, etag
+
+    def _corrupt(self, what: str) -> LedgerCorrupt:
+        return LedgerCorrupt(
+            f"the ledger document {self.location} {what}",
+            hint="devslice never overwrites a document it did not write; fix or move the blob, "
+            "or set ledger.blob to another name",
+        )
+
+    def _state(self, doc: dict[str, Any] | None) -> LedgerState:
+        if doc is None:
+            return LedgerState()
+        try:
+            slices = {h: Slice.model_validate(s) for h, s in doc.get("slices", {}).items()}
+        except (ValueError, AttributeError) as exc:
+            raise self._corrupt(f"holds a slice devslice cannot read ({exc.__class__.__name__})")
+        return LedgerState(slices=slices)
+
+    def _history(self, doc: dict[str, Any] | None) -> list[dict[str, Any]]:
+        return list(doc.get("history", [])) if doc else []
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        """Translate transport and auth failures into LedgerUnreachable."""
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+            ServiceRequestError,
+        )
+
+        try:
+            return fn()
+        except (ResourceNotFoundError, ResourceModifiedError):
+            raise
+        except ClientAuthenticationError as exc:
+            raise LedgerUnreachable(
+                f"the ledger at {self.location} refused our credentials",
+                hint="check the connection string or `az login`; the identity needs "
+                "Storage Blob Data Contributor on the container",
+            ) from exc
+        except ServiceRequestError as exc:
+            raise LedgerUnreachable(
+                f"cannot reach the ledger at {self.location}",
+                hint="check the network and ledger.accountUrl; `devslice doctor` tests it",
+            ) from exc
+        except HttpResponseError as exc:
+            if exc.status_code in (409, 412):
+                raise
+            raise LedgerUnreachable(
+                f"the ledger at {self.location} answered {exc.status_code}: {exc.reason}",
+            ) from exc
+
+    # -- the Ledger interface -----------------------------------------------------------------
+    def read(self) -> LedgerState:
+        doc, _ = self._download()
+        return self._state(doc)
+
+    def history(self, handle: str | None = None, limit: int = 50) -> list[Change]:
+        doc, _ = self._download()
+        rows = [Change.model_validate(c) for c in self._history(doc)]
+        if handle:
+            rows = [c for c in rows if c.handle == handle]
+        return rows[-limit:]
+
+    def transact(self, operation: Callable[[LedgerState], Transition[T]]) -> Transition[T]:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import (
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+        )
+
+        for attempt in range(self.max_attempts):
+            doc, etag = self._download()
+            before = self._state(doc)
+            result = operation(before)
+            if not result.changes and result.state == before:
+                return result  # nothing to write (an idempotent claim, an empty gc)
+            body = json.dumps({
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "team": self.team,
+                "slices": {h: s.model_dump(mode="json") for h, s in result.state.slices.items()},
+                "history": (self._history(doc)
+                            + [c.model_dump(mode="json") for c in result.changes])[-HISTORY_KEPT:],
+            }, indent=1)
+            try:
+                if etag is None:
+                    self._ensure_container()
+                    self._call(lambda: self.container.upload_blob(
+                        self.blob, body, overwrite=False,
+                        match_condition=MatchConditions.IfMissing))
+                else:
+                    self._call(lambda: self.container.upload_blob(  # noqa: B023
+                        self.blob, body, overwrite=True, etag=etag,  # noqa: B023
+                        match_condition=MatchConditions.IfNotModified))
+                return result
+            except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
+                # Someone wrote between our read and write: read again and retry. Jitter keeps
+                # a crowd of writers from colliding in lockstep.
+                time.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** min(attempt, 6))))
+        raise LedgerBusy(
+            f"gave up after {self.max_attempts} attempts: other writers kept changing "
+            f"{self.location}",
+            hint="try again in a moment",
+        )
+
+    def _ensure_container(self) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            self._call(self.container.create_container)
+        except ResourceExistsError:
+            pass

@@ -1,0 +1,229 @@
+"""The library API: a loaded devslice.yaml with its ledger. The CLI is a thin layer on this.
+
+    from devslice.project import Project
+    project = Project.load()             # finds devslice.yaml
+    s, created = project.claim("ab")
+    for v in project.variables(s.handle):
+        print(v.name, v.value)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from devslice import identity
+from devslice.errors import SliceNotFound
+from devslice.slices import operations as ops
+from devslice.slices.model import LedgerState, Slice, SliceKind
+from devslice.slices.names import HandleRule
+from devslice.slices.partitions import NamespaceCapacity, PartitionPool
+
+if TYPE_CHECKING:
+    from devslice.config.model import Environment
+    from devslice.contract.variables import Variable
+    from devslice.ledger.base import Ledger
+
+T = TypeVar("T")
+
+CURRENT_FILE = ".devslice/current-slice"
+UNSET = object()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PartitionCell:
+    partition: int
+    state: str  # free | reserved | held
+    handle: str | None = None
+
+
+@dataclass(frozen=True)
+class NamespaceMap:
+    name: str
+    partitions: int
+    cells: tuple[PartitionCell, ...]
+    configured: bool  # False: slices hold partitions of a namespace the config no longer lists
+
+    @property
+    def free(self) -> int:
+        return sum(c.state == "free" for c in self.cells)
+
+
+class Project:
+    def __init__(
+        self,
+        env: Environment,
+        config_path: Path,
+        ledger: Ledger | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        actor: str | None = None,
+    ) -> None:
+        self.env = env
+        self.config_path = Path(config_path)
+        self.base_dir = self.config_path.resolve().parent
+        self._ledger = ledger
+        self.clock = clock
+        self.actor = actor or identity.actor()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, **kwargs: object) -> Project:
+        from devslice.config.load import load_config
+
+        env, found = load_config(path)
+        return cls(env, found, **kwargs)  # type: ignore[arg-type]
+
+    # -- parts ------------------------------------------------------------------------------
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            from devslice.ledger import open_ledger
+
+            self._ledger = open_ledger(self.env, self.base_dir)
+        return self._ledger
+
+    @cached_property
+    def pool(self) -> PartitionPool:
+        return PartitionPool(tuple(
+            NamespaceCapacity(ns.name, ns.partitions, frozenset(ns.reserved))
+            for ns in self.env.event_hubs.namespaces
+        ))
+
+    @cached_property
+    def handle_rule(self) -> HandleRule:
+        h = self.env.slices.handle
+        return HandleRule(h.min_length, h.max_length)
+
+    def default_ttl(self, kind: SliceKind) -> timedelta | None:
+        ttl: timedelta | None = getattr(self.env.slices.ttl, kind.value)
+        return ttl
+
+    # -- ledger operations ----------------------------------------------------------------
+    def claim(
+        self,
+        handle: str | None = None,
+        kind: SliceKind = SliceKind.developer,
+        partitions: int | None = None,
+        ttl: timedelta | None | object = UNSET,
+        owner: str | None = None,
+    ) -> tuple[Slice, bool]:
+        """Claim a slice (or return the one the owner already holds); returns (slice, new)."""
+        if handle is not None:
+            problem = self.handle_rule.problem(handle)
+            if problem:
+                from devslice.errors import InvalidHandle
+
+                raise InvalidHandle(problem)
+        request = ops.ClaimRequest(
+            owner=owner or identity.owner(),
+            handle=handle,
+            kind=kind,
+            partitions=partitions or self.env.event_hubs.partitions_per_slice,
+            ttl=self.default_ttl(kind) if ttl is UNSET else ttl,  # type: ignore[arg-type]
+        )
+        now = self.clock()
+        result = self.ledger.transact(
+            lambda state: ops.claim(state, request, self.pool, self.handle_rule, now, self.actor)
+        )
+        assert result.value is not None
+        return result.value
+
+    def release(self, handle: str, force: bool = False, owner: str | None = None) -> Slice:
+        who = owner or identity.owner()
+        now = self.clock()
+        result = self.ledger.transact(
+            lambda state: ops.release(state, handle, who, now, self.actor, force)
+        )
+        assert result.value is not None
+        return result.value
+
+    def renew(self, handle: str, ttl: timedelta | None = None) -> Slice:
+        now = self.clock()
+        result = self.ledger.transact(lambda state: ops.renew(state, handle, now, self.actor, ttl))
+        assert result.value is not None
+        return result.value
+
+    def gc(self, dry_run: bool = False) -> list[Slice]:
+        now = self.clock()
+        if dry_run:
+            return [s for s in self.ledger.read().slices.values() if s.expired(now)]
+        result = self.ledger.transact(lambda state: ops.collect(state, now, self.actor))
+        return result.value or []
+
+    def slices(self) -> list[Slice]:
+        return sorted(self.ledger.read().slices.values(), key=lambda s: s.handle)
+
+    def get(self, handle: str) -> Slice:
+        state = self.ledger.read()
+        return ops._get(state, handle)
+
+    # -- the current slice ------------------------------------------------------------------
+    def current_handle(self, explicit: str | None = None, state: LedgerState | None = None) -> str:
+        """Which slice a command means: --slice, $DEVSLICE_SLICE, devslice.local.yaml,
+        the last one claimed here, or the only one the owner holds."""
+        if explicit:
+            return explicit
+        if os.environ.get("DEVSLICE_SLICE"):
+            return os.environ["DEVSLICE_SLICE"]
+        local, _ = self.local()
+        if local is not None and local.slice:
+            return local.slice
+        marker = self.base_dir / CURRENT_FILE
+        if marker.is_file():
+            return marker.read_text(encoding="utf-8").strip()
+        me = identity.owner()
+        mine = [s.handle for s in (state or self.ledger.read()).slices.values() if s.owner == me]
+        if len(mine) == 1:
+            return mine[0]
+        raise SliceNotFound(
+            "no slice chosen" + (f": {me} holds {', '.join(mine)}" if mine else ""),
+            hint="pass --slice HANDLE, or claim one with `devslice slice claim`",
+        )
+
+    def remember(self, handle: str | None) -> None:
+        marker = self.base_dir / CURRENT_FILE
+        if handle is None:
+            marker.unlink(missing_ok=True)
+            return
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(handle + "\n", encoding="utf-8")
+
+    def local(self):  # type: ignore[no-untyped-def]
+        from devslice.config.local import load_local
+
+        return load_local(self.base_dir)
+
+    # -- views ------------------------------------------------------------------------------
+    def variables(self, handle: str, environ: dict[str, str] | None = None) -> list[Variable]:
+        from devslice.contract.variables import slice_variables
+
+        s = self.get(handle)
+        local, local_path = self.local()
+        overrides = local.env if local is not None else None
+        return slice_variables(self.env, s, self.base_dir, overrides, local_path.name, environ)
+
+    def capacity(self, state: LedgerState | None = None) -> list[NamespaceMap]:
+        state = state or self.ledger.read()
+        held = self.pool.held(state.slices.values())
+        out = []
+        for ns in self.pool.namespaces:
+            cells = tuple(
+                PartitionCell(p, "reserved") if p in ns.reserved
+                else PartitionCell(p, "held", held[ns.name][p]) if p in held[ns.name]
+                else PartitionCell(p, "free")
+                for p in range(ns.partitions)
+            )
+            out.append(NamespaceMap(ns.name, ns.partitions, cells, True))
+        configured = {ns.name for ns in self.pool.namespaces}
+        for name in sorted(set(held) - configured):
+            cells = tuple(PartitionCell(p, "held", h) for p, h in sorted(held[name].items()))
+            out.append(NamespaceMap(name, len(cells), cells, False))
+        return out

@@ -1,0 +1,1 @@
+"""Slices: handles, the names derived from them, partition allocation and ledger operations."""

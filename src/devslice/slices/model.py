@@ -1,0 +1,64 @@
+"""What the ledger records: slices and the history of changes to them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SliceKind(StrEnum):
+    developer = "developer"
+    ci = "ci"
+    shared = "shared"
+
+
+class PartitionLease(BaseModel):
+    """Partitions of every event hub in one namespace, held by one slice."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    partitions: tuple[int, ...]
+
+
+class Slice(BaseModel):
+    """One developer's (or pipeline's) share of the team's services."""
+
+    model_config = ConfigDict(frozen=True)
+
+    handle: str
+    kind: SliceKind
+    owner: str
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+    expires_at: datetime | None = None
+    ttl_seconds: int | None = None
+    event_hubs: PartitionLease
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+class Change(BaseModel):
+    """One line of the ledger's history: who did what, and when."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    actor: str
+    action: str  # claim | release | renew | gc
+    handle: str
+    detail: str = ""
+
+
+class LedgerState(BaseModel):
+    """Everything a ledger holds. Backends store it; operations turn one state into the next."""
+
+    model_config = ConfigDict(frozen=True)
+
+    slices: dict[str, Slice] = Field(default_factory=dict)
+    history: tuple[Change, ...] = ()
