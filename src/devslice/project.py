@@ -176,9 +176,9 @@ class Project:
         local, _ = self.local()
         if local is not None and local.slice:
             return local.slice
-        marker = self.base_dir / CURRENT_FILE
-        if marker.is_file():
-            return marker.read_text(encoding="utf-8").strip()
+        remembered = self.current_handle_marker()
+        if remembered:
+            return remembered
         me = identity.owner()
         mine = [s.handle for s in (state or self.ledger.read()).slices.values() if s.owner == me]
         if len(mine) == 1:
@@ -187,6 +187,10 @@ class Project:
             "no slice chosen" + (f": {me} holds {', '.join(mine)}" if mine else ""),
             hint="pass --slice HANDLE, or claim one with `devslice slice claim`",
         )
+
+    def current_handle_marker(self) -> str | None:
+        marker = self.base_dir / CURRENT_FILE
+        return marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
 
     def remember(self, handle: str | None) -> None:
         marker = self.base_dir / CURRENT_FILE

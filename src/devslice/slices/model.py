@@ -6,6 +6,14 @@ from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+# Stored and printed in camelCase like devslice.yaml; read back by either spelling.
+RECORD = ConfigDict(
+    frozen=True, alias_generator=to_camel, validate_by_name=True, validate_by_alias=True,
+    serialize_by_alias=True,
+)
 
 
 class SliceKind(StrEnum):
@@ -17,7 +25,7 @@ class SliceKind(StrEnum):
 class PartitionLease(BaseModel):
     """Partitions of every event hub in one namespace, held by one slice."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = RECORD
 
     namespace: str
     partitions: tuple[int, ...]
@@ -26,7 +34,7 @@ class PartitionLease(BaseModel):
 class Slice(BaseModel):
     """One developer's (or pipeline's) share of the team's services."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = RECORD
 
     handle: str
     kind: SliceKind
@@ -46,7 +54,7 @@ class Slice(BaseModel):
 class Change(BaseModel):
     """One line of the ledger's history: who did what, and when."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = RECORD
 
     at: datetime
     actor: str
@@ -58,7 +66,7 @@ class Change(BaseModel):
 class LedgerState(BaseModel):
     """Everything a ledger holds. Backends store it; operations turn one state into the next."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = RECORD
 
     slices: dict[str, Slice] = Field(default_factory=dict)
     history: tuple[Change, ...] = ()

@@ -107,10 +107,12 @@ def claim(
     if held is not None:
         if held.owner != request.owner:
             other = suggest_handle(request.owner, request.kind, state, rule)
+            yours = state.slices.get(other)
             raise SliceConflict(
                 f"slice {handle!r} is held by {held.owner} (since "
                 f"{held.created_at:%Y-%m-%d %H:%M}Z)",
-                hint=f"pick another handle, for example `devslice slice claim {other}`",
+                hint=f"you already hold {other!r}" if yours else
+                f"pick another handle, for example `devslice slice claim {other}`",
             )
         if held.kind is not request.kind or len(held.event_hubs.partitions) != request.partitions:
             raise SliceConflict(

@@ -1,0 +1,21 @@
+"""The ``devslice`` command: a thin layer over :mod:`devslice.project`.
+
+``main`` answers ``--version`` before importing click, pydantic or rich, so the one call
+scripts make most often starts as fast as Python itself (see benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--version"]:
+        from devslice import __version__
+
+        sys.stdout.write(f"devslice {__version__}\n")
+        return
+    from devslice.cli.app import run
+
+    sys.exit(run(args))

@@ -1,0 +1,140 @@
+"""The command tree. Each command parses arguments, calls the library, and prints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from devslice import __version__
+from devslice.errors import DevsliceError
+
+
+class State:
+    """What every command may need, built lazily from the global options."""
+
+    def __init__(self, config: str | None) -> None:
+        self.config = config
+        self._project: Any = None
+
+    def project(self) -> Any:
+        if self._project is None:
+            from devslice.project import Project
+
+            self._project = Project.load(self.config)
+        return self._project
+
+
+pass_state = click.make_pass_decorator(State)
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="devslice",
+                      message="%(prog)s %(version)s")
+@click.option("-f", "--file", "config", metavar="PATH", envvar="DEVSLICE_CONFIG",
+              help="The config file (default: devslice.yaml here or in a parent folder).")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """An isolated development environment per developer, carved out of shared services.
+
+    \b
+    Start here:
+      devslice init              write a starter devslice.yaml
+      devslice slice claim       claim your slice (partitions, names) in the ledger
+      devslice env               the variables your services read
+      devslice slice map         who holds what, and what is free
+    """
+    ctx.obj = State(config)
+
+
+@cli.command()
+@click.option("--team", default="myteam", show_default=True,
+              help="Team prefix used in names (lowercase letters and digits).")
+@click.option("--force", is_flag=True, help="Overwrite an existing devslice.yaml.")
+@click.option("-o", "--output", "path", default="devslice.yaml", show_default=True,
+              type=click.Path(dir_okay=False), help="Where to write it.")
+def init(team: str, force: bool, path: str) -> None:
+    """Write a commented starter devslice.yaml.
+
+    \b
+    Example:
+      devslice init --team company1
+    """
+    from devslice.config.starter import write_starter
+
+    written = write_starter(Path(path), team=team, force=force)
+    click.echo(f"wrote {written}; next: devslice slice claim")
+
+
+@cli.command()
+@click.option("--kind", type=click.Choice(["Environment", "LocalOverrides"]),
+              default="Environment", show_default=True, help="Which document.")
+def schema(kind: str) -> None:
+    """Print the JSON Schema of devslice.yaml, for editor completion.
+
+    \b
+    Example (VS Code with the YAML extension):
+      devslice schema > .devslice.schema.json
+      # then in devslice.yaml:  # yaml-language-server: $schema=.devslice.schema.json
+    """
+    import json
+
+    if kind == "Environment":
+        from devslice.config.model import Environment as model
+    else:
+        from devslice.config.local import LocalOverrides as model  # type: ignore[assignment]
+    data = model.model_json_schema(by_alias=True, mode="validation")
+    data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    click.echo(json.dumps(data, indent=2))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def doctor(state: State, as_json: bool) -> None:
+    """Check the tools devslice drives and whether the ledger is reachable.
+
+    \b
+    Example:
+      devslice doctor
+    """
+    from devslice.cli.doctor import run_doctor
+
+    ok = run_doctor(state, as_json)
+    if not ok:
+        sys.exit(1)
+
+
+def _register() -> None:
+    from devslice.cli.env import env
+    from devslice.cli.slice import slice_group
+
+    cli.add_command(slice_group)
+    cli.add_command(env)
+
+
+_register()
+
+
+def run(args: list[str]) -> int:
+    """Run the CLI; every DevsliceError becomes a message and an exit code, not a traceback."""
+    from devslice.cli.output import print_error
+
+    try:
+        cli.main(args=args, prog_name="devslice", standalone_mode=False)
+    except DevsliceError as exc:
+        print_error(exc)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,67 @@
+"""``devslice doctor``: what is installed, what is reachable, and how to fix what is not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devslice.cli.output import console, print_json
+
+
+def run_doctor(state: Any, as_json: bool) -> bool:
+    from devslice.errors import DevsliceError
+    from devslice.facts.tools import TOOLS, probe_all
+
+    checks: list[dict[str, Any]] = []
+    for fact in probe_all(TOOLS):
+        checks.append({
+            "name": fact.tool.name, "ok": fact.ok or not fact.tool.required,
+            "found": fact.path is not None, "version": fact.version,
+            "problem": fact.problem, "fix": fact.tool.fix if not fact.ok else None,
+            "neededFor": fact.tool.needed_for,
+        })
+    config_check: dict[str, Any] = {"name": "config", "ok": True, "found": True,
+                                    "version": None, "problem": None, "fix": None,
+                                    "neededFor": "everything"}
+    ledger_check: dict[str, Any] = {"name": "ledger", "ok": False, "found": False,
+                                    "version": None, "problem": None, "fix": None,
+                                    "neededFor": "slices"}
+    try:
+        project = state.project()
+        config_check["version"] = str(project.config_path)
+        try:
+            slices = project.ledger.read().slices
+            ledger_check.update(ok=True, found=True,
+                                version=f"{project.ledger.location} ({len(slices)} slices)")
+        except DevsliceError as exc:
+            ledger_check.update(problem=exc.message, fix=exc.hint)
+    except DevsliceError as exc:
+        config_check.update(ok=False, problem=exc.message.splitlines()[0], fix=exc.hint)
+        ledger_check.update(problem="no valid config to find the ledger from",
+                            fix="fix devslice.yaml first")
+    checks += [config_check, ledger_check]
+
+    if as_json:
+        print_json(checks)
+    else:
+        _print(checks)
+    return all(c["ok"] for c in checks)
+
+
+def _print(checks: list[dict[str, Any]]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(box=None, header_style="bold")
+    for col in ("", "check", "version / where", "needed for"):
+        t.add_column(col)
+    for c in checks:
+        mark = ("[green]ok[/]" if c["found"] else "[dim]--[/]") if c["ok"] else "[red]!![/]"
+        detail = escape(c["version"] or (c["problem"] or "not found"))
+        t.add_row(mark, c["name"], detail, c["neededFor"])
+    console().print(t)
+    problems = [c for c in checks if c["problem"] and (not c["ok"] or not c["found"])]
+    for c in problems:
+        level = "[red]problem[/]" if not c["ok"] else "[yellow]optional[/]"
+        console().print(f"{level} {c['name']}: {escape(c['problem'])}")
+        if c["fix"]:
+            console().print(f"  fix: {escape(c['fix'])}")

@@ -1,0 +1,94 @@
+"""``devslice env``: the environment contract of a slice, in the format a tool wants."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from devslice.cli.app import State, pass_state
+from devslice.cli.output import console
+
+DEFAULT_FILES = {"dotenv": "{handle}.env", "k8s": "{handle}.k8s.yaml"}
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds secrets), replacing it atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+@click.command()
+@click.option("--slice", "handle", metavar="HANDLE",
+              help="Which slice (default: $DEVSLICE_SLICE, devslice.local.yaml, or the one you "
+              "claimed last here).")
+@click.option("--format", "fmt", type=click.Choice(["dotenv", "shell", "json", "k8s"]),
+              default="shell", show_default=True, help="Output format.")
+@click.option("-o", "--output", metavar="PATH",
+              help="dotenv/k8s: file to write (default .devslice/HANDLE.env or .k8s.yaml, mode "
+              "0600); '-' for stdout.")
+@click.option("--namespace", "k8s_namespace", metavar="NS",
+              help="k8s: the Kubernetes namespace of the ConfigMap and Secret.")
+@click.option("--explain", is_flag=True,
+              help="Show where each value comes from instead of the values alone.")
+@pass_state
+def env(state: State, handle: str | None, fmt: str, output: str | None,
+        k8s_namespace: str | None, explain: bool) -> None:
+    """Print or write the variables a service reads to learn its slice.
+
+    Secrets never reach the terminal: shell output refers to their source variable or file,
+    JSON masks them, and dotenv/k8s output (which holds them) is written to a 0600 file.
+
+    \b
+    Examples:
+      eval "$(devslice env)"                       # shell: export LOCAL_DEV_...
+      devslice env --format dotenv                 # writes .devslice/ab.env
+      devslice env --format k8s -o - | kubectl apply -f -
+      devslice env --explain
+    """
+    from devslice.contract import render
+
+    project = state.project()
+    handle = project.current_handle(handle)
+    variables = project.variables(handle)
+    if explain:
+        if fmt == "json":
+            click.echo(render.as_json(variables, explain=True), nl=False)
+            return
+        _explain(variables)
+        return
+    if fmt == "shell":
+        click.echo(render.shell(variables), nl=False)
+        return
+    if fmt == "json":
+        click.echo(render.as_json(variables), nl=False)
+        return
+    text = render.dotenv(variables) if fmt == "dotenv" else render.k8s(
+        variables, handle, k8s_namespace)
+    if output == "-":
+        sys.stdout.write(text)
+        return
+    path = Path(output) if output else project.base_dir / ".devslice" / DEFAULT_FILES[fmt].format(
+        handle=handle)
+    write_private(path, text)
+    console().print(f"wrote {path} (mode 0600, {len(variables)} variables)", style="green")
+
+
+def _explain(variables: list) -> None:  # type: ignore[type-arg]
+    from rich.table import Table
+
+    from devslice.secrets import MASK
+
+    t = Table(box=None, header_style="bold")
+    for col in ("variable", "value", "from", "source"):
+        t.add_column(col)
+    for v in variables:
+        t.add_row(v.name, MASK if v.is_secret else v.value, v.origin.value, v.source)
+    console().print(t)

@@ -1,0 +1,277 @@
+"""``devslice slice ...``: claim, release, renew, show, list, gc and map."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import click
+
+from devslice.cli.app import State, pass_state
+from devslice.cli.output import console, print_json
+
+
+def _ttl(value: str | None) -> timedelta | None | str:
+    if value is None:
+        return "default"
+    if value.lower() in ("none", "never", "0"):
+        return None
+    from devslice.config.duration import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from None
+
+
+def _when(at: datetime | None) -> str:
+    return f"{at:%Y-%m-%d %H:%M}Z" if at else "never"
+
+
+def slice_json(project: Any, s: Any) -> dict[str, Any]:
+    from devslice.slices.derive import derive_names
+
+    data: dict[str, Any] = s.model_dump(mode="json")
+    data["names"] = derive_names(project.env, s.handle).all()
+    data["expired"] = s.expired(project.clock())
+    return data
+
+
+def _slice_table(project: Any, s: Any) -> None:
+    from rich.table import Table
+
+    from devslice.slices.derive import derive_names
+
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("slice", s.handle)
+    t.add_row("kind", s.kind.value)
+    t.add_row("owner", s.owner)
+    t.add_row("event hubs", f"{s.event_hubs.namespace} partitions "
+              f"{','.join(map(str, s.event_hubs.partitions))}")
+    for key, name in derive_names(project.env, s.handle).all().items():
+        t.add_row(key, name)
+    t.add_row("claimed", f"{_when(s.created_at)} by {s.created_by}")
+    t.add_row("updated", f"{_when(s.updated_at)} by {s.updated_by}")
+    expiry = _when(s.expires_at)
+    if s.expired(project.clock()):
+        expiry += " (expired; `devslice slice gc` will reclaim it)"
+    t.add_row("expires", expiry)
+    console().print(t)
+
+
+@click.group("slice", context_settings={"help_option_names": ["-h", "--help"]})
+def slice_group() -> None:
+    """Claim and manage slices in the team's ledger.
+
+    \b
+    Example:
+      devslice slice claim            # your initials, 1 partition
+      devslice slice map              # who holds which partitions
+    """
+
+
+@slice_group.command()
+@click.argument("handle", required=False)
+@click.option("--kind", type=click.Choice(["developer", "ci", "shared"]), default="developer",
+              show_default=True, help="Who the slice is for; ci slices expire (see slices.ttl).")
+@click.option("--partitions", "-p", type=click.IntRange(1, 32), metavar="K",
+              help="Partitions per event hub (default: eventHubs.partitionsPerSlice).")
+@click.option("--ttl", metavar="DURATION",
+              help="Lease length like 4h or 2d; 'none' never expires (default per kind).")
+@click.option("--owner", help="Who the slice is for (default: $DEVSLICE_OWNER or git email).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def claim(state: State, handle: str | None, kind: str, partitions: int | None, ttl: str | None,
+          owner: str | None, as_json: bool) -> None:
+    """Claim a slice: partitions and names of your own. Claiming again returns the same slice.
+
+    Without HANDLE, your initials are used (then ab2, ab3 ... if someone else has them).
+
+    \b
+    Examples:
+      devslice slice claim
+      devslice slice claim ab --partitions 2
+      devslice slice claim --kind ci --ttl 2h --json
+    """
+    from devslice.project import UNSET
+    from devslice.slices.model import SliceKind
+
+    project = state.project()
+    lease = _ttl(ttl)
+    s, created = project.claim(
+        handle, kind=SliceKind(kind), partitions=partitions,
+        ttl=UNSET if lease == "default" else lease, owner=owner,
+    )
+    if owner is None:  # a slice claimed for someone else does not become mine
+        project.remember(s.handle)
+    if as_json:
+        print_json({**slice_json(project, s), "created": created})
+        return
+    verb = "claimed" if created else "you already hold"
+    console().print(f"[green]{verb}[/] slice [bold]{s.handle}[/]")
+    _slice_table(project, s)
+    console().print("[dim]next: devslice env --format dotenv[/]")
+
+
+@slice_group.command()
+@click.argument("handle", required=False)
+@click.option("--force", is_flag=True, help="Release a slice someone else owns.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def release(state: State, handle: str | None, force: bool, as_json: bool) -> None:
+    """Give a slice back; its partitions and names become free.
+
+    \b
+    Example:
+      devslice slice release ab
+    """
+    project = state.project()
+    handle = project.current_handle(handle)
+    s = project.release(handle, force=force)
+    if project.current_handle_marker() == handle:
+        project.remember(None)
+    if as_json:
+        print_json(slice_json(project, s))
+        return
+    console().print(f"released slice [bold]{s.handle}[/] ({s.event_hubs.namespace} partitions "
+                    f"{','.join(map(str, s.event_hubs.partitions))} are free again)")
+
+
+@slice_group.command()
+@click.argument("handle", required=False)
+@click.option("--ttl", metavar="DURATION", help="New lease length (default: the slice's own).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def renew(state: State, handle: str | None, ttl: str | None, as_json: bool) -> None:
+    """Extend a slice's lease so gc does not reclaim it.
+
+    \b
+    Example (in a CI job, every hour):
+      devslice slice renew ci7 --ttl 2h
+    """
+    project = state.project()
+    lease = _ttl(ttl)
+    s = project.renew(project.current_handle(handle),
+                      ttl=None if lease in ("default", None) else lease)  # type: ignore[arg-type]
+    if as_json:
+        print_json(slice_json(project, s))
+        return
+    console().print(f"renewed slice [bold]{s.handle}[/]: expires {_when(s.expires_at)}")
+
+
+@slice_group.command()
+@click.argument("handle", required=False)
+@click.option("--history", "history", is_flag=True, help="Also show its history.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def show(state: State, handle: str | None, history: bool, as_json: bool) -> None:
+    """Show one slice: partitions, names, owner and lease (default: your current slice).
+
+    \b
+    Example:
+      devslice slice show ab --history
+    """
+    project = state.project()
+    s = project.get(project.current_handle(handle))
+    changes = project.ledger.history(s.handle) if history else []
+    if as_json:
+        data = slice_json(project, s)
+        if history:
+            data["history"] = [c.model_dump(mode="json") for c in changes]
+        print_json(data)
+        return
+    _slice_table(project, s)
+    for c in changes:
+        console().print(f"  {_when(c.at)}  {c.action:<8} {c.actor}  [dim]{c.detail}[/]")
+
+
+@slice_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def list_(state: State, as_json: bool) -> None:
+    """List the live slices in the ledger.
+
+    \b
+    Example:
+      devslice slice list --json | jq '.[].handle'
+    """
+    from rich.table import Table
+
+    project = state.project()
+    slices = project.slices()
+    if as_json:
+        print_json([slice_json(project, s) for s in slices])
+        return
+    if not slices:
+        console().print(f"no slices in {project.ledger.location}; claim one with "
+                        "`devslice slice claim`")
+        return
+    now = project.clock()
+    t = Table(box=None, header_style="bold")
+    for col in ("handle", "kind", "owner", "namespace", "partitions", "expires", "claimed"):
+        t.add_column(col)
+    for s in slices:
+        expires = _when(s.expires_at) + (" [red](expired)[/]" if s.expired(now) else "")
+        t.add_row(s.handle, s.kind.value, s.owner, s.event_hubs.namespace,
+                  ",".join(map(str, s.event_hubs.partitions)), expires, _when(s.created_at))
+    console().print(t)
+
+
+@slice_group.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be reclaimed.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def gc(state: State, dry_run: bool, as_json: bool) -> None:
+    """Reclaim slices whose lease expired (CI slices have a TTL).
+
+    \b
+    Example (a nightly job):
+      devslice slice gc
+    """
+    project = state.project()
+    removed = project.gc(dry_run=dry_run)
+    if as_json:
+        print_json({"dryRun": dry_run, "reclaimed": [slice_json(project, s) for s in removed]})
+        return
+    if not removed:
+        console().print("nothing to reclaim: no lease has expired")
+        return
+    verb = "would reclaim" if dry_run else "reclaimed"
+    for s in removed:
+        console().print(f"{verb} {s.handle} ({s.kind.value}, {s.owner}, expired "
+                        f"{_when(s.expires_at)})")
+
+
+@slice_group.command("map")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def map_(state: State, as_json: bool) -> None:
+    """Picture the capacity: namespaces by partitions, who holds which, how many are free.
+
+    \b
+    Example:
+      devslice slice map
+    """
+    from devslice.cli.capacity import print_map
+
+    project = state.project()
+    ledger_state = project.ledger.read()
+    namespaces = project.capacity(ledger_state)
+    if as_json:
+        per_slice = project.env.event_hubs.partitions_per_slice
+        print_json({
+            "partitionsPerSlice": per_slice,
+            "free": sum(n.free for n in namespaces),
+            "namespaces": [{
+                "name": n.name, "partitions": n.partitions, "free": n.free,
+                "configured": n.configured,
+                "cells": [{"partition": c.partition, "state": c.state, "handle": c.handle}
+                          for c in n.cells],
+            } for n in namespaces],
+            "slices": {h: {"owner": s.owner, "kind": s.kind.value}
+                       for h, s in ledger_state.slices.items()},
+        })
+        return
+    print_map(project, namespaces, ledger_state)

@@ -1,0 +1,1 @@
+"""Facts read the world and never change it (after pyinfra's facts)."""

@@ -1,0 +1,89 @@
+"""Which external programs are installed, and their versions.
+
+Each probe runs the tool's own version command with a short timeout; the runner is
+injectable so tests can hand in fake executables on a PATH of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    argv: tuple[str, ...]  # the version command, argv[0] looked up on PATH
+    required: bool
+    needed_for: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class ToolFact:
+    tool: Tool
+    path: str | None
+    version: str | None
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.path is not None and self.problem is None
+
+
+TOOLS: tuple[Tool, ...] = (
+    Tool("python", (sys.executable, "--version"), True, "devslice itself",
+         "install Python 3.11 or newer"),
+    Tool("node", ("node", "--version"), True, "Azurite (the storage emulator)",
+         "install Node.js 20 or newer: https://nodejs.org"),
+    Tool("docker", ("docker", "version", "--format", "{{.Client.Version}}"), False,
+         "the k3d runtime and emulator containers",
+         "install Docker Desktop or Docker Engine; without it devslice runs services as "
+         "local processes"),
+    Tool("docker engine", ("docker", "info", "--format", "{{.ServerVersion}}"), False,
+         "building images, k3d and emulator containers",
+         "start Docker Desktop, or the engine with `sudo systemctl start docker`"),
+    Tool("k3d", ("k3d", "version"), False, "the local Kubernetes cluster",
+         "install k3d 5.x: https://k3d.io (e.g. `curl -s https://raw.githubusercontent.com/"
+         "k3d-io/k3d/main/install.sh | bash`)"),
+    Tool("kubectl", ("kubectl", "version", "--client", "-o", "json"), False,
+         "inspecting the cluster by hand",
+         "install kubectl: https://kubernetes.io/docs/tasks/tools/"),
+    Tool("mirrord", ("mirrord", "--version"), False, "`devslice debug`",
+         "install mirrord: `curl -fsSL https://raw.githubusercontent.com/metalbear-co/"
+         "mirrord/main/scripts/install.sh | bash`"),
+)
+
+_VERSION = re.compile(r"v?(\d+\.\d+(?:\.\d+)?)")
+
+
+def probe(tool: Tool, path_env: str | None = None, timeout: float = 10.0) -> ToolFact:
+    exe = tool.argv[0] if os.path.isabs(tool.argv[0]) else shutil.which(tool.argv[0],
+                                                                         path=path_env)
+    if exe is None:
+        return ToolFact(tool, None, None, f"{tool.name} is not on PATH")
+    try:
+        done = subprocess.run(
+            [exe, *tool.argv[1:]], capture_output=True, text=True, timeout=timeout, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return ToolFact(tool, exe, None, f"`{tool.name}` did not answer: {exc}")
+    text = (done.stdout or "") + (done.stderr or "")
+    match = _VERSION.search(text)
+    if done.returncode != 0 and match is None:
+        first = text.strip().splitlines()[:1]
+        return ToolFact(tool, exe, None,
+                        f"`{' '.join(tool.argv)}` failed: {first[0] if first else done.returncode}")
+    return ToolFact(tool, exe, match.group(1) if match else text.strip()[:40], None)
+
+
+def probe_all(tools: Iterable[Tool], path_env: str | None = None) -> list[ToolFact]:
+    tools = list(tools)
+    with ThreadPoolExecutor(max_workers=len(tools) or 1) as pool:
+        return list(pool.map(lambda t: probe(t, path_env), tools))

@@ -1,0 +1,141 @@
+"""Azurite, the Azure Storage emulator, as a process on 127.0.0.1.
+
+Started with ``--skipApiVersionCheck --loose`` because newer SDKs send API versions newer
+than Azurite knows (see shared/reference/facts.md). Several accounts are declared through
+``AZURITE_ACCOUNTS``; the SDK reads the account name from the URL path on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from devslice.errors import ToolMissing
+
+# The well-known development account every Azure SDK documents; not a secret.
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class AzuriteNotFound(ToolMissing):
+    pass
+
+
+def find_azurite(start: Path | None = None) -> str:
+    """The azurite executable: $AZURITE_BIN, node_modules/.bin here or above, or PATH."""
+    explicit = os.environ.get("AZURITE_BIN")
+    if explicit:
+        return explicit
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "node_modules" / ".bin" / "azurite"
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("azurite")
+    if found:
+        return found
+    raise AzuriteNotFound(
+        "azurite is not installed",
+        hint="run `npm install` in the devslice checkout (package.json names azurite), or "
+        "`npm install -g azurite@3`",
+    )
+
+
+def account_key(account: str) -> str:
+    """A stable base64 key per emulator account (Azurite accepts any base64 key)."""
+    return base64.b64encode(hashlib.sha512(f"devslice:{account}".encode()).digest()).decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Azurite:
+    """A running Azurite. Use as a context manager, or call ``start``/``stop``."""
+
+    def __init__(
+        self,
+        accounts: list[str] | None = None,
+        location: str | None = None,
+        executable: str | None = None,
+    ) -> None:
+        self.accounts = accounts or [DEV_ACCOUNT]
+        self.executable = executable or find_azurite(Path(__file__).parent)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.location = location
+        self.blob_port = 0
+        self.queue_port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def key(self, account: str) -> str:
+        return DEV_KEY if account == DEV_ACCOUNT else account_key(account)
+
+    def connection_string(self, account: str | None = None) -> str:
+        name = account or self.accounts[0]
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={name};AccountKey={self.key(name)};"
+            f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{name};"
+            f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{name};"
+        )
+
+    def blob_endpoint(self, account: str | None = None) -> str:
+        return f"http://127.0.0.1:{self.blob_port}/{account or self.accounts[0]}"
+
+    def start(self, timeout: float = 30.0) -> Azurite:
+        if self.location is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="azurite-")
+            self.location = self._tmp.name
+        self.blob_port, self.queue_port, table_port = _free_port(), _free_port(), _free_port()
+        env = dict(os.environ)
+        env["AZURITE_ACCOUNTS"] = ";".join(f"{a}:{self.key(a)}" for a in self.accounts)
+        argv = [
+            self.executable, "--silent", "--skipApiVersionCheck", "--loose",
+            "--disableTelemetry", "--location", self.location,
+            "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
+            "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
+            "--tableHost", "127.0.0.1", "--tablePort", str(table_port),
+        ]
+        log = open(os.path.join(self.location, "azurite.log"), "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                output = Path(self.location, "azurite.log").read_text(errors="replace")[-2000:]
+                raise ToolMissing(f"azurite exited with {self.process.returncode}: {output}")
+            try:
+                for port in (self.blob_port, self.queue_port):
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise ToolMissing(f"azurite did not listen on 127.0.0.1:{self.blob_port} in {timeout}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Azurite:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
