@@ -134,6 +134,12 @@ def _message(err: dict[str, Any], model: Any) -> str:
         guess = f"; did you mean {close[0]!r}?" if close else ""
         return f"unknown key {loc[-1]!r}{guess} expected one of: {', '.join(allowed)}"
     msg = err["msg"]
+    from devslice.config.model import SecretRef
+
+    if kind == "model_type" and _model_at(model, loc) is SecretRef:
+        # Never echo what was written: it is probably the secret itself.
+        return ("secrets are not written in devslice.yaml: expected {fromEnv: VARIABLE} or "
+                "{fromFile: PATH}")
     if msg.startswith("Value error, "):
         return msg[len("Value error, "):]
     if msg.startswith("Input should be "):

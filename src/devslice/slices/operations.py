@@ -60,7 +60,7 @@ def suggest_handle(owner: str, kind: SliceKind, state: LedgerState, rule: Handle
         suffix = str(n) if n else ""
         candidate = base[: rule.max_length - len(suffix)] + suffix
         held = state.slices.get(candidate)
-        if held is None or (held.owner == owner and kind is not SliceKind.ci):
+        if held is None or (held.owner == owner and held.kind is kind is not SliceKind.ci):
             return candidate
     raise SliceConflict(f"no free handle starting with {base!r}", hint="pass a handle")
 
