@@ -120,20 +120,20 @@ class AzureBlobLedger(Ledger):
             return fn()
         except (ResourceNotFoundError, ResourceModifiedError):
             raise
-        except ClientAuthenticationError as exc:
-            raise LedgerUnreachable(
-                f"the ledger at {self.location} refused our credentials",
-                hint="check the connection string or `az login`; the identity needs "
-                "Storage Blob Data Contributor on the container",
-            ) from exc
         except ServiceRequestError as exc:
             raise LedgerUnreachable(
                 f"cannot reach the ledger at {self.location}",
                 hint="check the network and ledger.accountUrl; `devslice doctor` tests it",
             ) from exc
-        except HttpResponseError as exc:
+        except (ClientAuthenticationError, HttpResponseError) as exc:
             if exc.status_code in (409, 412):
                 raise
+            if isinstance(exc, ClientAuthenticationError) or exc.status_code in (401, 403):
+                raise LedgerUnreachable(
+                    f"the ledger at {self.location} refused our credentials",
+                    hint="check the connection string or `az login`; the identity needs "
+                    "Storage Blob Data Contributor on the container",
+                ) from exc
             raise LedgerUnreachable(
                 f"the ledger at {self.location} answered {exc.status_code}: {exc.reason}",
             ) from exc

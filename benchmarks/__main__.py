@@ -1,0 +1,60 @@
+"""Run every benchmark and print a markdown summary: ``.venv/bin/python -m benchmarks``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+
+from benchmarks import claims, startup
+
+
+def machine() -> str:
+    from devslice.testing import find_azurite
+
+    u = platform.uname()
+    try:
+        azurite = subprocess.run([find_azurite(), "--version"], capture_output=True,
+                                 text=True, check=False).stdout.strip() or "?"
+    except Exception as exc:  # reported, not fatal: the claim benchmark says more
+        azurite = f"not found ({exc})"
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return "\n".join([
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- uname: {u.system} {u.release} {u.version} {u.machine}",
+        f"- CPUs: {os.cpu_count()}; load average at start: {load}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"SQLite {sqlite3.sqlite_version}, azure-storage-blob {version('azure-storage-blob')}, "
+        f"Azurite {azurite}, devslice {version('devslice')}",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and runs")
+    args = parser.parse_args(argv)
+
+    began = time.perf_counter()
+    print(f"# devslice benchmarks{' (--quick)' if args.quick else ''}\n")
+    print(machine(), flush=True)
+
+    print(f"\n## Claim latency, {claims.WORKERS} processes claiming at once\n", flush=True)
+    results = claims.run(args.quick)
+    print(claims.report(results), flush=True)
+
+    print("\n## Start-up time\n", flush=True)
+    print(startup.report(startup.run(args.quick)))
+
+    print(f"\n(ran in {time.perf_counter() - began:.0f} s)")
+    bad = any(r.failed or r.duplicates or r.problems for r in results)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
