@@ -171,7 +171,8 @@ def test_blob_ledger_needs_a_way_in() -> None:
 
 def test_storage_template_too_long_for_longest_handle() -> None:
     (msg,) = errors(BASE + "storage:\n  accountTemplate: '{team}storageacct4{slice}'\n")
-    assert msg.startswith("devslice.yaml:5:20: storage.accountTemplate: '{team}storageacct4{slice}' "
+    assert msg.startswith("devslice.yaml:5:20: storage.accountTemplate: "
+                          "'{team}storageacct4{slice}' "
                           "can produce an invalid name for handle")
     assert "a storage account name needs 3 to 24" in msg
 

@@ -157,6 +157,6 @@ def test_idempotent_claim_does_not_write(container: ContainerClient) -> None:
     p = project(ledger)
     p.claim("ab")
     etag = container.get_blob_client("ledger.json").get_blob_properties().etag
-    again, created = p.claim("ab")
+    _, created = p.claim("ab")
     assert not created
     assert container.get_blob_client("ledger.json").get_blob_properties().etag == etag

@@ -28,7 +28,8 @@ def project(path: Path, team: str = "company1", actor: str = "ann@laptop") -> Pr
 def test_every_change_records_who_and_when(tmp_path: Path) -> None:
     p = project(tmp_path / "l.db")
     s, _ = p.claim("ab", kind=SliceKind.ci, ttl=timedelta(hours=2), owner="pipeline-7")
-    assert (s.created_at, s.created_by, s.expires_at) == (NOW, "ann@laptop", NOW + timedelta(hours=2))
+    assert (s.created_at, s.created_by) == (NOW, "ann@laptop")
+    assert s.expires_at == NOW + timedelta(hours=2)
     p.renew("ab")
     p.release("ab", owner="pipeline-7")
     lines = [(c.action, c.actor, c.at, c.handle) for c in p.ledger.history()]
@@ -72,8 +73,8 @@ def test_a_foreign_sqlite_database_is_not_adopted(tmp_path: Path) -> None:
     conn.execute("INSERT INTO meta VALUES ('apiVersion', 'someone.else/v1')")
     conn.commit()
     conn.close()
-    with pytest.raises(LedgerCorrupt, match="holds apiVersion 'someone.else/v1', expected "
-                                            "'devslice.dev/v1alpha1'"):
+    with pytest.raises(LedgerCorrupt, match=r"holds apiVersion 'someone\.else/v1', "
+                                            r"expected 'devslice\.dev/v1alpha1'"):
         project(path).slices()
 
 
@@ -107,5 +108,5 @@ def test_unreadable_slice_row_is_reported(tmp_path: Path) -> None:
     conn.execute("UPDATE slices SET doc = '{\"handle\": 3}'")
     conn.commit()
     conn.close()
-    with pytest.raises(LedgerCorrupt, match="slice 'ab' in .* is unreadable"):
+    with pytest.raises(LedgerCorrupt, match=r"slice 'ab' in .* is unreadable"):
         project(tmp_path / "l.db").slices()

@@ -25,6 +25,7 @@ from devslice.slices.names import HandleRule
 from devslice.slices.partitions import NamespaceCapacity, PartitionPool
 
 if TYPE_CHECKING:
+    from devslice.config.local import LocalOverrides
     from devslice.config.model import Environment
     from devslice.contract.variables import Variable
     from devslice.ledger.base import Ledger
@@ -112,7 +113,7 @@ class Project:
         handle: str | None = None,
         kind: SliceKind = SliceKind.developer,
         partitions: int | None = None,
-        ttl: timedelta | None | object = UNSET,
+        ttl: timedelta | object | None = UNSET,
         owner: str | None = None,
     ) -> tuple[Slice, bool]:
         """Claim a slice (or return the one the owner already holds); returns (slice, new)."""
@@ -200,7 +201,8 @@ class Project:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(handle + "\n", encoding="utf-8")
 
-    def local(self):  # type: ignore[no-untyped-def]
+    def local(self) -> tuple[LocalOverrides | None, Path]:
+        """The developer's devslice.local.yaml beside devslice.yaml, and its path."""
         from devslice.config.local import load_local
 
         return load_local(self.base_dir)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from devslice.cli.app import State, pass_state
 from devslice.cli.output import console
+
+if TYPE_CHECKING:
+    from devslice.contract.variables import Variable
 
 DEFAULT_FILES = {"dotenv": "{handle}.env", "k8s": "{handle}.k8s.yaml"}
 
@@ -81,7 +85,7 @@ def env(state: State, handle: str | None, fmt: str, output: str | None,
     console().print(f"wrote {path} (mode 0600, {len(variables)} variables)", style="green")
 
 
-def _explain(variables: list) -> None:  # type: ignore[type-arg]
+def _explain(variables: list[Variable]) -> None:
     from rich.table import Table
 
     from devslice.secrets import MASK
@@ -90,5 +94,6 @@ def _explain(variables: list) -> None:  # type: ignore[type-arg]
     for col in ("variable", "value", "from", "source"):
         t.add_column(col)
     for v in variables:
-        t.add_row(v.name, MASK if v.is_secret else v.value, v.origin.value, v.source)
+        shown = v.value if isinstance(v.value, str) else MASK
+        t.add_row(v.name, shown, v.origin.value, v.source)
     console().print(t)

@@ -11,7 +11,7 @@ from devslice.cli.app import State, pass_state
 from devslice.cli.output import console, print_json
 
 
-def _ttl(value: str | None) -> timedelta | None | str:
+def _ttl(value: str | None) -> timedelta | str | None:
     if value is None:
         return "default"
     if value.lower() in ("none", "never", "0"):
@@ -154,7 +154,7 @@ def renew(state: State, handle: str | None, ttl: str | None, as_json: bool) -> N
     project = state.project()
     lease = _ttl(ttl)
     s = project.renew(project.current_handle(handle),
-                      ttl=None if lease in ("default", None) else lease)  # type: ignore[arg-type]
+                      ttl=lease if isinstance(lease, timedelta) else None)
     if as_json:
         print_json(slice_json(project, s))
         return

@@ -7,9 +7,12 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from devslice.errors import ConfigError, ConfigIssue
+
+if TYPE_CHECKING:
+    from devslice.config.model import Environment
 
 DEFAULT_FILENAME = "devslice.yaml"
 LOCAL_FILENAME = "devslice.local.yaml"
@@ -154,7 +157,7 @@ def _message(err: dict[str, Any], model: Any) -> str:
     return f"{shown!r} is not allowed: {msg}"
 
 
-def parse_config(text: str, path: str, model: type[M]) -> M:
+def parse_config(text: str, path: str, model: type[M]) -> M:  # M is a pydantic model
     """Validate YAML text against a pydantic model; errors carry file:line:col."""
     from pydantic import ValidationError
 
@@ -166,7 +169,7 @@ def parse_config(text: str, path: str, model: type[M]) -> M:
         raise ConfigError([ConfigIssue(path, 1, 1, "", f"expected a mapping of keys, found "
                                                        f"{type(data).__name__}")])
     try:
-        obj = model.model_validate(data)  # type: ignore[attr-defined]
+        obj: M = model.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as exc:
         issues = []
         for err in exc.errors():
@@ -174,8 +177,8 @@ def parse_config(text: str, path: str, model: type[M]) -> M:
             if err["type"] == "union_tag_invalid":
                 loc = (*loc, "backend")
             line, col = _position(data, loc, key=err["type"] == "extra_forbidden")
-            issues.append(ConfigIssue(path, line, col, _where(
-                tuple(p for p in loc if p not in ("sqlite", "azureBlob"))), _message(err, model)))
+            where = _where(tuple(p for p in loc if p not in ("sqlite", "azureBlob")))
+            issues.append(ConfigIssue(path, line, col, where, _message(dict(err), model)))
         issues.sort(key=lambda i: (i.line or 0, i.column or 0))
         raise ConfigError(issues) from None
     checker = getattr(obj, "semantic_issues", None)
@@ -184,16 +187,17 @@ def parse_config(text: str, path: str, model: type[M]) -> M:
         if found:
             raise ConfigError([ConfigIssue(path, *_position(data, loc), _where(loc), msg)
                                for loc, msg in found])
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
-def load_config(path: str | os.PathLike[str] | None = None):  # type: ignore[no-untyped-def]
-    """Find, read and validate devslice.yaml; returns (Environment, path)."""
+def load_config(path: str | os.PathLike[str] | None = None) -> tuple[Environment, Path]:
+    """Find, read and validate devslice.yaml; returns the Environment and the file's path."""
     from devslice.config.model import Environment
 
     found = find_config(path)
     try:
         text = found.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigIssue(str(found), None, None, "", f"cannot read: {exc}")]) from None
+        issue = ConfigIssue(str(found), None, None, "", f"cannot read: {exc}")
+        raise ConfigError([issue]) from None
     return parse_config(text, str(found), Environment), found

@@ -8,6 +8,7 @@ overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -47,11 +48,16 @@ class AzureBlobLedger(Ledger):
 
     @classmethod
     def from_settings(cls, settings: Settings, team: str, base_dir: Path) -> AzureBlobLedger:
-        from azure.storage.blob import ContainerClient
+        from azure.storage.blob import ContainerClient, LinearRetry
 
         from devslice.secrets import resolve
 
-        options: dict[str, Any] = {"retry_total": 2, "connection_timeout": 10}
+        # The SDK's default retry waits 15 s, then 18 s; an unreachable ledger should say so
+        # in a few seconds, not a minute.
+        options: dict[str, Any] = {
+            "retry_policy": LinearRetry(backoff=1, random_jitter_range=0, retry_total=2),
+            "connection_timeout": 5,
+        }
         if settings.connection_string is not None:
             secret = resolve(settings.connection_string, base_dir)
             client = ContainerClient.from_connection_string(
@@ -100,7 +106,8 @@ class AzureBlobLedger(Ledger):
         try:
             slices = {h: Slice.model_validate(s) for h, s in doc.get("slices", {}).items()}
         except (ValueError, AttributeError) as exc:
-            raise self._corrupt(f"holds a slice devslice cannot read ({exc.__class__.__name__})")
+            what = f"holds a slice devslice cannot read ({exc.__class__.__name__})"
+            raise self._corrupt(what) from exc
         return LedgerState(slices=slices)
 
     def _history(self, doc: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -151,7 +158,6 @@ class AzureBlobLedger(Ledger):
         return rows[-limit:]
 
     def transact(self, operation: Callable[[LedgerState], Transition[T]]) -> Transition[T]:
-        from azure.core import MatchConditions
         from azure.core.exceptions import (
             ResourceExistsError,
             ResourceModifiedError,
@@ -173,15 +179,7 @@ class AzureBlobLedger(Ledger):
                             + [c.model_dump(mode="json") for c in result.changes])[-HISTORY_KEPT:],
             }, indent=1)
             try:
-                if etag is None:
-                    self._ensure_container()
-                    self._call(lambda: self.container.upload_blob(
-                        self.blob, body, overwrite=False,
-                        match_condition=MatchConditions.IfMissing))
-                else:
-                    self._call(lambda: self.container.upload_blob(  # noqa: B023
-                        self.blob, body, overwrite=True, etag=etag,  # noqa: B023
-                        match_condition=MatchConditions.IfNotModified))
+                self._write(body, etag)
                 return result
             except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
                 # Someone wrote between our read and write: read again and retry. Jitter keeps
@@ -193,10 +191,17 @@ class AzureBlobLedger(Ledger):
             hint="try again in a moment",
         )
 
-    def _ensure_container(self) -> None:
+    def _write(self, body: str, etag: str | None) -> None:
+        """Create the document if it is missing, else replace it if nobody changed it."""
+        from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError
 
-        try:
-            self._call(self.container.create_container)
-        except ResourceExistsError:
-            pass
+        if etag is None:
+            with contextlib.suppress(ResourceExistsError):
+                self._call(self.container.create_container)
+            self._call(lambda: self.container.upload_blob(
+                self.blob, body, overwrite=False, match_condition=MatchConditions.IfMissing))
+        else:
+            self._call(lambda: self.container.upload_blob(
+                self.blob, body, overwrite=True, etag=etag,
+                match_condition=MatchConditions.IfNotModified))

@@ -8,7 +8,6 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-
 # Stored and printed in camelCase like devslice.yaml; read back by either spelling.
 RECORD = ConfigDict(
     frozen=True, alias_generator=to_camel, validate_by_name=True, validate_by_alias=True,
