@@ -1,0 +1,42 @@
+# Two commands set up a fresh machine (Python 3.11+ and Node 20+):
+#   make demo   install, then run devslice on embedded defaults (examples/quickstart)
+#   make test   install, then lint, type-check and run the whole test suite (starts Azurite)
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+DEMO := examples/quickstart
+
+.PHONY: setup demo test lint bench clean
+
+$(BIN)/devslice: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+node_modules/.bin/azurite: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(BIN)/devslice node_modules/.bin/azurite
+
+demo: setup
+	cd $(DEMO) && ../../$(BIN)/devslice slice claim
+	cd $(DEMO) && ../../$(BIN)/devslice slice claim --owner "Alex Bauer (a colleague)"
+	cd $(DEMO) && ../../$(BIN)/devslice slice claim --kind ci --owner pipeline-42
+	cd $(DEMO) && ../../$(BIN)/devslice slice map
+	cd $(DEMO) && ../../$(BIN)/devslice env --explain
+	cd $(DEMO) && ../../$(BIN)/devslice env --format dotenv
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	DEVSLICE_REQUIRE_AZURITE=1 $(BIN)/python -m pytest -n 2 -q
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) node_modules $(DEMO)/.devslice
