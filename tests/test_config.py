@@ -226,3 +226,11 @@ def test_schema_is_json_schema_with_camel_case_keys() -> None:
     assert {"apiVersion", "kind", "team", "ledger", "eventHubs", "signalR"} <= set(
         schema["properties"])
     assert schema["required"] == ["apiVersion", "kind", "team"]
+
+
+def test_endpoint_template_placeholders() -> None:
+    (msg,) = errors(
+        BASE + "storage:\n  blobEndpointTemplate: 'https://{acount}.blob.core.windows.net'\n")
+    assert msg == ("devslice.yaml:5:25: storage.blobEndpointTemplate: "
+                   "'https://{acount}.blob.core.windows.net' uses {acount}; the placeholders "
+                   "allowed here are {account}, {slice}, {team}")

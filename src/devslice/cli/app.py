@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +103,8 @@ def doctor(state: State, as_json: bool) -> None:
     """
     from devslice.cli.doctor import run_doctor
 
-    ok = run_doctor(state, as_json)
-    if not ok:
-        sys.exit(1)
+    if not run_doctor(state, as_json):
+        raise click.exceptions.Exit(1)
 
 
 def _register() -> None:
@@ -125,7 +123,7 @@ def run(args: list[str]) -> int:
     from devslice.cli.output import print_error
 
     try:
-        cli.main(args=args, prog_name="devslice", standalone_mode=False)
+        code = cli.main(args=args, prog_name="devslice", standalone_mode=False)
     except DevsliceError as exc:
         print_error(exc)
         return exc.exit_code
@@ -137,4 +135,4 @@ def run(args: list[str]) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    return 0
+    return code if isinstance(code, int) else 0

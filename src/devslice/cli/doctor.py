@@ -55,7 +55,12 @@ def _print(checks: list[dict[str, Any]]) -> None:
     for col in ("", "check", "version / where", "needed for"):
         t.add_column(col)
     for c in checks:
-        mark = ("[green]ok[/]" if c["found"] else "[dim]--[/]") if c["ok"] else "[red]!![/]"
+        if not c["ok"]:
+            mark = "[red]!![/]"
+        elif c["problem"]:
+            mark = "[yellow]![/]" if c["found"] else "[dim]--[/]"
+        else:
+            mark = "[green]ok[/]"
         detail = escape(c["version"] or (c["problem"] or "not found"))
         t.add_row(mark, c["name"], detail, c["neededFor"])
     console().print(t)

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from devslice.config.model import Environment
-from devslice.slices.names import RULES, HandleRule, may_collide, template_problems
+from devslice.slices.names import (
+    RULES,
+    HandleRule,
+    may_collide,
+    placeholders,
+    template_problems,
+)
 
 Loc = tuple[str | int, ...]
 
@@ -61,6 +67,13 @@ def check(env: Environment) -> list[tuple[Loc, str]]:
                 f"{', '.join(env.signal_r.hubs)} would share one name; add {{hub}}",
             )
         )
+
+    for key, template in (("blobEndpointTemplate", env.storage.blob_endpoint_template),
+                          ("queueEndpointTemplate", env.storage.queue_endpoint_template)):
+        unknown = sorted(set(placeholders(template)) - {"account", "team", "slice"})
+        if unknown:
+            issues.append((("storage", key), f"{template!r} uses {{{unknown[0]}}}; the "
+                           f"placeholders allowed here are {{account}}, {{slice}}, {{team}}"))
 
     good: list[Template] = []
     for t in templates(env):
