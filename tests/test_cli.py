@@ -222,3 +222,12 @@ ledger:
 """)
     assert run(["slice", "list"]) == 1
     assert "error: the secret NOT_SET_ANYWHERE is not set" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_a_message(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "devslice.yaml").write_text(BASE)
+    assert run(["slice", "claim"]) == 0
+    (workdir / "blocker").write_text("a file, not a folder")
+    assert run(["env", "--format", "dotenv", "-o", "blocker/ab.env"]) == 1
+    err = capsys.readouterr().err
+    assert "error: " in err and "blocker" in err and "Traceback" not in err

@@ -135,4 +135,10 @@ def run(args: list[str]) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a file we were told to write or read: say which and why
+        from devslice.cli.output import err_console
+
+        where = f": {exc.filename}" if exc.filename else ""
+        err_console().print(f"[bold red]error:[/] {exc.strerror or exc}{where}", markup=True)
+        return 1
     return code if isinstance(code, int) else 0
