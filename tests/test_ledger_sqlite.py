@@ -88,7 +88,7 @@ def test_unwritable_location_is_unreachable(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(LedgerUnreachable) as info:
-        project(blocker / "sub" / "l.db").slices()
+        project(blocker / "sub" / "l.db").claim("ab")
     assert str(blocker / "sub" / "l.db") in info.value.message
 
 
@@ -98,7 +98,7 @@ def test_read_only_folder_is_unreachable(tmp_path: Path) -> None:
     ro.mkdir()
     ro.chmod(0o500)
     with pytest.raises(LedgerUnreachable):
-        project(ro / "l.db").slices()
+        project(ro / "l.db").claim("ab")
 
 
 def test_unreadable_slice_row_is_reported(tmp_path: Path) -> None:
@@ -110,3 +110,10 @@ def test_unreadable_slice_row_is_reported(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(LedgerCorrupt, match=r"slice 'ab' in .* is unreadable"):
         project(tmp_path / "l.db").slices()
+
+
+def test_reading_a_ledger_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
+    p = project(tmp_path / "sub" / "l.db")
+    assert p.slices() == []
+    assert p.ledger.history() == []
+    assert not (tmp_path / "sub").exists()

@@ -72,6 +72,9 @@ class AzureBlobLedger(Ledger):
             )
         return cls(client, settings.blob, team)
 
+    def close(self) -> None:
+        self.container.close()
+
     # -- the document ---------------------------------------------------------------------
     def _download(self) -> tuple[dict[str, Any] | None, str | None]:
         from azure.core.exceptions import ResourceNotFoundError

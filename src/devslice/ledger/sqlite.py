@@ -7,6 +7,7 @@ key makes a double allocation impossible even if the Python rules had a bug.
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import time
 from collections.abc import Callable
@@ -58,12 +59,14 @@ class SqliteLedger(Ledger):
                 hint="check that the folder exists and is writable, or set ledger.path",
             ) from exc
         try:
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(SCHEMA)
-            self._check_identity(conn)
+            self._prepare(conn)
         except sqlite3.OperationalError as exc:
             conn.close()
+            if _locked(exc):
+                raise LedgerBusy(
+                    f"the ledger at {self.path} stayed locked for {self.busy_timeout:.0f}s",
+                    hint="another devslice process holds it; try again",
+                ) from exc
             raise LedgerUnreachable(
                 f"cannot use the ledger at {self.path}: {exc}",
                 hint="check that the file and its folder are writable, or set ledger.path",
@@ -76,6 +79,26 @@ class SqliteLedger(Ledger):
             ) from exc
         self._conn = conn
         return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """WAL mode, tables and identity, retried while other processes hold the lock.
+
+        Switching a new file to WAL needs an exclusive lock and SQLite answers "database is
+        locked" at once instead of waiting for the busy timeout, so when many processes open
+        a new ledger together (16 CI jobs, say) we wait here ourselves.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(SCHEMA)
+                self._check_identity(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
 
     def _check_identity(self, conn: sqlite3.Connection) -> None:
         """Stamp a new file; refuse a file that another tool or team wrote."""
@@ -114,6 +137,8 @@ class SqliteLedger(Ledger):
         return LedgerState(slices=slices)
 
     def read(self) -> LedgerState:
+        if self._conn is None and not self.path.exists():
+            return LedgerState()  # a fact never writes: no file yet means no slices yet
         conn = self._connect()
         try:
             return self._load(conn)
@@ -121,6 +146,8 @@ class SqliteLedger(Ledger):
             raise LedgerBusy(f"cannot read {self.path}: {exc}") from exc
 
     def history(self, handle: str | None = None, limit: int = 50) -> list[Change]:
+        if self._conn is None and not self.path.exists():
+            return []
         conn = self._connect()
         query = "SELECT at, actor, action, handle, detail FROM history"
         args: tuple[object, ...] = ()
@@ -173,3 +200,6 @@ class SqliteLedger(Ledger):
             [(c.at.isoformat(), c.actor, c.action, c.handle, c.detail) for c in result.changes],
         )
 
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)

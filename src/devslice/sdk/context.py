@@ -1,0 +1,156 @@
+"""What a running service knows about its slice: the environment contract, parsed once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from devslice.errors import DevsliceError
+
+DEFAULT_PREFIX = "LOCAL_DEV_"
+DEFAULT_PARTITIONS_VARIABLE = "LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS"
+EMBEDDED_SCHEME = "embedded:"
+
+
+class SliceViolation(DevsliceError):
+    """A call would leave the slice (a foreign partition, say)."""
+
+
+class ContractError(DevsliceError):
+    """The environment contract's variables are malformed."""
+
+
+@dataclass(frozen=True)
+class SliceContext:
+    """The slice a service runs in. ``handle`` None means a shared environment: no limits."""
+
+    handle: str | None = None
+    partition_ids: tuple[str, ...] | None = None  # None: every partition
+    eventhubs_mode: str = "shared"
+    eventhubs_namespace: str | None = None
+    fully_qualified_namespace: str | None = None
+    eventhubs_connection_string: str | None = field(default=None, repr=False)
+    storage_account: str | None = None
+    blob_endpoint: str | None = None
+    queue_endpoint: str | None = None
+    storage_connection_string: str | None = field(default=None, repr=False)
+    data_explorer_cluster_url: str | None = None
+    data_explorer_database: str | None = None
+    routing: Mapping[str, str] = field(default_factory=dict)  # Table, Format, ...
+    signalr_endpoint: str | None = None
+    signalr_hubs: Mapping[str, str] = field(default_factory=dict)  # HUB (upper) -> slice hub
+    signalr_connection_string: str | None = field(default=None, repr=False)
+    names: Mapping[str, str] = field(default_factory=dict)  # KEY (upper) -> name
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        partition_ids_variable: str | None = None,
+    ) -> SliceContext:
+        """Read the contract from the process environment (or the mapping given)."""
+        env = os.environ if environ is None else environ
+        p = prefix
+
+        def get(name: str) -> str | None:
+            value = env.get(p + name)
+            return value if value else None
+
+        variable = partition_ids_variable or env.get(p + "EVENTHUBS_PARTITIONIDSVARIABLE") \
+            or DEFAULT_PARTITIONS_VARIABLE
+        raw_ids = env.get(variable)
+        ids = parse_partition_ids(raw_ids, variable) if raw_ids else None
+        routing = {
+            prop: value
+            for prop, name in (("Table", "DATAEXPLORER_TABLE"), ("Format", "DATAEXPLORER_FORMAT"),
+                               ("IngestionMappingReference",
+                                "DATAEXPLORER_INGESTIONMAPPINGREFERENCE"))
+            if (value := get(name))
+        }
+        hubs = {k[len(p + "SIGNALR_HUB_"):]: v for k, v in env.items()
+                if k.startswith(p + "SIGNALR_HUB_") and v}
+        names = {k[len(p + "NAME_"):]: v for k, v in env.items() if k.startswith(p + "NAME_") and v}
+        return cls(
+            handle=get("SLICE"),
+            partition_ids=ids,
+            eventhubs_mode=get("EVENTHUBS_MODE") or "shared",
+            eventhubs_namespace=get("EVENTHUBS_NAMESPACE"),
+            fully_qualified_namespace=get("EVENTHUBS_FULLYQUALIFIEDNAMESPACE"),
+            eventhubs_connection_string=get("EVENTHUBS_CONNECTIONSTRING"),
+            storage_account=get("STORAGE_ACCOUNT"),
+            blob_endpoint=get("STORAGE_BLOBENDPOINT"),
+            queue_endpoint=get("STORAGE_QUEUEENDPOINT"),
+            storage_connection_string=get("STORAGE_CONNECTIONSTRING"),
+            data_explorer_cluster_url=get("DATAEXPLORER_CLUSTERURL"),
+            data_explorer_database=get("DATAEXPLORER_DATABASE"),
+            routing=routing,
+            signalr_endpoint=get("SIGNALR_ENDPOINT"),
+            signalr_hubs=hubs,
+            signalr_connection_string=get("SIGNALR_CONNECTIONSTRING"),
+            names=names,
+        )
+
+    # -- questions services ask ---------------------------------------------------------------
+    @property
+    def is_shared(self) -> bool:
+        """True in shared environments: no slice limits anything."""
+        return self.partition_ids is None
+
+    @property
+    def embedded_path(self) -> str | None:
+        """The embedded event hub's file, when the connection is ``embedded:PATH``."""
+        cs = self.eventhubs_connection_string
+        if cs and cs.startswith(EMBEDDED_SCHEME):
+            return cs[len(EMBEDDED_SCHEME):]
+        return None
+
+    def hub(self, hub: str) -> str:
+        """The slice's name for SignalR hub ``hub`` (the hub itself in shared environments)."""
+        return self.signalr_hubs.get(_key(hub), hub)
+
+    def name(self, key: str, default: str | None = None) -> str:
+        """A per-slice name from ``names:`` in devslice.yaml (``default`` when unset)."""
+        value = self.names.get(_key(key), default)
+        if value is None:
+            raise ContractError(
+                f"no name {key!r} in the slice's contract",
+                hint=f"add names.{key} to devslice.yaml, or set {DEFAULT_PREFIX}NAME_{_key(key)}",
+            )
+        return value
+
+    def routing_properties(self) -> dict[str, str]:
+        """Data Explorer routing properties for every event this slice publishes."""
+        props = dict(self.routing)
+        if self.data_explorer_database:
+            props["Database"] = self.data_explorer_database
+        return props
+
+    def own_partitions(self, all_ids: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """The partitions this service may use, out of the event hub's ``all_ids``."""
+        if self.partition_ids is None:
+            return tuple(all_ids)
+        missing = [p for p in self.partition_ids if p not in all_ids]
+        if missing:
+            raise SliceViolation(
+                f"the slice's partitions {','.join(missing)} do not exist in this event hub "
+                f"(it has {len(all_ids)}: {all_ids[0]}..{all_ids[-1]})",
+                hint="the event hub has fewer partitions than the namespace in devslice.yaml "
+                "says; fix eventHubs.namespaces[].partitions",
+            )
+        return self.partition_ids
+
+
+def _key(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).upper()
+
+
+def parse_partition_ids(raw: str, variable: str = DEFAULT_PARTITIONS_VARIABLE) -> tuple[str, ...]:
+    ids = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not ids or not all(i.isdigit() for i in ids) or len(set(ids)) != len(ids):
+        raise ContractError(
+            f"{variable}={raw!r} is not a list of distinct partition ids",
+            hint="expected comma-separated numbers such as 0,1 (unset it to use every partition)",
+        )
+    return ids
