@@ -171,6 +171,11 @@ class EventHubsSettings(Model):
         "one-machine stand-in.",
     )
     partitions_per_slice: int = Field(1, ge=1, le=MAX_PARTITIONS)
+    embedded_path: str = Field(
+        ".devslice/eventhubs.db",
+        description="embedded mode: the log file shared by this machine's processes, relative "
+        "to devslice.yaml.",
+    )
     event_hubs: list[str] = Field(default_factory=list, description="Event hub names.")
     namespaces: list[EventHubsNamespace] = Field(
         default_factory=lambda: [EventHubsNamespace(name="embedded")]

@@ -79,7 +79,12 @@ def slice_variables(
             "devslice.yaml eventHubs.namespaces")
     add(env.contract.partition_ids_variable, ",".join(map(str, s.event_hubs.partitions)),
         Origin.allocation, ledger)
-    if ns is not None:
+    if env.event_hubs.mode == "embedded":
+        # Not a secret: a file on this machine, read by the SDK's embedded hub.
+        path = (base_dir / env.event_hubs.embedded_path).resolve()
+        add(f"{p}EVENTHUBS_CONNECTIONSTRING", f"embedded:{path}", Origin.team,
+            "devslice.yaml eventHubs.embeddedPath")
+    elif ns is not None:
         secret(f"{p}EVENTHUBS_CONNECTIONSTRING", ns.connection_string,
                f"devslice.yaml eventHubs.namespaces[{ns.name}].connectionString")
 

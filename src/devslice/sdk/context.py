@@ -31,6 +31,7 @@ class SliceContext:
     eventhubs_namespace: str | None = None
     fully_qualified_namespace: str | None = None
     eventhubs_connection_string: str | None = field(default=None, repr=False)
+    partition_count: int | None = None
     storage_account: str | None = None
     blob_endpoint: str | None = None
     queue_endpoint: str | None = None
@@ -79,6 +80,7 @@ class SliceContext:
             eventhubs_namespace=get("EVENTHUBS_NAMESPACE"),
             fully_qualified_namespace=get("EVENTHUBS_FULLYQUALIFIEDNAMESPACE"),
             eventhubs_connection_string=get("EVENTHUBS_CONNECTIONSTRING"),
+            partition_count=int(count) if (count := get("EVENTHUBS_PARTITIONCOUNT")) else None,
             storage_account=get("STORAGE_ACCOUNT"),
             blob_endpoint=get("STORAGE_BLOBENDPOINT"),
             queue_endpoint=get("STORAGE_QUEUEENDPOINT"),

@@ -1,0 +1,368 @@
+"""An embedded event hub: a durable partitioned log in one SQLite file (WAL), shared by the
+processes of one machine.
+
+It offers the subset of ``azure-eventhub``'s producer and consumer clients that devslice's
+slice wrappers use (``get_partition_ids``, ``create_batch``, ``send_batch``; ``receive`` with
+``partition_id``, ``starting_position`` and a checkpoint store), so a service runs unchanged
+against it or against real Event Hubs. Offsets are the sequence numbers, as strings.
+
+It stands in for Event Hubs on one machine. It is not a broker: no AMQP, no Kafka endpoint, no
+Data Explorer ingestion. Teams share real Event Hubs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from azure.eventhub import EventData, EventDataBatch
+
+from devslice.errors import DevsliceError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hubs (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    hub TEXT NOT NULL, partition INTEGER NOT NULL, seq INTEGER NOT NULL,
+    enqueued_ms INTEGER NOT NULL, body BLOB NOT NULL, properties TEXT,
+    partition_key TEXT,
+    PRIMARY KEY (hub, partition, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    hub TEXT NOT NULL, consumer_group TEXT NOT NULL, partition INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (hub, consumer_group, partition)
+) WITHOUT ROWID;
+"""
+
+NAMESPACE = "embedded"
+MAX_BATCH_BYTES = 1024 * 1024  # Standard tier's limit per publish
+
+
+class EmbeddedHubError(DevsliceError):
+    pass
+
+
+class CheckpointStore(Protocol):
+    """The two calls of azure-eventhub's checkpoint stores that a consumer needs."""
+
+    def list_checkpoints(
+        self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str,
+        **kwargs: Any,
+    ) -> Iterable[dict[str, Any]]: ...
+
+    def update_checkpoint(self, checkpoint: dict[str, Any], **kwargs: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    """An event read from the embedded hub, with the attributes of ``azure.eventhub.EventData``
+    that consumers read."""
+
+    body: bytes
+    properties: dict[str, Any]
+    sequence_number: int
+    offset: str
+    enqueued_time: datetime
+    partition_key: str | None = None
+    system_properties: dict[str, Any] = field(default_factory=dict)
+
+    def body_as_str(self, encoding: str = "UTF-8") -> str:
+        return self.body.decode(encoding)
+
+    def body_as_json(self, encoding: str = "UTF-8") -> Any:
+        return json.loads(self.body_as_str(encoding))
+
+
+class EmbeddedBatch(EventDataBatch):
+    """A real ``EventDataBatch`` (same size accounting and limit) that remembers its events."""
+
+    def __init__(self, max_size_in_bytes: int | None = None, partition_id: str | None = None,
+                 partition_key: str | None = None) -> None:
+        super().__init__(max_size_in_bytes=max_size_in_bytes or MAX_BATCH_BYTES,
+                         partition_id=partition_id, partition_key=partition_key)
+        self.events: list[EventData] = []
+
+    def add(self, event_data: Any) -> None:
+        super().add(event_data)
+        self.events.append(event_data)
+
+
+class EmbeddedHub:
+    """The log file. One instance per process and file; it is thread-safe."""
+
+    def __init__(self, path: str | Path, partitions: int = 32) -> None:
+        self.path = Path(path)
+        self.partitions = partitions
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._retry(lambda c: c.executescript(SCHEMA))
+
+    # -- connections ----------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._retry_on(conn, lambda c: c.execute("PRAGMA journal_mode = WAL"))
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across crashes
+            self._local.conn = conn
+        return conn
+
+    def _retry(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        return self._retry_on(self._conn(), fn)
+
+    @staticmethod
+    def _retry_on(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        # A new file's switch to WAL answers "locked" at once rather than waiting.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return fn(conn)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise EmbeddedHubError(f"the embedded event hub {conn} failed: {exc}") from exc
+                time.sleep(random.uniform(0.002, 0.02))
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- event hubs ---------------------------------------------------------------------------
+    def partition_count(self, hub: str) -> int:
+        conn = self._conn()
+        row = conn.execute("SELECT partitions FROM hubs WHERE name = ?", (hub,)).fetchone()
+        if row is None:
+            conn.execute("INSERT OR IGNORE INTO hubs VALUES (?, ?)", (hub, self.partitions))
+            row = conn.execute("SELECT partitions FROM hubs WHERE name = ?", (hub,)).fetchone()
+        return int(row[0])
+
+    def partition_ids(self, hub: str) -> list[str]:
+        return [str(p) for p in range(self.partition_count(hub))]
+
+    def _partition(self, hub: str, partition_id: str) -> int:
+        count = self.partition_count(hub)
+        if not partition_id.isdigit() or int(partition_id) >= count:
+            raise EmbeddedHubError(
+                f"event hub {hub!r} has no partition {partition_id!r} (it has 0..{count - 1})")
+        return int(partition_id)
+
+    # -- the log ------------------------------------------------------------------------------
+    def append(self, hub: str, partition_id: str, events: Sequence[EventData]) -> int:
+        """Append events to one partition atomically; returns the last sequence number."""
+        partition = self._partition(hub, partition_id)
+        now = int(time.time() * 1000)
+        rows = []
+        for e in events:
+            props = {_text(k): v for k, v in (e.properties or {}).items()}
+            rows.append((_body(e), json.dumps(props, default=str) if props else None,
+                         _text(e.partition_key) if e.partition_key is not None else None))
+        conn = self._conn()
+        self._retry_on(conn, lambda c: c.execute("BEGIN IMMEDIATE"))
+        try:
+            last = conn.execute(
+                "SELECT MAX(seq) FROM events WHERE hub = ? AND partition = ?", (hub, partition)
+            ).fetchone()[0]
+            first = -1 if last is None else last
+            conn.executemany(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(hub, partition, first + 1 + i, now, body, props, key)
+                 for i, (body, props, key) in enumerate(rows)],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return first + len(rows)
+
+    def read(self, hub: str, partition_id: str, after_seq: int, limit: int = 300
+             ) -> list[ReceivedEvent]:
+        """Events of one partition with sequence number greater than ``after_seq``."""
+        partition = self._partition(hub, partition_id)
+        rows = self._conn().execute(
+            "SELECT seq, enqueued_ms, body, properties, partition_key FROM events "
+            "WHERE hub = ? AND partition = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (hub, partition, after_seq, limit),
+        ).fetchall()
+        return [
+            ReceivedEvent(
+                body=bytes(body), properties=json.loads(props) if props else {},
+                sequence_number=seq, offset=str(seq),
+                enqueued_time=datetime.fromtimestamp(ms / 1000, UTC), partition_key=key,
+            )
+            for seq, ms, body, props, key in rows
+        ]
+
+    def last_sequence_number(self, hub: str, partition_id: str) -> int:
+        row = self._conn().execute(
+            "SELECT MAX(seq) FROM events WHERE hub = ? AND partition = ?",
+            (hub, self._partition(hub, partition_id)),
+        ).fetchone()
+        return -1 if row[0] is None else int(row[0])
+
+    # checkpoints, for consumers without a checkpoint store of their own
+    def list_checkpoints(self, fully_qualified_namespace: str, eventhub_name: str,
+                         consumer_group: str, **kwargs: Any) -> list[dict[str, Any]]:
+        rows = self._conn().execute(
+            "SELECT partition, seq FROM checkpoints WHERE hub = ? AND consumer_group = ?",
+            (eventhub_name, consumer_group),
+        ).fetchall()
+        return [{"fully_qualified_namespace": fully_qualified_namespace,
+                 "eventhub_name": eventhub_name, "consumer_group": consumer_group,
+                 "partition_id": str(p), "offset": str(seq), "sequence_number": seq}
+                for p, seq in rows]
+
+    def update_checkpoint(self, checkpoint: dict[str, Any], **kwargs: Any) -> None:
+        self._conn().execute(
+            "INSERT INTO checkpoints VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET seq = excluded.seq",
+            (checkpoint["eventhub_name"], checkpoint["consumer_group"],
+             int(checkpoint["partition_id"]), int(checkpoint["sequence_number"])),
+        )
+
+
+def _body(event: EventData) -> bytes:
+    body = event.body
+    if isinstance(body, bytes | bytearray):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode()
+    return b"".join(bytes(part) for part in body)  # the SDK's body is an iterable of bytes
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+
+
+class EmbeddedProducerClient:
+    """``EventHubProducerClient``'s surface, over an :class:`EmbeddedHub`."""
+
+    def __init__(self, hub: EmbeddedHub, eventhub_name: str) -> None:
+        self.hub = hub
+        self.eventhub_name = eventhub_name
+
+    def get_partition_ids(self) -> list[str]:
+        return self.hub.partition_ids(self.eventhub_name)
+
+    def create_batch(self, *, partition_id: str | None = None,
+                     partition_key: str | None = None,
+                     max_size_in_bytes: int | None = None) -> EmbeddedBatch:
+        return EmbeddedBatch(max_size_in_bytes, partition_id, partition_key)
+
+    def send_batch(self, event_data_batch: EmbeddedBatch | Sequence[EventData], *,
+                   partition_id: str | None = None, **kwargs: Any) -> None:
+        if isinstance(event_data_batch, EmbeddedBatch):
+            if partition_id is not None:
+                raise TypeError("partition_id goes on create_batch, not on send_batch of a batch")
+            events, target = event_data_batch.events, event_data_batch._partition_id
+        else:
+            events, target = list(event_data_batch), partition_id
+        if target is None:
+            raise EmbeddedHubError(
+                "the embedded event hub needs a partition id: devslice's producer always "
+                "sends to one of the slice's partitions")
+        if events:
+            self.hub.append(self.eventhub_name, str(target), events)
+
+    def close(self) -> None:
+        """Nothing to release: the hub's connections belong to the hub."""
+
+
+@dataclass
+class EmbeddedPartitionContext:
+    """``azure.eventhub.PartitionContext``'s surface."""
+
+    fully_qualified_namespace: str
+    eventhub_name: str
+    consumer_group: str
+    partition_id: str
+    _store: CheckpointStore
+
+    def update_checkpoint(self, event: ReceivedEvent | None = None, **kwargs: Any) -> None:
+        if event is None:
+            return
+        self._store.update_checkpoint({
+            "fully_qualified_namespace": self.fully_qualified_namespace,
+            "eventhub_name": self.eventhub_name, "consumer_group": self.consumer_group,
+            "partition_id": self.partition_id, "offset": event.offset,
+            "sequence_number": event.sequence_number,
+        })
+
+
+class EmbeddedConsumerClient:
+    """``EventHubConsumerClient``'s surface for one consumer group, over an EmbeddedHub.
+
+    ``receive(on_event, partition_id=...)`` blocks, polling the log, until :meth:`close` is
+    called from another thread (as with the real client). Like the real client, it starts
+    after the partition's checkpoint when the store has one, else at ``starting_position``
+    ("-1" = the beginning, "@latest" = new events only, or a sequence number, exclusive).
+    """
+
+    def __init__(self, hub: EmbeddedHub, eventhub_name: str, consumer_group: str = "$Default",
+                 checkpoint_store: CheckpointStore | None = None,
+                 fully_qualified_namespace: str = NAMESPACE, poll_interval: float = 0.002,
+                 max_poll_interval: float = 0.05) -> None:
+        self.hub = hub
+        self.eventhub_name = eventhub_name
+        self.consumer_group = consumer_group
+        self.checkpoint_store: CheckpointStore = checkpoint_store or hub
+        self.fully_qualified_namespace = fully_qualified_namespace
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self._closed = threading.Event()
+
+    def get_partition_ids(self) -> list[str]:
+        return self.hub.partition_ids(self.eventhub_name)
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _start_after(self, partition_id: str, starting_position: Any) -> int:
+        for cp in self.checkpoint_store.list_checkpoints(
+            self.fully_qualified_namespace, self.eventhub_name, self.consumer_group
+        ):
+            if str(cp["partition_id"]) == partition_id:
+                return int(cp["sequence_number"])
+        if starting_position in (None, "-1", -1):
+            return -1
+        if starting_position == "@latest":
+            return self.hub.last_sequence_number(self.eventhub_name, partition_id)
+        return int(starting_position)
+
+    def receive(self, on_event: Callable[[EmbeddedPartitionContext, ReceivedEvent], None], *,
+                partition_id: str | None = None, starting_position: Any = None,
+                on_error: Callable[[EmbeddedPartitionContext, Exception], None] | None = None,
+                **kwargs: Any) -> None:
+        if partition_id is None:
+            raise EmbeddedHubError(
+                "the embedded event hub receives one partition per call: pass partition_id "
+                "(devslice's consumer does this for each of the slice's partitions)")
+        context = EmbeddedPartitionContext(self.fully_qualified_namespace, self.eventhub_name,
+                                           self.consumer_group, partition_id,
+                                           self.checkpoint_store)
+        after = self._start_after(partition_id, starting_position)
+        wait = self.poll_interval
+        while not self._closed.is_set():
+            try:
+                events = self.hub.read(self.eventhub_name, partition_id, after)
+            except DevsliceError as exc:
+                if on_error is None:
+                    raise
+                on_error(context, exc)
+                self._closed.wait(self.max_poll_interval)
+                continue
+            for event in events:
+                if self._closed.is_set():
+                    return
+                on_event(context, event)
+                after = event.sequence_number
+            wait = self.poll_interval if events else min(wait * 2, self.max_poll_interval)
+            if not events:
+                self._closed.wait(wait)

@@ -1,0 +1,310 @@
+"""Event Hubs, limited to the slice's partitions (the seed article's "small wrapper").
+
+Publishing: a partition key is mapped onto the slice's own partitions here and sent by
+partition id, because Event Hubs would hash the key over *all* partitions, most of them other
+developers' (facts.md: unbuffered sends with a key are hashed by the service). The mapping is
+``ids[sha256(key)[:8] as big-endian integer % len(ids)]``, stable across processes and
+languages (docs/contract.md). Every event is stamped with the slice's Data Explorer routing.
+
+Consuming: one receiver per own partition (the pattern of the Azure SDK's "static partition
+assignment" sample), checkpointing through the store given, by default the official
+``BlobCheckpointStore`` in the slice's own storage account.
+
+Without a slice (shared environments) both behave like the plain SDK on every partition.
+The clients are injected; ``from_context`` builds real ``azure-eventhub`` clients, or the
+embedded hub's when the contract's connection is ``embedded:PATH``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from devslice.errors import DevsliceError
+from devslice.sdk.context import SliceContext, SliceViolation
+
+DATABASE = "Database"
+
+
+class ProducerClient(Protocol):
+    def get_partition_ids(self) -> list[str]: ...
+    def create_batch(self, **kwargs: Any) -> Any: ...
+    def send_batch(self, event_data_batch: Any, **kwargs: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+class ConsumerClient(Protocol):
+    def get_partition_ids(self) -> list[str]: ...
+    def receive(self, on_event: Callable[..., None], **kwargs: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+def partition_for_key(key: str | bytes, partition_ids: Sequence[str]) -> str:
+    """The partition a key maps to among ``partition_ids`` (the contract's hash)."""
+    data = key.encode() if isinstance(key, str) else key
+    n = int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
+    return partition_ids[n % len(partition_ids)]
+
+
+class Router:
+    """Where an event of this slice goes, and what it must carry. Shared by sync and async."""
+
+    def __init__(self, ctx: SliceContext) -> None:
+        self.ctx = ctx
+        self._own: tuple[str, ...] | None = ctx.partition_ids
+        self._turn = itertools.count()
+        self._routing = ctx.routing_properties()
+
+    def target(self, partition_key: str | None, partition_id: str | None
+               ) -> tuple[str | None, str | None]:
+        """(partition_id, partition_key) to hand the SDK for one send."""
+        if partition_key is not None and partition_id is not None:
+            raise DevsliceError(
+                "give partition_key or partition_id, not both",
+                hint="the Python SDK silently prefers partition_id; .NET and JS refuse both",
+            )
+        own = self._own
+        if own is None:  # shared environment: the plain SDK's behaviour
+            return partition_id, partition_key
+        if partition_id is not None:
+            if str(partition_id) not in own:
+                raise SliceViolation(
+                    f"partition {partition_id} is not in slice {self.ctx.handle!r} (its "
+                    f"partitions are {','.join(own)})",
+                    hint="send with a partition_key, or to one of the slice's partitions",
+                )
+            return str(partition_id), None
+        if partition_key is not None:
+            return partition_for_key(partition_key, own), None
+        return own[next(self._turn) % len(own)], None  # round robin, like the service
+
+    def stamp(self, event: Any) -> Any:
+        """Add the Data Explorer routing: Database is always the slice's; Table, Format and
+        mapping only where the event does not name its own."""
+        if self._routing:
+            props = event.properties
+            if props is None:
+                event.properties = props = {}
+            for key, value in self._routing.items():
+                if key == DATABASE or key not in props:
+                    props[key] = value
+        return event
+
+
+def _events(events: Any) -> list[Any]:
+    from azure.eventhub import EventData
+
+    if isinstance(events, EventData | str | bytes):
+        events = [events]
+    return [e if isinstance(e, EventData) else EventData(e) for e in events]
+
+
+class SliceProducer:
+    """Publishes into the slice's partitions only. Thread-safe if the client is."""
+
+    def __init__(self, client: ProducerClient, ctx: SliceContext | None = None) -> None:
+        self.client = client
+        self.ctx = ctx or SliceContext.from_env()
+        self.router = Router(self.ctx)
+        self._checked = False
+
+    @classmethod
+    def from_context(cls, eventhub_name: str, ctx: SliceContext | None = None,
+                     credential: Any = None) -> SliceProducer:
+        ctx = ctx or SliceContext.from_env()
+        return cls(_producer_client(ctx, eventhub_name, credential), ctx)
+
+    def _check_partitions(self) -> None:
+        if not self._checked and self.ctx.partition_ids is not None:
+            self.ctx.own_partitions(self.client.get_partition_ids())
+        self._checked = True
+
+    def send(self, events: Any, *, partition_key: str | None = None,
+             partition_id: str | None = None) -> int:
+        """Send one event or many (EventData, str or bytes) to one partition, in as many
+        batches as the SDK's size limit needs; returns the number of batches sent."""
+        self._check_partitions()
+        pid, key = self.router.target(partition_key, partition_id)
+        batch = self.client.create_batch(partition_id=pid, partition_key=key)
+        sent = 0
+        for event in _events(events):
+            self.router.stamp(event)
+            try:
+                batch.add(event)
+            except ValueError:
+                if len(batch) == 0:
+                    raise DevsliceError(
+                        "one event is larger than a batch may be "
+                        f"({batch.max_size_in_bytes} bytes)",
+                        hint="Event Hubs Standard takes at most 1 MB per publish, Basic 256 KB",
+                    ) from None
+                self.client.send_batch(batch)
+                sent += 1
+                batch = self.client.create_batch(partition_id=pid, partition_key=key)
+                batch.add(event)
+        if len(batch):
+            self.client.send_batch(batch)
+            sent += 1
+        return sent
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> SliceProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SliceConsumer:
+    """Receives from the slice's partitions only: one receiver per partition, each on its
+    own client (one client cannot receive a consumer group twice), in its own thread."""
+
+    def __init__(self, client_factory: Callable[[], ConsumerClient],
+                 ctx: SliceContext | None = None) -> None:
+        self.client_factory = client_factory
+        self.ctx = ctx or SliceContext.from_env()
+        self._clients: list[ConsumerClient] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def from_context(cls, eventhub_name: str, consumer_group: str = "$Default",
+                     ctx: SliceContext | None = None, checkpoint_store: Any = None,
+                     credential: Any = None) -> SliceConsumer:
+        ctx = ctx or SliceContext.from_env()
+        return cls(lambda: _consumer_client(ctx, eventhub_name, consumer_group,
+                                            checkpoint_store, credential), ctx)
+
+    def partitions(self) -> tuple[str, ...]:
+        probe = self.client_factory()
+        try:
+            return self.ctx.own_partitions(probe.get_partition_ids())
+        finally:
+            probe.close()
+
+    def receive(self, on_event: Callable[[Any, Any], None], *,
+                starting_position: Any = None,
+                on_error: Callable[[Any, Exception], None] | None = None,
+                **kwargs: Any) -> None:
+        """Block, calling ``on_event(partition_context, event)`` for events of the slice's
+        partitions, until :meth:`close`. A receiver that fails ends the others and raises."""
+        failures: list[BaseException] = []
+
+        def run(partition_id: str, client: ConsumerClient) -> None:
+            try:
+                client.receive(on_event, partition_id=partition_id,
+                               starting_position=starting_position, on_error=on_error,
+                               **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                failures.append(exc)
+                self.close()
+
+        threads = []
+        for pid in self.partitions():
+            client = self.client_factory()
+            with self._lock:
+                if self._closed:
+                    client.close()
+                    break
+                self._clients.append(client)
+            threads.append(threading.Thread(target=run, args=(pid, client),
+                                            name=f"devslice-receive-{pid}", daemon=True))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            raise failures[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            clients, self._clients = self._clients, []
+        for c in clients:
+            c.close()
+
+
+# -- building clients from the contract -----------------------------------------------------------
+def _embedded(ctx: SliceContext) -> Any:
+    from devslice.embedded import EmbeddedHub
+
+    assert ctx.embedded_path is not None
+    return EmbeddedHub(ctx.embedded_path, partitions=ctx.partition_count or 32)
+
+
+def _no_connection() -> DevsliceError:
+    return DevsliceError(
+        "the contract names no Event Hubs connection",
+        hint="set LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING or LOCAL_DEV_EVENTHUBS_"
+        "FULLYQUALIFIEDNAMESPACE (`devslice env` gives both)",
+    )
+
+
+def _credential(credential: Any) -> Any:
+    if credential is not None:
+        return credential
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def _producer_client(ctx: SliceContext, eventhub_name: str, credential: Any) -> ProducerClient:
+    if ctx.embedded_path:
+        from devslice.embedded import EmbeddedProducerClient
+
+        return EmbeddedProducerClient(_embedded(ctx), eventhub_name)
+    from azure.eventhub import EventHubProducerClient
+
+    if ctx.eventhubs_connection_string:
+        return EventHubProducerClient.from_connection_string(  # type: ignore[no-any-return]
+            ctx.eventhubs_connection_string, eventhub_name=eventhub_name)
+    if ctx.fully_qualified_namespace:
+        return EventHubProducerClient(ctx.fully_qualified_namespace, eventhub_name,
+                                      _credential(credential))
+    raise _no_connection()
+
+
+def checkpoint_store_for(ctx: SliceContext, container: str = "eventhub-checkpoints",
+                         credential: Any = None) -> Any:
+    """The official BlobCheckpointStore in the slice's own storage account."""
+    from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
+
+    if ctx.storage_connection_string:
+        return BlobCheckpointStore.from_connection_string(ctx.storage_connection_string,
+                                                          container)
+    if ctx.blob_endpoint:
+        return BlobCheckpointStore(ctx.blob_endpoint, container, _credential(credential))
+    raise DevsliceError("the contract names no storage account for checkpoints",
+                        hint="set LOCAL_DEV_STORAGE_BLOBENDPOINT (`devslice env` gives it)")
+
+
+def _consumer_client(ctx: SliceContext, eventhub_name: str, consumer_group: str,
+                     checkpoint_store: Any, credential: Any) -> ConsumerClient:
+    if ctx.embedded_path:
+        from devslice.embedded import EmbeddedConsumerClient
+
+        return EmbeddedConsumerClient(_embedded(ctx), eventhub_name, consumer_group,
+                                      checkpoint_store=checkpoint_store)
+    from azure.eventhub import EventHubConsumerClient
+
+    store = checkpoint_store or checkpoint_store_for(ctx, credential=credential)
+    if ctx.eventhubs_connection_string:
+        return EventHubConsumerClient.from_connection_string(  # type: ignore[no-any-return]
+            ctx.eventhubs_connection_string, consumer_group, eventhub_name=eventhub_name,
+            checkpoint_store=store)
+    if ctx.fully_qualified_namespace:
+        return EventHubConsumerClient(ctx.fully_qualified_namespace, eventhub_name,
+                                      consumer_group, _credential(credential),
+                                      checkpoint_store=store)
+    raise _no_connection()
+
+
+def send(eventhub_name: str, events: Iterable[Any], **kwargs: Any) -> int:
+    """One-shot publish from the contract in the environment."""
+    with SliceProducer.from_context(eventhub_name) as producer:
+        return producer.send(events, **kwargs)
