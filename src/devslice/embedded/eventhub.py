@@ -222,7 +222,8 @@ class EmbeddedHub:
 
     def update_checkpoint(self, checkpoint: dict[str, Any], **kwargs: Any) -> None:
         self._conn().execute(
-            "INSERT INTO checkpoints VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET seq = excluded.seq",
+            "INSERT INTO checkpoints VALUES (?, ?, ?, ?) "
+            "ON CONFLICT DO UPDATE SET seq = excluded.seq",
             (checkpoint["eventhub_name"], checkpoint["consumer_group"],
              int(checkpoint["partition_id"]), int(checkpoint["sequence_number"])),
         )
@@ -234,7 +235,7 @@ def _body(event: EventData) -> bytes:
         return bytes(body)
     if isinstance(body, str):
         return body.encode()
-    return b"".join(bytes(part) for part in body)  # the SDK's body is an iterable of bytes
+    return b"".join(bytes(part) for part in body)  # type: ignore[union-attr,arg-type]
 
 
 def _text(value: Any) -> str:
