@@ -1,8 +1,15 @@
 """Test helpers a team can use to test its own services against a slice, without a cloud.
 
-``Azurite`` runs the real Azure Storage emulator (npm package ``azurite``) as a process.
+- ``Azurite`` runs the real Azure Storage emulator (npm package ``azurite``) as a process.
+- ``embedded_slice_env`` / ``embedded_slice`` give a slice's contract on an embedded event hub.
+- ``EmbeddedHub`` is the hub itself, to publish test input or inspect what a service sent.
+- ``pytest_plugins = ["devslice.testing.fixtures"]`` adds the fixtures ``devslice_slice`` and
+  ``devslice_azurite``.
 """
 
+from devslice.embedded import EmbeddedHub
 from devslice.testing.azurite import Azurite, AzuriteNotFound, find_azurite
+from devslice.testing.slice import embedded_slice, embedded_slice_env
 
-__all__ = ["Azurite", "AzuriteNotFound", "find_azurite"]
+__all__ = ["Azurite", "AzuriteNotFound", "EmbeddedHub", "embedded_slice", "embedded_slice_env",
+           "find_azurite"]
