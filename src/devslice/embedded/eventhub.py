@@ -102,6 +102,7 @@ class EmbeddedHub:
         self.path = Path(path)
         self.partitions = partitions
         self._local = threading.local()
+        self._counts: dict[str, int] = {}  # fixed once a hub exists, so safe to keep
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._retry(lambda c: c.executescript(SCHEMA))
 
@@ -138,12 +139,16 @@ class EmbeddedHub:
 
     # -- event hubs ---------------------------------------------------------------------------
     def partition_count(self, hub: str) -> int:
+        known = self._counts.get(hub)
+        if known is not None:
+            return known
         conn = self._conn()
         row = conn.execute("SELECT partitions FROM hubs WHERE name = ?", (hub,)).fetchone()
         if row is None:
             conn.execute("INSERT OR IGNORE INTO hubs VALUES (?, ?)", (hub, self.partitions))
             row = conn.execute("SELECT partitions FROM hubs WHERE name = ?", (hub,)).fetchone()
-        return int(row[0])
+        self._counts[hub] = int(row[0])
+        return self._counts[hub]
 
     def partition_ids(self, hub: str) -> list[str]:
         return [str(p) for p in range(self.partition_count(hub))]
