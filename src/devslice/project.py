@@ -117,12 +117,6 @@ class Project:
         owner: str | None = None,
     ) -> tuple[Slice, bool]:
         """Claim a slice (or return the one the owner already holds); returns (slice, new)."""
-        if handle is not None:
-            problem = self.handle_rule.problem(handle)
-            if problem:
-                from devslice.errors import InvalidHandle
-
-                raise InvalidHandle(problem)
         request = ops.ClaimRequest(
             owner=owner or identity.owner(),
             handle=handle,
@@ -163,8 +157,7 @@ class Project:
         return sorted(self.ledger.read().slices.values(), key=lambda s: s.handle)
 
     def get(self, handle: str) -> Slice:
-        state = self.ledger.read()
-        return ops._get(state, handle)
+        return ops.get_slice(self.ledger.read(), handle)
 
     # -- the current slice ------------------------------------------------------------------
     def current_handle(self, explicit: str | None = None, state: LedgerState | None = None) -> str:

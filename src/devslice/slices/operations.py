@@ -147,7 +147,7 @@ def claim(
 def release(
     state: LedgerState, handle: str, owner: str, now: datetime, actor: str, force: bool = False
 ) -> Transition[Slice]:
-    held = _get(state, handle)
+    held = get_slice(state, handle)
     if held.owner != owner and not force:
         raise SliceConflict(
             f"slice {handle!r} belongs to {held.owner}, not {owner}",
@@ -167,7 +167,7 @@ def renew(
     A slice that expired but was not collected yet can still be renewed: nobody else holds
     its partitions until a claim or gc removes it.
     """
-    held = _get(state, handle)
+    held = get_slice(state, handle)
     seconds = int(ttl.total_seconds()) if ttl else held.ttl_seconds
     expires = now + timedelta(seconds=seconds) if seconds else None
     renewed = held.model_copy(update={
@@ -178,7 +178,7 @@ def renew(
     return Transition(LedgerState(slices={**state.slices, handle: renewed}), [change], renewed)
 
 
-def _get(state: LedgerState, handle: str) -> Slice:
+def get_slice(state: LedgerState, handle: str) -> Slice:
     try:
         return state.slices[handle]
     except KeyError:
