@@ -18,6 +18,20 @@ are translated where they cross into devslice (``raise LedgerUnreachable(...) fr
     ├── SecretUnavailable      a secret the config refers to is not set
     ├── ToolMissing            an external program is not installed
     └── CommandFailed          an external program failed
+
+The runtime SDK adds its own, beside the code that raises them:
+
+    DevsliceError
+    ├── sdk.context.SliceViolation         a call would leave the slice (a foreign partition)
+    ├── sdk.context.ContractError          the contract's variables are missing or malformed
+    │   └── sdk.signalr.SignalRConfigError a bad SignalR connection string or hub name
+    ├── sdk.dataexplorer.DataExplorerError NoSliceDatabase, DataExplorerNotConfigured,
+    │                                      InvalidDatabaseName, KqlScriptError,
+    │                                      DataExplorerUnreachable, DataExplorerAccessDenied,
+    │                                      CommandRejected
+    ├── embedded.eventhub.EmbeddedHubError the embedded event hub refused a call
+    └── CommandFailed
+        └── sdk.signalr.SignalRSendFailed  the SignalR REST API answered an error
 """
 
 from __future__ import annotations

@@ -201,13 +201,16 @@ class Project:
         return load_local(self.base_dir)
 
     # -- views ------------------------------------------------------------------------------
-    def variables(self, handle: str, environ: dict[str, str] | None = None) -> list[Variable]:
+    def variables(self, handle: str, environ: dict[str, str] | None = None,
+                  secrets: bool = True) -> list[Variable]:
+        """The slice's contract; ``secrets=False`` leaves secrets out (and unresolved)."""
         from devslice.contract.variables import slice_variables
 
         s = self.get(handle)
         local, local_path = self.local()
         overrides = local.env if local is not None else None
-        return slice_variables(self.env, s, self.base_dir, overrides, local_path.name, environ)
+        return slice_variables(self.env, s, self.base_dir, overrides, local_path.name, environ,
+                               secrets)
 
     def capacity(self, state: LedgerState | None = None) -> list[NamespaceMap]:
         state = state or self.ledger.read()

@@ -108,11 +108,13 @@ def doctor(state: State, as_json: bool) -> None:
 
 
 def _register() -> None:
+    from devslice.cli.adx import adx_group
     from devslice.cli.env import env
     from devslice.cli.slice import slice_group
 
     cli.add_command(slice_group)
     cli.add_command(env)
+    cli.add_command(adx_group)
 
 
 _register()
@@ -128,8 +130,8 @@ def run(args: list[str]) -> int:
         print_error(exc)
         return exc.exit_code
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
+        click.echo("aborted; nothing was changed", err=True)
+        return 1
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

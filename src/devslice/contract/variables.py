@@ -45,11 +45,13 @@ def slice_variables(
     overrides: dict[str, str] | None = None,
     overrides_source: str = "devslice.local.yaml",
     environ: dict[str, str] | None = None,
+    secrets: bool = True,
 ) -> list[Variable]:
     """The contract for slice ``s``, in a stable order.
 
     Secrets are resolved (from the environment or files) and wrapped in :class:`Secret`; a
-    secret that is not set raises :class:`~devslice.errors.SecretUnavailable`.
+    secret that is not set raises :class:`~devslice.errors.SecretUnavailable`. With
+    ``secrets=False`` they are left out, for tools that need only names.
     """
     p = env.contract.prefix
     names = derive_names(env, s.handle)
@@ -60,7 +62,7 @@ def slice_variables(
         out.append(Variable(name, value, origin, source))
 
     def secret(name: str, ref: SecretRef | None, where: str) -> None:
-        if ref is not None:
+        if ref is not None and secrets:
             out.append(Variable(name, resolve(ref, base_dir, environ), Origin.secret,
                                 f"{where} ({ref.describe()})"))
 
