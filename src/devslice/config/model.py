@@ -243,6 +243,59 @@ class ContractSettings(Model):
     )
 
 
+class K3sArg(Model):
+    arg: str
+    node_filters: list[str] = Field(default_factory=lambda: ["server:*"])
+
+
+class RegistrySettings(Model):
+    name: str = Field("devslice-registry", pattern=r"^[a-z0-9][a-z0-9.-]{0,50}$",
+                      description="k3d names the container k3d-NAME.")
+    port: int = Field(5050, ge=1024, le=65535)
+
+
+class KubeSettings(Model):
+    """runtime: kube - slices as namespaces of an existing (shared) cluster."""
+
+    context: str | None = Field(None, description="The kubeconfig context to use.")
+    allowed_contexts: list[str] = Field(
+        default_factory=list, description="Contexts devslice may use; others are refused.")
+    namespace_template: str = "dev-{slice}"
+
+
+class ClusterSettings(Model):
+    """Where the services run (the engine issue)."""
+
+    runtime: Literal["k3d", "kube"] = "k3d"
+    name: str = Field("devslice", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    servers: int = Field(1, ge=1, le=7)
+    agents: int = Field(0, ge=0, le=20)
+    subnet: str = Field("172.18.0.0/16", description="Fixed, so its gateway address survives "
+                        "the laptop-sleep bug of host.k3d.internal (k3d issues 1221, 1360).")
+    k3s_args: list[K3sArg] = Field(
+        default_factory=lambda: [K3sArg(arg="--disable=traefik")],
+        description="The team runs its own Traefik, so the bundled one is off by default.")
+    ports: list[str] = Field(default_factory=list, examples=[["8080:80@loadbalancer"]])
+    registry: RegistrySettings = RegistrySettings()
+    kube: KubeSettings = KubeSettings()
+
+
+class ImageSettings(Model):
+    """A service image built from the team's repository and pushed to the local registry."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._/-]{0,127}$")
+    context: str = Field(description="Build context folder, relative to devslice.yaml.")
+    dockerfile: str = "Dockerfile"
+    build_args: dict[str, str] = Field(default_factory=dict)
+
+
+class ManifestLayer(Model):
+    """A folder of plain Kubernetes YAML, applied after the layers before it."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
+    path: str = Field(description="Folder of *.yaml files, relative to devslice.yaml.")
+
+
 class Environment(Model):
     """A team's devslice environment."""
 
@@ -260,6 +313,9 @@ class Environment(Model):
     signal_r: SignalRSettings = Field(default_factory=SignalRSettings, alias="signalR")
     names: dict[str, NamedTemplate] = Field(default_factory=dict)
     contract: ContractSettings = ContractSettings()
+    cluster: ClusterSettings = ClusterSettings()
+    images: list[ImageSettings] = Field(default_factory=list)
+    manifests: list[ManifestLayer] = Field(default_factory=list)
 
     @field_validator("names")
     @classmethod

@@ -1,0 +1,123 @@
+"""Runs resources' actions: dependencies first, independent resources in parallel, each
+re-planned from fresh facts just before it acts (a stale plan is never trusted)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from devslice.engine.plan import Action, Resource, order
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress, for the live view and for `--json` (one JSON object per line)."""
+
+    kind: str  # plan | start | done | failed | skipped
+    resource: str
+    at: float  # seconds since the run started
+    action: Action | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"event": self.kind, "resource": self.resource,
+                             "at": round(self.at, 4)}
+        if self.action is not None:
+            d.update(verb=self.action.verb, reason=self.action.reason)
+        if self.seconds is not None:
+            d["seconds"] = round(self.seconds, 4)
+        if self.error is not None:
+            d["error"] = self.error
+        return d
+
+
+@dataclass
+class StepReport:
+    resource: str
+    actions: list[Action] = field(default_factory=list)
+    started: float = 0.0
+    seconds: float = 0.0
+    status: str = "pending"  # ok | failed | skipped
+    error: str | None = None
+
+
+class Executor:
+    def __init__(self, max_workers: int = 8,
+                 on_event: Callable[[Event], None] | None = None) -> None:
+        self.max_workers = max_workers
+        self.on_event = on_event or (lambda e: None)
+        self._t0 = 0.0
+        self._lock = threading.Lock()
+
+    def _emit(self, kind: str, resource: str, **kw: Any) -> None:
+        with self._lock:
+            self.on_event(Event(kind, resource, time.monotonic() - self._t0, **kw))
+
+    def _run_one(self, resource: Resource) -> StepReport:
+        report = StepReport(resource.key, started=time.monotonic() - self._t0)
+        t = time.monotonic()
+        self._emit("start", resource.key)
+        actions = resource.plan()  # fresh facts, now that what it waits for is ready
+        report.actions = actions
+        for action in actions:
+            self._emit("plan", resource.key, action=action)
+            if action.changes and action.execute is not None:
+                action.execute()
+        report.seconds = time.monotonic() - t
+        report.status = "ok"
+        self._emit("done", resource.key, seconds=report.seconds)
+        return report
+
+    def apply(self, resources: Sequence[Resource]) -> list[StepReport]:
+        """Bring every resource to its desired state; returns a report per resource in
+        dependency order. Raises the first DevsliceError after letting running steps end."""
+        self._t0 = time.monotonic()
+        ordered = order(resources)
+        reports = {r.key: StepReport(r.key) for r in ordered}
+        waiting = {r.key: set(r.after) for r in ordered}
+        by_key = {r.key: r for r in ordered}
+        running: dict[Future[StepReport], str] = {}
+        failures: list[BaseException] = []
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            while waiting or running:
+                for key in [k for k, deps in waiting.items() if not deps]:
+                    del waiting[key]
+                    running[pool.submit(self._run_one, by_key[key])] = key
+                if not running:
+                    break  # everything left waits on something that failed
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    key = running.pop(future)
+                    try:
+                        reports[key] = future.result()
+                    except BaseException as exc:
+                        failures.append(exc)
+                        reports[key].status = "failed"
+                        reports[key].error = str(exc)
+                        self._emit("failed", key, error=getattr(exc, "message", str(exc)))
+                        for other in self._dependents(key, waiting):
+                            del waiting[other]
+                            reports[other].status = "skipped"
+                            reports[other].error = f"{key} failed"
+                            self._emit("skipped", other, error=f"{key} failed")
+                        continue
+                    for deps in waiting.values():
+                        deps.discard(key)
+        if failures:
+            raise failures[0]
+        return [reports[r.key] for r in ordered]
+
+    @staticmethod
+    def _dependents(key: str, waiting: dict[str, set[str]]) -> list[str]:
+        out: list[str] = []
+        frontier = {key}
+        while frontier:
+            nxt = {k for k, deps in waiting.items() if deps & frontier and k not in out}
+            out.extend(sorted(nxt))
+            frontier = nxt
+        return out
