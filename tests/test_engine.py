@@ -1,0 +1,119 @@
+"""The engine's executor: dependencies first, independent resources in parallel, each
+re-planned from fresh facts before it acts, and a failure skips what depended on it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from devslice.engine import Action, Event, Executor
+from devslice.engine.plan import Plan, make_plan, noop, order
+from devslice.errors import CommandFailed
+
+
+@dataclass
+class World:
+    """Stands for the outside world: which things exist."""
+
+    things: set[str] = field(default_factory=set)
+    log: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class Thing:
+    """A resource that wants `key` to exist in the world; creating it takes `delay` s."""
+
+    key: str
+    world: World
+    after: tuple[str, ...] = ()
+    delay: float = 0.0
+    fail: bool = False
+
+    def plan(self) -> list[Action]:
+        if self.key in self.world.things:  # the fact
+            return [noop(self.key, f"{self.key} already exists")]
+        return [Action(self.key, "create", f"{self.key} is missing", (f"create {self.key}",),
+                       self._create)]
+
+    def _create(self) -> None:
+        with self.world.lock:
+            self.world.log.append(f"start {self.key}")
+        time.sleep(self.delay)
+        if self.fail:
+            raise CommandFailed(f"could not create {self.key}")
+        with self.world.lock:
+            self.world.things.add(self.key)
+            self.world.log.append(f"end {self.key}")
+
+
+def test_order_respects_dependencies_and_refuses_cycles() -> None:
+    w = World()
+    a, b, c = Thing("a", w, after=("b",)), Thing("b", w), Thing("c", w, after=("a",))
+    assert [r.key for r in order([a, b, c])] == ["b", "a", "c"]
+    with pytest.raises(ValueError, match="cycle"):
+        order([Thing("x", w, after=("y",)), Thing("y", w, after=("x",))])
+    with pytest.raises(ValueError, match="unknown resource z"):
+        order([Thing("x", w, after=("z",))])
+
+
+def test_independent_resources_run_in_parallel_after_their_dependency() -> None:
+    w = World()
+    resources = [Thing("cluster", w, delay=0.05), Thing("img1", w, delay=0.2),
+                 Thing("img2", w, delay=0.2),
+                 Thing("manifests", w, after=("cluster", "img1", "img2"), delay=0.01)]
+    t = time.monotonic()
+    reports = Executor().apply(resources)
+    wall = time.monotonic() - t
+    assert wall < 0.2 + 0.2  # the two images overlapped
+    assert w.log.index("start manifests") > max(w.log.index("end img1"), w.log.index("end img2"))
+    assert [r.status for r in reports] == ["ok"] * 4
+
+
+def test_second_apply_plans_nothing() -> None:
+    w = World()
+    resources = [Thing("a", w), Thing("b", w, after=("a",))]
+    Executor().apply(resources)
+    plan = make_plan(resources)
+    assert plan.empty
+    assert plan.render() == "= a: a already exists\n= b: b already exists\nnothing to do\n"
+    Executor().apply(resources)
+    assert w.log == ["start a", "end a", "start b", "end b"]
+
+
+def test_executor_replans_from_fresh_facts() -> None:
+    """A stale plan says create; by the time the executor acts, the thing exists."""
+    w = World()
+    r = Thing("a", w)
+    stale = make_plan([r])
+    assert [a.verb for a in stale.actions] == ["create"]
+    w.things.add("a")  # someone else made it meanwhile
+    Executor().apply([r])
+    assert w.log == []
+
+
+def test_failure_skips_dependents_and_reports_events() -> None:
+    w = World()
+    events: list[Event] = []
+    resources = [Thing("registry", w, fail=True), Thing("cluster", w, after=("registry",)),
+                 Thing("manifests", w, after=("cluster",)), Thing("image", w)]
+    with pytest.raises(CommandFailed, match="could not create registry"):
+        Executor(on_event=events.append).apply(resources)
+    kinds = {(e.kind, e.resource) for e in events}
+    assert ("failed", "registry") in kinds
+    assert ("skipped", "cluster") in kinds and ("skipped", "manifests") in kinds
+    assert ("done", "image") in kinds
+    assert "image" in w.things and "cluster" not in w.things
+    failed = next(e for e in events if e.kind == "failed")
+    assert failed.as_dict()["error"] == "could not create registry"
+
+
+def test_plan_rendering_shows_calls() -> None:
+    w = World()
+    plan = Plan(tuple(Thing("a", w).plan()))
+    assert plan.render() == "+ a: create (a is missing)\n    $ create a\n1 change\n"
+    assert plan.as_dict() == {"changes": 1, "actions": [
+        {"resource": "a", "verb": "create", "reason": "a is missing", "calls": ["create a"]}]}
