@@ -1,4 +1,5 @@
-"""Run every benchmark and print a markdown summary: ``.venv/bin/python -m benchmarks``."""
+"""Run the benchmarks and print a markdown summary: ``.venv/bin/python -m benchmarks`` runs
+them all, ``.venv/bin/python -m benchmarks sdk`` (or ``claims``, ``startup``) only those named."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import time
 from datetime import UTC, datetime
 from importlib.metadata import version
 
-from benchmarks import claims, startup
+from benchmarks import claims, sdk, startup
+
+SUITES = ("claims", "startup", "sdk")
 
 
 def machine() -> str:
@@ -31,28 +34,44 @@ def machine() -> str:
         f"- CPUs: {os.cpu_count()}; load average at start: {load}",
         f"- Python {platform.python_version()} ({platform.python_implementation()}), "
         f"SQLite {sqlite3.sqlite_version}, azure-storage-blob {version('azure-storage-blob')}, "
-        f"Azurite {azurite}, devslice {version('devslice')}",
+        f"azure-eventhub {version('azure-eventhub')}, Azurite {azurite}, "
+        f"devslice {version('devslice')}",
     ])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("suites", nargs="*", metavar="SUITE",
+                        help=f"run only these: {', '.join(SUITES)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and runs")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.suites) - set(SUITES))
+    if unknown:
+        parser.error(f"unknown suite {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+    chosen = args.suites or SUITES
 
     began = time.perf_counter()
     print(f"# devslice benchmarks{' (--quick)' if args.quick else ''}\n")
     print(machine(), flush=True)
+    bad = False
 
-    print(f"\n## Claim latency, {claims.WORKERS} processes claiming at once\n", flush=True)
-    results = claims.run(args.quick)
-    print(claims.report(results), flush=True)
+    if "claims" in chosen:
+        print(f"\n## Claim latency, {claims.WORKERS} processes claiming at once\n", flush=True)
+        results = claims.run(args.quick)
+        print(claims.report(results), flush=True)
+        bad = any(r.failed or r.duplicates or r.problems for r in results)
 
-    print("\n## Start-up time\n", flush=True)
-    print(startup.report(startup.run(args.quick)))
+    if "startup" in chosen:
+        print("\n## Start-up time\n", flush=True)
+        print(startup.report(startup.run(args.quick)), flush=True)
+
+    if "sdk" in chosen:
+        print("\n## Runtime SDK\n", flush=True)
+        measured = sdk.run(args.quick)
+        print(sdk.report(measured), flush=True)
+        bad = bad or bool(measured.problems)
 
     print(f"\n(ran in {time.perf_counter() - began:.0f} s)")
-    bad = any(r.failed or r.duplicates or r.problems for r in results)
     return 1 if bad else 0
 
 

@@ -21,6 +21,10 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:.1f} µs"
+
+
 def ratio(value: float, baseline: float) -> str:
     return f"{value / baseline:.2f}x" if baseline > 0 else "n/a"
 

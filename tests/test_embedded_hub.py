@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from azure.eventhub import EventData
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devslice.embedded import EmbeddedConsumerClient, EmbeddedHub, EmbeddedProducerClient
 from devslice.embedded.eventhub import EmbeddedHubError
@@ -115,3 +117,39 @@ def test_consumer_needs_a_partition(tmp_path: Path) -> None:
     consumer = EmbeddedConsumerClient(EmbeddedHub(tmp_path / "hub.db"), "orders")
     with pytest.raises(EmbeddedHubError, match="one partition per call"):
         consumer.receive(lambda pc, e: None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=400),
+                          st.dictionaries(st.text(min_size=1, max_size=12),
+                                          st.text(max_size=40), max_size=4)),
+                min_size=1, max_size=40),
+       st.sampled_from([600, 1500, 4000]))
+def test_embedded_batches_fill_exactly_like_the_sdks(
+    items: list[tuple[bytes, dict[str, str]]], limit: int
+) -> None:
+    """The embedded batch estimates sizes cheaply but must accept exactly the events the
+    SDK's own EventDataBatch accepts before it is full."""
+    def events() -> list[EventData]:
+        out = []
+        for body, props in items:
+            e = EventData(body)
+            e.properties = dict(props)
+            out.append(e)
+        return out
+
+    def accepted(batch: object) -> int:
+        n = 0
+        for e in events():
+            try:
+                batch.add(e)  # type: ignore[attr-defined]
+            except ValueError:
+                break
+            n += 1
+        return n
+
+    from azure.eventhub import EventDataBatch
+
+    from devslice.embedded.eventhub import EmbeddedBatch
+
+    assert accepted(EmbeddedBatch(limit)) == accepted(EventDataBatch(max_size_in_bytes=limit))

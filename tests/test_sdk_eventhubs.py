@@ -290,3 +290,13 @@ def test_crash_and_restart_with_blob_checkpoints(tmp_path: Path, azurite: Azurit
     for pid, seq in last.items():
         assert stored[pid]["sequence_number"] >= seq
         assert stored[pid]["offset"] == str(stored[pid]["sequence_number"])
+
+
+def test_an_event_the_sdk_cannot_encode_is_reported_not_mistaken_for_size() -> None:
+    p, client = producer()
+    bad = EventData("x")
+    bad.properties = {"sent_ns": 2**40}  # beyond the 32-bit int the AMQP encoder takes here
+    with pytest.raises(DevsliceError, match="the event cannot be sent") as info:
+        p.send([EventData("ok"), bad], partition_id="4")
+    assert "larger than a batch" not in info.value.message
+    assert client.sent == []  # nothing half-sent from this call

@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from devslice.errors import DevsliceError
 from devslice.sdk.context import SliceContext
-from devslice.sdk.eventhubs import Router, _events, _no_connection
+from devslice.sdk.eventhubs import Router, _events, _no_connection, add, too_large
 
 
 class AsyncProducerClient(Protocol):
@@ -63,17 +62,12 @@ class AsyncSliceProducer:
         sent = 0
         for event in _events(events):
             self.router.stamp(event)
-            try:
-                batch.add(event)
-            except ValueError:
-                if len(batch) == 0:
-                    raise DevsliceError(
-                        f"one event is larger than a batch may be ({batch.max_size_in_bytes} "
-                        "bytes)") from None
+            if not add(batch, event):
                 await self.client.send_batch(batch)
                 sent += 1
                 batch = await self.client.create_batch(partition_id=pid, partition_key=key)
-                batch.add(event)
+                if not add(batch, event):
+                    raise too_large(batch)
         if len(batch):
             await self.client.send_batch(batch)
             sent += 1

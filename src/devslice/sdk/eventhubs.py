@@ -95,6 +95,27 @@ class Router:
         return event
 
 
+def add(batch: Any, event: Any) -> bool:
+    """Add an event to a batch; False when the batch is full. The SDK raises ValueError both
+    for a full batch and for an event it cannot encode (an int property beyond 32 bits, say);
+    only the first means "start another batch"."""
+    try:
+        batch.add(event)
+    except ValueError as exc:
+        if "size limit" in str(exc):
+            return False
+        raise DevsliceError(f"the event cannot be sent: {exc}",
+                            hint="property values must be str, bytes, bool, int (32-bit), "
+                            "float, uuid or datetime") from exc
+    return True
+
+
+def too_large(batch: Any) -> DevsliceError:
+    return DevsliceError(
+        f"one event is larger than a batch may be ({batch.max_size_in_bytes} bytes)",
+        hint="Event Hubs Standard takes at most 1 MB per publish, Basic 256 KB")
+
+
 def _events(events: Any) -> list[Any]:
     from azure.eventhub import EventData
 
@@ -133,19 +154,12 @@ class SliceProducer:
         sent = 0
         for event in _events(events):
             self.router.stamp(event)
-            try:
-                batch.add(event)
-            except ValueError:
-                if len(batch) == 0:
-                    raise DevsliceError(
-                        "one event is larger than a batch may be "
-                        f"({batch.max_size_in_bytes} bytes)",
-                        hint="Event Hubs Standard takes at most 1 MB per publish, Basic 256 KB",
-                    ) from None
+            if not add(batch, event):
                 self.client.send_batch(batch)
                 sent += 1
                 batch = self.client.create_batch(partition_id=pid, partition_key=key)
-                batch.add(event)
+                if not add(batch, event):
+                    raise too_large(batch)
         if len(batch):
             self.client.send_batch(batch)
             sent += 1
