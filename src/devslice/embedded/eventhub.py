@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,18 +61,44 @@ class CheckpointStore(Protocol):
     def update_checkpoint(self, checkpoint: dict[str, Any], **kwargs: Any) -> None: ...
 
 
-@dataclass(frozen=True)
 class ReceivedEvent:
     """An event read from the embedded hub, with the attributes of ``azure.eventhub.EventData``
-    that consumers read."""
+    that consumers read. Properties and the enqueued time are decoded when first read: most
+    consumers never look at all of them (decoding was most of the read cost)."""
 
-    body: bytes
-    properties: dict[str, Any]
-    sequence_number: int
-    offset: str
-    enqueued_time: datetime
-    partition_key: str | None = None
-    system_properties: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("_enqueued_ms", "_properties", "_raw_properties", "body", "partition_key",
+                 "sequence_number")
+
+    def __init__(self, body: bytes, raw_properties: str | None, sequence_number: int,
+                 enqueued_ms: int, partition_key: str | None = None) -> None:
+        self.body = body
+        self._raw_properties = raw_properties
+        self._properties: dict[str, Any] | None = None
+        self.sequence_number = sequence_number
+        self._enqueued_ms = enqueued_ms
+        self.partition_key = partition_key
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        if self._properties is None:
+            raw = self._raw_properties
+            self._properties = json.loads(raw) if raw else {}
+        return self._properties
+
+    @property
+    def offset(self) -> str:
+        return str(self.sequence_number)
+
+    @property
+    def enqueued_time(self) -> datetime:
+        return datetime.fromtimestamp(self._enqueued_ms / 1000, UTC)
+
+    @property
+    def system_properties(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        return f"ReceivedEvent(sequence_number={self.sequence_number}, body={self.body!r})"
 
     def body_as_str(self, encoding: str = "UTF-8") -> str:
         return self.body.decode(encoding)
@@ -232,14 +258,7 @@ class EmbeddedHub:
             "WHERE hub = ? AND partition = ? AND seq > ? ORDER BY seq LIMIT ?",
             (hub, partition, after_seq, limit),
         ).fetchall()
-        return [
-            ReceivedEvent(
-                body=bytes(body), properties=json.loads(props) if props else {},
-                sequence_number=seq, offset=str(seq),
-                enqueued_time=datetime.fromtimestamp(ms / 1000, UTC), partition_key=key,
-            )
-            for seq, ms, body, props, key in rows
-        ]
+        return [ReceivedEvent(body, props, seq, ms, key) for seq, ms, body, props, key in rows]
 
     def last_sequence_number(self, hub: str, partition_id: str) -> int:
         row = self._conn().execute(
