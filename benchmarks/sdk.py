@@ -353,10 +353,10 @@ def receive_latencies(path: str, expected: int, ready: Queue[None],
 
     def on_event(_ctx: Any, event: Any) -> None:
         now = time.time_ns()
-        if "sent_ns" not in event.properties:
+        if b"sent_ns" not in event.properties:
             ready.put(None)
             return
-        latencies.append((now - int(event.properties["sent_ns"])) / 1e9)
+        latencies.append((now - int(event.properties[b"sent_ns"])) / 1e9)
         if len(latencies) == expected:
             client.close()
 

@@ -41,7 +41,7 @@ def main() -> None:
 
     consumer = SliceConsumer.from_context("orders", "billing", ctx=ctx, checkpoint_store=store)
     print("receiving", flush=True)
-    consumer.receive(on_event)
+    consumer.receive(on_event, starting_position="-1")
 
 
 if __name__ == "__main__":

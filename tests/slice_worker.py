@@ -28,12 +28,13 @@ def main() -> None:
         with lock:
             received.append({"from": body["slice"], "n": body["n"],
                              "partition": pc.partition_id,  # type: ignore[attr-defined]
-                             "database": event.properties.get("Database")})  # type: ignore[attr-defined]
+                             "database": event.properties.get(b"Database")})  # type: ignore[attr-defined]
             if sum(1 for r in received if r["from"] == ctx.handle) >= count:
                 mine.set()
 
     consumer = SliceConsumer.from_context("orders", "billing", ctx=ctx)
-    thread = threading.Thread(target=consumer.receive, args=(on_event,), daemon=True)
+    thread = threading.Thread(target=consumer.receive, args=(on_event,), daemon=True,
+                              kwargs={"starting_position": "-1"})
     thread.start()
     with SliceProducer.from_context("orders", ctx=ctx) as producer:
         for n in range(count):

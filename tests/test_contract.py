@@ -15,6 +15,7 @@ from ruamel.yaml import YAML
 
 from devslice.cli.app import run
 from devslice.contract import Origin, render
+from devslice.emulators import azurite_account_key
 from devslice.errors import SecretUnavailable
 from devslice.project import Project
 
@@ -67,6 +68,11 @@ def test_contract_variables_and_their_origins(shared: Project) -> None:
         "LOCAL_DEV_STORAGE_ACCOUNT": ("company1stacc4ab", a),
         "LOCAL_DEV_STORAGE_BLOBENDPOINT": ("http://127.0.0.1:10000/company1stacc4ab", a),
         "LOCAL_DEV_STORAGE_QUEUEENDPOINT": ("http://127.0.0.1:10001/company1stacc4ab", a),
+        "LOCAL_DEV_STORAGE_CONNECTIONSTRING": (
+            "DefaultEndpointsProtocol=http;AccountName=company1stacc4ab;AccountKey="
+            + azurite_account_key("company1stacc4ab")
+            + ";BlobEndpoint=http://127.0.0.1:10000/company1stacc4ab;QueueEndpoint="
+            "http://127.0.0.1:10001/company1stacc4ab;", t),
         "LOCAL_DEV_DATAEXPLORER_CLUSTERURL": (
             "https://company1dev.westeurope.kusto.windows.net", t),
         "LOCAL_DEV_DATAEXPLORER_DATABASE": ("db4ab", a),

@@ -51,7 +51,7 @@ def test_events_survive_reopening_with_their_properties(tmp_path: Path) -> None:
     hub.close()
     (again,) = EmbeddedHub(tmp_path / "hub.db").read("orders", "0", -1)
     assert (again.body, again.properties, again.offset) == (b"\x00binary",
-                                                            {"Database": "db4ab", "n": 3}, "0")
+                                                            {b"Database": "db4ab", b"n": 3}, "0")
 
 
 def test_partition_count_is_fixed_when_the_hub_is_created(tmp_path: Path) -> None:
@@ -153,3 +153,23 @@ def test_embedded_batches_fill_exactly_like_the_sdks(
     from devslice.embedded.eventhub import EmbeddedBatch
 
     assert accepted(EmbeddedBatch(limit)) == accepted(EventDataBatch(max_size_in_bytes=limit))
+
+
+def test_starting_positions_follow_azure_eventhub(tmp_path: Path) -> None:
+    """Default "@latest"; a dict per partition; inclusive; an enqueued time."""
+    from datetime import UTC, datetime, timedelta
+
+    hub = EmbeddedHub(tmp_path / "hub.db", partitions=2)
+    producer = EmbeddedProducerClient(hub, "orders")
+    producer.send_batch([EventData(f"e{i}") for i in range(3)], partition_id="0")
+    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0.1, partition_id="0") == []
+    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0.1, partition_id="0",
+                       starting_position={"0": 1, "1": "-1"}) == [b"e2"]
+    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0.1, partition_id="0",
+                       starting_position=1, starting_position_inclusive=True) == [b"e1", b"e2"]
+    future = datetime.now(UTC) + timedelta(hours=1)
+    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0.1, partition_id="0",
+                       starting_position=future) == []
+    past = datetime.now(UTC) - timedelta(hours=1)
+    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0.1, partition_id="0",
+                       starting_position=past) == [b"e0", b"e1", b"e2"]

@@ -160,3 +160,25 @@ def test_idempotent_claim_does_not_write(container: ContainerClient) -> None:
     _, created = p.claim("ab")
     assert not created
     assert container.get_blob_client("ledger.json").get_blob_properties().etag == etag
+
+
+def test_a_sas_token_never_appears_in_messages(azurite: Azurite) -> None:
+    sas_url = (f"http://127.0.0.1:{azurite.blob_port}/devstoreaccount1/devslice"
+               "?sv=2024-08-04&sig=TOPSECRETSIG%3D")
+    ledger = AzureBlobLedger(ContainerClient.from_container_url(sas_url), "ledger.json",
+                             "company1")
+    assert "TOPSECRET" not in ledger.location
+    assert ledger.location.endswith("/devstoreaccount1/devslice/ledger.json")
+
+
+def test_a_malformed_connection_string_is_a_message(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from devslice.config.model import AzureBlobLedger as Settings
+    from devslice.config.model import SecretRef
+
+    monkeypatch.setenv("L", "garbage-with-AccountKey=SECRET")
+    settings = Settings(backend="azureBlob", connection_string=SecretRef(from_env="L"))
+    with pytest.raises(LedgerUnreachable) as info:
+        AzureBlobLedger.from_settings(settings, "company1", tmp_path)
+    assert "connection string (env:L) is malformed" in info.value.message
+    assert "SECRET" not in str(info.value)

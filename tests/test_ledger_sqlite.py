@@ -117,3 +117,21 @@ def test_reading_a_ledger_that_does_not_exist_creates_nothing(tmp_path: Path) ->
     assert p.slices() == []
     assert p.ledger.history() == []
     assert not (tmp_path / "sub").exists()
+
+
+def test_a_change_giving_a_partition_twice_is_refused_by_the_database(tmp_path: Path) -> None:
+    """If the rules ever let a double allocation through, the partitions table's key stops
+    it: the change is rolled back and reported, and the ledger is as before."""
+    from devslice.slices.model import LedgerState
+    from devslice.slices.operations import Transition
+
+    p = project(tmp_path / "l.db")
+    ab, _ = p.claim("ab")
+    twin = ab.model_copy(update={"handle": "cd", "owner": "Carl"})
+
+    def broken(state: LedgerState) -> Transition[None]:
+        return Transition(LedgerState(slices={**state.slices, "cd": twin}), [], None)
+
+    with pytest.raises(LedgerCorrupt, match="would give a partition to two slices"):
+        p.ledger.transact(broken)
+    assert [s.handle for s in p.slices()] == ["ab"]

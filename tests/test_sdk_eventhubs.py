@@ -172,7 +172,8 @@ def test_consumer_reads_only_its_partitions(tmp_path: Path) -> None:
     consumer = SliceConsumer.from_context("orders", ctx=embedded_ctx(path, "2,3"))
     got: list[tuple[str, bytes]] = []
     thread = threading.Thread(target=consumer.receive,
-                              args=(lambda pc, e: got.append((pc.partition_id, e.body)),))
+                              args=(lambda pc, e: got.append((pc.partition_id, e.body)),),
+                              kwargs={"starting_position": "-1"})
     thread.start()
     deadline = time.monotonic() + 10
     while len(got) < 2 and time.monotonic() < deadline:
@@ -191,7 +192,7 @@ async def test_async_producer_routes_like_the_sync_one(tmp_path: Path) -> None:
     target = partition_for_key("customer-9", ("1", "3", "5"))
     events = hub.read("orders", target, -1)
     assert [e.body for e in events] == [b"a", b"b"]
-    assert events[0].properties == {"Database": "db4ab"}
+    assert events[0].properties == {b"Database": "db4ab"}  # bytes keys, as azure-eventhub
 
 
 # -- crash and restart from a checkpoint ---------------------------------------------------------
@@ -300,3 +301,41 @@ def test_an_event_the_sdk_cannot_encode_is_reported_not_mistaken_for_size() -> N
         p.send([EventData("ok"), bad], partition_id="4")
     assert "larger than a batch" not in info.value.message
     assert client.sent == []  # nothing half-sent from this call
+
+
+class RecordingConsumer:
+    """azure-eventhub's consumer-client surface; receive blocks until close, as the real one."""
+
+    def __init__(self, calls: list[dict[str, Any]]) -> None:
+        self.calls = calls
+        self.closed = threading.Event()
+
+    def get_partition_ids(self) -> list[str]:
+        return [str(i) for i in range(8)]
+
+    def receive(self, on_event: Any, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+        self.closed.wait(5)
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, [None]),  # shared: one plain receive, the SDK's load balancer shares partitions
+    (SLICE_AB, ["4", "5", "6"]),  # a slice: one receiver per own partition
+])
+def test_consumer_receivers(env: dict[str, str], expected: list[str | None]) -> None:
+    calls: list[dict[str, Any]] = []
+    consumer = SliceConsumer(lambda: RecordingConsumer(calls), SliceContext.from_env(env))
+    t = threading.Thread(target=consumer.receive, args=(lambda pc, e: None,))
+    t.start()
+    deadline = time.monotonic() + 5
+    while len(calls) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    consumer.close()
+    t.join(5)
+    assert not t.is_alive()
+    assert sorted(c.get("partition_id") or "" for c in calls) == sorted(
+        e or "" for e in expected)
+    assert all(("partition_id" in c) == (expected != [None]) for c in calls)

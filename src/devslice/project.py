@@ -207,6 +207,14 @@ class Project:
         from devslice.contract.variables import slice_variables
 
         s = self.get(handle)
+        if s.expired(self.clock()):
+            from devslice.errors import SliceError
+
+            # Its partitions go to the next claimer once collected: using them would mix
+            # this developer's events with someone else's.
+            raise SliceError(
+                f"slice {handle!r} expired at {s.expires_at:%Y-%m-%d %H:%M}Z",
+                hint=f"renew it (`devslice slice renew {handle}`) or claim a new one")
         local, local_path = self.local()
         overrides = local.env if local is not None else None
         return slice_variables(self.env, s, self.base_dir, overrides, local_path.name, environ,

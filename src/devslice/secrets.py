@@ -44,9 +44,10 @@ def resolve(ref: SecretRef, base_dir: Path, environ: dict[str, str] | None = Non
                 hint=f"export {ref.from_env}=... (devslice reads it from the environment)",
             )
         return Secret(value, ref.describe())
-    path = base_dir / str(ref.from_file)
+    path = (base_dir / str(ref.from_file)).resolve()
     try:
-        return Secret(path.read_text(encoding="utf-8").strip(), ref.describe())
+        # The source names the absolute path: shell output reads it from any folder.
+        return Secret(path.read_text(encoding="utf-8").strip(), f"file:{path}")
     except OSError as exc:
         raise SecretUnavailable(
             f"cannot read the secret file {path}: {exc.strerror}",

@@ -91,8 +91,10 @@ def _explain(variables: list[Variable]) -> None:
     from devslice.secrets import MASK
 
     t = Table(box=None, header_style="bold")
-    for col in ("variable", "value", "from", "source"):
-        t.add_column(col)
+    t.add_column("variable", no_wrap=True)  # names are what CI logs are searched for
+    t.add_column("value", overflow="fold")
+    t.add_column("from", no_wrap=True)
+    t.add_column("source", overflow="fold")
     for v in variables:
         shown = v.value if isinstance(v.value, str) else MASK
         t.add_row(v.name, shown, v.origin.value, v.source)

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from devslice.config.load import LOCAL_FILENAME, parse_config
-from devslice.config.model import Model
+from devslice.config.model import EnvMap, Model
 
 
 class LocalOverrides(Model):
@@ -17,11 +17,17 @@ class LocalOverrides(Model):
     api_version: Literal["devslice.dev/v1alpha1"] = Field(alias="apiVersion")
     kind: Literal["LocalOverrides"]
     slice: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: EnvMap = Field(default_factory=dict)
 
 
 def load_local(config_dir: Path) -> tuple[LocalOverrides | None, Path]:
     path = config_dir / LOCAL_FILENAME
     if not path.is_file():
         return None, path
-    return parse_config(path.read_text(encoding="utf-8"), str(path), LocalOverrides), path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        from devslice.errors import ConfigError, ConfigIssue
+
+        raise ConfigError([ConfigIssue(str(path), None, None, "", f"cannot read: {exc}")]) from None
+    return parse_config(text, str(path), LocalOverrides), path

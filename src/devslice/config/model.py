@@ -10,6 +10,7 @@ colliding names) live in :mod:`devslice.config.checks`, so that both report file
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -45,6 +46,30 @@ def _duration(value: object) -> object:
     if isinstance(value, int) and not isinstance(value, bool):
         raise ValueError(f"{value!r} has no unit: write it as {value}s, {value}m or {value}h")
     return value
+
+
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _variables(value: object) -> object:
+    """An environment mapping: names a shell accepts (they end up in `eval "$(devslice env)"`),
+    values of any YAML scalar written as text (``PORT: 8080`` means "8080")."""
+    if not isinstance(value, dict):
+        return value
+    out: dict[object, object] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not _VARIABLE.fullmatch(key):
+            raise ValueError(f"{key!r} is not an environment variable name: expected letters, "
+                             "digits and '_', not starting with a digit")
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        elif isinstance(item, int | float):
+            item = str(item)
+        out[key] = item
+    return out
+
+
+EnvMap = Annotated[dict[str, str], BeforeValidator(_variables)]
 
 
 Duration = Annotated[
@@ -238,9 +263,19 @@ class ContractSettings(Model):
     partition_ids_variable: str = Field(
         "LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS", pattern=r"^[A-Z_][A-Z0-9_]*$"
     )
-    env: dict[str, str] = Field(
+    env: EnvMap = Field(
         default_factory=dict, description="Team-wide extra variables, same for every slice."
     )
+
+    @model_validator(mode="after")
+    def _extras_stay_out_of_the_contract(self) -> ContractSettings:
+        for name in self.env:
+            if name.startswith((self.prefix, "DEVSLICE_")) or name == self.partition_ids_variable:
+                raise ValueError(
+                    f"env.{name} uses a name devslice sets for each slice; team extras may "
+                    f"not start with {self.prefix} or DEVSLICE_ (override in "
+                    "devslice.local.yaml instead)")
+        return self
 
 
 class K3sArg(Model):
@@ -320,8 +355,6 @@ class Environment(Model):
     @field_validator("names")
     @classmethod
     def _keys(cls, value: dict[str, NamedTemplate]) -> dict[str, NamedTemplate]:
-        import re
-
         for key in value:
             if not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", key):
                 raise ValueError(

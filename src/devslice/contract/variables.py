@@ -7,6 +7,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devslice.sdk.context import (
+    DEFAULT_PARTITIONS_VARIABLE,
+    DEFAULT_PREFIX,
+    PARTITIONS_VARIABLE_VARIABLE,
+    PREFIX_VARIABLE,
+    variable_key,
+)
 from devslice.secrets import Secret, resolve
 from devslice.slices.derive import derive_names
 
@@ -33,9 +40,6 @@ class Variable:
     def is_secret(self) -> bool:
         return isinstance(self.value, Secret)
 
-
-def _key(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text).upper()
 
 
 def slice_variables(
@@ -67,6 +71,11 @@ def slice_variables(
                                 f"{where} ({ref.describe()})"))
 
     ledger = f"ledger: slice {s.handle}"
+    if p != DEFAULT_PREFIX:
+        add(PREFIX_VARIABLE, p, Origin.team, "devslice.yaml contract.prefix")
+    if env.contract.partition_ids_variable != DEFAULT_PARTITIONS_VARIABLE:
+        add(PARTITIONS_VARIABLE_VARIABLE, env.contract.partition_ids_variable, Origin.team,
+            "devslice.yaml contract.partitionIdsVariable")
     add(f"{p}SLICE", s.handle, Origin.allocation, ledger)
     add(f"{p}SLICE_KIND", s.kind.value, Origin.allocation, ledger)
     add(f"{p}TEAM", env.team, Origin.team, "devslice.yaml team")
@@ -96,8 +105,17 @@ def slice_variables(
         "storage.blobEndpointTemplate")
     add(f"{p}STORAGE_QUEUEENDPOINT", names.queue_endpoint, Origin.allocation,
         "storage.queueEndpointTemplate")
-    secret(f"{p}STORAGE_CONNECTIONSTRING", env.storage.connection_string,
-           "devslice.yaml storage.connectionString")
+    if env.storage.mode == "emulator" and env.storage.connection_string is None:
+        from devslice.emulators import azurite_connection_string
+
+        # Not a secret: the emulator account's key is derived by a public formula, like
+        # Azurite's own well-known key, and the account holds no real data.
+        add(f"{p}STORAGE_CONNECTIONSTRING", azurite_connection_string(
+            names.storage_account, names.blob_endpoint, names.queue_endpoint), Origin.team,
+            "storage.mode emulator (Azurite account key)")
+    else:
+        secret(f"{p}STORAGE_CONNECTIONSTRING", env.storage.connection_string,
+               "devslice.yaml storage.connectionString")
 
     if env.data_explorer.cluster_url:
         add(f"{p}DATAEXPLORER_CLUSTERURL", env.data_explorer.cluster_url, Origin.team,
@@ -114,19 +132,23 @@ def slice_variables(
         add(f"{p}SIGNALR_ENDPOINT", env.signal_r.endpoint, Origin.team,
             "devslice.yaml signalR.endpoint")
     for hub, name in names.signalr_hubs.items():
-        add(f"{p}SIGNALR_HUB_{_key(hub)}", name, Origin.allocation, "signalR.hubTemplate")
+        add(f"{p}SIGNALR_HUB_{variable_key(hub)}", name, Origin.allocation, "signalR.hubTemplate")
     secret(f"{p}SIGNALR_CONNECTIONSTRING", env.signal_r.connection_string,
            "devslice.yaml signalR.connectionString")
 
     for key, name in names.named.items():
-        add(f"{p}NAME_{_key(key)}", name, Origin.allocation, f"names.{key}.template")
+        add(f"{p}NAME_{variable_key(key)}", name, Origin.allocation, f"names.{key}.template")
     for name, value in env.contract.env.items():
         add(name, value, Origin.team, "devslice.yaml contract.env")
 
     if overrides:
         index = {v.name: i for i, v in enumerate(out)}
         for name, value in overrides.items():
-            var = Variable(name, value, Origin.override, overrides_source)
+            replaced = out[index[name]] if name in index else None
+            shown: str | Secret = value
+            if replaced is not None and replaced.is_secret:
+                shown = Secret(value, f"override:{name}")  # overriding keeps it a secret
+            var = Variable(name, shown, Origin.override, overrides_source)
             if name in index:
                 out[index[name]] = var
             else:

@@ -73,16 +73,18 @@ class ReceivedEvent:
                  enqueued_ms: int, partition_key: str | None = None) -> None:
         self.body = body
         self._raw_properties = raw_properties
-        self._properties: dict[str, Any] | None = None
+        self._properties: dict[bytes, Any] | None = None
         self.sequence_number = sequence_number
         self._enqueued_ms = enqueued_ms
         self.partition_key = partition_key
 
     @property
-    def properties(self) -> dict[str, Any]:
+    def properties(self) -> dict[bytes, Any]:
+        """Keys are bytes, as azure-eventhub (pyamqp) gives them for received events, so code
+        that works here works against the real service."""
         if self._properties is None:
             raw = self._raw_properties
-            self._properties = json.loads(raw) if raw else {}
+            self._properties = {k.encode(): v for k, v in json.loads(raw).items()} if raw else {}
         return self._properties
 
     @property
@@ -189,7 +191,7 @@ class EmbeddedHub:
                 return fn(conn)
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise EmbeddedHubError(f"the embedded event hub {conn} failed: {exc}") from exc
+                    raise EmbeddedHubError(f"the embedded event hub failed: {exc}") from exc
                 time.sleep(random.uniform(0.002, 0.02))
 
     def close(self) -> None:
@@ -253,12 +255,27 @@ class EmbeddedHub:
              ) -> list[ReceivedEvent]:
         """Events of one partition with sequence number greater than ``after_seq``."""
         partition = self._partition(hub, partition_id)
-        rows = self._conn().execute(
-            "SELECT seq, enqueued_ms, body, properties, partition_key FROM events "
-            "WHERE hub = ? AND partition = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (hub, partition, after_seq, limit),
-        ).fetchall()
+        try:
+            rows = self._conn().execute(
+                "SELECT seq, enqueued_ms, body, properties, partition_key FROM events "
+                "WHERE hub = ? AND partition = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (hub, partition, after_seq, limit),
+            ).fetchall()
+        except sqlite3.Error as exc:  # consumers hand this to on_error and carry on
+            raise EmbeddedHubError(f"cannot read {self.path}: {exc}") from exc
         return [ReceivedEvent(body, props, seq, ms, key) for seq, ms, body, props, key in rows]
+
+    def last_before(self, hub: str, partition_id: str, when: datetime,
+                    inclusive: bool = False) -> int:
+        """The last sequence number enqueued before ``when`` (at or before, if not inclusive:
+        an exclusive start skips events enqueued exactly then)."""
+        ms = int(when.timestamp() * 1000)
+        op = "<" if inclusive else "<="
+        row = self._conn().execute(
+            f"SELECT MAX(seq) FROM events WHERE hub = ? AND partition = ? AND enqueued_ms {op} ?",
+            (hub, self._partition(hub, partition_id), ms),
+        ).fetchone()
+        return -1 if row[0] is None else int(row[0])
 
     def last_sequence_number(self, hub: str, partition_id: str) -> int:
         row = self._conn().execute(
@@ -280,12 +297,12 @@ class EmbeddedHub:
                 for p, seq in rows]
 
     def update_checkpoint(self, checkpoint: dict[str, Any], **kwargs: Any) -> None:
-        self._conn().execute(
+        self._retry(lambda conn: conn.execute(
             "INSERT INTO checkpoints VALUES (?, ?, ?, ?) "
             "ON CONFLICT DO UPDATE SET seq = excluded.seq",
             (checkpoint["eventhub_name"], checkpoint["consumer_group"],
              int(checkpoint["partition_id"]), int(checkpoint["sequence_number"])),
-        )
+        ))
 
 
 def _body(event: EventData) -> bytes:
@@ -384,20 +401,34 @@ class EmbeddedConsumerClient:
     def close(self) -> None:
         self._closed.set()
 
-    def _start_after(self, partition_id: str, starting_position: Any) -> int:
+    def _start_after(self, partition_id: str, starting_position: Any, inclusive: Any) -> int:
+        """The sequence number to read after, with azure-eventhub 5.x's rules: a checkpoint
+        wins; else ``starting_position`` (one value or a dict per partition): "-1" the
+        beginning, "@latest" (the default) new events only, a str an offset, an int a sequence
+        number, a datetime an enqueued time; exclusive unless ``starting_position_inclusive``.
+        """
         for cp in self.checkpoint_store.list_checkpoints(
             self.fully_qualified_namespace, self.eventhub_name, self.consumer_group
         ):
             if str(cp["partition_id"]) == partition_id:
                 return int(cp["sequence_number"])
-        if starting_position in (None, "-1", -1):
-            return -1
-        if starting_position == "@latest":
+        if isinstance(starting_position, dict):
+            starting_position = starting_position.get(partition_id)
+        if isinstance(inclusive, dict):
+            inclusive = inclusive.get(partition_id, False)
+        back = 1 if inclusive else 0
+        if starting_position in (None, "@latest"):
             return self.hub.last_sequence_number(self.eventhub_name, partition_id)
-        return int(starting_position)
+        if starting_position in ("-1", -1):
+            return -1
+        if isinstance(starting_position, datetime):
+            return self.hub.last_before(self.eventhub_name, partition_id, starting_position,
+                                        inclusive=bool(inclusive))
+        return int(starting_position) - back  # offsets here are sequence numbers
 
     def receive(self, on_event: Callable[[EmbeddedPartitionContext, ReceivedEvent], None], *,
                 partition_id: str | None = None, starting_position: Any = None,
+                starting_position_inclusive: Any = False,
                 on_error: Callable[[EmbeddedPartitionContext, Exception], None] | None = None,
                 **kwargs: Any) -> None:
         if partition_id is None:
@@ -407,7 +438,7 @@ class EmbeddedConsumerClient:
         context = EmbeddedPartitionContext(self.fully_qualified_namespace, self.eventhub_name,
                                            self.consumer_group, partition_id,
                                            self.checkpoint_store)
-        after = self._start_after(partition_id, starting_position)
+        after = self._start_after(partition_id, starting_position, starting_position_inclusive)
         wait = self.poll_interval
         while not self._closed.is_set():
             try:

@@ -43,8 +43,10 @@ class AzureBlobLedger(Ledger):
         self.blob = blob
         self.team = team
         self.max_attempts = max_attempts
-        # The account URL carries no key; connection strings never reach this string.
-        self.location = f"{container.url}/{blob}"
+        # Never a secret here: a SAS token rides in the URL's query, so drop the query.
+        from urllib.parse import urlsplit
+
+        self.location = f"{urlsplit(container.url)._replace(query='').geturl()}/{blob}"
 
     @classmethod
     def from_settings(cls, settings: Settings, team: str, base_dir: Path) -> AzureBlobLedger:
@@ -60,9 +62,16 @@ class AzureBlobLedger(Ledger):
         }
         if settings.connection_string is not None:
             secret = resolve(settings.connection_string, base_dir)
-            client = ContainerClient.from_connection_string(
-                secret.reveal(), settings.container, **options
-            )
+            try:
+                client = ContainerClient.from_connection_string(
+                    secret.reveal(), settings.container, **options
+                )
+            except ValueError:  # the SDK's message may quote the string: drop it
+                raise LedgerUnreachable(
+                    f"the ledger's connection string ({secret.source}) is malformed",
+                    hint="expected DefaultEndpointsProtocol=...;AccountName=...;AccountKey=..."
+                    " or a BlobEndpoint with a SAS",
+                ) from None
         else:
             from azure.identity import DefaultAzureCredential
 

@@ -166,17 +166,29 @@ class SqliteLedger(Ledger):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 break
-            except sqlite3.OperationalError as exc:  # "database is locked" past the timeout
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc):  # read-only file, I/O error: waiting will not help
+                    raise LedgerUnreachable(f"cannot write the ledger at {self.path}: {exc}",
+                                            hint="check that the file is writable") from exc
                 if time.monotonic() - started > self.busy_timeout:
                     raise LedgerBusy(
                         f"the ledger at {self.path} stayed locked for {self.busy_timeout:.0f}s",
                         hint="another devslice process holds it; try again",
                     ) from exc
+                time.sleep(random.uniform(0.005, 0.05))
         try:
             before = self._load(conn)
             result = operation(before)
             self._store(conn, before, result)
             conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK")
+            # The partitions table's key caught a double allocation the rules let through.
+            raise LedgerCorrupt(
+                f"the ledger at {self.path} refused a change that would give a partition to "
+                f"two slices ({exc})",
+                hint="nothing was changed; please report this as a devslice bug",
+            ) from exc
         except BaseException:
             conn.execute("ROLLBACK")
             raise

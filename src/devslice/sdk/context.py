@@ -11,6 +11,9 @@ from devslice.errors import DevsliceError
 DEFAULT_PREFIX = "LOCAL_DEV_"
 DEFAULT_PARTITIONS_VARIABLE = "LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS"
 EMBEDDED_SCHEME = "embedded:"
+# Fixed names, so a service finds the contract even when a team renamed its variables.
+PREFIX_VARIABLE = "DEVSLICE_CONTRACT_PREFIX"
+PARTITIONS_VARIABLE_VARIABLE = "DEVSLICE_PARTITIONIDS_VARIABLE"
 
 
 class SliceViolation(DevsliceError):
@@ -27,6 +30,7 @@ class SliceContext:
 
     handle: str | None = None
     partition_ids: tuple[str, ...] | None = None  # None: every partition
+    partition_ids_variable: str = DEFAULT_PARTITIONS_VARIABLE  # where they were looked for
     eventhubs_mode: str = "shared"
     eventhubs_namespace: str | None = None
     fully_qualified_namespace: str | None = None
@@ -48,20 +52,27 @@ class SliceContext:
     def from_env(
         cls,
         environ: Mapping[str, str] | None = None,
-        prefix: str = DEFAULT_PREFIX,
+        prefix: str | None = None,
         partition_ids_variable: str | None = None,
     ) -> SliceContext:
-        """Read the contract from the process environment (or the mapping given)."""
+        """Read the contract from the process environment (or the mapping given).
+
+        The prefix and the partition variable's name come from the arguments, else from
+        DEVSLICE_CONTRACT_PREFIX / DEVSLICE_PARTITIONIDS_VARIABLE (which `devslice env` sets
+        when a team renamed them), else the defaults.
+        """
         env = os.environ if environ is None else environ
-        p = prefix
+        p = prefix or env.get(PREFIX_VARIABLE) or DEFAULT_PREFIX
 
         def get(name: str) -> str | None:
             value = env.get(p + name)
             return value if value else None
 
-        variable = partition_ids_variable or env.get(p + "EVENTHUBS_PARTITIONIDSVARIABLE") \
-            or DEFAULT_PARTITIONS_VARIABLE
+        variable = (partition_ids_variable or env.get(PARTITIONS_VARIABLE_VARIABLE)
+                    or DEFAULT_PARTITIONS_VARIABLE)
         raw_ids = env.get(variable)
+        if raw_ids is not None and not raw_ids.strip():
+            raw_ids = None
         ids = parse_partition_ids(raw_ids, variable) if raw_ids else None
         routing = {
             prop: value
@@ -76,11 +87,12 @@ class SliceContext:
         return cls(
             handle=get("SLICE"),
             partition_ids=ids,
+            partition_ids_variable=variable,
             eventhubs_mode=get("EVENTHUBS_MODE") or "shared",
             eventhubs_namespace=get("EVENTHUBS_NAMESPACE"),
             fully_qualified_namespace=get("EVENTHUBS_FULLYQUALIFIEDNAMESPACE"),
             eventhubs_connection_string=get("EVENTHUBS_CONNECTIONSTRING"),
-            partition_count=int(count) if (count := get("EVENTHUBS_PARTITIONCOUNT")) else None,
+            partition_count=_count(get("EVENTHUBS_PARTITIONCOUNT"), p),
             storage_account=get("STORAGE_ACCOUNT"),
             blob_endpoint=get("STORAGE_BLOBENDPOINT"),
             queue_endpoint=get("STORAGE_QUEUEENDPOINT"),
@@ -110,15 +122,16 @@ class SliceContext:
 
     def hub(self, hub: str) -> str:
         """The slice's name for SignalR hub ``hub`` (the hub itself in shared environments)."""
-        return self.signalr_hubs.get(_key(hub), hub)
+        return self.signalr_hubs.get(variable_key(hub), hub)
 
     def name(self, key: str, default: str | None = None) -> str:
         """A per-slice name from ``names:`` in devslice.yaml (``default`` when unset)."""
-        value = self.names.get(_key(key), default)
+        value = self.names.get(variable_key(key), default)
         if value is None:
             raise ContractError(
                 f"no name {key!r} in the slice's contract",
-                hint=f"add names.{key} to devslice.yaml, or set {DEFAULT_PREFIX}NAME_{_key(key)}",
+                hint=f"add names.{key} to devslice.yaml, or set "
+                f"{DEFAULT_PREFIX}NAME_{variable_key(key)}",
             )
         return value
 
@@ -144,8 +157,20 @@ class SliceContext:
         return self.partition_ids
 
 
-def _key(text: str) -> str:
+def variable_key(text: str) -> str:
+    """How a hub or name key becomes part of a variable name: upper case, others -> '_'.
+    The contract's writer (devslice.contract) and this reader share it."""
     return "".join(c if c.isalnum() else "_" for c in text).upper()
+
+
+
+def _count(raw: str | None, prefix: str) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 32:
+        raise ContractError(f"{prefix}EVENTHUBS_PARTITIONCOUNT={raw!r} is not a partition count",
+                            hint="expected a number from 1 to 32")
+    return int(raw)
 
 
 def parse_partition_ids(raw: str, variable: str = DEFAULT_PARTITIONS_VARIABLE) -> tuple[str, ...]:

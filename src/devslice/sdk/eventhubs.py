@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from devslice.errors import DevsliceError
-from devslice.sdk.context import SliceContext, SliceViolation
+from devslice.sdk.context import ContractError, SliceContext, SliceViolation
 
 DATABASE = "Database"
 
@@ -54,6 +54,13 @@ class Router:
     """Where an event of this slice goes, and what it must carry. Shared by sync and async."""
 
     def __init__(self, ctx: SliceContext) -> None:
+        if ctx.handle and ctx.partition_ids is None:
+            # A slice without partitions would quietly use everyone's: refuse instead.
+            raise ContractError(
+                f"slice {ctx.handle!r} has no partitions: {ctx.partition_ids_variable} is not set",
+                hint="set the variables from `devslice env` (all of them), or none in a shared "
+                "environment",
+            )
         self.ctx = ctx
         self._own: tuple[str, ...] | None = ctx.partition_ids
         self._turn = itertools.count()
@@ -207,32 +214,49 @@ class SliceConsumer:
                 on_error: Callable[[Any, Exception], None] | None = None,
                 **kwargs: Any) -> None:
         """Block, calling ``on_event(partition_context, event)`` for events of the slice's
-        partitions, until :meth:`close`. A receiver that fails ends the others and raises."""
+        partitions, until :meth:`close`. A receiver that fails ends the others and raises.
+
+        In a shared environment (no slice) it is one plain ``receive`` whose load balancer
+        shares all partitions among the service's replicas, as without devslice.
+        """
         failures: list[BaseException] = []
 
-        def run(partition_id: str, client: ConsumerClient) -> None:
+        def run(partition_id: str | None, client: ConsumerClient) -> None:
+            with self._lock:  # close() may have come first; a closed client must not start
+                if self._closed:
+                    return
+            extra = {} if partition_id is None else {"partition_id": partition_id}
             try:
-                client.receive(on_event, partition_id=partition_id,
-                               starting_position=starting_position, on_error=on_error,
-                               **kwargs)
+                client.receive(on_event, starting_position=starting_position,
+                               on_error=on_error, **extra, **kwargs)
             except BaseException as exc:  # handed to the caller below
                 failures.append(exc)
                 self.close()
 
+        targets: tuple[str | None, ...] = (
+            (None,) if self.ctx.partition_ids is None else self.partitions())
         threads = []
-        for pid in self.partitions():
+        mine: list[ConsumerClient] = []
+        for pid in targets:
             client = self.client_factory()
             with self._lock:
                 if self._closed:
                     client.close()
                     break
                 self._clients.append(client)
+            mine.append(client)
             threads.append(threading.Thread(target=run, args=(pid, client),
                                             name=f"devslice-receive-{pid}", daemon=True))
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(0.2)
+            if self._closed:
+                # A receiver that started just after close() would run on; closing again
+                # stops it (the SDK's close() ends every receive of the client).
+                for c in mine:
+                    c.close()
         if failures:
             raise failures[0]
 

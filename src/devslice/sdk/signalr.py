@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Self, TypedDict
 from urllib.parse import quote, urlsplit
 
 from devslice.errors import CommandFailed
-from devslice.sdk.context import DEFAULT_PREFIX, ContractError, SliceContext, _key
+from devslice.sdk.context import DEFAULT_PREFIX, ContractError, SliceContext, variable_key
 from devslice.slices.names import RULES
 
 if TYPE_CHECKING:  # httpx is imported when a message is first sent
@@ -192,7 +192,7 @@ class _SignalRBase:
                 continue
             if name != hub:
                 hint = (f"the contract maps hub {hub!r} to it ({DEFAULT_PREFIX}SIGNALR_HUB_"
-                        f"{_key(hub)}); fix signalR.hubTemplate in devslice.yaml")
+                        f"{variable_key(hub)}); fix signalR.hubTemplate in devslice.yaml")
             else:
                 example = f" (for example {hub.replace('-', '_')!r})" if "-" in hub else ""
                 hint = f"rename the hub{example}"

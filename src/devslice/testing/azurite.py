@@ -7,8 +7,6 @@ than Azurite knows (see shared/reference/facts.md). Several accounts are declare
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import shutil
 import socket
@@ -17,11 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from devslice.emulators import AZURITE_DEV_ACCOUNT, azurite_account_key
 from devslice.errors import ToolMissing
 
-# The well-known development account every Azure SDK documents; not a secret.
-DEV_ACCOUNT = "devstoreaccount1"
-DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+DEV_ACCOUNT = AZURITE_DEV_ACCOUNT
 
 
 class AzuriteNotFound(ToolMissing):
@@ -48,11 +45,6 @@ def find_azurite(start: Path | None = None) -> str:
     )
 
 
-def account_key(account: str) -> str:
-    """A stable base64 key per emulator account (Azurite accepts any base64 key)."""
-    return base64.b64encode(hashlib.sha512(f"devslice:{account}".encode()).digest()).decode()
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,7 +69,7 @@ class Azurite:
         self.process: subprocess.Popen[bytes] | None = None
 
     def key(self, account: str) -> str:
-        return DEV_KEY if account == DEV_ACCOUNT else account_key(account)
+        return azurite_account_key(account)
 
     def connection_string(self, account: str | None = None) -> str:
         name = account or self.accounts[0]

@@ -1,0 +1,29 @@
+"""Facts about the local emulators that both the contract and the tests rely on."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+# The well-known development account every Azure SDK documents; not a secret.
+AZURITE_DEV_ACCOUNT = "devstoreaccount1"
+AZURITE_DEV_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def azurite_account_key(account: str) -> str:
+    """The key devslice gives an emulator account (Azurite accepts any base64 key).
+
+    Derived from the name by a public formula, so like Azurite's own well-known key it keeps
+    nobody out: it only lets the SDKs sign requests. Emulator accounts hold no real data.
+    """
+    if account == AZURITE_DEV_ACCOUNT:
+        return AZURITE_DEV_KEY
+    return base64.b64encode(hashlib.sha512(f"devslice:{account}".encode()).digest()).decode()
+
+
+def azurite_connection_string(account: str, blob_endpoint: str, queue_endpoint: str) -> str:
+    return (f"DefaultEndpointsProtocol=http;AccountName={account};"
+            f"AccountKey={azurite_account_key(account)};"
+            f"BlobEndpoint={blob_endpoint};QueueEndpoint={queue_endpoint};")
