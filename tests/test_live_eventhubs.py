@@ -47,8 +47,10 @@ def test_real_event_hubs_stay_in_the_slice() -> None:
 
     def on_event(pc: object, event: object) -> None:
         if event is not None and event.body_as_str().startswith(marker):  # type: ignore[attr-defined]
+            props = event.properties  # type: ignore[attr-defined]
             got.append((pc.partition_id, event.body_as_str(),  # type: ignore[attr-defined]
-                        {str(k): v for k, v in event.properties.items()}))  # type: ignore[attr-defined]
+                        {(k.decode() if isinstance(k, bytes) else k): v
+                         for k, v in props.items()}))
 
     thread = threading.Thread(target=consumer.receive, args=(on_event,),
                               kwargs={"starting_position": "-1"}, daemon=True)
@@ -59,3 +61,4 @@ def test_real_event_hubs_stay_in_the_slice() -> None:
     consumer.close()
     assert len(got) == 20
     assert {p for p, _, _ in got} <= {"2", "3"}
+    assert all(props.get("Database") == "db4live" for _, _, props in got)
