@@ -1,0 +1,190 @@
+"""Service images: built from their context, tagged by its hash, pushed to the local registry.
+
+The tag is a hash of what the build sees (context files after ``.dockerignore``, Dockerfile,
+build args), so an unchanged service keeps its tag and the registry alone tells whether it
+must be built: no local image cache, build history or timestamps are trusted.
+
+    registry has name:tag            -> noop
+    engine has the image, registry not -> push
+    neither                            -> build, push
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from docker.utils import exclude_paths
+
+from devslice.adapters.docker import Docker, build_call, push_call
+from devslice.adapters.registry import Registry, RegistryUnreachable
+from devslice.config.model import ImageSettings
+from devslice.engine.plan import Action, noop
+from devslice.errors import ConfigError, ConfigIssue
+
+TAG_PREFIX = "ds-"
+TAG_HEX = 12
+_HASH_VERSION = b"devslice-context-v1\0"  # bump to retag every image if the recipe changes
+_CHUNK = 1 << 20
+
+
+def read_dockerignore(context_dir: Path) -> list[str]:
+    """Patterns as the Docker SDK reads them: stripped lines, no blanks, no ``#`` comments."""
+    path = context_dir / ".dockerignore"
+    if not path.is_file():
+        return []
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def context_files(context_dir: str | os.PathLike[str], dockerfile: str = "Dockerfile") -> list[str]:
+    """Relative paths (files and folders, ``/``-separated, sorted) the build context will hold.
+
+    Uses the Docker SDK's own ``.dockerignore`` matcher, the one ``image_build`` sends the
+    context through, so the hash covers exactly what the engine receives (``!`` exceptions,
+    ``**``, and the rule that the Dockerfile and ``.dockerignore`` are always sent).
+    """
+    root = Path(context_dir)
+    inside = _dockerfile_in_context(root, dockerfile)
+    # A Dockerfile outside the context is sent under a random name; no context file is
+    # forced in on its behalf then.
+    names = exclude_paths(str(root), read_dockerignore(root),
+                          dockerfile=inside or ".dockerfile.outside")
+    return sorted(n.replace(os.sep, "/") for n in names)
+
+
+def context_hash(context_dir: str | os.PathLike[str], dockerfile: str = "Dockerfile",
+                 build_args: Mapping[str, str] | None = None) -> str:
+    """``ds-`` and 12 hex digits of a sha256 over the build's inputs.
+
+    Per entry: its kind, relative path, the executable bit and the content (a symlink's
+    target). Timestamps and owners are left out, so a fresh clone hashes the same.
+    """
+    root = Path(context_dir)
+    h = hashlib.sha256(_HASH_VERSION)
+    for rel in context_files(root, dockerfile):
+        path = root / rel
+        name = rel.encode()
+        if path.is_symlink():
+            h.update(b"L\0" + name + b"\0" + os.readlink(path).encode() + b"\0")
+        elif path.is_dir():
+            h.update(b"D\0" + name + b"\0")
+        elif path.is_file():
+            executable = b"x" if os.access(path, os.X_OK) else b"-"
+            h.update(b"F\0" + name + b"\0" + executable + str(path.stat().st_size).encode()
+                     + b"\0")
+            with path.open("rb") as f:
+                while block := f.read(_CHUNK):
+                    h.update(block)
+    # The Dockerfile's name and content: it may live outside the context.
+    h.update(b"dockerfile\0" + dockerfile.encode() + b"\0" + (root / dockerfile).read_bytes())
+    h.update(b"buildargs\0" + json.dumps(dict(build_args or {}), sort_keys=True).encode())
+    return TAG_PREFIX + h.hexdigest()[:TAG_HEX]
+
+
+def image_tag(settings: ImageSettings, base_dir: str | os.PathLike[str],
+              config_path: str = "devslice.yaml") -> str:
+    """The tag of ``settings``' current context; a missing context or Dockerfile is a
+    ConfigError located at ``config_path``."""
+    context = Path(base_dir) / settings.context
+    where = f"images[name={settings.name}]"
+    if not context.is_dir():
+        raise ConfigError([ConfigIssue(
+            config_path, None, None, f"{where}.context",
+            f"{settings.context!r} is not a folder (looked for {context}); expected the build "
+            "context, relative to devslice.yaml")])
+    if not (context / settings.dockerfile).is_file():
+        raise ConfigError([ConfigIssue(
+            config_path, None, None, f"{where}.dockerfile",
+            f"{settings.dockerfile!r} is not a file in {context}; expected the Dockerfile, "
+            "relative to the context")])
+    return context_hash(context, settings.dockerfile, settings.build_args)
+
+
+def image_refs(images: Sequence[ImageSettings], base_dir: str | os.PathLike[str],
+               registry_host: str, config_path: str = "devslice.yaml") -> dict[str, str]:
+    """``{name: "localhost:5050/name:ds-..."}``, for rewriting manifests' image references.
+
+    ``registry_host`` is the name the cluster pulls from, which may differ from the one the
+    engine pushes to; the tag is the same.
+    """
+    return {i.name: f"{registry_host}/{i.name}:{image_tag(i, base_dir, config_path)}"
+            for i in images}
+
+
+class ImageResource:
+    """One service image in the local registry under the tag of its current context."""
+
+    def __init__(self, settings: ImageSettings, base_dir: str | os.PathLike[str],
+                 registry_host: str, docker: Docker, registry: Registry, *,
+                 after: tuple[str, ...] = ("registry",),
+                 config_path: str = "devslice.yaml") -> None:
+        self.settings = settings
+        self.base_dir = Path(base_dir)
+        self.registry_host = registry_host  # as the engine pushes to it, e.g. localhost:5050
+        self.docker = docker
+        self.registry = registry
+        self.key = f"image:{settings.name}"
+        self.after = after
+        self.config_path = config_path  # for error locations only
+
+    @property
+    def context_dir(self) -> Path:
+        return self.base_dir / self.settings.context
+
+    @property
+    def repository(self) -> str:
+        return f"{self.registry_host}/{self.settings.name}"
+
+    def tag(self) -> str:
+        return image_tag(self.settings, self.base_dir, self.config_path)
+
+    def plan(self) -> list[Action]:
+        tag = self.tag()
+        name, ref = self.settings.name, f"{self.repository}:{tag}"
+        try:
+            if self.registry.manifest_exists(name, tag):
+                return [noop(self.key, f"{name}:{tag} already in {self.registry_host}")]
+            missing = f"no image {tag} in the registry"
+        except RegistryUnreachable:
+            # On a fresh machine the registry is created earlier in the same `up`; the
+            # executor re-plans this resource once the registry runs.
+            missing = f"registry {self.registry_host} not running yet"
+        push_calls = (push_call(self.repository, tag),)
+        if self.docker.image_get(ref) is not None:
+            # Built by an earlier `up` whose push failed, or the registry was recreated.
+            return [Action(self.key, "push", f"built locally, {missing}", push_calls,
+                           lambda: self._push(tag))]
+        return [
+            Action(self.key, "build", f"context changed: {missing}",
+                   (build_call(ref, self._dockerfile_param(), self.settings.build_args),),
+                   lambda: self._build(ref)),
+            Action(self.key, "push", f"publish {ref}", push_calls, lambda: self._push(tag)),
+        ]
+
+    def _build(self, ref: str) -> None:
+        s = self.settings
+        self.docker.image_build(self.context_dir, s.dockerfile, ref, s.build_args)
+
+    def _push(self, tag: str) -> None:
+        self.docker.image_push(self.repository, tag)
+
+    def _dockerfile_param(self) -> str:
+        inside = _dockerfile_in_context(self.context_dir, self.settings.dockerfile)
+        # The SDK sends a Dockerfile from outside the context under a random name.
+        return inside or ".dockerfile.<random>"
+
+
+def _dockerfile_in_context(root: Path, dockerfile: str) -> str | None:
+    """The Dockerfile's name as the SDK sends it, or None if it lies outside the context.
+
+    Like ``docker.api.build.process_dockerfile``: a relative name goes out as written
+    (``./Dockerfile`` stays so), an absolute one relative to the context.
+    """
+    rel = os.path.relpath(os.path.abspath(root / dockerfile), os.path.abspath(root))
+    if rel.startswith(".."):
+        return None
+    return dockerfile if not os.path.isabs(dockerfile) else rel.replace(os.sep, "/")
