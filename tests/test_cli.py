@@ -231,3 +231,112 @@ def test_unwritable_output_is_a_message(workdir: Path, capsys: pytest.CaptureFix
     assert run(["env", "--format", "dotenv", "-o", "blocker/ab.env"]) == 1
     err = capsys.readouterr().err
     assert "error: " in err and "blocker" in err and "Traceback" not in err
+
+
+def test_a_missing_or_folder_config_file_is_not_called_invalid(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["-f", "nope.yaml", "slice", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: nope.yaml: no such file\n")
+    assert "invalid configuration" not in err
+    assert run(["-f", str(workdir), "slice", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {workdir}: is a folder, not a file\n")
+    assert "no such file" not in err
+
+
+def test_problems_in_the_local_file_are_counted_under_its_name(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "devslice.yaml").write_text(BASE)
+    (workdir / "devslice.local.yaml").write_text(
+        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\nslise: ab\nenv: [A]\n")
+    assert run(["env"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: devslice.local.yaml has 2 problems:\n")
+    assert "devslice.yaml has" not in err
+
+
+def test_renewing_someone_elses_slice_needs_force(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "devslice.yaml").write_text(BASE)
+    assert run(["slice", "claim", "cd", "--owner", "Carl Dahl", "--ttl", "1h"]) == 0
+    assert run(["slice", "claim", "ab", "--ttl", "1h"]) == 0
+    capsys.readouterr()
+    assert run(["slice", "renew", "cd"]) == 1
+    err = capsys.readouterr().err
+    assert "error: slice 'cd' belongs to Carl Dahl, not Anna Berg <anna@example.com>" in err
+    assert "pass --force" in err
+    assert run(["slice", "renew", "ab"]) == 0  # one's own: no --force needed
+    assert run(["slice", "renew", "cd", "--force", "--json"]) == 0
+    capsys.readouterr()
+    assert run(["slice", "show", "cd", "--history", "--json"]) == 0
+    history = json.loads(capsys.readouterr().out)["history"]
+    assert [c["action"] for c in history] == ["claim", "renew"]
+    assert "(forced; owner Carl Dahl)" in history[-1]["detail"]
+
+
+@pytest.mark.parametrize("kind", ["ci", "shared"])
+def test_only_a_developer_slice_for_oneself_becomes_current(
+    workdir: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    (workdir / "devslice.yaml").write_text(BASE)
+    assert run(["slice", "claim"]) == 0
+    assert run(["slice", "claim", "--kind", kind]) == 0  # no --owner: for me, but not "mine"
+    assert run(["slice", "claim", "--owner", "Anna Berg <anna@example.com>", "--kind", kind,
+                "--partitions", "2", "xy"]) == 0
+    capsys.readouterr()
+    assert run(["env"]) == 0
+    assert "export LOCAL_DEV_SLICE=ab\n" in capsys.readouterr().out
+
+
+def test_claiming_again_with_other_settings_is_a_conflict_not_the_old_slice(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "devslice.yaml").write_text(BASE)
+    assert run(["slice", "claim"]) == 0
+    capsys.readouterr()
+    assert run(["slice", "claim", "--partitions", "3"]) == 1
+    err = capsys.readouterr().err
+    assert ("error: you already hold slice 'ab' as developer with 1 partition(s), not "
+            "developer with 3") in err
+    assert "release it first (`devslice slice release ab`)" in err
+
+
+def test_storage_floors_know_the_api_version_pinned_for_azurite() -> None:
+    """pyproject's floors must be versions whose SDK accepts AZURITE_API_VERSION (older ones
+    raise ValueError for an api_version they do not know). First to know 2026-06-06:
+    azure-storage-blob 12.30.0 and azure-storage-queue 12.17.0 (their changelogs)."""
+    import re
+    import tomllib
+
+    from azure.storage.blob._serialize import _SUPPORTED_API_VERSIONS as BLOB
+    from azure.storage.queue._serialize import _SUPPORTED_API_VERSIONS as QUEUE
+
+    from devslice.sdk.storage import AZURITE_API_VERSION
+
+    assert AZURITE_API_VERSION in BLOB and AZURITE_API_VERSION in QUEUE
+    deps = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    floors = {}
+    for dep in deps["project"]["dependencies"]:
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", dep)
+        if m:
+            floors[m.group(1)] = tuple(int(p) for p in m.group(2).split("."))
+    assert floors["azure-storage-blob"] >= (12, 30)
+    assert floors["azure-storage-queue"] >= (12, 17)
+    assert floors["pydantic"] >= (2, 11)
+
+
+def test_docs_say_what_the_code_does(workdir: Path) -> None:
+    docs = Path(__file__).parent.parent / "docs"
+    config = (docs / "config.md").read_text()
+    assert run(["init", "--team", "company1"]) == 0
+    assert not (workdir / ".gitignore").exists()  # so the docs must not promise one
+    assert "ignored by git" not in config
+    assert "add `devslice.local.yaml` to your `.gitignore`" in config
+    sdk = " ".join((docs / "sdk.md").read_text().split())
+    assert "round robin over the slice's" not in sdk
+    assert "One `send` call goes to one partition" in sdk
+    assert "The embedded hub (below) has no epochs" in sdk

@@ -234,3 +234,86 @@ def test_endpoint_template_placeholders() -> None:
     assert msg == ("devslice.yaml:5:25: storage.blobEndpointTemplate: "
                    "'https://{acount}.blob.core.windows.net' uses {acount}; the placeholders "
                    "allowed here are {account}, {slice}, {team}")
+
+
+def test_signalr_hub_name_with_hyphen_is_reported_at_the_hub() -> None:
+    (msg,) = errors(BASE + "signalR:\n  hubs: [notifications, order-events]\n")
+    assert msg == ("devslice.yaml:5:25: signalR.hubs[1]: 'order-events' is not a valid SignalR "
+                   "hub name: a letter, then letters, digits, '_', '`', ',', '.', '[' or ']' "
+                   "(no hyphens)")
+
+
+def test_signalr_hubs_that_share_a_variable_or_differ_only_in_case() -> None:
+    found = errors(BASE + """\
+signalR:
+  hubs:
+    - Orders
+    - orders
+    - order.events
+    - order_events
+    - Orders
+    - dashboard
+""")
+    assert found == [
+        "devslice.yaml:7:7: signalR.hubs[1]: 'orders' and 'Orders' at signalR.hubs[0] differ "
+        "only in case, which SignalR ignores (it lower-cases hub names); rename one",
+        "devslice.yaml:9:7: signalR.hubs[3]: 'order_events' and 'order.events' at "
+        "signalR.hubs[2] would both set the variable LOCAL_DEV_SIGNALR_HUB_ORDER_EVENTS; "
+        "rename one so they differ in more than case and punctuation",
+        "devslice.yaml:10:7: signalR.hubs[4]: 'Orders' is already listed at signalR.hubs[0]; "
+        "list each hub once",
+    ]
+
+
+def test_handle_rule_is_built_in_one_place(tmp_path: Path) -> None:
+    from devslice.config.checks import handle_rule
+    from devslice.project import Project
+    from devslice.slices.names import HandleRule
+
+    env = env_from("slices:\n  handle: {minLength: 3, maxLength: 5}\n")
+    assert handle_rule(env) == HandleRule(3, 5)
+    assert Project(env, tmp_path / "devslice.yaml").handle_rule == handle_rule(env)
+
+
+def test_a_folder_given_as_the_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert str(info.value.issues[0]) == f"{tmp_path}: is a folder, not a file"
+    assert info.value.hint == "pass the path of a devslice.yaml file with -f/--file"
+    (tmp_path / "devslice.yaml").write_text(BASE)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert info.value.hint == f"pass the file itself, e.g. -f {tmp_path / 'devslice.yaml'}"
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("- apiVersion: devslice.dev/v1alpha1\n- kind: Environment\n", "a list"),
+    ("just words\n", "text"),
+    ("42\n", "a number"),
+])
+def test_a_document_that_is_not_a_mapping_says_what_it_is(text: str, found: str) -> None:
+    assert errors(text) == [f"devslice.yaml:1:1: expected a mapping of keys, found {found}"]
+
+
+def test_env_values_are_text_as_written(tmp_path: Path) -> None:
+    from devslice.config.local import load_local
+
+    env = env_from("""\
+contract:
+  env:
+    PORT: 8080
+    VERSION: 1.10
+    DEBUG: true
+    MASK: 0x1F
+    SINCE: 2024-01-01
+    NAME: "quoted"
+""")
+    assert env.contract.env == {"PORT": "8080", "VERSION": "1.10", "DEBUG": "true",
+                                "MASK": "0x1F", "SINCE": "2024-01-01", "NAME": "quoted"}
+    (tmp_path / "devslice.local.yaml").write_text(
+        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\n"
+        "env: {LOCAL_DEV_EVENTHUBS_PARTITIONCOUNT: 4, FEATURE_X: false, RATIO: 0.50}\n")
+    local, _ = load_local(tmp_path)
+    assert local is not None
+    assert local.env == {"LOCAL_DEV_EVENTHUBS_PARTITIONCOUNT": "4", "FEATURE_X": "false",
+                         "RATIO": "0.50"}

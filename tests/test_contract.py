@@ -190,3 +190,22 @@ def test_dotenv_quotes_values_that_need_it() -> None:
                           Variable("B", "plain-1,2", Origin.team, "x")])
     assert 'A="two words \\"quoted\\""\n' in text
     assert "B=plain-1,2\n" in text
+
+
+@pytest.mark.parametrize(("value", "written"), [
+    # Docker Compose expands $VAR and ${VAR} in unquoted and double-quoted values; single
+    # quotes are literal there, and nothing inside them is backslash-escaped.
+    ("$HOME", "'$HOME'"),
+    ("pa$$word and ${HOME}", "'pa$$word and ${HOME}'"),
+    ('say "$HOME"', "'say \"$HOME\"'"),
+    ("C:\\$x", '"C:\\\\\\$x"'),  # a backslash: double quotes, Compose's \$ for the dollar
+    ("it's $HOME", '"it\'s \\$HOME"'),  # a single quote and $: double quotes with \$
+    ("two\n$lines", '"two\\n\\$lines"'),
+    ("no dollar here", '"no dollar here"'),
+    ("plain-1,2", "plain-1,2"),
+])
+def test_dotenv_keeps_dollars_literal_for_docker_compose(value: str, written: str) -> None:
+    from devslice.contract.variables import Variable
+
+    text = render.dotenv([Variable("A", value, Origin.team, "x")])
+    assert text.splitlines()[1] == f"A={written}"

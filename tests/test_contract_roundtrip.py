@@ -143,3 +143,19 @@ storage:
     service.create_container(name)
     service.get_container_client(name).upload_blob("hello.txt", b"hi")
     assert [b.name for b in service.get_container_client(name).list_blobs()] == ["hello.txt"]
+
+
+def test_a_secret_overridden_locally_is_not_printed_by_shell_output(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIG", "Endpoint=https://x;AccessKey=k1;Version=1.0;")
+    (workdir / "devslice.yaml").write_text(BASE + "signalR:\n  connectionString: {fromEnv: SIG}\n")
+    (workdir / "devslice.local.yaml").write_text(
+        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\n"
+        "env: {LOCAL_DEV_SIGNALR_CONNECTIONSTRING: 'AccessKey=MINE'}\n")
+    assert run(["slice", "claim"]) == 0
+    capsys.readouterr()
+    assert run(["env"]) == 0
+    out = capsys.readouterr().out
+    assert "MINE" not in out
+    assert "# LOCAL_DEV_SIGNALR_CONNECTIONSTRING is a secret from " in out

@@ -68,3 +68,73 @@ def test_broken_config_is_reported_not_raised(
     assert code == 1
     assert "is not a ledger backend" in str(checks["config"]["problem"])
     assert checks["ledger"]["problem"] == "no valid config to find the ledger from"
+
+
+def fake(bin_dir: Path, name: str, script: str) -> Path:
+    """A fake tool of our own: a /bin/sh script (echo is a builtin, so no PATH is needed)."""
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+    return path
+
+
+def test_text_output_shows_every_check_and_the_fix_of_a_failing_optional_tool(
+    fake_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["doctor"]) == 0
+    text = capsys.readouterr().out
+    for word in ("node", "20.20.2", "k3d", "5.7.4", "mirrord", "3.250.0"):
+        assert word in text
+    # The engine is installed but not running: flagged, and its fix printed (not only in JSON).
+    assert ("warning docker engine: `docker info --format {{.ServerVersion}}` failed: Cannot "
+            "connect to the Docker daemon") in text
+    assert "fix: start Docker Desktop, or the engine with `sudo systemctl start docker`" in text
+    assert not [line for line in text.splitlines() if line.startswith("problem ")]
+
+
+def test_a_failing_version_command_is_a_problem_even_if_it_prints_a_version(
+    fake_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake(fake_path, "docker", """\
+if [ "$*" = "version --format {{.Client.Version}}" ]; then echo "28.2.2"; exit 0; fi
+echo "Error response from daemon: client version 1.52 is too new. Maximum supported API \
+version is 1.43" >&2
+exit 1
+""")
+    code, checks = doctor(capsys)
+    assert code == 0  # optional
+    engine = checks["docker engine"]
+    assert engine["version"] is None
+    assert "client version 1.52 is too new" in str(engine["problem"])
+    assert "start Docker Desktop" in str(engine["fix"])
+    assert checks["docker"]["problem"] is None
+
+
+def test_too_old_node_is_a_problem_with_its_fix(
+    fake_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake(fake_path, "node", 'echo "v18.19.0"\n')
+    assert run(["doctor"]) == 1
+    text = capsys.readouterr().out
+    assert "problem node: node 18.19.0 is too old: devslice needs 20 or newer" in text
+    assert "fix: install Node.js 20 or newer" in text
+    code, checks = doctor(capsys)
+    assert code == 1
+    assert (checks["node"]["ok"], checks["node"]["version"]) == (False, "18.19.0")
+
+
+@pytest.mark.parametrize(("answer", "problem"), [
+    ("Python 3.10.14", "python 3.10.14 is too old: devslice needs 3.11 or newer"),
+    ("Python 3.11.0", None),
+    ("Python 3.14.2", None),
+])
+def test_python_minimum_version(tmp_path: Path, answer: str, problem: str | None) -> None:
+    from dataclasses import replace
+
+    from devslice.facts.tools import TOOLS, probe
+
+    python = next(t for t in TOOLS if t.name == "python")
+    exe = fake(tmp_path, "python", f'echo "{answer}"\n')
+    fact = probe(replace(python, argv=(str(exe), "--version")))
+    assert fact.problem == problem
+    assert fact.version == answer.split()[1]

@@ -30,7 +30,7 @@ def test_every_change_records_who_and_when(tmp_path: Path) -> None:
     s, _ = p.claim("ab", kind=SliceKind.ci, ttl=timedelta(hours=2), owner="pipeline-7")
     assert (s.created_at, s.created_by) == (NOW, "ann@laptop")
     assert s.expires_at == NOW + timedelta(hours=2)
-    p.renew("ab")
+    p.renew("ab", owner="pipeline-7")
     p.release("ab", owner="pipeline-7")
     lines = [(c.action, c.actor, c.at, c.handle) for c in p.ledger.history()]
     assert lines == [("claim", "ann@laptop", NOW, "ab"), ("renew", "ann@laptop", NOW, "ab"),

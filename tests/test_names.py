@@ -99,3 +99,31 @@ def test_template_checked_for_every_handle_length() -> None:
     assert template_problems(t, RULES["storageAccount"], HandleRule(2, 8), VALUES) == []
     (problem,) = template_problems(t, RULES["storageAccount"], HandleRule(2, 12), VALUES)
     assert "has 25 characters" in problem
+
+
+def test_may_collide_computes_each_templates_positions_once_per_length() -> None:
+    """30 name templates and maxLength 16 made `devslice slice list` slow: the positions of
+    the second template were recomputed for every length of the first. Counted with a
+    profiler hook, not by replacing the function."""
+    import sys
+    from types import FrameType
+
+    from devslice.slices import names
+
+    rule = HandleRule(min_length=2, max_length=16)
+    lengths = rule.max_length - rule.min_length + 1
+    calls = 0
+
+    def count(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal calls
+        if event == "call" and frame.f_code is names._positions.__code__:
+            calls += 1
+
+    sys.setprofile(count)
+    try:
+        example = may_collide("svca-{slice}", "svcb-{slice}", rule, VALUES)  # never meet
+    finally:
+        sys.setprofile(None)
+    assert example is None
+    assert calls == 2 * lengths
+    assert may_collide("in{slice}", "inv{slice}", rule, VALUES) == "inva0"

@@ -87,6 +87,9 @@ class LedgerMachine(RuleBasedStateMachine):
         assert s.owner == owner
         if not created:
             assert before[s.handle] == s  # idempotent: the same slice, unchanged
+            # ... and only if it is what was asked for, with or without a handle.
+            assert s.kind is kind
+            assert len(s.event_hubs.partitions) == k
         else:
             assert s.handle not in before
             assert len(s.event_hubs.partitions) == k
@@ -107,7 +110,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def renew(self, data: st.DataObject) -> None:
         target = data.draw(st.sampled_from(self.project.slices()))
-        renewed = self.project.renew(target.handle)
+        renewed = self.project.renew(target.handle, owner=target.owner)
         if target.ttl_seconds:
             assert renewed.expires_at == self.now + timedelta(seconds=target.ttl_seconds)
 
@@ -179,3 +182,50 @@ def test_same_initials_get_distinct_handles_and_names() -> None:
         assert accounts == {"company1stacc4ab", "company1stacc4ab2", "company1stacc4ab3"}
         # Claiming again without a handle returns the slice the owner holds.
         assert project.claim(owner="Adam Brown")[0].handle == "ab2"
+
+
+def test_claim_without_a_handle_refuses_other_settings_like_a_named_claim() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Project(ENV, Path(tmp) / "devslice.yaml",
+                          ledger=SqliteLedger(Path(tmp) / "l.db", "company1"))
+        s, _ = project.claim(owner="Anna Berg", partitions=1)
+        for handle in (None, s.handle):
+            try:
+                project.claim(handle, owner="Anna Berg", partitions=2)
+            except SliceConflict as exc:
+                assert "already hold slice 'ab' as developer with 1 partition(s)" in exc.message
+            else:
+                raise AssertionError(f"claim({handle!r}) with 2 partitions returned slice ab")
+        assert project.claim(owner="Anna Berg", partitions=1) == (s, False)
+
+
+def test_initials_ignore_comments_and_addresses() -> None:
+    from devslice.slices.names import HandleRule
+    from devslice.slices.operations import initials
+
+    rule = HandleRule()
+    for owner in ("Alex Bauer (a colleague)", "Alex Bauer <alex@example.com>",
+                  "Alex Bauer (ops) <alex.bauer@example.com>", "alex.bauer@example.com",
+                  "<alex.bauer@example.com>", "Alex (Al) Bauer", "Alex Bauer (team (b))"):
+        assert initials(owner, rule) == "ab", owner
+
+
+def test_renew_checks_the_owner_like_release() -> None:
+    from devslice.slices import operations as ops
+
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Project(ENV, Path(tmp) / "devslice.yaml",
+                          ledger=SqliteLedger(Path(tmp) / "l.db", "company1"))
+        s, _ = project.claim(owner="Carl Dahl", ttl=timedelta(hours=1))
+        state = project.ledger.read()
+        try:
+            ops.renew(state, s.handle, START, "t@test", owner="Anna Berg")
+        except SliceConflict as exc:
+            assert exc.message == "slice 'cd' belongs to Carl Dahl, not Anna Berg"
+        else:
+            raise AssertionError("renewed someone else's slice without force")
+        mine = ops.renew(state, s.handle, START, "t@test", owner="Carl Dahl").value
+        forced = ops.renew(state, s.handle, START, "t@test", owner="Anna Berg", force=True)
+        assert mine is not None and forced.value is not None
+        assert mine.expires_at == forced.value.expires_at == START + timedelta(hours=1)
+        assert forced.changes[0].detail.endswith("(forced; owner Carl Dahl)")

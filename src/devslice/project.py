@@ -100,8 +100,9 @@ class Project:
 
     @cached_property
     def handle_rule(self) -> HandleRule:
-        h = self.env.slices.handle
-        return HandleRule(h.min_length, h.max_length)
+        from devslice.config.checks import handle_rule
+
+        return handle_rule(self.env)
 
     def default_ttl(self, kind: SliceKind) -> timedelta | None:
         ttl: timedelta | None = getattr(self.env.slices.ttl, kind.value)
@@ -140,9 +141,12 @@ class Project:
         assert result.value is not None
         return result.value
 
-    def renew(self, handle: str, ttl: timedelta | None = None) -> Slice:
+    def renew(self, handle: str, ttl: timedelta | None = None, owner: str | None = None,
+              force: bool = False) -> Slice:
+        who = owner or identity.owner()
         now = self.clock()
-        result = self.ledger.transact(lambda state: ops.renew(state, handle, now, self.actor, ttl))
+        result = self.ledger.transact(
+            lambda state: ops.renew(state, handle, now, self.actor, ttl, owner=who, force=force))
         assert result.value is not None
         return result.value
 

@@ -64,9 +64,15 @@ def _print(checks: list[dict[str, Any]]) -> None:
         detail = escape(c["version"] or (c["problem"] or "not found"))
         t.add_row(mark, c["name"], detail, c["neededFor"])
     console().print(t)
-    problems = [c for c in checks if c["problem"] and (not c["ok"] or not c["found"])]
-    for c in problems:
-        level = "[red]problem[/]" if not c["ok"] else "[yellow]optional[/]"
+    # Every problem with its fix: required ones, optional tools that are missing, and
+    # optional tools that are there but failing (the docker engine not running, say).
+    for c in (c for c in checks if c["problem"]):
+        if not c["ok"]:
+            level = "[red]problem[/]"
+        elif c["found"]:
+            level = "[yellow]warning[/]"
+        else:
+            level = "[yellow]optional[/]"
         console().print(f"{level} {c['name']}: {escape(c['problem'])}")
         if c["fix"]:
             console().print(f"  fix: {escape(c['fix'])}")

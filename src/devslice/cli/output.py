@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -45,10 +46,19 @@ def print_error(exc: DevsliceError) -> None:
     c = err_console()
     if isinstance(exc, ConfigError):
         count = len(exc.issues)
-        c.print(f"[bold red]error:[/] devslice.yaml has {count} problem{'s' * (count != 1)}:"
-                if count > 1 else "[bold red]error:[/] invalid configuration:")
-        for issue in exc.issues:
-            c.print(f"  {escape(str(issue))}")
+        if count == 1 and exc.issues[0].line is None:
+            # About the file as a whole (missing, a folder, unreadable): one line, and no
+            # claim that a configuration was read and found invalid.
+            c.print(f"[bold red]error:[/] {escape(str(exc.issues[0]))}")
+        else:
+            if count > 1:
+                files = {os.path.basename(i.path) for i in exc.issues}
+                name = files.pop() if len(files) == 1 else "the configuration"
+                c.print(f"[bold red]error:[/] {escape(name)} has {count} problems:")
+            else:
+                c.print("[bold red]error:[/] invalid configuration:")
+            for issue in exc.issues:
+                c.print(f"  {escape(str(issue))}")
     else:
         c.print(f"[bold red]error:[/] {escape(exc.message)}")
     if exc.hint:

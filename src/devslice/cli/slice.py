@@ -104,7 +104,9 @@ def claim(state: State, handle: str | None, kind: str, partitions: int | None, t
         handle, kind=SliceKind(kind), partitions=partitions,
         ttl=UNSET if lease == "default" else lease, owner=owner,
     )
-    if owner is None:  # a slice claimed for someone else does not become mine
+    # Only a developer slice claimed for oneself becomes the current slice here: a ci or
+    # shared slice (or one claimed for someone else) must not quietly switch `devslice env`.
+    if s.kind is SliceKind.developer and _for_me(owner):
         project.remember(s.handle)
     if as_json:
         print_json({**slice_json(project, s), "created": created})
@@ -113,6 +115,12 @@ def claim(state: State, handle: str | None, kind: str, partitions: int | None, t
     console().print(f"[green]{verb}[/] slice [bold]{s.handle}[/]")
     _slice_table(project, s)
     console().print("[dim]next: devslice env --format dotenv[/]")
+
+
+def _for_me(owner: str | None) -> bool:
+    from devslice import identity
+
+    return owner is None or owner == identity.owner()
 
 
 @slice_group.command()
@@ -142,10 +150,14 @@ def release(state: State, handle: str | None, force: bool, as_json: bool) -> Non
 @slice_group.command()
 @click.argument("handle", required=False)
 @click.option("--ttl", metavar="DURATION", help="New lease length (default: the slice's own).")
+@click.option("--force", is_flag=True, help="Renew a slice someone else owns.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_state
-def renew(state: State, handle: str | None, ttl: str | None, as_json: bool) -> None:
+def renew(state: State, handle: str | None, ttl: str | None, force: bool, as_json: bool) -> None:
     """Extend a slice's lease so gc does not reclaim it.
+
+    Only the slice's owner ($DEVSLICE_OWNER or git email) may renew it; --force renews
+    someone else's (the ledger records who did).
 
     \b
     Example (in a CI job, every hour):
@@ -154,7 +166,7 @@ def renew(state: State, handle: str | None, ttl: str | None, as_json: bool) -> N
     project = state.project()
     lease = _ttl(ttl)
     s = project.renew(project.current_handle(handle),
-                      ttl=lease if isinstance(lease, timedelta) else None)
+                      ttl=lease if isinstance(lease, timedelta) else None, force=force)
     if as_json:
         print_json(slice_json(project, s))
         return

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from devslice.config.model import Environment
+from devslice.sdk.context import variable_key
 from devslice.slices.names import (
     RULES,
     HandleRule,
@@ -27,8 +28,46 @@ class Template:
 
 
 def handle_rule(env: Environment) -> HandleRule:
+    """The handles the environment allows (``slices.handle``): the one place that builds it,
+    for these checks and for :attr:`devslice.project.Project.handle_rule`."""
     h = env.slices.handle
     return HandleRule(min_length=h.min_length, max_length=h.max_length)
+
+
+def hub_problems(env: Environment) -> list[tuple[Loc, str]]:
+    """Each name in ``signalR.hubs`` on its own: a valid SignalR hub name, and distinct from
+    the others in the contract variable it sets and in SignalR's eyes (the service lower-cases
+    hub names), each problem at ``signalR.hubs[i]``."""
+    issues: list[tuple[Loc, str]] = []
+    seen: dict[str, tuple[int, str]] = {}  # variable key -> (index, hub)
+    for i, hub in enumerate(env.signal_r.hubs):
+        problem = RULES["signalrHub"].problem(hub)
+        if problem:
+            issues.append((("signalR", "hubs", i), problem))
+            continue
+        key = variable_key(hub)
+        if key in seen:
+            j, first = seen[key]
+            variable = f"{env.contract.prefix}SIGNALR_HUB_{key}"
+            if hub == first:
+                why = f"{hub!r} is already listed at signalR.hubs[{j}]; list each hub once"
+            elif hub.lower() == first.lower():
+                why = (f"{hub!r} and {first!r} at signalR.hubs[{j}] differ only in case, which "
+                       f"SignalR ignores (it lower-cases hub names); rename one")
+            else:
+                why = (f"{hub!r} and {first!r} at signalR.hubs[{j}] would both set the "
+                       f"variable {variable}; rename one so they differ in more than case and "
+                       f"punctuation")
+            issues.append((("signalR", "hubs", i), why))
+            continue
+        seen[key] = (i, hub)
+    return issues
+
+
+def good_hubs(env: Environment) -> list[str]:
+    """The hubs :func:`hub_problems` has nothing against, in order."""
+    bad = {loc[2] for loc, _ in hub_problems(env)}
+    return [h for i, h in enumerate(env.signal_r.hubs) if i not in bad]
 
 
 def templates(env: Environment) -> list[Template]:
@@ -41,7 +80,7 @@ def templates(env: Environment) -> list[Template]:
             "dataExplorerDatabase",
         ),
     ]
-    for hub in env.signal_r.hubs:
+    for hub in good_hubs(env):  # a bad hub name is reported at signalR.hubs[i]
         filled = env.signal_r.hub_template.replace("{hub}", hub)
         out.append(Template(("signalR", "hubTemplate"), filled, "signalrHub"))
     for key, named in env.names.items():
@@ -59,6 +98,7 @@ def check(env: Environment) -> list[tuple[Loc, str]]:
         problem = RULES["eventHub"].problem(name)
         if problem:
             issues.append((("eventHubs", "eventHubs", i), problem))
+    issues.extend(hub_problems(env))
     if len(env.signal_r.hubs) > 1 and "{hub}" not in env.signal_r.hub_template:
         issues.append(
             (

@@ -24,6 +24,13 @@ def find_config(explicit: str | os.PathLike[str] | None = None, start: Path | No
     """The config file: the one given, else devslice.yaml in this folder or a parent."""
     if explicit is not None:
         path = Path(explicit)
+        if path.is_dir():
+            inside = path / DEFAULT_FILENAME
+            raise ConfigError(
+                [ConfigIssue(str(path), None, None, "", "is a folder, not a file")],
+                hint=f"pass the file itself, e.g. -f {inside}" if inside.is_file() else
+                "pass the path of a devslice.yaml file with -f/--file",
+            )
         if not path.is_file():
             raise ConfigError(
                 [ConfigIssue(str(path), None, None, "", "no such file")],
@@ -157,6 +164,67 @@ def _message(err: dict[str, Any], model: Any) -> str:
     return f"{shown!r} is not allowed: {msg}"
 
 
+def _kind(value: Any) -> str:
+    """What a YAML value is, in the words of the file rather than of Python."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def _text_maps(model: Any) -> tuple[tuple[str, ...], ...]:
+    """Where ``model`` has maps of environment variables (``dict[str, str]``)."""
+    from devslice.config.local import LocalOverrides
+    from devslice.config.model import Environment
+
+    if model is Environment:
+        return (("contract", "env"),)
+    if model is LocalOverrides:
+        return (("env",),)
+    return ()
+
+
+def _scalars_as_text(data: Any, text: str, maps: tuple[tuple[str, ...], ...]) -> None:
+    """Values of environment variables are text: ``PORT: 8080``, ``DEBUG: true`` and
+    ``VERSION: 1.10`` mean "8080", "true" and "1.10", spelled as written (YAML would read
+    1.10 as the number 1.1). Numbers, booleans and dates in those maps are replaced, in place,
+    by the scalar's text in the file; anything else (null, lists, maps) is left for the
+    model to refuse."""
+    from ruamel.yaml.nodes import MappingNode, ScalarNode
+
+    root: Any = None
+    for loc in maps:
+        target: Any = data
+        for part in loc:
+            target = target.get(part) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            continue
+        keys = [k for k, v in target.items()
+                if isinstance(k, str) and v is not None and not isinstance(v, str | dict | list)]
+        if not keys:
+            continue
+        if root is None:
+            from ruamel.yaml import YAML
+
+            root = YAML(typ="rt").compose(text)
+        node: Any = root
+        for part in loc:
+            node = next((v for k, v in node.value if isinstance(k, ScalarNode)
+                         and k.value == part), None) if isinstance(node, MappingNode) else None
+        if not isinstance(node, MappingNode):
+            continue
+        written = {k.value: v.value for k, v in node.value
+                   if isinstance(k, ScalarNode) and isinstance(v, ScalarNode)}
+        for key in keys:
+            if key in written:
+                target[key] = written[key]
+
+
 def parse_config(text: str, path: str, model: type[M]) -> M:  # M is a pydantic model
     """Validate YAML text against a pydantic model; errors carry file:line:col."""
     from pydantic import ValidationError
@@ -167,7 +235,8 @@ def parse_config(text: str, path: str, model: type[M]) -> M:  # M is a pydantic 
                           hint="run `devslice init` for a starter file")
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(path, 1, 1, "", f"expected a mapping of keys, found "
-                                                       f"{type(data).__name__}")])
+                                                       f"{_kind(data)}")])
+    _scalars_as_text(data, text, _text_maps(model))
     try:
         obj: M = model.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as exc:

@@ -20,13 +20,32 @@ from devslice.secrets import MASK, Secret
 _PLAIN = re.compile(r"[A-Za-z0-9_./:,@+-]*")
 
 
+def dotenv_value(value: str) -> str:
+    """One value for a .env file, written so that Docker Compose (compose-go) reads it back
+    unchanged.
+
+    Compose and python-dotenv expand variables in unquoted and double-quoted values, so a
+    value with ``$`` goes in single quotes, which Compose takes literally. Nothing is
+    backslash-escaped inside them: python-dotenv reads ``\\\\`` there as one backslash,
+    Compose as two. A value with ``$`` that single quotes cannot hold (a single quote, a
+    backslash or a line break) is double-quoted with ``$`` written ``\\$``, Compose's escape
+    for a literal dollar. Caveats for python-dotenv (1.2): it keeps the backslash of ``\\$``,
+    and expands ``${VAR}`` even in single quotes unless loaded with ``interpolate=False``.
+    """
+    if _PLAIN.fullmatch(value):
+        return value
+    if "$" in value and not any(c in value for c in "'\\\n\r"):
+        return f"'{value}'"
+    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+               .replace("\r", "\\r").replace("$", "\\$"))
+    return f'"{escaped}"'
+
+
 def dotenv(variables: Iterable[Variable]) -> str:
     lines = ["# written by devslice; holds secrets, keep it out of version control"]
     for v in variables:
         value = v.value.reveal() if isinstance(v.value, Secret) else v.value
-        if not _PLAIN.fullmatch(value):
-            value = '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-        lines.append(f"{v.name}={value}")
+        lines.append(f"{v.name}={dotenv_value(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -35,8 +54,13 @@ def shell(variables: Iterable[Variable]) -> str:
     for v in variables:
         if isinstance(v.value, Secret):
             kind, _, where = v.value.source.partition(":")
-            ref = f'"${{{where}}}"' if kind == "env" else f'"$(cat {shlex.quote(where)})"'
-            lines.append(f"export {v.name}={ref}")
+            if kind == "env":
+                lines.append(f'export {v.name}="${{{where}}}"')
+            elif kind == "file":
+                lines.append(f'export {v.name}="$(cat {shlex.quote(where)})"')
+            else:  # written in devslice.local.yaml: there is no source to refer to
+                lines.append(f"# {v.name} is a secret from {where or kind}; it is not printed: "
+                             "use --format dotenv")
         else:
             lines.append(f"export {v.name}={shlex.quote(v.value)}")
     return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@ class Tool:
     required: bool
     needed_for: str
     fix: str
+    minimum: tuple[int, ...] | None = None  # the oldest version devslice works with
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,9 @@ class ToolFact:
 
 TOOLS: tuple[Tool, ...] = (
     Tool("python", (sys.executable, "--version"), True, "devslice itself",
-         "install Python 3.11 or newer"),
+         "install Python 3.11 or newer", minimum=(3, 11)),
     Tool("node", ("node", "--version"), True, "Azurite (the storage emulator)",
-         "install Node.js 20 or newer: https://nodejs.org"),
+         "install Node.js 20 or newer: https://nodejs.org", minimum=(20,)),
     Tool("docker", ("docker", "version", "--format", "{{.Client.Version}}"), False,
          "the k3d runtime and emulator containers",
          "install Docker Desktop or Docker Engine; without it devslice runs services as "
@@ -63,7 +64,22 @@ TOOLS: tuple[Tool, ...] = (
 _VERSION = re.compile(r"v?(\d+\.\d+(?:\.\d+)?)")
 
 
+def _parse(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def _first_line(*texts: str | None) -> str | None:
+    for text in texts:
+        for line in (text or "").splitlines():
+            if line.strip():
+                return line.strip()
+    return None
+
+
 def probe(tool: Tool, path_env: str | None = None, timeout: float = 10.0) -> ToolFact:
+    """Run the tool's version command. A non-zero exit is a problem even when the output
+    holds something like a version ("client version 1.52 is too new"), and so is a version
+    older than the tool's minimum."""
     exe = tool.argv[0] if os.path.isabs(tool.argv[0]) else shutil.which(tool.argv[0],
                                                                          path=path_env)
     if exe is None:
@@ -74,13 +90,23 @@ def probe(tool: Tool, path_env: str | None = None, timeout: float = 10.0) -> Too
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return ToolFact(tool, exe, None, f"`{tool.name}` did not answer: {exc}")
+    if done.returncode != 0:
+        # The error is usually on stderr (docker: "Cannot connect to the Docker daemon").
+        why = _first_line(done.stderr, done.stdout) or f"exit status {done.returncode}"
+        return ToolFact(tool, exe, None, f"`{' '.join(tool.argv)}` failed: {why}")
     text = (done.stdout or "") + (done.stderr or "")
     match = _VERSION.search(text)
-    if done.returncode != 0 and match is None:
-        first = text.strip().splitlines()[:1]
-        return ToolFact(tool, exe, None,
-                        f"`{' '.join(tool.argv)}` failed: {first[0] if first else done.returncode}")
-    return ToolFact(tool, exe, match.group(1) if match else text.strip()[:40], None)
+    version = match.group(1) if match else text.strip()[:40]
+    if tool.minimum is not None:
+        wanted = ".".join(map(str, tool.minimum))
+        if match is None:
+            return ToolFact(tool, exe, version or None,
+                            f"cannot tell the {tool.name} version (need {wanted} or newer) from "
+                            f"`{' '.join(tool.argv)}`: {_first_line(text) or 'no output'}")
+        if _parse(version) < tool.minimum:
+            return ToolFact(tool, exe, version,
+                            f"{tool.name} {version} is too old: devslice needs {wanted} or newer")
+    return ToolFact(tool, exe, version, None)
 
 
 def probe_all(tools: Iterable[Tool], path_env: str | None = None) -> list[ToolFact]:

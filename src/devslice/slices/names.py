@@ -159,10 +159,11 @@ def may_collide(a: str, b: str, handles: HandleRule, values: dict[str, str]) -> 
     equal), so it may report a collision that cannot happen, never miss one.
     """
     lengths = range(handles.min_length, handles.max_length + 1)
-    for la in lengths:
-        pa = _positions(a, la, values)
-        for lb in lengths:
-            pb = _positions(b, lb, values)
+    # Each template's positions once per handle length, not once per pair of lengths.
+    per_a = [_positions(a, n, values) for n in lengths]
+    per_b = [_positions(b, n, values) for n in lengths]
+    for pa in per_a:
+        for pb in per_b:
             if len(pa) == len(pb) and all(x & y for x, y in zip(pa, pb, strict=True)):
                 return "".join(min(x & y) for x, y in zip(pa, pb, strict=True))
     return None

@@ -37,9 +37,20 @@ class ClaimRequest:
     ttl: timedelta | None = None
 
 
+_PARENTHESISED = re.compile(r"\([^()]*\)")
+_ANGLED = re.compile(r"<[^<>]*>")
+
+
 def initials(owner: str, rule: HandleRule) -> str:
-    """A short handle from an owner: 'Anna Berg <anna@x>' and 'anna.berg@x' give 'ab'."""
-    name = owner.split("<")[0].strip() or owner
+    """A short handle from an owner: 'Anna Berg <anna@x>', 'Anna Berg (a colleague)' and
+    'anna.berg@x' give 'ab'. Parenthesised parts and e-mail addresses in angle brackets are
+    not part of the name."""
+    name, found = owner, 1
+    while found:  # innermost parentheses first: 'A B (x (y))'
+        name, found = _PARENTHESISED.subn(" ", name)
+    name = _ANGLED.sub(" ", name).strip()
+    if not name:  # only an address, as in '<anna.berg@x>'
+        name = owner.strip().strip("<>()").strip()
     name = name.split("@")[0]
     words = [w for w in re.split(r"[^a-z]+", name.lower()) if w]
     if len(words) >= 2:
@@ -79,6 +90,18 @@ def collect(state: LedgerState, now: datetime, actor: str) -> Transition[list[Sl
     return Transition(LedgerState(slices=kept), changes, expired)
 
 
+def _check_settings(held: Slice, request: ClaimRequest) -> None:
+    """Refuse to hand back a held slice with another kind or partition count than asked."""
+    if held.kind is not request.kind or len(held.event_hubs.partitions) != request.partitions:
+        raise SliceConflict(
+            f"you already hold slice {held.handle!r} as {held.kind.value} with "
+            f"{len(held.event_hubs.partitions)} partition(s), not {request.kind.value} with "
+            f"{request.partitions}",
+            hint=f"release it first (`devslice slice release {held.handle}`) to claim it "
+            f"with other settings",
+        )
+
+
 def claim(
     state: LedgerState,
     request: ClaimRequest,
@@ -98,6 +121,9 @@ def claim(
         mine = [s for s in state.slices.values()
                 if s.owner == request.owner and s.kind is request.kind]
         if len(mine) == 1 and request.kind is not SliceKind.ci:
+            # The same answer as naming the handle: the held slice only if it is what was
+            # asked for, never a slice with other settings passed off as the one claimed.
+            _check_settings(mine[0], request)
             return Transition(state, gc.changes, (mine[0], False))
     handle = request.handle or suggest_handle(request.owner, request.kind, state, rule)
     problem = rule.problem(handle)
@@ -114,13 +140,7 @@ def claim(
                 hint=f"you already hold {other!r}" if yours else
                 f"pick another handle, for example `devslice slice claim {other}`",
             )
-        if held.kind is not request.kind or len(held.event_hubs.partitions) != request.partitions:
-            raise SliceConflict(
-                f"you already hold slice {handle!r} as {held.kind.value} with "
-                f"{len(held.event_hubs.partitions)} partition(s)",
-                hint=f"release it first (`devslice slice release {handle}`) to claim it "
-                f"with other settings",
-            )
+        _check_settings(held, request)
         return Transition(state, gc.changes, (held, False))
     lease = pool.allocate(request.partitions, state.slices.values())
     ttl = request.ttl
@@ -160,20 +180,32 @@ def release(
 
 
 def renew(
-    state: LedgerState, handle: str, now: datetime, actor: str, ttl: timedelta | None = None
+    state: LedgerState, handle: str, now: datetime, actor: str, ttl: timedelta | None = None,
+    *, owner: str | None = None, force: bool = False,
 ) -> Transition[Slice]:
     """Push a slice's expiry to now + its TTL (or the given one).
+
+    Like :func:`release`, only the slice's owner may renew it unless ``force`` is given (the
+    history records who did). ``owner=None`` skips the check, for callers that do not know
+    who is asking yet.
 
     A slice that expired but was not collected yet can still be renewed: nobody else holds
     its partitions until a claim or gc removes it.
     """
     held = get_slice(state, handle)
+    if owner is not None and held.owner != owner and not force:
+        raise SliceConflict(
+            f"slice {handle!r} belongs to {held.owner}, not {owner}",
+            hint="pass --force to renew someone else's slice (the ledger records who did)",
+        )
     seconds = int(ttl.total_seconds()) if ttl else held.ttl_seconds
     expires = now + timedelta(seconds=seconds) if seconds else None
     renewed = held.model_copy(update={
         "updated_at": now, "updated_by": actor, "expires_at": expires, "ttl_seconds": seconds,
     })
     until = f"until {expires:%Y-%m-%d %H:%M}Z" if expires else "without expiry"
+    if owner is not None and held.owner != owner:
+        until += f" (forced; owner {held.owner})"
     change = Change(at=now, actor=actor, action="renew", handle=handle, detail=until)
     return Transition(LedgerState(slices={**state.slices, handle: renewed}), [change], renewed)
 
