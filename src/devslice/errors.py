@@ -30,6 +30,11 @@ The runtime SDK adds its own, beside the code that raises them:
     │                                      DataExplorerUnreachable, DataExplorerAccessDenied,
     │                                      CommandRejected
     ├── embedded.eventhub.EmbeddedHubError the embedded event hub refused a call
+    ├── adapters.kube.KubeError            KubeConfigError, KubeUnreachable, KubeUnknownKind,
+    │                                      KubeApiError (KubeNotFound, KubeForbidden,
+    │                                      KubeConflict, KubeInvalid), RolloutFailed,
+    │                                      ContextRefused
+    ├── adapters.registry.RegistryError    RegistryUnreachable
     └── CommandFailed
         └── sdk.signalr.SignalRSendFailed  the SignalR REST API answered an error
 """

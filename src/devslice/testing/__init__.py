@@ -5,6 +5,10 @@
 - ``EmbeddedHub`` is the hub itself, to publish test input or inspect what a service sent.
 - ``pytest_plugins = ["devslice.testing.fixtures"]`` adds the fixtures ``devslice_slice`` and
   ``devslice_azurite``.
+- Wire-level fakes of what the engine drives, for tests of tools built on devslice:
+  ``devslice.testing.kubeapi.FakeKubeAPI`` (a Kubernetes API server) and
+  ``devslice.testing.dockerapi.FakeDockerEngine`` / ``FakeRegistry``. Import them from their
+  modules (they are not loaded with this package).
 """
 
 from devslice.embedded import EmbeddedHub

@@ -1,0 +1,154 @@
+"""The resources of a developer's environment, from devslice.yaml and the slice.
+
+``build`` lists what `devslice plan` and `devslice up` keep in shape, in dependency order:
+
+    k3d:   registry -> cluster ----------------\\
+           registry -> image:<name> ... --------+-> slice-config -> manifests:<layer> -> ...
+    kube:  (an existing cluster, the slice's namespace) slice-config -> manifests:<layer> ...
+
+The adapters come in through :class:`Tools`; the CLI builds the real ones with
+:meth:`Tools.real`, tests hand in the same adapters pointed at fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from devslice.errors import DevsliceError
+
+if TYPE_CHECKING:
+    from devslice.adapters.docker import Docker
+    from devslice.adapters.k3d import K3d
+    from devslice.adapters.kube import Kube
+    from devslice.adapters.registry import Registry
+    from devslice.engine.plan import Resource
+    from devslice.project import Project
+
+
+class Lazy:
+    """An adapter made on first use: no Docker engine or cluster is needed to build the
+    resource list, and a failed connection is tried again at the next use (the executor
+    re-plans the manifests once the cluster exists)."""
+
+    def __init__(self, connect: Callable[[], Any],
+                 translate: Callable[[DevsliceError], DevsliceError] | None = None) -> None:
+        self._connect = connect
+        self._translate = translate
+        self._target: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._target is None:
+            try:
+                self._target = self._connect()
+            except DevsliceError as exc:
+                if self._translate is None:
+                    raise
+                raise self._translate(exc) from exc
+        return getattr(self._target, name)
+
+
+def _cluster_absent(exc: DevsliceError) -> DevsliceError:
+    """k3d writes the cluster's kube context only when it creates the cluster."""
+    from devslice.adapters.kube import KubeUnreachable
+
+    return KubeUnreachable(exc.message, hint=exc.hint)
+
+
+@dataclass
+class Tools:
+    k3d: K3d
+    docker: Docker
+    registry: Registry
+    kube: Kube
+
+    @classmethod
+    def real(cls, project: Project) -> Tools:
+        from devslice.adapters.k3d import K3d
+        from devslice.adapters.registry import Registry
+        from devslice.adapters.runner import SubprocessRunner
+        from devslice.facts.tools import TOOLS
+
+        c = project.env.cluster
+        fixes = {t.name: t.fix for t in TOOLS}
+
+        def docker() -> Docker:
+            from devslice.adapters.docker import connect
+
+            return connect()
+
+        def kube() -> Kube:
+            from devslice.adapters.kube import connect
+
+            return connect(context=kube_context(project))
+
+        return cls(
+            k3d=K3d(SubprocessRunner(fixes=fixes)),
+            docker=Lazy(docker),  # type: ignore[arg-type]
+            registry=Registry.at(f"localhost:{c.registry.port}"),
+            kube=Lazy(kube, _cluster_absent if c.runtime == "k3d" else None),  # type: ignore[arg-type]
+        )
+
+
+def kube_context(project: Project) -> str | None:
+    c = project.env.cluster
+    if c.runtime == "k3d":
+        return f"k3d-{c.name}"  # the context k3d writes into the kubeconfig
+    from devslice.adapters.kube import current_context
+    from devslice.resources.manifests import kube_target
+
+    return kube_target(c.kube, "x", current_context(), project.env.team).context
+
+
+def build(project: Project, handle: str, tools: Tools) -> list[Resource]:
+    from devslice.contract.render import k8s_objects
+    from devslice.resources.images import ImageResource, image_refs
+    from devslice.resources.k3d import ClusterResource, RegistryResource
+    from devslice.resources.manifests import (
+        SLICE_CONFIG_KEY,
+        WORKLOADS,
+        SliceConfigResource,
+        load_layer,
+        manifest_resources,
+        slice_config_hash,
+        workload_namespaces,
+    )
+
+    env, base = project.env, project.base_dir
+    c = env.cluster
+    out: list[Resource] = []
+    ready: list[str] = []  # what the slice's objects wait for
+    namespace: str | None = None
+    if c.runtime == "k3d":
+        out += [RegistryResource(tools.k3d, c.registry),
+                ClusterResource(tools.k3d, c, base)]
+        ready.append("cluster")
+        push_host = f"localhost:{c.registry.port}"
+        pull_host = f"k3d-{c.registry.name}:{c.registry.port}"  # inside the cluster
+        for image in env.images:
+            out.append(ImageResource(image, base, push_host, tools.docker, tools.registry,
+                                     config_path=str(project.config_path)))
+            ready.append(f"image:{image.name}")
+        refs = image_refs(env.images, base, pull_host, str(project.config_path))
+    else:
+        from devslice.adapters.kube import current_context
+        from devslice.resources.manifests import kube_target
+
+        namespace = kube_target(c.kube, handle, current_context(), env.team).namespace
+        refs = {}
+    objects = k8s_objects(project.variables(handle), handle)
+    if namespace:
+        namespaces = [namespace]
+    else:  # every namespace whose workloads read the slice's ConfigMap and Secret
+        loaded = [m for layer in env.manifests for m in load_layer(base / layer.path, layer.path)]
+        namespaces = workload_namespaces(loaded)
+        if any(m.obj.get("kind") in WORKLOADS and not m.obj["metadata"].get("namespace")
+               for m in loaded) or not namespaces:
+            namespaces.append("default")
+    out.append(SliceConfigResource(tools.kube, objects, namespaces, handle, after=tuple(ready)))
+    out += manifest_resources(
+        env.manifests, base, tools.kube, handle, after=(SLICE_CONFIG_KEY, *ready), images=refs,
+        namespace=namespace, config_hash=slice_config_hash(objects),
+        cluster_may_be_absent=c.runtime == "k3d")
+    return out
