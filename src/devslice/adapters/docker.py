@@ -89,6 +89,10 @@ class Docker:
 
     # -- facts ---------------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Release the connection pool (the CLI closes adapters when a command ends)."""
+        self.client.close()
+
     def ping(self) -> bool:
         with self._translate("ping the Docker engine"):
             return bool(self.client.ping())

@@ -264,6 +264,10 @@ class Kube:
         self.force = force  # take over fields other managers own (kubectl --force-conflicts)
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Release the connection pool (the CLI closes adapters when a command ends)."""
+        self.client.close()
+
     # kinds
 
     def _resource(self, api_version: str, kind: str) -> Any:

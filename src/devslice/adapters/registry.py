@@ -35,6 +35,10 @@ class Registry:
     def __init__(self, client: httpx.Client) -> None:
         self.client = client  # base_url is the registry, e.g. http://localhost:5050
 
+    def close(self) -> None:
+        """Release the connection pool (the CLI closes adapters when a command ends)."""
+        self.client.close()
+
     @classmethod
     def at(cls, host: str, *, timeout: float = 5.0) -> Registry:
         return cls(httpx.Client(base_url=f"http://{host}", timeout=timeout))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -19,12 +21,30 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True,
                            help="Machine-readable output (up: one JSON event per line).")
 
 
-def _resources(state: State, handle: str | None) -> tuple[Any, list[Resource]]:
+@contextmanager
+def _resources(state: State, handle: str | None) -> Iterator[list[Resource]]:
+    """The slice's resources over real adapters, closed when the command ends."""
     from devslice.engine.environment import Tools, build
 
     project = state.project()
     handle = project.current_handle(handle)
-    return project, build(project, handle, Tools.real(project))
+    tools = Tools.real(project)
+    try:
+        yield build(project, handle, tools)
+    finally:
+        tools.close()
+
+
+@contextmanager
+def _tools(state: State) -> Iterator[tuple[Any, Any]]:
+    from devslice.engine.environment import Tools
+
+    project = state.project()
+    tools = Tools.real(project)
+    try:
+        yield project, tools
+    finally:
+        tools.close()
 
 
 @click.command()
@@ -42,8 +62,8 @@ def plan(state: State, handle: str | None, as_json: bool) -> None:
     """
     from devslice.engine.plan import make_plan
 
-    _, resources = _resources(state, handle)
-    result = make_plan(resources)
+    with _resources(state, handle) as resources:
+        result = make_plan(resources)
     if as_json:
         print_json(result.as_dict())
         return
@@ -68,15 +88,16 @@ def up(state: State, handle: str | None, as_json: bool) -> None:
     from devslice.cli.progress import JsonEvents, LiveSteps, print_breakdown
     from devslice.engine import Executor
 
-    _, resources = _resources(state, handle)
     started = time.monotonic()
-    if as_json:
-        reports = Executor(on_event=JsonEvents()).apply(resources)
-        print_json({"event": "ready", "seconds": round(time.monotonic() - started, 3),
-                    "changes": sum(a.changes for r in reports for a in r.actions)})
-        return
-    with LiveSteps() as view:
-        reports = Executor(on_event=view).apply(resources)
+    with _resources(state, handle) as resources:
+        if as_json:
+            events = JsonEvents()
+            reports = Executor(on_event=events).apply(resources)
+            events.line({"event": "ready", "seconds": round(time.monotonic() - started, 3),
+                         "changes": sum(a.changes for r in reports for a in r.actions)})
+            return
+        with LiveSteps() as view:
+            reports = Executor(on_event=view).apply(resources)
     print_breakdown(reports, time.monotonic() - started)
 
 
@@ -96,14 +117,14 @@ def status(state: State, handle: str | None, as_json: bool) -> None:
 
     from devslice.engine.plan import order
 
-    _, resources = _resources(state, handle)
     rows: list[dict[str, Any]] = []
-    for r in order(resources):
-        actions = r.plan()
-        changes = [a for a in actions if a.changes]
-        rows.append({"resource": r.key, "ready": not changes,
-                     "detail": "; ".join(f"{a.verb}: {a.reason}" for a in changes)
-                     or "; ".join(a.reason for a in actions)})
+    with _resources(state, handle) as resources:
+        for r in order(resources):
+            actions = r.plan()
+            changes = [a for a in actions if a.changes]
+            rows.append({"resource": r.key, "ready": not changes,
+                         "detail": "; ".join(f"{a.verb}: {a.reason}" for a in changes)
+                         or "; ".join(a.reason for a in actions)})
     if as_json:
         print_json(rows)
         return
@@ -137,11 +158,10 @@ def down(state: State, as_json: bool) -> None:
     Example:
       devslice down
     """
-    from devslice.engine.environment import Tools
     from devslice.resources.k3d import stop_actions
 
-    project = state.project()
-    _run(stop_actions(Tools.real(project).k3d, project.env.cluster), as_json)
+    with _tools(state) as (project, tools):
+        _run(stop_actions(tools.k3d, project.env.cluster), as_json)
 
 
 @click.command()
@@ -155,14 +175,13 @@ def destroy(state: State, yes: bool, as_json: bool) -> None:
     Example:
       devslice destroy -y
     """
-    from devslice.engine.environment import Tools
     from devslice.resources.k3d import destroy_actions
 
-    project = state.project()
-    actions = destroy_actions(Tools.real(project).k3d, project.env.cluster, project.base_dir)
-    changing = [a for a in actions if a.changes]
-    if changing and not yes:
-        what = ", ".join(a.resource for a in changing)
-        click.confirm(f"Delete {what}? Images in the registry and data in the cluster are lost",
-                      abort=True)
-    _run(actions, as_json)
+    with _tools(state) as (project, tools):
+        actions = destroy_actions(tools.k3d, project.env.cluster, project.base_dir)
+        changing = [a for a in actions if a.changes]
+        if changing and not yes:
+            what = ", ".join(a.resource for a in changing)
+            click.confirm(f"Delete {what}? Images in the registry and data in the cluster are "
+                          "lost", abort=True)
+        _run(actions, as_json)

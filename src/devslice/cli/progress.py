@@ -18,7 +18,11 @@ class JsonEvents:
     """One JSON object per line on stdout, flushed, for CI logs and tools."""
 
     def __call__(self, event: Event) -> None:
-        sys.stdout.write(json.dumps(event.as_dict()) + "\n")
+        self.line(event.as_dict())
+
+    @staticmethod
+    def line(data: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(data) + "\n")
         sys.stdout.flush()
 
 

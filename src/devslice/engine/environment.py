@@ -38,6 +38,10 @@ class Lazy:
         self._translate = translate
         self._target: Any = None
 
+    def close(self) -> None:
+        if self._target is not None:
+            self._target.close()
+
     def __getattr__(self, name: str) -> Any:
         if self._target is None:
             try:
@@ -62,6 +66,11 @@ class Tools:
     docker: Docker
     registry: Registry
     kube: Kube
+
+    def close(self) -> None:
+        """Close what was opened; a Lazy adapter never connected is left alone."""
+        for adapter in (self.docker, self.registry, self.kube):
+            adapter.close()
 
     @classmethod
     def real(cls, project: Project) -> Tools:

@@ -1,0 +1,181 @@
+"""`devslice plan` / `up` / `status` / `down` / `destroy` end to end through the CLI, with
+every system the engine drives replaced by a wire-level fake: the k3d executable (exact
+flags, real output shapes), the Docker engine and registry (HTTP), and the Kubernetes API
+server (HTTP). A second `up` changes nothing and makes only read calls."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from devslice.cli.app import run
+from devslice.testing.dockerapi import FakeDockerEngine, FakeRegistry
+from devslice.testing.kubeapi import FakeKubeAPI
+
+from .helpers import BASE
+
+FAKES = Path(__file__).parent / "fakes"
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: orders}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: orders}}
+  template:
+    metadata: {labels: {app: orders}}
+    spec:
+      containers:
+        - name: orders
+          image: orders
+"""
+PLATFORM = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: traefik-settings}
+data: {entryPoint: web}
+"""
+
+
+class World:
+    def __init__(self, root: Path, registry: FakeRegistry, engine: FakeDockerEngine,
+                 kube: FakeKubeAPI) -> None:
+        self.root, self.registry, self.engine, self.kube = root, registry, engine, kube
+        self.k3d_log = root.parent / "k3d.log"
+
+    def k3d_calls(self) -> list[list[str]]:
+        if not self.k3d_log.exists():
+            return []
+        return [json.loads(line)[1:] for line in self.k3d_log.read_text().splitlines()]
+
+    def forget_calls(self) -> None:
+        self.k3d_log.unlink(missing_ok=True)
+        self.kube.clear_requests()
+        self.engine.requests.clear()
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shutil.copy2(FAKES / "k3d", bin_dir / "k3d")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE_K3D_STATE", str(tmp_path / "k3d.json"))
+    monkeypatch.setenv("FAKE_K3D_LOG", str(tmp_path / "k3d.log"))
+    monkeypatch.setenv("FAKE_K3D_PYTHON", sys.executable)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # no proxy args
+    with FakeRegistry() as registry:
+        registry.host = f"localhost:{registry.port}"  # the name images are pushed to
+        with FakeDockerEngine(registries=[registry]) as engine, FakeKubeAPI() as kube:
+            monkeypatch.setenv("DOCKER_HOST", engine.base_url)
+            kubeconfig = tmp_path / "kubeconfig"
+            YAML().dump(kube.kubeconfig(context="k3d-devslice"), kubeconfig)
+            monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+            project = tmp_path / "project"
+            (project / "services" / "orders").mkdir(parents=True)
+            (project / "services" / "orders" / "Dockerfile").write_text(
+                "FROM python:3.11-slim\nCOPY app.py /app.py\n")
+            (project / "services" / "orders" / "app.py").write_text("print('orders')\n")
+            for layer, text in (("platform", PLATFORM), ("services", DEPLOYMENT)):
+                (project / "deploy" / layer).mkdir(parents=True)
+                (project / "deploy" / layer / "objects.yaml").write_text(text)
+            (project / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+                cluster:
+                  registry: {{name: devslice-registry, port: {registry.port}}}
+                images:
+                  - {{name: orders, context: services/orders}}
+                manifests:
+                  - {{name: platform, path: deploy/platform}}
+                  - {{name: services, path: deploy/services}}
+                """))
+            monkeypatch.chdir(project)
+            yield World(project, registry, engine, kube)
+
+
+def plan_json(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    capsys.readouterr()
+    assert run(["plan", "--json"]) == 0
+    data: dict[str, object] = json.loads(capsys.readouterr().out)
+    return data
+
+
+def test_up_from_nothing_then_nothing_to_do(world: World,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["slice", "claim"]) == 0
+    first = plan_json(capsys)
+    verbs = {(a["resource"], a["verb"]) for a in first["actions"]}  # type: ignore[index,union-attr]
+    assert ("registry", "create") in verbs and ("cluster", "create") in verbs
+    assert any(r == "image:orders" and v != "noop" for r, v in verbs)
+    assert world.k3d_calls() and all(  # planning only reads
+        c in (["version"], ["registry", "list", "-o", "json"], ["cluster", "list", "-o", "json"])
+        for c in world.k3d_calls())
+    assert [r for r in world.engine.requests if r.changes] == []
+
+    assert run(["up", "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[-1]["event"] == "ready" and events[-1]["changes"] > 0
+    done = {e["resource"] for e in events if e["event"] == "done"}
+    assert done == {"registry", "cluster", "image:orders", "slice-config", "manifests:platform",
+                    "manifests:services"}
+    changing = [c for c in world.k3d_calls() if c[0] in ("registry", "cluster")
+                and c[1] in ("create", "start", "delete")]
+    assert changing[0] == ["registry", "create", "devslice-registry", "-p",
+                           str(world.registry.port)]
+    assert changing[1][:3] == ["cluster", "create", "--config"]
+    tag = next(t for t in world.registry.tags("orders"))
+    deployment = world.kube.get("apps/v1", "Deployment", "orders", "default")
+    assert deployment is not None
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == f"k3d-devslice-registry:{world.registry.port}/orders:{tag}"
+    assert {"configMapRef": {"name": "devslice-ab"}} in container["envFrom"]
+    config_map = world.kube.get("v1", "ConfigMap", "devslice-ab", "default")
+    assert config_map is not None
+    assert config_map["data"]["LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS"] == "0"
+
+    world.forget_calls()
+    second = plan_json(capsys)
+    assert second["changes"] == 0
+    assert run(["up", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["changes"] == 0
+    assert all(c[1] in ("list",) or c == ["version"] for c in world.k3d_calls())
+    assert {r.method for r in world.kube.requests} <= {"GET"}
+    assert [r for r in world.engine.requests if r.changes] == []
+
+
+def test_changed_source_rebuilds_and_rolls_out(world: World,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["slice", "claim"]) == 0
+    assert run(["up", "--json"]) == 0
+    (world.root / "services" / "orders" / "app.py").write_text("print('orders v2')\n")
+    changed = plan_json(capsys)
+    lines = {(a["resource"], a["verb"]) for a in changed["actions"]  # type: ignore[union-attr]
+             if a["verb"] != "noop"}  # type: ignore[index]
+    # Only the changed image and the Deployment that uses it: the rest stays as it is.
+    assert sorted(lines) == [("image:orders", "build"), ("image:orders", "push"),
+                             ("manifests:services", "apply"), ("manifests:services", "wait")]
+
+
+def test_down_stops_and_status_says_so_then_destroy(world: World,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["slice", "claim"]) == 0
+    assert run(["up", "--json"]) == 0
+    world.forget_calls()
+    assert run(["down"]) == 0
+    assert ["cluster", "stop", "devslice"] in world.k3d_calls()
+    capsys.readouterr()
+    assert run(["status", "--json"]) == 0
+    rows = {r["resource"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["cluster"]["ready"] is False and "start" in rows["cluster"]["detail"]
+    assert rows["registry"]["ready"] is True
+    assert run(["destroy", "-y"]) == 0
+    calls = world.k3d_calls()
+    assert ["cluster", "delete", "devslice"] in calls
+    assert any(c[:2] == ["registry", "delete"] for c in calls)
