@@ -59,6 +59,7 @@ def test_contract_variables_and_their_origins(shared: Project) -> None:
         "LOCAL_DEV_SLICE": ("ab", a),
         "LOCAL_DEV_SLICE_KIND": ("developer", a),
         "LOCAL_DEV_TEAM": ("company1", t),
+        "LOCAL_DEV_HOST_ADDRESS": ("172.18.0.1", t),  # not host.k3d.internal: k3d sleep bug
         "LOCAL_DEV_EVENTHUBS_MODE": ("shared", t),
         "LOCAL_DEV_EVENTHUBS_NAMESPACE": ("company1-ehns1", a),
         "LOCAL_DEV_EVENTHUBS_FULLYQUALIFIEDNAMESPACE": ("company1-ehns1.servicebus.windows.net", t),

@@ -123,8 +123,8 @@ def test_up_from_nothing_then_nothing_to_do(world: World,
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert events[-1]["event"] == "ready" and events[-1]["changes"] > 0
     done = {e["resource"] for e in events if e["event"] == "done"}
-    assert done == {"registry", "cluster", "image:orders", "slice-config", "manifests:platform",
-                    "manifests:services"}
+    assert done == {"registry", "cluster", "host-dns", "image:orders", "slice-config",
+                    "manifests:platform", "manifests:services"}
     changing = [c for c in world.k3d_calls() if c[0] in ("registry", "cluster")
                 and c[1] in ("create", "start", "delete")]
     assert changing[0] == ["registry", "create", "devslice-registry", "-p",
@@ -179,3 +179,25 @@ def test_down_stops_and_status_says_so_then_destroy(world: World,
     calls = world.k3d_calls()
     assert ["cluster", "delete", "devslice"] in calls
     assert any(c[:2] == ["registry", "delete"] for c in calls)
+
+
+def test_the_laptop_sleep_bug_is_seen_and_repaired(world: World,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """After a sleep, k3s rewrites CoreDNS's NodeHosts without host.k3d.internal (k3d issues
+    1221, 1360): status shows it, up puts the gateway entry back, the next plan is quiet."""
+    assert run(["slice", "claim"]) == 0
+    assert run(["up", "--json"]) == 0
+    world.kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": "coredns", "namespace": "kube-system"},
+                      "data": {"NodeHosts": "172.18.0.2 k3d-devslice-server-0\n"}})
+    capsys.readouterr()
+    assert run(["status", "--json"]) == 0
+    rows = {r["resource"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["host-dns"]["ready"] is False
+    assert "host.k3d.internal is missing from CoreDNS NodeHosts" in rows["host-dns"]["detail"]
+    assert run(["up", "--json"]) == 0
+    coredns = world.kube.get("v1", "ConfigMap", "coredns", "kube-system")
+    assert coredns is not None
+    assert coredns["data"]["NodeHosts"] == ("172.18.0.2 k3d-devslice-server-0\n"
+                                            "172.18.0.1 host.k3d.internal\n")
+    assert plan_json(capsys)["changes"] == 0

@@ -12,6 +12,7 @@ The adapters come in through :class:`Tools`; the CLI builds the real ones with
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,20 +38,25 @@ class Lazy:
         self._connect = connect
         self._translate = translate
         self._target: Any = None
+        self._lock = threading.Lock()  # resources plan in parallel: connect once
 
     def close(self) -> None:
-        if self._target is not None:
-            self._target.close()
+        with self._lock:
+            if self._target is not None:
+                self._target.close()
 
     def __getattr__(self, name: str) -> Any:
-        if self._target is None:
-            try:
-                self._target = self._connect()
-            except DevsliceError as exc:
-                if self._translate is None:
-                    raise
-                raise self._translate(exc) from exc
-        return getattr(self._target, name)
+        if name.startswith("_"):
+            raise AttributeError(name)
+        with self._lock:
+            if self._target is None:
+                try:
+                    self._target = self._connect()
+                except DevsliceError as exc:
+                    if self._translate is None:
+                        raise
+                    raise self._translate(exc) from exc
+            return getattr(self._target, name)
 
 
 def _cluster_absent(exc: DevsliceError) -> DevsliceError:
@@ -130,8 +136,12 @@ def build(project: Project, handle: str, tools: Tools) -> list[Resource]:
     ready: list[str] = []  # what the slice's objects wait for
     namespace: str | None = None
     if c.runtime == "k3d":
+        from devslice.resources.hostdns import HostDnsResource
+        from devslice.resources.k3d import host_gateway
+
         out += [RegistryResource(tools.k3d, c.registry),
-                ClusterResource(tools.k3d, c, base)]
+                ClusterResource(tools.k3d, c, base),
+                HostDnsResource(tools.kube, host_gateway(c.subnet))]
         ready.append("cluster")
         push_host = f"localhost:{c.registry.port}"
         pull_host = f"k3d-{c.registry.name}:{c.registry.port}"  # inside the cluster
