@@ -22,27 +22,32 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True,
 
 
 @contextmanager
-def _resources(state: State, handle: str | None) -> Iterator[list[Resource]]:
+def _resources(state: State, handle: str | None,
+               quiet: bool = False) -> Iterator[list[Resource]]:
     """The slice's resources over real adapters, closed when the command ends."""
-    from devslice.engine.environment import Tools, build
+    from devslice.engine.environment import Tools, build, runtime
 
     project = state.project()
     handle = project.current_handle(handle)
-    tools = Tools.real(project)
+    chosen, why = runtime(project)
+    if project.env.cluster.runtime == "auto" and not quiet:
+        console().print(f"[dim]runtime {chosen}: {why}[/]", highlight=False)
+    tools = Tools.real(project, chosen)
     try:
-        yield build(project, handle, tools)
+        yield build(project, handle, tools, chosen)
     finally:
         tools.close()
 
 
 @contextmanager
-def _tools(state: State) -> Iterator[tuple[Any, Any]]:
-    from devslice.engine.environment import Tools
+def _tools(state: State) -> Iterator[tuple[Any, Any, str]]:
+    from devslice.engine.environment import Tools, runtime
 
     project = state.project()
-    tools = Tools.real(project)
+    chosen = runtime(project)[0]
+    tools = Tools.real(project, chosen)
     try:
-        yield project, tools
+        yield project, tools, chosen
     finally:
         tools.close()
 
@@ -62,7 +67,7 @@ def plan(state: State, handle: str | None, as_json: bool) -> None:
     """
     from devslice.engine.plan import make_plan
 
-    with _resources(state, handle) as resources:
+    with _resources(state, handle, quiet=as_json) as resources:
         result = make_plan(resources)
     if as_json:
         print_json(result.as_dict())
@@ -89,7 +94,7 @@ def up(state: State, handle: str | None, as_json: bool) -> None:
     from devslice.engine import Executor
 
     started = time.monotonic()
-    with _resources(state, handle) as resources:
+    with _resources(state, handle, quiet=as_json) as resources:
         if as_json:
             events = JsonEvents()
             reports = Executor(on_event=events).apply(resources)
@@ -118,7 +123,7 @@ def status(state: State, handle: str | None, as_json: bool) -> None:
     from devslice.engine.plan import order
 
     rows: list[dict[str, Any]] = []
-    with _resources(state, handle) as resources:
+    with _resources(state, handle, quiet=as_json) as resources:
         for r in order(resources):
             actions = r.plan()
             changes = [a for a in actions if a.changes]
@@ -135,6 +140,48 @@ def status(state: State, handle: str | None, as_json: bool) -> None:
         t.add_row("[green]ok[/]" if row["ready"] else "[yellow]![/]", row["resource"],
                   escape(row["detail"]))
     console().print(t)
+
+
+@click.command()
+@click.argument("service", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("-n", "--lines", type=int, default=50, show_default=True,
+              help="How many earlier lines to show per service.")
+@pass_state
+def logs(state: State, service: str | None, follow: bool, lines: int) -> None:
+    """Output of the services the local runtime runs, each line prefixed by its service.
+
+    \b
+    Examples:
+      devslice logs
+      devslice logs orders -f
+    """
+    from devslice.errors import DevsliceError
+    from devslice.local.runtime import follow as follow_logs
+    from devslice.local.runtime import local_dir, tail
+    from devslice.local.state import SPEC, read_json
+
+    directory = local_dir(state.project())
+    names = [s["name"] for s in (read_json(directory / SPEC) or {}).get("services", [])]
+    if service is not None:
+        if service not in names:
+            raise DevsliceError(f"no service {service!r} in the local runtime "
+                                f"(it runs: {', '.join(names) or 'nothing'})",
+                                hint="`devslice up` starts them")
+        names = [service]
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        for line in tail(directory, name, lines):
+            click.echo(f"{name:<{width}} | {line}")
+    if follow:
+        seen = follow_logs(directory, names, follow=False)
+        for _ in seen:  # skip what is already shown; then print what comes
+            pass
+        try:
+            for line in follow_logs(directory, names, follow=True):
+                click.echo(line)
+        except KeyboardInterrupt:
+            return
 
 
 def _run(actions: list[Any], as_json: bool) -> None:
@@ -160,7 +207,18 @@ def down(state: State, as_json: bool) -> None:
     """
     from devslice.resources.k3d import stop_actions
 
-    with _tools(state) as (project, tools):
+    with _tools(state) as (project, tools, chosen):
+        if chosen == "local":
+            from devslice.local.runtime import local_dir, stop
+
+            stopped = stop(local_dir(project))
+            _run([], as_json)
+            if as_json:
+                print_json({"stopped": stopped})
+            else:
+                console().print(f"stopped {len(stopped)} local process group(s)"
+                                if stopped else "nothing was running")
+            return
         _run(stop_actions(tools.k3d, project.env.cluster), as_json)
 
 
@@ -177,7 +235,7 @@ def destroy(state: State, yes: bool, as_json: bool) -> None:
     """
     from devslice.resources.k3d import destroy_actions
 
-    with _tools(state) as (project, tools):
+    with _tools(state) as (project, tools, _):
         actions = destroy_actions(tools.k3d, project.env.cluster, project.base_dir)
         changing = [a for a in actions if a.changes]
         if changing and not yes:

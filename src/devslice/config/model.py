@@ -301,7 +301,10 @@ class KubeSettings(Model):
 class ClusterSettings(Model):
     """Where the services run (the engine issue)."""
 
-    runtime: Literal["k3d", "kube"] = "k3d"
+    runtime: Literal["k3d", "kube", "local", "auto"] = Field(
+        "k3d", description="k3d: a local cluster; kube: a namespace of a shared cluster; local: "
+        "services as processes on this machine (no Docker); auto: k3d when Docker and k3d are "
+        "there, else local.")
     name: str = Field("devslice", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
     servers: int = Field(1, ge=1, le=7)
     agents: int = Field(0, ge=0, le=20)
@@ -331,6 +334,24 @@ class ManifestLayer(Model):
     path: str = Field(description="Folder of *.yaml files, relative to devslice.yaml.")
 
 
+class Readiness(Model):
+    """When a service counts as ready: a TCP port accepting, or a line in its output."""
+
+    port: int | None = Field(None, ge=1, le=65535)
+    log: str | None = Field(None, description="Text its output contains once it is ready.")
+    timeout: Duration = Field(default=timedelta(seconds=60))
+
+
+class ServiceSettings(Model):
+    """One of the team's services; `run` is how the local runtime starts it."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
+    run: str | None = Field(None, description="Command line (no shell), e.g. python -m orders.")
+    cwd: str = Field(".", description="Working folder, relative to devslice.yaml.")
+    env: EnvMap = Field(default_factory=dict)
+    ready: Readiness | None = None
+
+
 class Environment(Model):
     """A team's devslice environment."""
 
@@ -350,6 +371,7 @@ class Environment(Model):
     contract: ContractSettings = ContractSettings()
     cluster: ClusterSettings = ClusterSettings()
     images: list[ImageSettings] = Field(default_factory=list)
+    services: list[ServiceSettings] = Field(default_factory=list)
     manifests: list[ManifestLayer] = Field(default_factory=list)
 
     @field_validator("names")

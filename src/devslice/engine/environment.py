@@ -79,7 +79,7 @@ class Tools:
             adapter.close()
 
     @classmethod
-    def real(cls, project: Project) -> Tools:
+    def real(cls, project: Project, chosen: str = "k3d") -> Tools:
         from devslice.adapters.k3d import K3d
         from devslice.adapters.registry import Registry
         from devslice.adapters.runner import SubprocessRunner
@@ -96,19 +96,19 @@ class Tools:
         def kube() -> Kube:
             from devslice.adapters.kube import connect
 
-            return connect(context=kube_context(project))
+            return connect(context=kube_context(project, chosen))
 
         return cls(
             k3d=K3d(SubprocessRunner(fixes=fixes)),
             docker=Lazy(docker),  # type: ignore[arg-type]
             registry=Registry.at(f"localhost:{c.registry.port}"),
-            kube=Lazy(kube, _cluster_absent if c.runtime == "k3d" else None),  # type: ignore[arg-type]
+            kube=Lazy(kube, _cluster_absent if chosen == "k3d" else None),  # type: ignore[arg-type]
         )
 
 
-def kube_context(project: Project) -> str | None:
+def kube_context(project: Project, chosen: str = "k3d") -> str | None:
     c = project.env.cluster
-    if c.runtime == "k3d":
+    if chosen == "k3d":
         return f"k3d-{c.name}"  # the context k3d writes into the kubeconfig
     from devslice.adapters.kube import current_context
     from devslice.resources.manifests import kube_target
@@ -116,7 +116,34 @@ def kube_context(project: Project) -> str | None:
     return kube_target(c.kube, "x", current_context(), project.env.team).context
 
 
-def build(project: Project, handle: str, tools: Tools) -> list[Resource]:
+def runtime(project: Project) -> tuple[str, str]:
+    """The runtime to use and why: ``auto`` picks k3d when Docker's engine answers and k3d is
+    installed, else the local process runtime."""
+    chosen = project.env.cluster.runtime
+    if chosen != "auto":
+        return chosen, f"cluster.runtime is {chosen}"
+    from devslice.facts.tools import TOOLS, probe_all
+
+    facts = {f.tool.name: f for f in probe_all(t for t in TOOLS
+                                               if t.name in ("docker engine", "k3d"))}
+    missing = [name for name, f in facts.items() if not f.ok]
+    if not missing:
+        return "k3d", "auto: Docker's engine answers and k3d is installed"
+    return "local", f"auto: {' and '.join(missing)} not available, so services run as processes"
+
+
+def build(project: Project, handle: str, tools: Tools,
+          chosen: str | None = None) -> list[Resource]:
+    chosen = chosen or runtime(project)[0]
+    if chosen == "local":
+        from devslice.local.runtime import LocalRuntimeResource
+
+        return [LocalRuntimeResource(project, handle)]
+    return _cluster_resources(project, handle, tools, k3d=chosen == "k3d")
+
+
+def _cluster_resources(project: Project, handle: str, tools: Tools,
+                       k3d: bool) -> list[Resource]:
     from devslice.contract.render import k8s_objects
     from devslice.resources.images import ImageResource, image_refs
     from devslice.resources.k3d import ClusterResource, RegistryResource
@@ -135,7 +162,7 @@ def build(project: Project, handle: str, tools: Tools) -> list[Resource]:
     out: list[Resource] = []
     ready: list[str] = []  # what the slice's objects wait for
     namespace: str | None = None
-    if c.runtime == "k3d":
+    if k3d:
         from devslice.resources.hostdns import HostDnsResource
         from devslice.resources.k3d import host_gateway
 
@@ -169,5 +196,5 @@ def build(project: Project, handle: str, tools: Tools) -> list[Resource]:
     out += manifest_resources(
         env.manifests, base, tools.kube, handle, after=(SLICE_CONFIG_KEY, *ready), images=refs,
         namespace=namespace, config_hash=slice_config_hash(objects),
-        cluster_may_be_absent=c.runtime == "k3d")
+        cluster_may_be_absent=k3d)
     return out

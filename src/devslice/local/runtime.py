@@ -1,0 +1,252 @@
+"""The local runtime as an engine resource, and the calls `down`, `status` and `logs` make."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from devslice.engine.plan import Action, noop
+from devslice.errors import CommandFailed, ConfigError, ConfigIssue
+from devslice.local.state import LOGS, SPEC, STATE, alive, read_json, write_json
+
+if TYPE_CHECKING:
+    from devslice.project import Project
+
+KEY = "local"
+MARKER = "devslice.local.supervisor"
+
+
+def local_dir(project: Project) -> Path:
+    return project.base_dir / ".devslice" / "local"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    ready: dict[str, Any]
+
+    def public(self) -> dict[str, Any]:
+        """What identifies the spec, without the environment's values (secrets)."""
+        return {"name": self.name, "argv": self.argv, "cwd": self.cwd, "ready": self.ready,
+                "env": hashlib.sha256(json.dumps(self.env, sort_keys=True).encode())
+                .hexdigest()[:16]}
+
+
+def service_specs(project: Project, handle: str) -> list[ServiceSpec]:
+    """Every process the local runtime runs: the emulators it can run, then the services."""
+    contract = {v.name: (v.value if isinstance(v.value, str) else v.value.reveal())
+                for v in project.variables(handle)}
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSLICE_")}
+    out = list(_emulators(project))
+    for i, svc in enumerate(project.env.services):
+        if not svc.run:
+            raise ConfigError([ConfigIssue(str(project.config_path), None, None,
+                                           f"services[{i}].run",
+                                           f"service {svc.name!r} has no run: command; the local "
+                                           "runtime starts services from it")],
+                              hint="add run: (e.g. `run: python -m orders`) or use the k3d runtime")
+        try:
+            argv = shlex.split(svc.run)
+        except ValueError as exc:
+            raise ConfigError([ConfigIssue(str(project.config_path), None, None,
+                                           f"services[{i}].run", f"{svc.run!r}: {exc}")]) from None
+        ready: dict[str, Any] = {}
+        if svc.ready is not None:
+            ready = {k: v for k, v in (("port", svc.ready.port), ("log", svc.ready.log)) if v}
+            ready["timeout"] = svc.ready.timeout.total_seconds()
+        out.append(ServiceSpec(svc.name, argv, str((project.base_dir / svc.cwd).resolve()),
+                               {**base_env, **contract, **svc.env}, ready))
+    return out
+
+
+def _emulators(project: Project) -> Iterator[ServiceSpec]:
+    """Azurite from its npm package when storage runs in emulator mode (the embedded event
+    hub needs no process: it is a file)."""
+    env = project.env
+    if env.storage.mode != "emulator":
+        return
+    from devslice.emulators import azurite_account_key
+    from devslice.slices.derive import derive_names
+    from devslice.testing.azurite import AzuriteNotFound, find_azurite
+
+    try:
+        exe = find_azurite(project.base_dir)
+    except AzuriteNotFound:
+        return  # reported by the resource's plan as a no-op with its reason
+    blob = urlsplit(env.storage.blob_endpoint_template.replace("{account}", "a")).port or 10000
+    queue = urlsplit(env.storage.queue_endpoint_template.replace("{account}", "a")).port or 10001
+    accounts = sorted({derive_names(env, s.handle).storage_account
+                       for s in project.slices()})
+    location = local_dir(project) / "azurite"
+    location.mkdir(parents=True, exist_ok=True)
+    yield ServiceSpec(
+        "azurite",
+        [exe, "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
+         "--location", str(location), "--blobHost", "127.0.0.1", "--blobPort", str(blob),
+         "--queueHost", "127.0.0.1", "--queuePort", str(queue), "--tablePort", "0"],
+        str(project.base_dir),
+        {**os.environ, "AZURITE_ACCOUNTS": ";".join(f"{a}:{azurite_account_key(a)}"
+                                                   for a in accounts)},
+        {"port": blob, "timeout": 30.0})
+
+
+def spec_hash(specs: list[ServiceSpec]) -> str:
+    return hashlib.sha256(json.dumps([s.public() for s in specs],
+                                     sort_keys=True).encode()).hexdigest()[:16]
+
+
+def running(directory: Path) -> dict[str, Any] | None:
+    """The supervisor's state, if it runs."""
+    state = read_json(directory / STATE)
+    if state and alive((state.get("supervisor") or {}).get("pid"), MARKER):
+        return state
+    return None
+
+
+class LocalRuntimeResource:
+    key = KEY
+    after: tuple[str, ...] = ()
+
+    def __init__(self, project: Project, handle: str) -> None:
+        self.project = project
+        self.handle = handle
+        self.directory = local_dir(project)
+
+    def plan(self) -> list[Action]:
+        specs = service_specs(self.project, self.handle)
+        names = ", ".join(s.name for s in specs) or "nothing"
+        desired = spec_hash(specs)
+        state = running(self.directory)
+        calls = (f"{sys.executable} -m {MARKER} {self.directory}",)
+        if state is None:
+            return [Action(KEY, "start", f"run {names} as local processes", calls,
+                           lambda: self._start(specs, desired))]
+        if state["supervisor"]["spec"] != desired:
+            old = {s["name"] for s in (read_json(self.directory / SPEC) or {}).get("services", [])}
+            changed = sorted({s.name for s in specs} ^ old) or [names]
+            return [Action(KEY, "restart", f"the services changed ({', '.join(changed)})",
+                           calls, lambda: self._restart(specs, desired))]
+        states = ", ".join(f"{n} {s['state']}" for n, s in state["services"].items())
+        return [noop(KEY, f"running: {states}")]
+
+    def _restart(self, specs: list[ServiceSpec], desired: str) -> None:
+        stop(self.directory)
+        self._start(specs, desired)
+
+    def _start(self, specs: list[ServiceSpec], desired: str) -> None:
+        for s in specs:
+            port = s.ready.get("port")
+            if port and _port_taken(int(port)):
+                raise CommandFailed(
+                    f"port {port} for {s.name} is already taken by another process",
+                    hint=f"stop what listens on {port} (`ss -ltnp | grep :{port}`), or change "
+                    "the port in devslice.yaml")
+        write_json(self.directory / SPEC, {"hash": desired, "services": [
+            {"name": s.name, "argv": s.argv, "cwd": s.cwd, "env": s.env, "ready": s.ready}
+            for s in specs]}, private=True)
+        (self.directory / STATE).unlink(missing_ok=True)
+        # posix_spawn with a new session: the supervisor outlives this CLI (and a Ctrl-C in
+        # its terminal), and no Popen object is left to complain that it still runs.
+        log = str(self.directory / "supervisor.log")
+        os.posix_spawn(sys.executable, [sys.executable, "-m", MARKER, str(self.directory)],
+                       dict(os.environ), setsid=True, file_actions=[
+                           (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                           (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                            0o644),
+                           (os.POSIX_SPAWN_DUP2, 1, 2)])
+        wait_ready(self.directory, [s.name for s in specs],
+                   max((float(s.ready.get("timeout", 0)) for s in specs), default=0) + 10)
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_ready(directory: Path, names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = read_json(directory / STATE) or {}
+        services = state.get("services") or {}
+        if names and all(services.get(n, {}).get("state") == "ready" for n in names):
+            return
+        if not names and state:
+            return
+        bad = [n for n in names if services.get(n, {}).get("state") in ("failed", "unready")
+               or services.get(n, {}).get("restarts", 0) >= 3]
+        if bad:
+            raise CommandFailed(f"{bad[0]} did not become ready "
+                                f"({services[bad[0]].get('detail') or 'it keeps crashing'}):\n"
+                                + "\n".join(tail(directory, bad[0], 10)),
+                                hint=f"`devslice logs {bad[0]}`; the others keep running")
+        time.sleep(0.05)
+    raise CommandFailed(f"the services were not ready after {timeout:.0f}s",
+                        hint="`devslice status` and `devslice logs` show where they are")
+
+
+def stop(directory: Path) -> list[int]:
+    """Stop the supervisor and every process it started; returns the pids it stopped. Works
+    when the supervisor itself was killed: the recorded process groups are stopped directly."""
+    state = read_json(directory / STATE) or {}
+    pids = [s["pgid"] for s in (state.get("services") or {}).values() if s.get("pgid")]
+    sup = (state.get("supervisor") or {}).get("pid")
+    if sup and alive(sup, MARKER):
+        os.kill(sup, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while alive(sup, MARKER) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    for pgid in pids:  # anything left (a supervisor killed with SIGKILL leaves its children)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                break
+            time.sleep(0.2)
+    if state:
+        state["supervisor"] = {"pid": None, "spec": None}
+        for s in (state.get("services") or {}).values():
+            s.update(pid=None, pgid=None, state="stopped")
+        write_json(directory / STATE, state)
+    return [p for p in [sup, *pids] if p]
+
+
+def tail(directory: Path, name: str, lines: int) -> list[str]:
+    path = directory / LOGS / f"{name}.log"
+    if not path.exists():
+        return []
+    return path.read_text(errors="replace").splitlines()[-lines:]
+
+
+def follow(directory: Path, names: list[str], follow: bool) -> Iterator[str]:
+    """Log lines prefixed by service; with ``follow``, new lines as they come."""
+    offsets: dict[str, int] = {}
+    width = max((len(n) for n in names), default=0)
+    while True:
+        for name in names:
+            path = directory / LOGS / f"{name}.log"
+            if not path.exists():
+                continue
+            with open(path, "rb") as f:
+                f.seek(offsets.get(name, 0))
+                chunk = f.read()
+                offsets[name] = f.tell()
+            for line in chunk.decode(errors="replace").splitlines():
+                yield f"{name:<{width}} | {line}"
+        if not follow:
+            return
+        time.sleep(0.2)
+

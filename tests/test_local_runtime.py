@@ -1,0 +1,153 @@
+"""The local runtime for real: services as processes with the slice's environment, readiness,
+restart on crash, logs prefixed by service, a second `up` that changes nothing, and `down`
+leaving no process behind, even after the supervisor itself was killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devslice.cli.app import run
+from devslice.local.state import read_json
+
+from .helpers import BASE
+
+WORKER = """\
+import os, sys, time
+open("slice.txt", "w").write(os.environ["LOCAL_DEV_SLICE"] + " " +
+                             os.environ["LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS"])
+print("worker ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+CRASHER = """\
+import time
+print("crasher up", flush=True)
+time.sleep(0.3)
+raise SystemExit(3)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # a zombie is gone too: it has exited and waits only to be reaped
+        return Path(f"/proc/{pid}/cmdline").read_bytes() == b""
+    except OSError:
+        return True
+
+
+@pytest.fixture
+def project(workdir: Path) -> Iterator[Path]:
+    port = free_port()
+    (workdir / "worker.py").write_text(WORKER)
+    (workdir / "crasher.py").write_text(CRASHER)
+    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+        cluster: {{runtime: local}}
+        storage: {{mode: shared}}
+        services:
+          - name: web
+            run: {sys.executable} -m http.server {port} --bind 127.0.0.1
+            ready: {{port: {port}}}
+          - name: worker
+            run: {sys.executable} worker.py
+            ready: {{log: worker ready}}
+          - name: crasher
+            run: {sys.executable} crasher.py
+        """))
+    assert run(["slice", "claim"]) == 0
+    yield workdir
+    run(["down"])  # whatever a failing test left running
+
+
+def state(project: Path) -> dict[str, dict[str, object]]:
+    data = read_json(project / ".devslice" / "local" / "state.json")
+    return data["services"]  # type: ignore[no-any-return]
+
+
+def test_up_runs_services_with_the_slice_and_down_leaves_nothing(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["up", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["changes"] == 1
+    services = state(project)
+    assert services["web"]["state"] == services["worker"]["state"] == "ready"
+    assert (project / "slice.txt").read_text() == "ab 0"  # the contract reached the process
+    pids = [int(s["pid"]) for s in services.values() if s["pid"]]  # type: ignore[call-overload]
+    supervisor = read_json(project / ".devslice" / "local" / "state.json")["supervisor"]["pid"]
+
+    assert run(["up", "--json"]) == 0  # nothing changed: nothing to do
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["changes"] == 0
+    assert run(["plan"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+    deadline = time.monotonic() + 10  # the crasher is restarted, with backoff
+    while int(state(project)["crasher"]["restarts"]) < 2 and time.monotonic() < deadline:  # type: ignore[call-overload]
+        time.sleep(0.05)
+    assert int(state(project)["crasher"]["restarts"]) >= 2  # type: ignore[call-overload]
+
+    assert run(["logs", "--lines", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "worker  | worker ready" in out
+    assert "crasher | [devslice] crasher exited with 3; restart 1 in 0.5s" in out
+
+    assert run(["down"]) == 0
+    for pid in [*pids, supervisor]:
+        assert gone(pid), f"process {pid} is still running after down"
+
+
+def test_down_after_the_supervisor_was_killed(project: Path) -> None:
+    assert run(["up", "--json"]) == 0
+    data = read_json(project / ".devslice" / "local" / "state.json")
+    os.kill(data["supervisor"]["pid"], signal.SIGKILL)  # its children live on, orphaned
+    children = [int(s["pid"]) for s in data["services"].values() if s["pid"]]
+    time.sleep(0.2)
+    assert not all(gone(p) for p in children)
+    assert run(["down"]) == 0
+    for pid in children:
+        assert gone(pid)
+
+
+def test_a_port_already_taken_is_a_clear_error(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = (project / "devslice.yaml").read_text()
+    port = int(config.split("ready: {port: ")[1].split("}")[0])
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        assert run(["up"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: port {port} for web is already taken by another process" in err
+
+
+def test_a_service_without_run_is_refused(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent("""\
+        cluster: {runtime: local}
+        storage: {mode: shared}
+        services:
+          - name: web
+        """))
+    assert run(["slice", "claim"]) == 0
+    capsys.readouterr()
+    assert run(["plan"]) == 2
+    assert "services[0].run: service 'web' has no run: command" in capsys.readouterr().err
