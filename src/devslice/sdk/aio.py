@@ -10,7 +10,14 @@ import asyncio
 from typing import Any, Protocol
 
 from devslice.sdk.context import SliceContext
-from devslice.sdk.eventhubs import Router, _events, _no_connection, add, too_large
+from devslice.sdk.eventhubs import (
+    Router,
+    _embedded,
+    _events,
+    _no_connection,
+    add,
+    too_large,
+)
 
 
 class AsyncProducerClient(Protocol):
@@ -33,10 +40,10 @@ class AsyncSliceProducer:
                      credential: Any = None) -> AsyncSliceProducer:
         ctx = ctx or SliceContext.from_env()
         if ctx.embedded_path:
-            from devslice.embedded import EmbeddedHub, EmbeddedProducerClient
+            from devslice.embedded import EmbeddedProducerClient
 
-            hub = EmbeddedHub(ctx.embedded_path, partitions=ctx.partition_count or 32)
-            return cls(ThreadedProducer(EmbeddedProducerClient(hub, eventhub_name)), ctx)
+            return cls(ThreadedProducer(EmbeddedProducerClient(_embedded(ctx), eventhub_name)),
+                       ctx)
         from azure.eventhub.aio import EventHubProducerClient
 
         if ctx.eventhubs_connection_string:
