@@ -520,6 +520,15 @@ class Kube:
 
     # errors
 
+    def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Pods matching a label selector (pods carry their template's labels, not devslice's
+        managed-by label, so list_managed does not find them)."""
+        from lightkube.resources.core_v1 import Pod
+
+        with self._translated(f"listing pods in {namespace}"):
+            return [_as_dict(p, "v1", "Pod")
+                    for p in self.client.list(Pod, namespace=namespace, labels=dict(selector))]
+
     @contextmanager
     def _translated(self, doing: str) -> Iterator[None]:
         """Turn lightkube/httpx errors into KubeErrors that say what devslice was doing."""

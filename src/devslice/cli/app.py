@@ -118,6 +118,9 @@ def _register() -> None:
     cli.add_command(slice_group)
     cli.add_command(env)
     cli.add_command(adx_group)
+    from devslice.cli.debug import debug
+
+    cli.add_command(debug)
 
 
 _register()

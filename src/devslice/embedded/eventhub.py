@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from azure.eventhub import EventData, EventDataBatch
 
 from devslice.errors import DevsliceError
+from devslice.sdk.leases import LeaseInfo
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hubs (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
@@ -39,6 +40,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     hub TEXT NOT NULL, consumer_group TEXT NOT NULL, partition INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     PRIMARY KEY (hub, consumer_group, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
 
@@ -303,6 +307,33 @@ class EmbeddedHub:
             (checkpoint["eventhub_name"], checkpoint["consumer_group"],
              int(checkpoint["partition_id"]), int(checkpoint["sequence_number"])),
         ))
+
+    # consumer leases (devslice.sdk.leases.LeaseStore), for `devslice debug --exclusive`
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> LeaseInfo | None:
+        """Take or renew a lease in one statement: SQLite serialises writers, so two
+        processes cannot both win. An expired lease of another holder is taken over."""
+        now = int(time.time() * 1000)
+        expires = now + int(ttl * 1000)
+        row = self._retry(lambda conn: conn.execute(
+            "INSERT INTO leases VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "holder = excluded.holder, expires_ms = excluded.expires_ms "
+            "WHERE leases.holder = excluded.holder OR leases.expires_ms <= ? "
+            "RETURNING holder, expires_ms",
+            (name, holder, expires, now)).fetchone())
+        return None if row is None else LeaseInfo(name, row[0], int(row[1]))
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._retry(lambda conn: conn.execute(
+            "DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder)))
+
+    def live_lease(self, name: str) -> LeaseInfo | None:
+        try:
+            row = self._conn().execute(
+                "SELECT holder, expires_ms FROM leases WHERE name = ? AND expires_ms > ?",
+                (name, int(time.time() * 1000))).fetchone()
+        except sqlite3.Error as exc:
+            raise EmbeddedHubError(f"cannot read the leases in {self.path}: {exc}") from exc
+        return None if row is None else LeaseInfo(name, row[0], int(row[1]))
 
 
 def _body(event: EventData) -> bytes:

@@ -20,11 +20,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from devslice.errors import DevsliceError
 from devslice.sdk.context import ContractError, SliceContext, SliceViolation
+from devslice.sdk.leases import LeaseInfo, LeaseWatch, service_name
 
 DATABASE = "Database"
 
@@ -184,23 +187,40 @@ class SliceProducer:
 
 class SliceConsumer:
     """Receives from the slice's partitions only: one receiver per partition, each on its
-    own client (one client cannot receive a consumer group twice), in its own thread."""
+    own client (one client cannot receive a consumer group twice), in its own thread.
+
+    With a ``lease`` (:class:`~devslice.sdk.leases.LeaseWatch`; ``from_context`` sets one up
+    on the embedded hub when it knows the service's name) it steps aside while another
+    holder's lease is live, as ``devslice debug --exclusive`` asks: its receivers close, and
+    when the lease ends they start again after the last event handled per partition (a
+    checkpoint, when the store has one, wins, as always), so nothing is lost.
+    """
 
     def __init__(self, client_factory: Callable[[], ConsumerClient],
-                 ctx: SliceContext | None = None) -> None:
+                 ctx: SliceContext | None = None, lease: LeaseWatch | None = None) -> None:
         self.client_factory = client_factory
         self.ctx = ctx or SliceContext.from_env()
+        self.lease = lease
         self._clients: list[ConsumerClient] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._wake = threading.Event()  # set by close(): ends a wait for a lease at once
+        self.paused_by: LeaseInfo | None = None  # the lease this consumer is waiting out
 
     @classmethod
     def from_context(cls, eventhub_name: str, consumer_group: str = "$Default",
                      ctx: SliceContext | None = None, checkpoint_store: Any = None,
-                     credential: Any = None) -> SliceConsumer:
+                     credential: Any = None, service: str | None = None,
+                     lease_poll: float = 1.0) -> SliceConsumer:
+        """``service`` names the service for debug leases (default: ``DEVSLICE_SERVICE``, else
+        the Deployment of the pod from HOSTNAME); leases are watched on the embedded hub."""
         ctx = ctx or SliceContext.from_env()
+        lease = None
+        service = service or service_name()
+        if ctx.embedded_path and service:
+            lease = LeaseWatch.for_service(_embedded(ctx), service, ctx.handle, poll=lease_poll)
         return cls(lambda: _consumer_client(ctx, eventhub_name, consumer_group,
-                                            checkpoint_store, credential), ctx)
+                                            checkpoint_store, credential), ctx, lease)
 
     def partitions(self) -> tuple[str, ...]:
         probe = self.client_factory()
@@ -219,11 +239,45 @@ class SliceConsumer:
         In a shared environment (no slice) it is one plain ``receive`` whose load balancer
         shares all partitions among the service's replicas, as without devslice.
         """
+        if self.lease is None:
+            self._round(on_event, starting_position, on_error, kwargs)
+            return
+        started = datetime.now(UTC)  # where "@latest" partitions resume after a pause
+        seen: dict[str, int] = {}
+
+        def tracked(context: Any, event: Any) -> None:
+            on_event(context, event)
+            seen[str(context.partition_id)] = int(event.sequence_number)
+
+        position = starting_position
+        while not self._closed:
+            if not self._wait_out_lease():
+                return  # closed while waiting
+            if not self._round(tracked, position, on_error, kwargs):
+                return  # closed, not paused
+            position = _resume_positions(self.partitions(), starting_position, seen, started)
+
+    def _wait_out_lease(self) -> bool:
+        """Wait while another holder's lease is live; False when closed meanwhile."""
+        assert self.lease is not None
+        while not self._closed:
+            self.paused_by = self.lease.blocking()
+            if self.paused_by is None:
+                return True
+            self._wake.wait(self.lease.poll)
+        return False
+
+    def _round(self, on_event: Callable[[Any, Any], None], starting_position: Any,
+               on_error: Callable[[Any, Exception], None] | None,
+               kwargs: dict[str, Any]) -> bool:
+        """One set of receivers, until close() or (with a lease) another holder's lease;
+        True when it ended for a lease."""
         failures: list[BaseException] = []
+        stepping_aside = threading.Event()
 
         def run(partition_id: str | None, client: ConsumerClient) -> None:
             with self._lock:  # close() may have come first; a closed client must not start
-                if self._closed:
+                if self._closed or stepping_aside.is_set():
                     return
             extra = {} if partition_id is None else {"partition_id": partition_id}
             try:
@@ -249,23 +303,50 @@ class SliceConsumer:
                                             name=f"devslice-receive-{pid}", daemon=True))
         for t in threads:
             t.start()
+        next_look = time.monotonic()
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(0.2)
-            if self._closed:
+            if self.lease is not None and not stepping_aside.is_set() and not self._closed \
+                    and time.monotonic() >= next_look:
+                next_look = time.monotonic() + self.lease.poll
+                self.paused_by = self.lease.blocking()
+                if self.paused_by is not None:
+                    with self._lock:
+                        stepping_aside.set()
+                        self._clients = [c for c in self._clients if c not in mine]
+            if self._closed or stepping_aside.is_set():
                 # A receiver that started just after close() would run on; closing again
                 # stops it (the SDK's close() ends every receive of the client).
                 for c in mine:
                     c.close()
         if failures:
             raise failures[0]
+        return stepping_aside.is_set() and not self._closed
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             clients, self._clients = self._clients, []
+        self._wake.set()
         for c in clients:
             c.close()
+
+
+def _resume_positions(partitions: Iterable[str], original: Any, seen: dict[str, int],
+                      started: datetime) -> dict[str, Any]:
+    """Per partition, where receiving resumes after a pause: after the last event handled
+    (a sequence number, exclusive); else where it was asked to start, with "@latest" pinned
+    to when receiving first started (a fresh "@latest" would skip what was published during
+    the pause)."""
+    out: dict[str, Any] = {}
+    for pid in partitions:
+        if pid in seen:
+            out[pid] = seen[pid]
+            continue
+        first = original.get(pid) if isinstance(original, dict) else original
+        out[pid] = started if first in (None, "@latest") else first
+    return out
 
 
 # -- building clients from the contract -----------------------------------------------------------
