@@ -110,13 +110,14 @@ def doctor(state: State, as_json: bool) -> None:
 def _register() -> None:
     from devslice.cli.adx import adx_group
     from devslice.cli.engine import destroy, down, logs, plan, status, up
-    from devslice.cli.env import env
+    from devslice.cli.env import env, verify
     from devslice.cli.slice import slice_group
 
     for command in (plan, up, status, down, destroy, logs):
         cli.add_command(command)
     cli.add_command(slice_group)
     cli.add_command(env)
+    cli.add_command(verify)
     cli.add_command(adx_group)
     from devslice.cli.debug import debug
 

@@ -99,3 +99,38 @@ def _explain(variables: list[Variable]) -> None:
         shown = v.value if isinstance(v.value, str) else MASK
         t.add_row(v.name, shown, v.origin.value, v.source)
     console().print(t)
+
+
+@click.command()
+@click.option("--slice", "handle", metavar="HANDLE", help="Which slice (default: yours).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def verify(state: State, handle: str | None, as_json: bool) -> None:
+    """Check the slice for real: its partitions, names and a canary event per partition.
+
+    Exits non-zero when any check fails.
+
+    \b
+    Example:
+      devslice verify
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from devslice.cli.output import print_json
+    from devslice.verify import verify as run_checks
+
+    project = state.project()
+    checks = run_checks(project, project.current_handle(handle))
+    if as_json:
+        print_json([{"check": c.name, "status": c.status, "detail": c.detail} for c in checks])
+    else:
+        t = Table(box=None, header_style="bold")
+        for col in ("", "check", "detail"):
+            t.add_column(col)
+        marks = {"ok": "[green]ok[/]", "failed": "[red]!![/]", "skipped": "[dim]--[/]"}
+        for c in checks:
+            t.add_row(marks[c.status], c.name, escape(c.detail))
+        console().print(t)
+    if not all(c.ok for c in checks):
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,114 @@
+"""`devslice verify`: check the current slice for real, not from configuration alone.
+
+- its partitions are its own in the ledger (no other live slice, no reserved one);
+- the partitions its services will use (the contract, personal overrides included) are the
+  ones the ledger gave it;
+- its names (storage account, database, hubs, named templates) are its own;
+- a canary event sent through the slice's producer to each of its partitions arrives there
+  and nowhere else (embedded event hub: every partition is read back; real Event Hubs: not
+  checked here, say so).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from devslice.slices.derive import derive_names
+
+if TYPE_CHECKING:
+    from devslice.project import Project
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | failed | skipped
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+def verify(project: Project, handle: str) -> list[Check]:
+    state = project.ledger.read()
+    mine = project.get(handle)
+    others = [s for h, s in state.slices.items() if h != handle]
+    checks: list[Check] = []
+
+    own = {(mine.event_hubs.namespace, p) for p in mine.event_hubs.partitions}
+    clashes = sorted(f"{s.handle} holds {ns} partition {p}" for s in others
+                     for ns, p in ((s.event_hubs.namespace, q) for q in s.event_hubs.partitions)
+                     if (ns, p) in own)
+    reserved = {ns.name: set(ns.reserved) for ns in project.env.event_hubs.namespaces}
+    clashes += [f"partition {p} of {ns} is reserved" for ns, p in sorted(own)
+                if p in reserved.get(ns, set())]
+    checks.append(Check("partitions are the slice's own", "failed" if clashes else "ok",
+                        "; ".join(clashes) or f"{mine.event_hubs.namespace} partitions "
+                        f"{','.join(map(str, mine.event_hubs.partitions))}, held by no one "
+                        "else"))
+
+    variables = {v.name: v.value for v in project.variables(handle, secrets=False)}
+    contract_ids = str(variables.get(project.env.contract.partition_ids_variable, ""))
+    ledger_ids = ",".join(map(str, mine.event_hubs.partitions))
+    checks.append(Check(
+        "services use the slice's partitions",
+        "ok" if contract_ids == ledger_ids else "failed",
+        f"{project.env.contract.partition_ids_variable}={contract_ids}"
+        + ("" if contract_ids == ledger_ids else f", but the ledger gave {ledger_ids}")))
+
+    names = derive_names(project.env, handle).all()
+    taken = {}
+    for s in others:
+        for key, name in derive_names(project.env, s.handle).all().items():
+            taken[(key, name)] = s.handle
+    shared = [f"{key} {name} is also {taken[(key, name)]}'s" for key, name in names.items()
+              if (key, name) in taken]
+    checks.append(Check("names are the slice's own", "failed" if shared else "ok",
+                        "; ".join(shared) or f"{len(names)} names, e.g. storage account "
+                        f"{names['storageAccount']}"))
+    checks.append(_canary(project, handle, variables))
+    return checks
+
+
+def _canary(project: Project, handle: str, variables: Mapping[str, object]) -> Check:
+    name = "a canary on each partition arrives there only"
+    hubs = project.env.event_hubs.event_hubs
+    if project.env.event_hubs.mode != "embedded":
+        return Check(name, "skipped", "real Event Hubs: read back only on the embedded hub")
+    if not hubs:
+        return Check(name, "skipped", "no event hub in eventHubs.eventHubs")
+    from devslice.embedded import EmbeddedHub
+    from devslice.sdk import SliceContext
+    from devslice.sdk.eventhubs import SliceProducer
+
+    ctx = SliceContext.from_env({k: str(v) for k, v in variables.items()},
+                                prefix=project.env.contract.prefix,
+                                partition_ids_variable=project.env.contract.partition_ids_variable)
+    assert ctx.embedded_path is not None
+    hub = EmbeddedHub(ctx.embedded_path, partitions=ctx.partition_count or 32)
+    try:
+        all_ids = hub.partition_ids(hubs[0])
+        before = {p: hub.last_sequence_number(hubs[0], p) for p in all_ids}
+        canaries = {}
+        with SliceProducer.from_context(hubs[0], ctx) as producer:
+            for p in ctx.partition_ids or ():
+                marker = f"devslice-canary-{uuid.uuid4().hex}"
+                producer.send(marker, partition_id=p)
+                canaries[marker] = p
+        found: dict[str, list[str]] = {}
+        for p in all_ids:
+            for event in hub.read(hubs[0], p, before[p], limit=10_000):
+                body = event.body.decode(errors="replace")
+                if body in canaries:
+                    found.setdefault(body, []).append(p)
+    finally:
+        hub.close()
+    wrong = [f"canary for {p} arrived in {','.join(found.get(m, []) or ['no partition'])}"
+             for m, p in canaries.items() if found.get(m) != [p]]
+    if wrong:
+        return Check(name, "failed", "; ".join(wrong))
+    return Check(name, "ok", f"{len(canaries)} canaries on {hubs[0]}, each only in its partition")
