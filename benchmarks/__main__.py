@@ -1,5 +1,6 @@
 """Run the benchmarks and print a markdown summary: ``.venv/bin/python -m benchmarks`` runs
-them all, ``.venv/bin/python -m benchmarks sdk`` (or ``claims``, ``startup``) only those named."""
+them all, ``.venv/bin/python -m benchmarks sdk`` (or ``claims``, ``startup``, ``engine``) only
+those named."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import time
 from datetime import UTC, datetime
 from importlib.metadata import version
 
-from benchmarks import claims, sdk, startup
+from benchmarks import claims, engine, sdk, startup
 
-SUITES = ("claims", "startup", "sdk")
+SUITES = ("claims", "startup", "sdk", "engine")
 
 
 def machine() -> str:
@@ -70,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         measured = sdk.run(args.quick)
         print(sdk.report(measured), flush=True)
         bad = bad or bool(measured.problems)
+
+    if "engine" in chosen:
+        print("\n## Environment engine\n", flush=True)
+        result = engine.run(args.quick)
+        print(engine.report(result), flush=True)
+        bad = bad or bool(result.problems)
 
     print(f"\n(ran in {time.perf_counter() - began:.0f} s)")
     return 1 if bad else 0

@@ -1,8 +1,10 @@
 """The Docker Engine, through the official Docker SDK (``docker`` package, 7.x).
 
-Verbs mirror the engine's own: ``image_build``, ``image_push``, ``image_tag``, and the facts
-``image_get``, ``ping``, ``version``. The SDK client is passed in (``connect()`` builds the real
-one), so tests point it at :class:`devslice.testing.dockerapi.FakeDockerEngine`.
+Verbs mirror the engine's own: ``image_build``, ``image_push``, ``image_tag``, ``image_pull``,
+``container_create``/``start``/``run``/``remove``/``exec``/``logs``, and the facts
+``image_get``, ``container_get``, ``container_list``, ``volume_list``, ``ping``, ``version``.
+The SDK client is passed in (``connect()`` builds the real one), so tests point it at
+:class:`devslice.testing.dockerapi.FakeDockerEngine`.
 
 Build and push answer with a stream of JSON lines and report failure *inside* that stream with
 HTTP 200 once output has started (moby ``postBuild``/``postImagesPush`` write an ``errorDetail``
@@ -16,8 +18,8 @@ import json
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,91 @@ class EngineVersion:
 class ImageFact:
     id: str  # sha256:...
     tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    """``-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTOCOL]``; an empty ``host_ip`` publishes on
+    every interface, as ``docker run -p`` does."""
+
+    container_port: int
+    host_port: int
+    host_ip: str = ""
+    protocol: str = "tcp"
+
+    @property
+    def key(self) -> str:
+        return f"{self.container_port}/{self.protocol}"
+
+    def __str__(self) -> str:
+        ip = f"{self.host_ip}:" if self.host_ip else ""
+        proto = "" if self.protocol == "tcp" else f"/{self.protocol}"
+        return f"{ip}{self.host_port}:{self.container_port}{proto}"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A named volume (``kind="volume"``, created by the engine on first use) or a host file
+    or folder (``kind="bind"``, an absolute path) at ``target`` inside the container."""
+
+    source: str
+    target: str
+    kind: str = "volume"  # volume | bind
+    read_only: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.target}" + (":ro" if self.read_only else "")
+
+
+@dataclass(frozen=True)
+class ContainerFact:
+    id: str
+    name: str  # without the leading "/" the engine reports
+    image: str  # the reference it was created from, e.g. mongo:7
+    status: str  # created | running | paused | restarting | removing | exited | dead
+    labels: Mapping[str, str]
+    host_ports: tuple[int, ...] = ()  # published host ports
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: str  # stdout and stderr, interleaved as the engine sent them
+
+
+class PortInUse(CommandFailed):
+    """A host port a container publishes is held by another program or container."""
+
+    def __init__(self, message: str, port: int | None, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.port = port
+
+
+def create_call(name: str) -> str:
+    """The ``POST /containers/create`` that :meth:`Docker.container_create` sends."""
+    return f"POST /containers/create?name={name}"
+
+
+def start_call(name: str) -> str:
+    return f"POST /containers/{name}/start"
+
+
+def remove_call(name: str) -> str:
+    """What :meth:`Docker.container_remove` sends: force, keep named volumes."""
+    return f"DELETE /containers/{name}?v=False&link=False&force=True"
+
+
+def exec_call(name: str) -> str:
+    return f"POST /containers/{name}/exec"
+
+
+def pull_call(ref: str) -> str:
+    repository, tag = _split_tag(ref)
+    return f"POST /images/create?fromImage={repository}&tag={tag}"
 
 
 def build_call(tag: str, dockerfile: str, build_args: Mapping[str, str]) -> str:
@@ -112,7 +199,127 @@ class Docker:
                 return None
         return ImageFact(str(data["Id"]), tuple(data.get("RepoTags") or ()))
 
+    def container_get(self, name: str) -> ContainerFact | None:
+        """The container ``name`` (or id), or None when the engine has none."""
+        with self._translate(f"inspect container {name}"):
+            try:
+                data = self.client.api.inspect_container(name)
+            except docker.errors.NotFound:
+                return None
+        return _container_fact(data)
+
+    def container_list(self, labels: Mapping[str, str | None]) -> list[ContainerFact]:
+        """Containers, running or not, carrying every label (``None``: any value)."""
+        wanted = [k if v is None else f"{k}={v}" for k, v in labels.items()]
+        with self._translate("list containers"):
+            rows = self.client.api.containers(all=True, filters={"label": wanted})
+        return [ContainerFact(
+            str(r["Id"]), str((r.get("Names") or ["/"])[0]).lstrip("/"), str(r.get("Image", "")),
+            str(r.get("State", "")), dict(r.get("Labels") or {}),
+            tuple(sorted({int(p["PublicPort"]) for p in r.get("Ports") or []
+                          if p.get("PublicPort")}))) for r in rows]
+
+    def volume_list(self, labels: Mapping[str, str | None] | None = None) -> list[str]:
+        """Names of the named volumes (with every label in ``labels``, if given)."""
+        filters = ({"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]}
+                   if labels else None)
+        with self._translate("list volumes"):
+            data = self.client.api.volumes(filters=filters)
+        return sorted(str(v["Name"]) for v in (data or {}).get("Volumes") or [])
+
+    def container_logs(self, name: str, tail: int | None = None) -> str:
+        """What the container wrote to stdout and stderr (the last ``tail`` lines)."""
+        with self._translate(f"docker logs {name}"):
+            data = self.client.api.logs(name, stdout=True, stderr=True,
+                                        tail="all" if tail is None else tail)
+        return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+
     # -- changes -------------------------------------------------------------------------
+
+    def image_pull(self, ref: str) -> None:
+        """``docker pull ref``: reads the progress stream to its end; an error line in it
+        (unknown image, no access) becomes CommandFailed with the last lines."""
+        repository, tag = _split_tag(ref)
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        error: str | None = None
+        what = f"docker pull {ref}"
+        with self._translate(what):
+            stream = self.client.api.pull(repository, tag=tag, stream=True, decode=True)
+            for chunk in _chunks(stream):
+                error = error or _error(chunk)
+                status = chunk.get("status")
+                if isinstance(status, str) and status and not chunk.get("progressDetail"):
+                    layer = chunk.get("id")
+                    self._emit(f"{layer}: {status}" if layer else status, tail)
+        if error is not None:
+            raise _failed(what, error, tail)
+
+    def container_create(self, name: str, image: str, *, command: Sequence[str] = (),
+                         env: Mapping[str, str] | None = None,
+                         labels: Mapping[str, str] | None = None,
+                         ports: Sequence[PortBinding] = (), mounts: Sequence[Mount] = (),
+                         restart: str = "unless-stopped",
+                         extra_hosts: Sequence[str] = ()) -> str:
+        """``docker create --name NAME ...``; returns the container id. Named volumes that do
+        not exist yet are created by the engine, as ``docker run -v NAME:/path`` does."""
+        bindings: dict[int | str, Any] = {}
+        for p in ports:
+            bindings.setdefault(p.key, []).append((p.host_ip, p.host_port))
+        with self._translate(f"create container {name}"):
+            api = self.client.api
+            host_config = api.create_host_config(
+                port_bindings=bindings or None,
+                mounts=[docker.types.Mount(m.target, m.source, type=m.kind,  # type: ignore[arg-type]
+                                           read_only=m.read_only) for m in mounts] or None,
+                restart_policy={"Name": restart} if restart != "no" else None,
+                extra_hosts=list(extra_hosts) or None)
+            data = api.create_container(
+                image, command=list(command) or None, name=name,
+                environment=dict(env or {}) or None, labels=dict(labels or {}),
+                ports=[(p.container_port, p.protocol) for p in ports] or None,
+                host_config=host_config)
+        return str(data["Id"])
+
+    def container_start(self, name: str) -> None:
+        """``docker start NAME``. A host port held by something else becomes
+        :class:`PortInUse`, naming the port."""
+        try:
+            with self._translate(f"start container {name}"):
+                self.client.api.start(name)
+        except CommandFailed as exc:
+            port = _port_in_use(exc.message)
+            if port is None:
+                raise
+            raise PortInUse(
+                f"could not start container {name}: host port {port} is already in use "
+                "(by another program or container)", port,
+                hint=f"stop what listens there (`ss -ltnp 'sport = :{port}'`, `docker ps`), or "
+                "publish the container on another host port in devslice.yaml") from exc
+
+    def container_run(self, name: str, image: str, **kwargs: Any) -> str:
+        """Create and start (``docker run -d``); the image is pulled first if missing."""
+        if self.image_get(image) is None:
+            self.image_pull(image)
+        cid = self.container_create(name, image, **kwargs)
+        self.container_start(name)
+        return cid
+
+    def container_remove(self, name: str) -> None:
+        """``docker rm -f NAME``; named volumes are kept (their data outlives the container)."""
+        with self._translate(f"remove container {name}"), suppress(docker.errors.NotFound):
+            self.client.api.remove_container(name, force=True, v=False)
+
+    def container_exec(self, name: str, argv: Sequence[str]) -> ExecResult:
+        """``docker exec NAME ARGV...``: waits for it to end; returns its exit code and output.
+        A non-zero exit is a result, not an error: callers decide what it means."""
+        with self._translate(f"docker exec {name} {argv[0] if argv else ''}".rstrip()):
+            api = self.client.api
+            exec_id = api.exec_create(name, list(argv), stdout=True, stderr=True)["Id"]
+            output = api.exec_start(exec_id)
+            info = api.exec_inspect(exec_id)
+        text = output.decode(errors="replace") if isinstance(output, bytes) else str(output)
+        code = info.get("ExitCode")
+        return ExecResult(-1 if code is None else int(code), text)
 
     def image_build(self, context_dir: str | os.PathLike[str], dockerfile: str, tag: str,
                     build_args: Mapping[str, str] | None = None) -> str:
@@ -206,6 +413,35 @@ class Docker:
         url = str(getattr(self.client.api, "base_url", ""))
         # Unix sockets and named pipes show up as http+docker://localhost; say what they are.
         return "the local Docker socket" if url.startswith("http+docker://") else url
+
+
+def _split_tag(ref: str) -> tuple[str, str]:
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        repository, _, tag = ref.rpartition(":")
+        return repository, tag
+    return ref, "latest"
+
+
+def _container_fact(data: Mapping[str, Any]) -> ContainerFact:
+    config = data.get("Config") or {}
+    ports = ((data.get("HostConfig") or {}).get("PortBindings") or {}).values()
+    host_ports = {int(b["HostPort"]) for bs in ports for b in bs or [] if b.get("HostPort")}
+    return ContainerFact(str(data["Id"]), str(data.get("Name", "")).lstrip("/"),
+                         str(config.get("Image", "")),
+                         str((data.get("State") or {}).get("Status", "")),
+                         dict(config.get("Labels") or {}), tuple(sorted(host_ports)))
+
+
+# moby: "Bind for 0.0.0.0:27017 failed: port is already allocated" (another container) and
+# "listen tcp4 0.0.0.0:27017: bind: address already in use" (another program)
+_PORT_IN_USE = re.compile(r"(?:Bind for|listen tcp[46]?) \[?[0-9a-fA-F.:]*\]?:(\d+):? "
+                          r"(?:failed: port is already allocated|bind: address already in use)")
+
+
+def _port_in_use(message: str) -> int | None:
+    match = _PORT_IN_USE.search(message)
+    return int(match.group(1)) if match else None
 
 
 def _chunks(stream: Any) -> Iterator[dict[str, Any]]:

@@ -190,10 +190,10 @@ class RoutingSettings(Model):
 
 
 class EventHubsSettings(Model):
-    mode: Literal["shared", "embedded"] = Field(
+    mode: Literal["shared", "emulator", "embedded"] = Field(
         "embedded",
-        description="shared: partitions of the team's Event Hubs namespaces; embedded: the "
-        "one-machine stand-in.",
+        description="shared: partitions of the team's Event Hubs namespaces; emulator: the "
+        "official emulator in a local container; embedded: the one-machine stand-in.",
     )
     partitions_per_slice: int = Field(1, ge=1, le=MAX_PARTITIONS)
     embedded_path: str = Field(
@@ -205,6 +205,20 @@ class EventHubsSettings(Model):
     namespaces: list[EventHubsNamespace] = Field(
         default_factory=lambda: [EventHubsNamespace(name="embedded")]
     )
+
+    @model_validator(mode="after")
+    def _emulator_limits(self) -> EventHubsSettings:
+        """The emulator's limits (its Config-schema.json): one namespace, 1-10 event hubs,
+        1-32 partitions (consumer groups: containers.eventHubsEmulator)."""
+        if self.mode != "emulator":
+            return self
+        if len(self.namespaces) != 1:
+            raise ValueError(f"mode emulator runs one namespace, found {len(self.namespaces)} "
+                             "in namespaces; list one (its partitions are each event hub's)")
+        if not 1 <= len(self.event_hubs) <= 10:
+            raise ValueError(f"mode emulator holds 1 to 10 event hubs, found "
+                             f"{len(self.event_hubs)} in eventHubs")
+        return self
 
     @field_validator("namespaces")
     @classmethod
@@ -352,6 +366,187 @@ class ServiceSettings(Model):
     ready: Readiness | None = None
 
 
+# ------------------------------------------------------------------ containers (issue 5)
+
+PORT_SPEC = re.compile(r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d{1,5}):(?P<container>\d{1,5})"
+                        r"(?:/(?P<proto>tcp|udp))?$")
+VOLUME_SPEC = re.compile(r"^(?P<name>[a-zA-Z0-9][a-zA-Z0-9_.-]+):(?P<target>/[^:]*)(?::ro)?$")
+CONTAINER_NAME = r"^[a-z0-9][a-z0-9-]{0,40}$"
+
+
+def _port_spec(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = f"{value}:{value}"
+    if isinstance(value, str):
+        m = PORT_SPEC.match(value)
+        if m is None or not all(1 <= int(m[k]) <= 65535 for k in ("host", "container")):
+            raise ValueError(f"{value!r} is not a port mapping: expected "
+                             "[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], e.g. 27017:27017")
+    return value
+
+
+def _volume_spec(value: object) -> object:
+    if isinstance(value, str) and not VOLUME_SPEC.match(value):
+        raise ValueError(f"{value!r} is not a named volume: expected NAME:/path[:ro], e.g. "
+                         "mongodata:/data/db (host folders are not mounted: they break on "
+                         "remote engines and leak the checkout into containers)")
+    return value
+
+
+PortSpec = Annotated[str, BeforeValidator(_port_spec)]
+VolumeSpec = Annotated[str, BeforeValidator(_volume_spec)]
+
+
+class ContainerReadiness(Model):
+    """When a container counts as ready: give exactly one of port, command or log."""
+
+    port: int | None = Field(None, ge=1, le=65535, description="A container port published "
+                             "on the host; ready once 127.0.0.1:HOST_PORT accepts connections.")
+    command: list[str] | None = Field(None, description="Run inside the container (exec); "
+                                      "ready once it exits 0.")
+    log: str | None = Field(None, description="Ready once the container's output holds this.")
+    timeout: Duration = Field(default=timedelta(seconds=60))
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ContainerReadiness:
+        given = [k for k in ("port", "command", "log") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of port, command or log"
+                             + (f" (found {', '.join(given)})" if given else ""))
+        return self
+
+
+class SetupScript(Model):
+    """Run once inside the container after it is ready, and again only when the script (its
+    file or command) changes; e.g. the databases' DDL. Write scripts so that running them
+    twice does no harm: a recreated container runs them again."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,40}$")
+    file: str | None = Field(None, description="Script file, relative to devslice.yaml; its "
+                             "text replaces {script} in run.")
+    run: list[str] = Field(default_factory=lambda: ["sh", "-c", "{script}"],
+                           description="The command run with `docker exec`.")
+
+
+class ContainerSettings(Model):
+    """A container the engine keeps running beside the cluster (`docker run -d --restart
+    unless-stopped ...`)."""
+
+    name: str = Field(pattern=CONTAINER_NAME, description="The container is devslice-NAME.")
+    image: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$")
+    command: list[str] = Field(default_factory=list, description="Arguments after the image "
+                               "(its CMD); empty keeps the image's own.")
+    env: EnvMap = Field(default_factory=dict)
+    secret_env: dict[str, SecretRef] = Field(
+        default_factory=dict, description="Variables whose values are secrets, by reference; "
+        "they reach the container but never labels, plans or output.")
+    ports: list[PortSpec] = Field(default_factory=list, examples=[["27017:27017"]])
+    volumes: list[VolumeSpec] = Field(default_factory=list, examples=[["mongodata:/data/db"]])
+    restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
+    ready: ContainerReadiness | None = None
+    setup: list[SetupScript] = Field(default_factory=list)
+
+
+class MongoDbSettings(Model):
+    """MongoDB as a one-node replica set (change streams and transactions need one)."""
+
+    image: str = "mongo:7"
+    replica_set: str = Field("rs0", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    oplog_size_mb: int = Field(50, ge=1, alias="oplogSizeMB")
+    port: int = Field(27017, ge=1, le=65535, description="Host port.")
+    volume: str = Field("devslice-mongodb-data", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+    setup: list[SetupScript] = Field(default_factory=list, description="run defaults to "
+                                     "mongosh --quiet --eval {script}.")
+
+
+class SftpUser(Model):
+    name: str = Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    password: SecretRef
+    folders: list[str] = Field(default_factory=list, examples=[["upload", "upload/processed"]])
+
+    @field_validator("folders")
+    @classmethod
+    def _plain_folders(cls, value: list[str]) -> list[str]:
+        for folder in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*", folder) or \
+                    ".." in folder.split("/"):
+                raise ValueError(f"{folder!r} is not a folder under the user's home: expected "
+                                 "names of letters, digits, '_', '.', '-' joined by '/'")
+        return value
+
+
+class SftpSettings(Model):
+    """An SFTP server (atmoz/sftp) with users and their folders."""
+
+    image: str = "atmoz/sftp:alpine"
+    port: int = Field(2222, ge=1, le=65535, description="Host port (22 is usually the "
+                      "machine's own sshd).")
+    volume: str = Field("devslice-sftp-data", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+    users: list[SftpUser] = Field(min_length=1)
+
+
+class AzuriteSettings(Model):
+    """Azurite with an account for every live slice (and the well-known dev account)."""
+
+    image: str = "mcr.microsoft.com/azure-storage/azurite:latest"
+    blob_port: int = Field(10000, ge=1, le=65535)
+    queue_port: int = Field(10001, ge=1, le=65535)
+    table_port: int = Field(10002, ge=1, le=65535)
+    volume: str = Field("devslice-azurite-data", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+class EventHubsEmulatorSettings(Model):
+    """The official Event Hubs emulator; its Config.json is generated from eventHubs."""
+
+    image: str = "mcr.microsoft.com/azure-messaging/eventhubs-emulator:latest"
+    accept_eula: bool = Field(False, description="The emulator starts only once you accept its "
+                              "EULA: https://github.com/Azure/azure-event-hubs-emulator-installer"
+                              "/blob/main/EMULATOR_EULA.md")
+    port: int = Field(5672, ge=1, le=65535, description="Host port for AMQP.")
+    consumer_groups: list[str] = Field(
+        default_factory=list, description="Consumer groups of every event hub besides "
+        "$Default, 1-20 (the emulator's limit).")
+
+    @field_validator("consumer_groups")
+    @classmethod
+    def _consumer_groups(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name.lower() == "$default":
+                raise ValueError("$Default exists on every event hub; list only the others")
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}", name):
+                raise ValueError(f"{name!r} is not a consumer group name: 1-50 letters, digits, "
+                                 "'.', '_', '-', starting with a letter or digit")
+        if len(value) > 20:
+            raise ValueError(f"the emulator allows at most 20 consumer groups per event hub, "
+                             f"found {len(value)}")
+        return value
+
+
+class ContainersSettings(Model):
+    """Local containers beside the cluster: built-ins enabled in a line, and the team's own."""
+
+    mongodb: MongoDbSettings | None = None
+    sftp: SftpSettings | None = None
+    azurite: AzuriteSettings | None = None
+    event_hubs_emulator: EventHubsEmulatorSettings | None = Field(
+        None, description="Also implied by eventHubs.mode: emulator.")
+    custom: list[ContainerSettings] = Field(default_factory=list)
+
+    @field_validator("custom")
+    @classmethod
+    def _distinct(cls, value: list[ContainerSettings]) -> list[ContainerSettings]:
+        reserved = {"mongodb", "sftp", "azurite", "eventhubs-emulator"}
+        seen: set[str] = set()
+        for c in value:
+            if c.name in reserved:
+                raise ValueError(f"{c.name!r} is a built-in's name; enable it as "
+                                 f"containers.{c.name} or pick another name")
+            if c.name in seen:
+                raise ValueError(f"container {c.name!r} is listed twice")
+            seen.add(c.name)
+        return value
+
+
 class Environment(Model):
     """A team's devslice environment."""
 
@@ -373,6 +568,7 @@ class Environment(Model):
     images: list[ImageSettings] = Field(default_factory=list)
     services: list[ServiceSettings] = Field(default_factory=list)
     manifests: list[ManifestLayer] = Field(default_factory=list)
+    containers: ContainersSettings = ContainersSettings()
 
     @field_validator("names")
     @classmethod

@@ -102,6 +102,14 @@ def slice_variables(
         path = (base_dir / env.event_hubs.embedded_path).resolve()
         add(f"{p}EVENTHUBS_CONNECTIONSTRING", f"embedded:{path}", Origin.team,
             "devslice.yaml eventHubs.embeddedPath")
+    elif env.event_hubs.mode == "emulator":
+        from devslice.resources.builtins import eventhubs_emulator_connection_string
+
+        # Not a secret: the emulator's fixed, documented key (its README).
+        emulator = env.containers.event_hubs_emulator
+        add(f"{p}EVENTHUBS_CONNECTIONSTRING", eventhubs_emulator_connection_string(
+            emulator.port if emulator else 5672), Origin.team,
+            "eventHubs.mode emulator (the Event Hubs emulator container)")
     elif ns is not None:
         secret(f"{p}EVENTHUBS_CONNECTIONSTRING", ns.connection_string,
                f"devslice.yaml eventHubs.namespaces[{ns.name}].connectionString")
@@ -123,6 +131,14 @@ def slice_variables(
     else:
         secret(f"{p}STORAGE_CONNECTIONSTRING", env.storage.connection_string,
                "devslice.yaml storage.connectionString")
+
+    if env.containers.mongodb is not None:
+        from devslice.resources.builtins import mongodb_connection_string
+
+        # For clients on this machine: directConnection=true skips the replica set's member
+        # host, which the host may not reach (Docker Desktop keeps the k3d gateway in its VM).
+        add(f"{p}MONGODB_CONNECTIONSTRING", mongodb_connection_string(env.containers.mongodb),
+            Origin.team, "containers.mongodb (the MongoDB container)")
 
     if env.data_explorer.cluster_url:
         add(f"{p}DATAEXPLORER_CLUSTERURL", env.data_explorer.cluster_url, Origin.team,

@@ -183,6 +183,13 @@ def _cluster_resources(project: Project, handle: str, tools: Tools,
 
         namespace = kube_target(c.kube, handle, current_context(), env.team).namespace
         refs = {}
+    # -- containers (issue 5) ------------------------------------------------------------
+    # Emulators and the team's own containers beside the cluster. The slice's objects wait
+    # for them, so services start against dependencies that are ready.
+    containers = container_resources(project, tools, "k3d" if k3d else "kube")
+    out += containers
+    ready += [r.key for r in containers]
+    # -- end containers -------------------------------------------------------------------
     objects = k8s_objects(project.variables(handle), handle)
     if namespace:
         namespaces = [namespace]
@@ -198,3 +205,27 @@ def _cluster_resources(project: Project, handle: str, tools: Tools,
         namespace=namespace, config_hash=slice_config_hash(objects),
         cluster_may_be_absent=k3d)
     return out
+
+
+# -- containers (issue 5) ------------------------------------------------------------------
+
+
+def container_resources(project: Project, tools: Tools, runtime: str) -> list[Resource]:
+    """``container:<name>`` for every container of ``containers:`` (and the Event Hubs
+    emulator with Azurite when ``eventHubs.mode`` is emulator). Azurite gets an account for
+    each slice in the ledger, so the ledger is read only when Azurite runs."""
+    from devslice.resources.builtins import container_specs
+    from devslice.resources.containers import ContainerResource
+
+    env = project.env
+    c = env.containers
+    needs_accounts = c.azurite is not None or c.event_hubs_emulator is not None or \
+        env.event_hubs.mode == "emulator"
+    accounts: list[str] = []
+    if needs_accounts:
+        from devslice.slices.derive import derive_names
+
+        accounts = [derive_names(env, s.handle).storage_account for s in project.slices()]
+    specs = container_specs(env, project.base_dir, runtime=runtime, storage_accounts=accounts,
+                            config_path=str(project.config_path))
+    return [ContainerResource(spec, tools.docker, project.base_dir) for spec in specs]

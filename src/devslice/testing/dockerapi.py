@@ -16,7 +16,16 @@ with ``\\r\\n`` after each JSON object, as the engine's WriteFlusher does; an er
 output is an HTTP error with ``{"message": ...}``, an error after it an ``errorDetail`` line
 with status 200.
 
-Not faked: BuildKit (``version=2`` builds need a session), remote contexts, pulls, auth,
+Containers (Engine API ``/containers``, ``/exec``, ``/volumes``, ``/images/create``) follow moby's
+router shapes: create answers 201 ``{"Id", "Warnings"}`` or 404 "No such image" / 409 name in
+use; start publishes each ``PortBindings`` entry by really listening on that host port (so a
+readiness check can connect, and a port another program holds fails the start with moby's
+"bind: address already in use" message); ``exec`` start hijacks the connection (101
+UPGRADED, then the multiplexed stdout/stderr frames); logs come as multiplexed frames. The
+fake runs nothing: ``exec_handler`` decides what a command prints and exits with, and
+``container_output`` what a started container logs.
+
+Not faked: BuildKit (``version=2`` builds need a session), remote contexts, auth, networks,
 multi-platform pushes. The engine does not run instructions; ``BuildFailure`` makes a build fail
 at its first ``RUN`` as the classic builder reports it.
 """
@@ -29,9 +38,11 @@ import io
 import json
 import re
 import socket
+import struct
 import tarfile
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -391,8 +402,60 @@ class FakeImage:
         "%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
+@dataclass
+class FakeContainer:
+    """A container as the fake engine keeps it: what it was created with, and its state."""
+
+    id: str
+    name: str
+    image: str  # the reference given at create, e.g. mongo:7
+    image_id: str
+    config: dict[str, Any]  # the create body (Cmd, Env, Labels, ExposedPorts, HostConfig...)
+    status: str = "created"  # created | running | exited
+    created: str = field(default_factory=lambda: _now())
+    started_at: str = "0001-01-01T00:00:00Z"
+    exit_code: int = 0
+    logs: list[tuple[int, str]] = field(default_factory=list)  # (1 stdout | 2 stderr, text)
+    execs: list[list[str]] = field(default_factory=list)  # argv of each exec, in order
+    _listeners: list[socket.socket] = field(default_factory=list, repr=False)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.config.get("Labels") or {})
+
+    @property
+    def env(self) -> list[str]:
+        return list(self.config.get("Env") or [])
+
+    @property
+    def host_config(self) -> dict[str, Any]:
+        return dict(self.config.get("HostConfig") or {})
+
+    def log(self, text: str, stream: int = 1) -> None:
+        """Append output, as the container's process would write it."""
+        self.logs.append((stream, text if text.endswith("\n") else text + "\n"))
+
+
+# (container, argv) -> (exit code, [(stream, text), ...]); stream 1 stdout, 2 stderr
+ExecHandler = Callable[[FakeContainer, list[str]], tuple[int, list[tuple[int, str]]]]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class _Exec:
+    id: str
+    container: FakeContainer
+    cmd: list[str]
+    running: bool = False
+    exit_code: int | None = None
+
+
 class FakeDockerEngine(_HTTPFake):
-    """A Docker Engine that builds (without running anything), tags, inspects and pushes.
+    """A Docker Engine that builds (without running anything), tags, inspects and pushes,
+    pulls, and keeps containers, execs and named volumes.
 
     ``base_url`` (``tcp://127.0.0.1:PORT``) goes to ``docker.DockerClient(base_url=...)``.
     Pushes to a registry host given in ``registries`` store the manifest there; other hosts
@@ -412,6 +475,13 @@ class FakeDockerEngine(_HTTPFake):
         self.images: dict[str, FakeImage] = {}  # by id
         self.builds: list[BuildRecord] = []
         self.build_failure: BuildFailure | None = None
+        self.containers: dict[str, FakeContainer] = {}  # by id
+        self.volumes: dict[str, dict[str, Any]] = {}  # by name
+        self._execs: dict[str, _Exec] = {}
+        self.exec_handler: ExecHandler = lambda container, argv: (0, [])
+        # What a container logs when it starts, e.g. the emulator's "...Successfully Up!"
+        self.container_output: Callable[[FakeContainer], list[str]] = lambda container: []
+        self.unknown_images: set[str] = set()  # references a pull cannot find
 
     def __enter__(self) -> FakeDockerEngine:
         self.start()
@@ -434,6 +504,41 @@ class FakeDockerEngine(_HTTPFake):
         """As `docker image prune -a`: the local cache is gone."""
         with self._lock:
             self.images.clear()
+
+    def add_image(self, ref: str) -> FakeImage:
+        """An image in the local cache, as if pulled earlier."""
+        img = FakeImage(_sha256(f"image:{_with_tag(ref)}".encode()), [])
+        with self._lock:
+            img = self.images.get(img.id) or img
+            self._set_tag(img, _with_tag(ref))
+        return img
+
+    def container(self, ref: str) -> FakeContainer | None:
+        """The container a name, full id or id prefix refers to, as the engine resolves it."""
+        ref = ref.lstrip("/")
+        with self._lock:
+            for c in self.containers.values():
+                if ref in (c.name, c.id) or (len(ref) >= 12 and c.id.startswith(ref)):
+                    return c
+        return None
+
+    def stop_container(self, ref: str, exit_code: int = 0) -> None:
+        """As ``docker stop``: the container exits and its ports are closed."""
+        c = self.container(ref)
+        if c is None:
+            raise KeyError(ref)
+        with self._lock:
+            self._unpublish(c)
+            c.status, c.exit_code = "exited", exit_code
+
+    def close(self) -> None:
+        with self._lock:
+            for c in self.containers.values():
+                self._unpublish(c)
+
+    def stop(self) -> None:
+        self.close()  # release the host ports containers published
+        super().stop()
 
     def _handle(self, ex: _Exchange) -> None:
         path, api_version = ex.path, None
@@ -460,6 +565,8 @@ class FakeDockerEngine(_HTTPFake):
             return self._version, ""
         if path == "/build" and method == "POST":
             return self._build, ""
+        if path == "/images/create" and method == "POST":
+            return self._pull, ""
         for suffix, verb, handler in (("/json", "GET", self._inspect),
                                       ("/tag", "POST", self._tag),
                                       ("/push", "POST", self._push)):
@@ -467,7 +574,38 @@ class FakeDockerEngine(_HTTPFake):
                 name = path[len("/images/"):-len(suffix)]
                 if name:
                     return handler, name
-        return None
+        return self._container_route(method, path)
+
+    _CONTAINER = re.compile(r"^/containers/(?P<ref>[^/]+)(?P<rest>/[a-z]+)?$")
+    _EXEC = re.compile(r"^/exec/(?P<id>[^/]+)/(?P<verb>start|json)$")
+
+    def _container_route(self, method: str, path: str) -> tuple[Any, str] | None:
+        if path == "/containers/json" and method == "GET":
+            return self._containers_list, ""
+        if path == "/containers/create" and method == "POST":
+            return self._container_create, ""
+        if path == "/volumes" and method == "GET":
+            return self._volumes_list, ""
+        if path == "/volumes/create" and method == "POST":
+            return self._volume_create, ""
+        m = self._EXEC.match(path)
+        if m:
+            if m["verb"] == "start" and method == "POST":
+                return self._exec_start, m["id"]
+            if m["verb"] == "json" and method == "GET":
+                return self._exec_inspect, m["id"]
+            return None
+        m = self._CONTAINER.match(path)
+        if m is None:
+            return None
+        routes = {("GET", "/json"): self._container_inspect,
+                  ("POST", "/start"): self._container_start,
+                  ("POST", "/stop"): self._container_stop,
+                  ("DELETE", None): self._container_delete,
+                  ("POST", "/exec"): self._exec_create,
+                  ("GET", "/logs"): self._container_logs}
+        handler = routes.get((method, m["rest"]))
+        return (handler, m["ref"]) if handler else None
 
     def _version_problem(self, requested: str) -> str | None:
         # moby's VersionMiddleware
@@ -651,6 +789,322 @@ class FakeDockerEngine(_HTTPFake):
                 img.digests.append(repo_digest)
         out.line({"status": f"{tag}: digest: {digest} size: {size}"})
         out.line({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": size}})
+
+
+    # -- pulls --
+
+    def _pull(self, ex: _Exchange, _: str, headers: dict[str, str]) -> None:
+        image = (ex.query.get("fromImage") or [""])[-1]
+        tag = (ex.query.get("tag") or [""])[-1] or "latest"
+        ref = f"{image}:{tag}"
+        if not _REFERENCE.match(ref):
+            return ex.json(400, {"message": "invalid reference format"}, headers)
+        _, path = _split_domain(image)
+        if ref in self.unknown_images:
+            # distribution answers before any output: a plain HTTP error
+            return ex.json(404, {"message": f"pull access denied for {image}, repository does "
+                                 "not exist or may require 'docker login'"}, headers)
+        out = ex.stream(headers)
+        out.line({"status": f"Pulling from {path}", "id": tag})
+        layer = _short(_sha256(ref.encode()))
+        out.line({"status": "Pulling fs layer", "progressDetail": {}, "id": layer})
+        out.line({"status": "Pull complete", "progressDetail": {}, "id": layer})
+        img = self.add_image(ref)
+        out.line({"status": f"Digest: {_sha256(img.id.encode())}"})
+        out.line({"status": f"Status: Downloaded newer image for {ref}"})
+        out.close()
+
+    # -- containers --
+
+    def _containers_list(self, ex: _Exchange, _: str, headers: dict[str, str]) -> None:
+        every = (ex.query.get("all") or ["0"])[-1] in ("1", "true", "True")
+        try:
+            filters = json.loads((ex.query.get("filters") or ["{}"])[-1] or "{}")
+        except ValueError:
+            return ex.json(400, {"message": "invalid filter"}, headers)
+        wanted = filters.get("label") or []
+        if isinstance(wanted, dict):  # the older map form: {"label": {"k=v": true}}
+            wanted = list(wanted)
+        with self._lock:
+            rows = [c for c in self.containers.values()
+                    if (every or c.status == "running") and _labels_match(c.labels, wanted)]
+            ex.json(200, [self._summary(c) for c in rows], headers)
+
+    def _summary(self, c: FakeContainer) -> dict[str, Any]:
+        ports = [{"IP": b.get("HostIp") or "0.0.0.0", "PrivatePort": int(key.split("/")[0]),
+                  "PublicPort": int(b["HostPort"]), "Type": key.split("/")[1]}
+                 for key, bs in (c.host_config.get("PortBindings") or {}).items()
+                 for b in bs or [] if c.status == "running" and b.get("HostPort")]
+        return {"Id": c.id, "Names": [f"/{c.name}"], "Image": c.image, "ImageID": c.image_id,
+                "Command": " ".join(c.config.get("Cmd") or []), "Created": 0,
+                "State": c.status, "Status": "Up" if c.status == "running" else
+                f"Exited ({c.exit_code})" if c.status == "exited" else "Created",
+                "Ports": ports, "Labels": c.labels, "Mounts": self._mounts(c)}
+
+    @staticmethod
+    def _mounts(c: FakeContainer) -> list[dict[str, Any]]:
+        out = []
+        for m in c.host_config.get("Mounts") or []:
+            out.append({"Type": m.get("Type", "volume"), "Name": m.get("Source"),
+                        "Source": m.get("Source"), "Destination": m.get("Target"),
+                        "RW": not m.get("ReadOnly", False)})
+        for bind in c.host_config.get("Binds") or []:
+            src, dst, *mode = bind.split(":")
+            out.append({"Type": "bind" if src.startswith("/") else "volume", "Source": src,
+                        "Destination": dst, "RW": "ro" not in mode})
+        return out
+
+    def _container_create(self, ex: _Exchange, _: str, headers: dict[str, str]) -> None:
+        name = (ex.query.get("name") or [""])[-1]
+        try:
+            body = json.loads(ex.body or b"{}")
+        except ValueError:
+            return ex.json(400, {"message": "invalid JSON"}, headers)
+        ref = str(body.get("Image") or "")
+        if not ref:
+            return ex.json(400, {"message": "no image specified"}, headers)
+        if name and not re.fullmatch(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
+            return ex.json(400, {"message": f"Invalid container name ({name}), only "
+                                 "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"}, headers)
+        img = self.image(ref)
+        if img is None:
+            return ex.json(404, {"message": f"No such image: {_with_tag(ref)}"}, headers)
+        with self._lock:
+            taken = self.container(name) if name else None
+            if taken is not None and taken.name == name.lstrip("/"):
+                return ex.json(409, {"message": f'Conflict. The container name "/{taken.name}" '
+                                     f'is already in use by container "{taken.id}". You have to '
+                                     "remove (or rename) that container to be able to reuse "
+                                     "that name."}, headers)
+            cid = hashlib.sha256(f"{name}/{len(self.requests)}/{time.time_ns()}".encode()
+                                 ).hexdigest()
+            c = FakeContainer(cid, name.lstrip("/") or f"fake_{cid[:8]}", ref, img.id, body)
+            for m in (body.get("HostConfig") or {}).get("Mounts") or []:
+                if m.get("Type", "volume") == "volume" and m.get("Source"):
+                    self.volumes.setdefault(m["Source"], self._volume(m["Source"], {}))
+            self.containers[cid] = c
+        ex.json(201, {"Id": cid, "Warnings": []}, headers)
+
+    @staticmethod
+    def _volume(name: str, labels: dict[str, str]) -> dict[str, Any]:
+        return {"Name": name, "Driver": "local", "Mountpoint":
+                f"/var/lib/docker/volumes/{name}/_data", "Labels": labels or None,
+                "Scope": "local", "Options": None, "CreatedAt": _now()}
+
+    def _lookup(self, ex: _Exchange, ref: str, headers: dict[str, str]) -> FakeContainer | None:
+        c = self.container(ref)
+        if c is None:
+            ex.json(404, {"message": f"No such container: {ref}"}, headers)
+        return c
+
+    def _container_start(self, ex: _Exchange, ref: str, headers: dict[str, str]) -> None:
+        c = self._lookup(ex, ref, headers)
+        if c is None:
+            return
+        with self._lock:
+            if c.status == "running":
+                return ex.send(304, b"", None, headers)
+            problem = self._publish(c)
+            if problem:
+                return ex.json(500, {"message": problem}, headers)
+            c.status, c.started_at = "running", _now()
+            for line in self.container_output(c):
+                c.log(line)
+        ex.send(204, b"", None, headers)
+
+    def _publish(self, c: FakeContainer) -> str | None:
+        """Listen on each published host port, as docker-proxy does; moby's message on failure."""
+        for key, bindings in (c.host_config.get("PortBindings") or {}).items():
+            for b in bindings or []:
+                if not b.get("HostPort") or not key.endswith("/tcp"):
+                    continue
+                ip, port = b.get("HostIp") or "0.0.0.0", int(b["HostPort"])
+                holder = next((o for o in self.containers.values() if o is not c and
+                               o.status == "running" and port in _host_ports(o)), None)
+                if holder is not None:
+                    self._unpublish(c)
+                    return (f"driver failed programming external connectivity on endpoint "
+                            f"{c.name} ({c.id}): Bind for {ip}:{port} failed: port is already "
+                            "allocated")
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's net.Listen
+                try:
+                    sock.bind((ip, port))
+                    sock.listen(16)
+                except OSError:
+                    sock.close()
+                    self._unpublish(c)
+                    return (f"driver failed programming external connectivity on endpoint "
+                            f"{c.name} ({c.id}): Error starting userland proxy: listen tcp4 "
+                            f"{ip}:{port}: bind: address already in use")
+                c._listeners.append(sock)
+        return None
+
+    @staticmethod
+    def _unpublish(c: FakeContainer) -> None:
+        for sock in c._listeners:
+            sock.close()
+        c._listeners.clear()
+
+    def _container_stop(self, ex: _Exchange, ref: str, headers: dict[str, str]) -> None:
+        c = self._lookup(ex, ref, headers)
+        if c is None:
+            return
+        if c.status != "running":
+            return ex.send(304, b"", None, headers)
+        self.stop_container(c.id)
+        ex.send(204, b"", None, headers)
+
+    def _container_inspect(self, ex: _Exchange, ref: str, headers: dict[str, str]) -> None:
+        c = self._lookup(ex, ref, headers)
+        if c is None:
+            return
+        cmd = list(c.config.get("Cmd") or [])
+        running = c.status == "running"
+        ports = {key: [{"HostIp": b.get("HostIp") or "0.0.0.0", "HostPort": b["HostPort"]}
+                       for b in bs or []] if running else None
+                 for key, bs in (c.host_config.get("PortBindings") or {}).items()}
+        ex.json(200, {
+            "Id": c.id, "Created": c.created, "Path": cmd[0] if cmd else "", "Args": cmd[1:],
+            "State": {"Status": c.status, "Running": running, "Paused": False,
+                      "Restarting": False, "OOMKilled": False, "Dead": False,
+                      "Pid": 4242 if running else 0, "ExitCode": c.exit_code, "Error": "",
+                      "StartedAt": c.started_at, "FinishedAt": "0001-01-01T00:00:00Z"},
+            "Image": c.image_id, "Name": f"/{c.name}", "RestartCount": 0, "Driver": "overlay2",
+            "HostConfig": {"RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                           "NetworkMode": "bridge", **c.host_config},
+            "Mounts": self._mounts(c),
+            "Config": {"Hostname": c.id[:12], "Image": c.image, "Cmd": cmd or None,
+                       "Env": c.env, "Labels": c.labels, "Tty": bool(c.config.get("Tty")),
+                       "ExposedPorts": c.config.get("ExposedPorts"), "OpenStdin": False},
+            "NetworkSettings": {"Ports": ports},
+        }, headers)
+
+    def _container_delete(self, ex: _Exchange, ref: str, headers: dict[str, str]) -> None:
+        c = self._lookup(ex, ref, headers)
+        if c is None:
+            return
+        force = (ex.query.get("force") or ["0"])[-1] in ("1", "true", "True")
+        if c.status == "running" and not force:
+            return ex.json(409, {"message": f"cannot remove container \"/{c.name}\": container "
+                                 "is running: stop the container before removing or force "
+                                 "remove"}, headers)
+        with self._lock:
+            self._unpublish(c)
+            del self.containers[c.id]
+        ex.send(204, b"", None, headers)
+
+    def _container_logs(self, ex: _Exchange, ref: str, headers: dict[str, str]) -> None:
+        c = self._lookup(ex, ref, headers)
+        if c is None:
+            return
+        wanted = {1} if _truthy(_param(ex, "stdout")) else set()
+        wanted |= {2} if _truthy(_param(ex, "stderr")) else set()
+        tail = _param(ex, "tail") or "all"
+        with self._lock:
+            lines = [(s, t) for s, t in c.logs if s in wanted]
+        if tail != "all" and int(tail) >= 0:
+            lines = lines[len(lines) - int(tail):] if int(tail) else []
+        body = b"".join(_frame(s, t.encode()) for s, t in lines)
+        ex.send(200, body, "application/vnd.docker.multiplexed-stream", headers)
+
+    # -- exec --
+
+    def _exec_create(self, ex: _Exchange, ref: str, headers: dict[str, str]) -> None:
+        c = self._lookup(ex, ref, headers)
+        if c is None:
+            return
+        if c.status != "running":
+            return ex.json(409, {"message": f"container {c.id} is not running"}, headers)
+        body = json.loads(ex.body or b"{}")
+        cmd = body.get("Cmd")
+        if not cmd:
+            return ex.json(400, {"message": "No exec command specified"}, headers)
+        exec_id = hashlib.sha256(f"exec/{c.id}/{len(self._execs)}".encode()).hexdigest()
+        with self._lock:
+            self._execs[exec_id] = _Exec(exec_id, c, [str(a) for a in cmd])
+        ex.json(201, {"Id": exec_id}, headers)
+
+    def _exec_start(self, ex: _Exchange, exec_id: str, headers: dict[str, str]) -> None:
+        e = self._execs.get(exec_id)
+        if e is None:
+            return ex.json(404, {"message": f"No such exec instance: {exec_id}"}, headers)
+        with self._lock:
+            e.container.execs.append(list(e.cmd))
+        code, output = self.exec_handler(e.container, list(e.cmd))
+        h = ex.handler
+        # moby hijacks the connection: 101, then raw multiplexed frames until the process ends
+        h.send_response(101, "UPGRADED")
+        for k, v in {**headers, "Content-Type": "application/vnd.docker.raw-stream",
+                     "Connection": "Upgrade", "Upgrade": "tcp"}.items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.flush()
+        # The real process needs a moment before it prints; without one the frames may land in
+        # the client's header buffer, which the SDK skips when it reads the raw socket.
+        time.sleep(0.02)
+        for stream, text in output:
+            h.wfile.write(_frame(stream, text.encode()))
+        h.wfile.flush()
+        with self._lock:
+            e.exit_code = code
+        h.close_connection = True
+
+    def _exec_inspect(self, ex: _Exchange, exec_id: str, headers: dict[str, str]) -> None:
+        e = self._execs.get(exec_id)
+        if e is None:
+            return ex.json(404, {"message": f"No such exec instance: {exec_id}"}, headers)
+        ex.json(200, {"ID": e.id, "Running": False, "ExitCode": e.exit_code,
+                      "ProcessConfig": {"entrypoint": e.cmd[0], "arguments": e.cmd[1:],
+                                        "tty": False, "privileged": False},
+                      "OpenStdin": False, "OpenStderr": True, "OpenStdout": True,
+                      "ContainerID": e.container.id, "Pid": 0}, headers)
+
+    # -- volumes --
+
+    def _volumes_list(self, ex: _Exchange, _: str, headers: dict[str, str]) -> None:
+        try:
+            filters = json.loads((ex.query.get("filters") or ["{}"])[-1] or "{}")
+        except ValueError:
+            return ex.json(400, {"message": "invalid filter"}, headers)
+        wanted = filters.get("label") or []
+        with self._lock:
+            vols = [v for v in self.volumes.values() if _labels_match(v["Labels"] or {}, wanted)]
+            ex.json(200, {"Volumes": vols, "Warnings": []}, headers)
+
+    def _volume_create(self, ex: _Exchange, _: str, headers: dict[str, str]) -> None:
+        body = json.loads(ex.body or b"{}")
+        name = str(body.get("Name") or hashlib.sha256(str(time.time_ns()).encode()).hexdigest())
+        with self._lock:
+            vol = self.volumes.setdefault(name, self._volume(name, body.get("Labels") or {}))
+        ex.json(201, vol, headers)
+
+
+def _param(ex: _Exchange, name: str) -> str | None:
+    values = ex.query.get(name)
+    return values[-1] if values else None
+
+
+def _truthy(value: str | None) -> bool:
+    return value in ("1", "true", "True")
+
+
+def _frame(stream: int, data: bytes) -> bytes:
+    """One frame of moby's stdcopy multiplexing: stream id, 3 zero bytes, big-endian size."""
+    return struct.pack(">BxxxL", stream, len(data)) + data
+
+
+def _labels_match(labels: dict[str, str], wanted: Iterable[str]) -> bool:
+    for item in wanted:
+        key, eq, value = item.partition("=")
+        if key not in labels or (eq and labels[key] != value):
+            return False
+    return True
+
+
+def _host_ports(c: FakeContainer) -> set[int]:
+    return {int(b["HostPort"]) for bs in (c.host_config.get("PortBindings") or {}).values()
+            for b in bs or [] if b.get("HostPort")}
 
 
 def _read_tar(body: bytes) -> list[tuple[str, bytes]]:

@@ -1,0 +1,467 @@
+"""Local containers as resources: desired spec from ``containers:`` in devslice.yaml, facts from
+:class:`devslice.adapters.docker.Docker`, actions with reasons (key ``container:<name>``).
+
+The applied spec is recorded on the container itself, as labels: ``devslice.dev/spec-hash``
+(what is compared) and ``devslice.dev/spec`` (the readable aspects, so a reason can say
+"recreate mongodb: image mongo:7 -> mongo:8"). Labels never hold a secret: a secret appears
+in them as its reference (``env:SFTP_PASSWORD``). Whether a secret's *value* changed is
+tracked by a digest salted with the container id in ``.devslice/containers/<name>.json``,
+beside which setup scripts have run.
+
+Reconcile decisions (after ctlptl's ``registry.go`` ``Apply``):
+
+- missing -> create and start (pull first if the engine lacks the image);
+- a container of that name devslice did not make -> refuse, never touch it;
+- spec drift (labels), a changed secret, or a generated file gone from disk -> recreate,
+  naming what changed (named volumes are kept: the data outlives the container);
+- stopped -> start (``unless-stopped`` does not restart a container someone stopped);
+- running and the same -> nothing.
+
+After a create, recreate or start the action waits for readiness (a TCP port on 127.0.0.1, a
+command exiting 0 inside the container, or a log line). Setup scripts then run once each, and
+again only when their text changes or the container was recreated; a failing script raises
+:class:`SetupFailed` with its output and leaves every container as it is.
+
+Plans never write: generated files (users.conf, Config.json) and the state file are written
+by the actions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devslice.adapters.docker import (
+    Docker,
+    ExecResult,
+    Mount,
+    PortBinding,
+    PortInUse,
+    create_call,
+    exec_call,
+    pull_call,
+    remove_call,
+    start_call,
+)
+from devslice.engine.plan import Action, noop
+from devslice.errors import CommandFailed
+from devslice.secrets import Secret
+
+LABEL_MANAGED_BY = "devslice.dev/managed-by"
+LABEL_CONTAINER = "devslice.dev/container"
+LABEL_SPEC_HASH = "devslice.dev/spec-hash"
+LABEL_SPEC = "devslice.dev/spec"
+MANAGED_BY = "devslice"
+STATE_DIR = ".devslice/containers"
+OUTPUT_LINES = 40  # of a failing setup script or an unready container, shown in the error
+_HASH_VERSION = "devslice-container-v1"  # bump to recreate every container if the recipe changes
+
+
+class SetupFailed(CommandFailed):
+    """A setup script exited non-zero; ``output`` is what it printed."""
+
+    def __init__(self, message: str, output: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.output = output
+
+
+class NotReady(CommandFailed):
+    """A container did not become ready in time."""
+
+
+# ------------------------------------------------------------------ desired state
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Exactly one of: a *host* port accepting TCP on 127.0.0.1, a command exiting 0 inside
+    the container, or a line in its output."""
+
+    port: int | None = None
+    command: tuple[str, ...] = ()
+    log: str | None = None
+    timeout: float = 60.0
+
+    def describe(self) -> str:
+        if self.port is not None:
+            return f"127.0.0.1:{self.port} accepts connections"
+        if self.command:
+            return f"`{' '.join(self.command)}` succeeds"
+        return f"its output shows {self.log!r}"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A script run with ``docker exec``; ``argv`` holds the script's text already."""
+
+    name: str
+    argv: tuple[str, ...]
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(list(self.argv)).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    """A file devslice writes for a container to mount (users.conf, Config.json). Secret
+    content is written with mode 0600 and never described beyond its sources."""
+
+    path: Path
+    content: str | Secret
+
+    @property
+    def secret(self) -> bool:
+        return isinstance(self.content, Secret)
+
+    def text(self) -> str:
+        return self.content.reveal() if isinstance(self.content, Secret) else self.content
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str  # the container is devslice-<name>; the resource container:<name>
+    image: str
+    command: tuple[str, ...] = ()
+    env: Mapping[str, str | Secret] = field(default_factory=dict)
+    ports: tuple[PortBinding, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    restart: str = "unless-stopped"
+    extra_hosts: tuple[str, ...] = ()
+    readiness: Readiness | None = None
+    setup: tuple[Setup, ...] = ()
+    files: tuple[GeneratedFile, ...] = ()
+    after: tuple[str, ...] = ()
+    notes: Mapping[str, str] = field(default_factory=dict)  # extra aspects for reasons
+
+    @property
+    def container_name(self) -> str:
+        return f"devslice-{self.name}"
+
+    def secrets(self) -> dict[str, Secret]:
+        """Every secret the container gets, by its source (``env:X``, ``file:/path``)."""
+        out = {v.source: v for v in self.env.values() if isinstance(v, Secret)}
+        for f in self.files:
+            if isinstance(f.content, Secret):
+                out[f.content.source] = f.content
+        return out
+
+    def aspects(self) -> dict[str, str]:
+        """What a user would name when saying what changed, as text without secret values."""
+        out = {"image": self.image, "command": " ".join(self.command) or "(image default)"}
+        for key, value in sorted(self.env.items()):
+            out[f"env {key}"] = f"<secret {value.source}>" if isinstance(value, Secret) else value
+        out["ports"] = ", ".join(str(p) for p in self.ports) or "none"
+        out["volumes"] = ", ".join(str(m) for m in self.mounts) or "none"
+        out["restart"] = self.restart
+        if self.extra_hosts:
+            out["extra hosts"] = ", ".join(self.extra_hosts)
+        for f in self.files:
+            out[f"file {f.path.name}"] = (
+                f"<secret {f.content.source}>" if isinstance(f.content, Secret)
+                else hashlib.sha256(f.content.encode()).hexdigest()[:12])
+        out.update(self.notes)
+        return out
+
+    def spec_hash(self) -> str:
+        data = json.dumps([_HASH_VERSION, self.aspects()], sort_keys=True).encode()
+        return hashlib.sha256(data).hexdigest()[:16]
+
+    def labels(self) -> dict[str, str]:
+        return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CONTAINER: self.name,
+                LABEL_SPEC_HASH: self.spec_hash(),
+                LABEL_SPEC: json.dumps(self.aspects(), sort_keys=True, separators=(",", ":"))}
+
+
+def spec_changes(labels: Mapping[str, str], spec: ContainerSpec) -> list[str]:
+    """ "image mongo:7 -> mongo:8" for each aspect that differs from the recorded spec."""
+    if labels.get(LABEL_SPEC_HASH) == spec.spec_hash():
+        return []
+    try:
+        applied = json.loads(labels.get(LABEL_SPEC, ""))
+    except ValueError:
+        applied = None
+    if not isinstance(applied, dict):
+        return ["spec changed (the container holds no readable record of its spec)"]
+    desired = spec.aspects()
+    changes = []
+    for key in sorted(set(applied) | set(desired)):
+        have, want = applied.get(key), desired.get(key)
+        if have == want:
+            continue
+        if key.startswith(("env ", "file ")) or len(f"{have}{want}") > 120:
+            what = "added" if have is None else "removed" if want is None else "changed"
+            changes.append(f"{key} {what}")
+        else:
+            changes.append(f"{key} {have or 'none'} -> {want or 'none'}")
+    return changes or ["spec changed"]
+
+
+# ------------------------------------------------------------------ state
+
+
+def state_path(base_dir: Path, name: str) -> Path:
+    return Path(base_dir) / STATE_DIR / f"{name}.json"
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write atomically with mode 0600 (state and generated files may hold secrets)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    tmp.replace(path)
+
+
+def secret_digest(container_id: str, secret: Secret) -> str:
+    # Salted with the container id: the state file never holds a bare hash of a password.
+    return hashlib.sha256(f"{container_id}\0{secret.reveal()}".encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ facts
+
+
+def port_taken(port: PortBinding) -> bool:
+    """Whether a host port is held, tried as the engine's proxy would bind it."""
+    if port.protocol != "tcp":
+        return False
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's net.Listen
+        sock.bind((port.host_ip or "0.0.0.0", port.host_port))
+    except OSError:
+        return True
+    finally:
+        sock.close()
+    return False
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------ the resource
+
+
+class ContainerResource:
+    """One local container kept in its desired spec (``container:<name>``)."""
+
+    def __init__(self, spec: ContainerSpec, docker: Docker, base_dir: Path, *,
+                 after: tuple[str, ...] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep,
+                 poll: float = 0.25) -> None:
+        self.spec = spec
+        self.docker = docker
+        self.base_dir = Path(base_dir)
+        self.key = f"container:{spec.name}"
+        self.after: tuple[str, ...] = spec.after if after is None else after
+        self._clock, self._sleep, self._poll = clock, sleep, poll
+        self._ready = False  # checked once per apply
+
+    @property
+    def state_path(self) -> Path:
+        return state_path(self.base_dir, self.spec.name)
+
+    def plan(self) -> list[Action]:
+        spec, cname = self.spec, self.spec.container_name
+        fact = self.docker.container_get(cname)
+        if fact is None:
+            self._check_ports(own=())
+            calls = (*self._pull_calls(), create_call(cname), start_call(cname))
+            return [Action(self.key, "create", f"container {cname} does not exist", calls,
+                           self._create),
+                    *self._setup_actions(spec.setup, "new container")]
+        if fact.labels.get(LABEL_MANAGED_BY) != MANAGED_BY:
+            raise CommandFailed(
+                f"a container named {cname} exists, but devslice did not create it "
+                f"(no label {LABEL_MANAGED_BY}={MANAGED_BY}); devslice leaves it alone",
+                hint=f"remove it (`docker rm -f {cname}`) if it is a leftover, then run "
+                "devslice up again")
+        state = read_state(self.state_path)
+        known = state.get("container") == fact.id
+        changes = spec_changes(fact.labels, spec)
+        secrets_changed = self._secret_changes(fact.id, state) if known else []
+        changes += secrets_changed
+        for f in spec.files:
+            if not f.path.exists():
+                changes.append(f"generated file {f.path.name} is missing")
+            elif not _same_file(f) and not (f.secret and secrets_changed):
+                changes.append(f"generated file {f.path.name} differs on disk")
+        if changes:
+            self._check_ports(own=fact.host_ports)
+            calls = (remove_call(cname), *self._pull_calls(), create_call(cname),
+                     start_call(cname))
+            return [Action(self.key, "recreate", f"recreate {spec.name}: {'; '.join(changes)}",
+                           calls, self._recreate),
+                    *self._setup_actions(spec.setup, "recreated container")]
+        actions = []
+        if not fact.running:
+            actions.append(Action(self.key, "start", f"container {cname} is {fact.status}",
+                                  (start_call(cname),), self._start))
+        done = state.get("setup") if known else {}
+        pending = [s for s in spec.setup if (done or {}).get(s.name) != s.digest]
+        why = {s.name: ("its script changed" if (done or {}).get(s.name) else
+                        "not run yet in this container") for s in pending}
+        actions += self._setup_actions(tuple(pending), why)
+        if not actions:
+            reason = f"container {cname} already running with the same spec"
+            if not known and spec.secrets():
+                reason += (f"; its secrets not compared (no record in {STATE_DIR}/"
+                           f"{self.state_path.name})")
+            return [noop(self.key, reason)]
+        return actions
+
+    # -- plan helpers --
+
+    def _pull_calls(self) -> tuple[str, ...]:
+        return () if self.docker.image_get(self.spec.image) else (pull_call(self.spec.image),)
+
+    def _check_ports(self, own: tuple[int, ...]) -> None:
+        for p in self.spec.ports:
+            if p.host_port not in own and port_taken(p):
+                raise PortInUse(
+                    f"container {self.spec.container_name} cannot publish host port "
+                    f"{p.host_port} ({p}): it is already in use by another program or "
+                    "container", p.host_port,
+                    hint=f"stop what listens there (`ss -ltnp 'sport = :{p.host_port}'`, "
+                    f"`docker ps`), or choose another host port for {self.spec.name} in "
+                    "devslice.yaml")
+
+    def _secret_changes(self, container_id: str, state: Mapping[str, Any]) -> list[str]:
+        recorded = state.get("secrets") or {}
+        changed = [source for source, secret in sorted(self.spec.secrets().items())
+                   if recorded.get(source) != secret_digest(container_id, secret)]
+        return [f"secret {s} changed" for s in changed]
+
+    def _setup_actions(self, scripts: tuple[Setup, ...],
+                       why: str | Mapping[str, str]) -> list[Action]:
+        cname = self.spec.container_name
+        return [Action(self.key, "setup",
+                       f"run setup script {s.name} in {cname} "
+                       f"({why if isinstance(why, str) else why[s.name]})",
+                       (exec_call(cname),), _bind(self._run_setup, s)) for s in scripts]
+
+    # -- actions --
+
+    def _create(self) -> None:
+        spec = self.spec
+        for f in spec.files:
+            write_private(f.path, f.text())
+        cid = self.docker.container_run(
+            spec.container_name, spec.image, command=spec.command,
+            env={k: v.reveal() if isinstance(v, Secret) else v for k, v in spec.env.items()},
+            labels=spec.labels(), ports=spec.ports, mounts=spec.mounts, restart=spec.restart,
+            extra_hosts=spec.extra_hosts)
+        # A new container: no setup script has run in it yet.
+        self._write_state({"container": cid, "setup": {}, "secrets": {
+            source: secret_digest(cid, s) for source, s in spec.secrets().items()}})
+        self._wait_ready()
+
+    def _recreate(self) -> None:
+        self.docker.container_remove(self.spec.container_name)
+        self.state_path.unlink(missing_ok=True)  # if create fails now, the next plan creates
+        self._create()
+
+    def _start(self) -> None:
+        self.docker.container_start(self.spec.container_name)
+        self._wait_ready()
+
+    def _run_setup(self, script: Setup) -> None:
+        cname = self.spec.container_name
+        self._wait_ready()
+        result = self.docker.container_exec(cname, script.argv)
+        if result.exit_code != 0:
+            raise _setup_failed(cname, script, result)
+        state = read_state(self.state_path)
+        fact = self.docker.container_get(cname)
+        if fact is not None and state.get("container") != fact.id:
+            state = {"container": fact.id, "setup": {}, "secrets": {
+                source: secret_digest(fact.id, s) for source, s in self.spec.secrets().items()}}
+        state.setdefault("setup", {})[script.name] = script.digest
+        self._write_state(state)
+
+    def _write_state(self, state: Mapping[str, Any]) -> None:
+        write_private(self.state_path, json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+    def _wait_ready(self) -> None:
+        ready = self.spec.readiness
+        if ready is None or self._ready:
+            return
+        cname = self.spec.container_name
+        deadline = self._clock() + ready.timeout
+        while True:
+            if self._is_ready(ready):
+                self._ready = True
+                return
+            fact = self.docker.container_get(cname)
+            if fact is not None and not fact.running:
+                raise NotReady(f"container {cname} stopped ({fact.status}) before it was ready"
+                               + self._logs_tail(), hint=f"see `docker logs {cname}`")
+            if self._clock() >= deadline:
+                raise NotReady(f"container {cname} was not ready after {ready.timeout:g} s: "
+                               f"waited until {ready.describe()}" + self._logs_tail(),
+                               hint=f"see `docker logs {cname}`; a slow machine may need a "
+                               "longer readiness timeout in devslice.yaml")
+            self._sleep(self._poll)
+
+    def _is_ready(self, ready: Readiness) -> bool:
+        cname = self.spec.container_name
+        if ready.port is not None:
+            return port_open(ready.port)
+        if ready.command:
+            return self.docker.container_exec(cname, ready.command).exit_code == 0
+        return ready.log is not None and ready.log in self.docker.container_logs(cname)
+
+    def _logs_tail(self) -> str:
+        with contextlib.suppress(CommandFailed):
+            text = self.docker.container_logs(self.spec.container_name, tail=OUTPUT_LINES)
+            if text.strip():
+                return "\n" + _indent(text)
+        return ""
+
+
+def _bind(fn: Callable[[Setup], None], script: Setup) -> Callable[[], None]:
+    return lambda: fn(script)
+
+
+def _same_file(f: GeneratedFile) -> bool:
+    try:
+        return f.path.read_text(encoding="utf-8") == f.text()
+    except OSError:
+        return False
+
+
+def _indent(text: str) -> str:
+    lines = text.rstrip("\n").splitlines()[-OUTPUT_LINES:]
+    return "\n".join(f"  {line}" for line in lines)
+
+
+def _setup_failed(cname: str, script: Setup, result: ExecResult) -> SetupFailed:
+    shown = _indent(result.output) if result.output.strip() else "  (no output)"
+    return SetupFailed(
+        f"setup script {script.name} failed in container {cname} (exit code "
+        f"{result.exit_code}):\n{shown}", result.output,
+        hint="fix the script and run devslice up again: it runs again, the container and "
+        "everything else are left as they are")
