@@ -201,3 +201,19 @@ def test_the_laptop_sleep_bug_is_seen_and_repaired(world: World,
     assert coredns["data"]["NodeHosts"] == ("172.18.0.2 k3d-devslice-server-0\n"
                                             "172.18.0.1 host.k3d.internal\n")
     assert plan_json(capsys)["changes"] == 0
+
+
+def test_layers_wait_only_for_the_images_they_use(world: World) -> None:
+    from devslice.engine.environment import Tools, build
+    from devslice.project import Project
+
+    project = Project.load()
+    s, _ = project.claim()
+    tools = Tools.real(project, "k3d")
+    try:
+        after = {r.key: r.after for r in build(project, s.handle, tools, "k3d")}
+    finally:
+        tools.close()
+    assert after["slice-config"] == ("cluster",)
+    assert after["manifests:platform"] == ("slice-config",)  # no image of its own to wait for
+    assert after["manifests:services"] == ("manifests:platform", "image:orders")

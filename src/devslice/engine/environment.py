@@ -150,9 +150,10 @@ def _cluster_resources(project: Project, handle: str, tools: Tools,
     from devslice.resources.manifests import (
         SLICE_CONFIG_KEY,
         WORKLOADS,
+        ManifestsResource,
         SliceConfigResource,
+        image_repository,
         load_layer,
-        manifest_resources,
         slice_config_hash,
         workload_namespaces,
     )
@@ -175,7 +176,6 @@ def _cluster_resources(project: Project, handle: str, tools: Tools,
         for image in env.images:
             out.append(ImageResource(image, base, push_host, tools.docker, tools.registry,
                                      config_path=str(project.config_path)))
-            ready.append(f"image:{image.name}")
         refs = image_refs(env.images, base, pull_host, str(project.config_path))
     else:
         from devslice.adapters.kube import current_context
@@ -191,20 +191,39 @@ def _cluster_resources(project: Project, handle: str, tools: Tools,
     ready += [r.key for r in containers]
     # -- end containers -------------------------------------------------------------------
     objects = k8s_objects(project.variables(handle), handle)
+    layers = {layer.name: load_layer(base / layer.path, layer.path) for layer in env.manifests}
+    loaded = [m for ms in layers.values() for m in ms]
     if namespace:
         namespaces = [namespace]
     else:  # every namespace whose workloads read the slice's ConfigMap and Secret
-        loaded = [m for layer in env.manifests for m in load_layer(base / layer.path, layer.path)]
         namespaces = workload_namespaces(loaded)
         if any(m.obj.get("kind") in WORKLOADS and not m.obj["metadata"].get("namespace")
                for m in loaded) or not namespaces:
             namespaces.append("default")
     out.append(SliceConfigResource(tools.kube, objects, namespaces, handle, after=tuple(ready)))
-    out += manifest_resources(
-        env.manifests, base, tools.kube, handle, after=(SLICE_CONFIG_KEY, *ready), images=refs,
-        namespace=namespace, config_hash=slice_config_hash(objects),
-        cluster_may_be_absent=k3d)
+    # Each layer waits for the one before it and for the images its own workloads use, not
+    # for every build: the platform layer need not wait for the services' images.
+    previous = SLICE_CONFIG_KEY
+    config_hash = slice_config_hash(objects)
+    for layer in env.manifests:
+        used = sorted({image_repository(c["image"]) for m in layers[layer.name]
+                       for c in containers_of(m.obj)} & {i.name for i in env.images}) if k3d else []
+        resource = ManifestsResource(
+            layer, base, tools.kube, handle, after=(previous, *(f"image:{n}" for n in used)),
+            images=refs, namespace=namespace, config_hash=config_hash,
+            cluster_may_be_absent=k3d)
+        out.append(resource)
+        previous = resource.key
     return out
+
+
+def containers_of(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every container (init containers too) of a workload's pod template, or of a Pod."""
+    spec = obj.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or (spec.get("jobTemplate") or {}).get(
+        "spec", {}).get("template", {}).get("spec") or (spec if obj.get("kind") == "Pod" else {})
+    return [c for key in ("initContainers", "containers") for c in pod.get(key) or []
+            if isinstance(c, dict) and c.get("image")]
 
 
 # -- containers (issue 5) ------------------------------------------------------------------
