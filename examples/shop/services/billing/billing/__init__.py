@@ -1,0 +1,1 @@
+"""The shop's billing worker: an invoice blob for every order placed."""

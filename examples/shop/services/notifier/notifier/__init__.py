@@ -1,0 +1,1 @@
+"""The shop's notifier: pushes every order placed to the slice's SignalR hub."""
