@@ -78,7 +78,7 @@ def project(workdir: Path) -> Iterator[Path]:
 
 
 def state(project: Path) -> dict[str, dict[str, object]]:
-    data = read_json(project / ".devslice" / "local" / "state.json")
+    data = read_json(project / ".devslice" / "local" / "ab" / "state.json")
     return data["services"]  # type: ignore[no-any-return]
 
 
@@ -91,7 +91,8 @@ def test_up_runs_services_with_the_slice_and_down_leaves_nothing(
     assert services["web"]["state"] == services["worker"]["state"] == "ready"
     assert (project / "slice.txt").read_text() == "ab 0"  # the contract reached the process
     pids = [int(s["pid"]) for s in services.values() if s["pid"]]  # type: ignore[call-overload]
-    supervisor = read_json(project / ".devslice" / "local" / "state.json")["supervisor"]["pid"]
+    local = read_json(project / ".devslice" / "local" / "ab" / "state.json")
+    supervisor = local["supervisor"]["pid"]
 
     assert run(["up", "--json"]) == 0  # nothing changed: nothing to do
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["changes"] == 0
@@ -115,7 +116,7 @@ def test_up_runs_services_with_the_slice_and_down_leaves_nothing(
 
 def test_down_after_the_supervisor_was_killed(project: Path) -> None:
     assert run(["up", "--json"]) == 0
-    data = read_json(project / ".devslice" / "local" / "state.json")
+    data = read_json(project / ".devslice" / "local" / "ab" / "state.json")
     os.kill(data["supervisor"]["pid"], signal.SIGKILL)  # its children live on, orphaned
     children = [int(s["pid"]) for s in data["services"].values() if s["pid"]]
     time.sleep(0.2)
@@ -151,3 +152,39 @@ def test_a_service_without_run_is_refused(
     capsys.readouterr()
     assert run(["plan"]) == 2
     assert "services[0].run: service 'web' has no run: command" in capsys.readouterr().err
+
+
+def test_two_slices_of_one_checkout_run_side_by_side(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "worker.py").write_text(
+        "import os, time\n"
+        "open('slice-' + os.environ['LOCAL_DEV_SLICE'] + '.txt', 'w').write("
+        "os.environ['LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS'])\n"
+        "print('worker ready', flush=True)\n"
+        "while True: time.sleep(1)\n")
+    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+        cluster: {{runtime: local}}
+        storage: {{mode: shared}}
+        services:
+          - name: worker
+            run: {sys.executable} worker.py
+            ready: {{log: worker ready}}
+        """))
+    assert run(["slice", "claim"]) == 0
+    assert run(["slice", "claim", "cd", "--owner", "Carl Dahl"]) == 0
+    try:
+        assert run(["up", "--json"]) == 0
+        capsys.readouterr()
+        assert run(["plan", "--slice", "cd"]) == 0
+        assert "+ local: start (run worker as local processes)" in capsys.readouterr().out
+        assert run(["up", "--slice", "cd", "--json"]) == 0
+        ab = read_json(workdir / ".devslice" / "local" / "ab" / "state.json")["services"]
+        cd = read_json(workdir / ".devslice" / "local" / "cd" / "state.json")["services"]
+        assert ab["worker"]["pid"] != cd["worker"]["pid"]
+        assert not gone(ab["worker"]["pid"]) and not gone(cd["worker"]["pid"])
+        assert (workdir / "slice-ab.txt").read_text() == "0"
+        assert (workdir / "slice-cd.txt").read_text() == "1"
+    finally:
+        run(["down", "--slice", "cd"])
+        run(["down"])

@@ -208,7 +208,7 @@ def test_orders_become_invoices_in_the_slice_and_down_leaves_nothing(
 ) -> None:
     assert run(["slice", "claim"]) == 0
     assert run(["up", "--json"]) == 0
-    state = read_json(shop.root / ".devslice" / "local" / "state.json")
+    state = read_json(shop.root / ".devslice" / "local" / "ab" / "state.json")
     services = state["services"]
     assert {n: s["state"] for n, s in services.items()} == dict.fromkeys(
         ["azurite", "orders", "billing", "notifier"], "ready")

@@ -147,8 +147,10 @@ def status(state: State, handle: str | None, as_json: bool) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", type=int, default=50, show_default=True,
               help="How many earlier lines to show per service.")
+@SLICE_OPTION
 @pass_state
-def logs(state: State, service: str | None, follow: bool, lines: int) -> None:
+def logs(state: State, service: str | None, follow: bool, lines: int,
+         handle: str | None) -> None:
     """Output of the services the local runtime runs, each line prefixed by its service.
 
     \b
@@ -161,7 +163,8 @@ def logs(state: State, service: str | None, follow: bool, lines: int) -> None:
     from devslice.local.runtime import local_dir, tail
     from devslice.local.state import SPEC, read_json
 
-    directory = local_dir(state.project())
+    project = state.project()
+    directory = local_dir(project, project.current_handle(handle))
     names = [s["name"] for s in (read_json(directory / SPEC) or {}).get("services", [])]
     if service is not None:
         if service not in names:
@@ -196,9 +199,10 @@ def _run(actions: list[Any], as_json: bool) -> None:
 
 
 @click.command()
+@SLICE_OPTION
 @JSON_OPTION
 @pass_state
-def down(state: State, as_json: bool) -> None:
+def down(state: State, handle: str | None, as_json: bool) -> None:
     """Stop the cluster; nothing is deleted (`devslice up` starts it again).
 
     \b
@@ -211,7 +215,7 @@ def down(state: State, as_json: bool) -> None:
         if chosen == "local":
             from devslice.local.runtime import local_dir, stop
 
-            stopped = stop(local_dir(project))
+            stopped = stop(local_dir(project, project.current_handle(handle)))
             _run([], as_json)
             if as_json:
                 print_json({"stopped": stopped})

@@ -27,8 +27,10 @@ KEY = "local"
 MARKER = "devslice.local.supervisor"
 
 
-def local_dir(project: Project) -> Path:
-    return project.base_dir / ".devslice" / "local"
+def local_dir(project: Project, handle: str) -> Path:
+    """One folder per slice, so two slices of one checkout never replace each other's
+    processes (their ports must differ: see devslice.yaml's services)."""
+    return project.base_dir / ".devslice" / "local" / handle
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class ServiceSpec:
     cwd: str
     env: dict[str, str]
     ready: dict[str, Any]
+    emulator: bool = False  # started, and ready, before the services that use it
 
     def public(self) -> dict[str, Any]:
         """What identifies the spec, without the environment's values (secrets)."""
@@ -51,6 +54,10 @@ def service_specs(project: Project, handle: str) -> list[ServiceSpec]:
     contract = {v.name: (v.value if isinstance(v.value, str) else v.value.reveal())
                 for v in project.variables(handle)}
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSLICE_")}
+    # `run: python -m orders` means the Python devslice runs on (its venv has the SDK), also
+    # when that venv is not activated in the shell.
+    base_env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
+                                        base_env.get("PATH", os.defpath)])
     out = list(_emulators(project))
     for i, svc in enumerate(project.env.services):
         if not svc.run:
@@ -86,12 +93,18 @@ def _emulators(project: Project) -> Iterator[ServiceSpec]:
     try:
         exe = find_azurite(project.base_dir)
     except AzuriteNotFound:
-        return  # reported by the resource's plan as a no-op with its reason
+        try:  # devslice's own checkout has it (npm ci beside package.json)
+            exe = find_azurite(Path(__file__).parent)
+        except AzuriteNotFound as exc:
+            raise AzuriteNotFound(
+                "storage.mode is emulator but Azurite is not installed",
+                hint="`npm install azurite@3` in this project (or set AZURITE_BIN), or set "
+                "storage.mode: shared") from exc
     blob = urlsplit(env.storage.blob_endpoint_template.replace("{account}", "a")).port or 10000
     queue = urlsplit(env.storage.queue_endpoint_template.replace("{account}", "a")).port or 10001
     accounts = sorted({derive_names(env, s.handle).storage_account
                        for s in project.slices()})
-    location = local_dir(project) / "azurite"
+    location = project.base_dir / ".devslice" / "local" / "azurite"
     location.mkdir(parents=True, exist_ok=True)
     yield ServiceSpec(
         "azurite",
@@ -101,7 +114,7 @@ def _emulators(project: Project) -> Iterator[ServiceSpec]:
         str(project.base_dir),
         {**os.environ, "AZURITE_ACCOUNTS": ";".join(f"{a}:{azurite_account_key(a)}"
                                                    for a in accounts)},
-        {"port": blob, "timeout": 30.0})
+        {"port": blob, "timeout": 30.0}, emulator=True)
 
 
 def spec_hash(specs: list[ServiceSpec]) -> str:
@@ -124,7 +137,7 @@ class LocalRuntimeResource:
     def __init__(self, project: Project, handle: str) -> None:
         self.project = project
         self.handle = handle
-        self.directory = local_dir(project)
+        self.directory = local_dir(project, handle)
 
     def plan(self) -> list[Action]:
         specs = service_specs(self.project, self.handle)
@@ -156,8 +169,8 @@ class LocalRuntimeResource:
                     hint=f"stop what listens on {port} (`ss -ltnp | grep :{port}`), or change "
                     "the port in devslice.yaml")
         write_json(self.directory / SPEC, {"hash": desired, "services": [
-            {"name": s.name, "argv": s.argv, "cwd": s.cwd, "env": s.env, "ready": s.ready}
-            for s in specs]}, private=True)
+            {"name": s.name, "argv": s.argv, "cwd": s.cwd, "env": s.env, "ready": s.ready,
+             "emulator": s.emulator} for s in specs]}, private=True)
         (self.directory / STATE).unlink(missing_ok=True)
         # posix_spawn with a new session: the supervisor outlives this CLI (and a Ctrl-C in
         # its terminal), and no Popen object is left to complain that it still runs.
