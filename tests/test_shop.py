@@ -209,10 +209,13 @@ def test_orders_become_invoices_in_the_slice_and_down_leaves_nothing(
     assert run(["slice", "claim"]) == 0
     assert run(["up", "--json"]) == 0
     state = read_json(shop.root / ".devslice" / "local" / "ab" / "state.json")
+    shared = read_json(shop.root / ".devslice" / "local" / "_emulators" / "state.json")
     services = state["services"]
     assert {n: s["state"] for n, s in services.items()} == dict.fromkeys(
-        ["azurite", "orders", "billing", "notifier"], "ready")
-    pids = [state["supervisor"]["pid"], *(s["pid"] for s in services.values())]
+        ["orders", "billing", "notifier"], "ready")
+    assert shared["services"]["azurite"]["state"] == "ready"  # one per checkout, all slices'
+    pids = [state["supervisor"]["pid"], shared["supervisor"]["pid"],
+            *(s["pid"] for s in services.values()), shared["services"]["azurite"]["pid"]]
 
     env = contract(capsys)
     own = env["LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS"].split(",")
@@ -285,3 +288,72 @@ def test_orders_become_invoices_in_the_slice_and_down_leaves_nothing(
     for pid in pids:
         assert gone(pid), f"process {pid} is still running after down"
     assert not listening(shop.web_port) and not listening(shop.blob_port)
+
+
+@pytest.mark.azurite
+def test_two_developers_on_one_machine_nothing_leaks(
+    shop: Shop, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Slices ab and cd of the example run at once: each one's orders become invoices in its
+    own storage only, no event crosses, `verify` is green for both, and `down` for both leaves
+    nothing running."""
+    config = (shop.root / "devslice.yaml").read_text()
+    config = rewrite(config, f'env: {{PORT: "{shop.web_port}"}}\n    '
+                             f"ready: {{port: {shop.web_port}}}", "port: auto")
+    (shop.root / "devslice.yaml").write_text(config)
+    assert run(["slice", "claim", "ab"]) == 0
+    assert run(["slice", "claim", "cd", "--owner", "Carl Dahl"]) == 0
+    placed: dict[str, dict[str, str]] = {"ab": {}, "cd": {}}
+    pids: list[int] = []
+    try:
+        for handle in ("ab", "cd"):
+            assert run(["up", "--slice", handle, "--json"]) == 0
+        for handle in ("ab", "cd"):
+            local = shop.root / ".devslice" / "local" / handle
+            port = int(read_json(local / "spec.json")["services"][0]["env"]["PORT"])
+            pids += [int(s["pid"]) for s in read_json(local / "state.json")["services"].values()]
+            for customer, amount in ORDERS:
+                status, body = post_order(port, {"customer": f"{handle}-{customer}",
+                                                 "amount": amount})
+                assert (status, body["slice"]) == (202, handle)
+                placed[handle][body["orderId"]] = f"{handle}-{customer}"
+        envs = {}
+        for handle in ("ab", "cd"):
+            capsys.readouterr()
+            assert run(["env", "--slice", handle, "--format", "json"]) == 0
+            envs[handle] = json.loads(capsys.readouterr().out)
+        for handle in ("ab", "cd"):
+            env = envs[handle]
+            with ContainerClient.from_connection_string(
+                    env["LOCAL_DEV_STORAGE_CONNECTIONSTRING"],
+                    container_name=env["LOCAL_DEV_NAME_INVOICES"]) as invoices:
+                wanted = {f"invoices/{o}.json" for o in placed[handle]}
+
+                def mine(c: ContainerClient = invoices,
+                         w: set[str] = wanted) -> set[str] | None:
+                    names = {b.name for b in c.list_blobs()} if c.exists() else set()
+                    return names if names >= w else None
+
+                assert eventually(mine, f"{handle}'s invoices") == wanted  # and no other
+        hub = EmbeddedHub(envs["ab"]["LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING"]
+                          .removeprefix("embedded:"), partitions=8)
+        try:
+            crossing = 0
+            for handle in ("ab", "cd"):
+                own = envs[handle]["LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS"].split(",")
+                for pid in own:
+                    for event in hub.read("orders", pid, -1):
+                        crossing += event.body_as_json()["orderId"] not in placed[handle]
+            assert crossing == 0
+        finally:
+            hub.close()
+        for handle in ("ab", "cd"):
+            capsys.readouterr()
+            assert run(["verify", "--slice", handle]) == 0, capsys.readouterr().out
+        shared = read_json(shop.root / ".devslice" / "local" / "_emulators" / "state.json")
+        pids.append(int(shared["services"]["azurite"]["pid"]))
+    finally:
+        run(["down", "--slice", "cd"])
+        run(["down", "--slice", "ab"])
+    for pid in pids:
+        assert gone(pid), f"process {pid} is still running after down"

@@ -69,3 +69,39 @@ def test_an_override_pointing_at_someone_elses_partition_turns_it_red(
     uses = result["services use the slice's partitions"]
     assert uses["status"] == "failed"
     assert uses["detail"] == "LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS=0, but the ledger gave 1"
+
+
+def test_canaries_never_reach_a_services_code(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """verify publishes canaries on the slice's partitions; a service's SliceConsumer drops
+    them, so a consumer that parses every event as an order does not crash on one."""
+    import threading
+    import time
+
+    from azure.eventhub import EventData
+
+    from devslice.project import Project
+    from devslice.sdk import SliceContext
+    from devslice.sdk.eventhubs import SliceConsumer, SliceProducer
+
+    (workdir / "devslice.yaml").write_text(CONFIG)
+    assert run(["slice", "claim"]) == 0
+    assert run(["verify"]) == 0
+    project = Project.load()
+    ctx = SliceContext.from_env({v.name: str(v.value) for v in project.variables("ab")})
+    with SliceProducer.from_context("orders", ctx) as producer:
+        producer.send(EventData('{"order": 1}'))
+    got: list[str] = []
+    consumer = SliceConsumer.from_context("orders", ctx=ctx)
+    t = threading.Thread(target=consumer.receive, args=(
+        lambda pc, e: got.append(json.loads(e.body_as_str())["order"]),),
+        kwargs={"starting_position": "-1"})
+    t.start()
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)
+    consumer.close()
+    t.join(5)
+    assert got == [1]  # the canary was on the same partition, before it, and was skipped

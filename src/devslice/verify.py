@@ -81,9 +81,11 @@ def _canary(project: Project, handle: str, variables: Mapping[str, object]) -> C
         return Check(name, "skipped", "real Event Hubs: read back only on the embedded hub")
     if not hubs:
         return Check(name, "skipped", "no event hub in eventHubs.eventHubs")
+    from azure.eventhub import EventData
+
     from devslice.embedded import EmbeddedHub
     from devslice.sdk import SliceContext
-    from devslice.sdk.eventhubs import SliceProducer
+    from devslice.sdk.eventhubs import CANARY, SliceProducer
 
     ctx = SliceContext.from_env({k: str(v) for k, v in variables.items()},
                                 prefix=project.env.contract.prefix,
@@ -97,7 +99,9 @@ def _canary(project: Project, handle: str, variables: Mapping[str, object]) -> C
         with SliceProducer.from_context(hubs[0], ctx) as producer:
             for p in ctx.partition_ids or ():
                 marker = f"devslice-canary-{uuid.uuid4().hex}"
-                producer.send(marker, partition_id=p)
+                canary = EventData(marker)
+                canary.properties = {CANARY: "1"}  # SliceConsumer keeps it from services
+                producer.send(canary, partition_id=p)
                 canaries[marker] = p
         found: dict[str, list[str]] = {}
         for p in all_ids:

@@ -213,9 +213,9 @@ def down(state: State, handle: str | None, as_json: bool) -> None:
 
     with _tools(state) as (project, tools, chosen):
         if chosen == "local":
-            from devslice.local.runtime import local_dir, stop
+            from devslice.local.runtime import stop_slice
 
-            stopped = stop(local_dir(project, project.current_handle(handle)))
+            stopped = stop_slice(project, project.current_handle(handle))
             _run([], as_json)
             if as_json:
                 print_json({"stopped": stopped})

@@ -363,6 +363,9 @@ class ServiceSettings(Model):
     run: str | None = Field(None, description="Command line (no shell), e.g. python -m orders.")
     cwd: str = Field(".", description="Working folder, relative to devslice.yaml.")
     env: EnvMap = Field(default_factory=dict)
+    port: int | Literal["auto"] | None = Field(
+        None, description="The port it listens on, given to it as $PORT: a number, or auto "
+        "for a free port per slice (so several slices run side by side on one machine).")
     ready: Readiness | None = None
 
 

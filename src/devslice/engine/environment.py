@@ -138,7 +138,10 @@ def build(project: Project, handle: str, tools: Tools,
     if chosen == "local":
         from devslice.local.runtime import LocalRuntimeResource
 
-        return [LocalRuntimeResource(project, handle)]
+        # Emulators first, and ready, so the services' first calls find them (the storage SDK
+        # waits 15 s after a refused connection before it tries again).
+        return [LocalRuntimeResource(project, handle, shared=True),
+                LocalRuntimeResource(project, handle)]
     return _cluster_resources(project, handle, tools, k3d=chosen == "k3d")
 
 

@@ -24,7 +24,13 @@ if TYPE_CHECKING:
     from devslice.project import Project
 
 KEY = "local"
+SHARED_KEY = "local:emulators"
 MARKER = "devslice.local.supervisor"
+
+
+def shared_dir(project: Project) -> Path:
+    """The emulators every slice of this checkout shares (one Azurite, all their accounts)."""
+    return project.base_dir / ".devslice" / "local" / "_emulators"
 
 
 def local_dir(project: Project, handle: str) -> Path:
@@ -40,7 +46,6 @@ class ServiceSpec:
     cwd: str
     env: dict[str, str]
     ready: dict[str, Any]
-    emulator: bool = False  # started, and ready, before the services that use it
 
     def public(self) -> dict[str, Any]:
         """What identifies the spec, without the environment's values (secrets)."""
@@ -50,7 +55,7 @@ class ServiceSpec:
 
 
 def service_specs(project: Project, handle: str) -> list[ServiceSpec]:
-    """Every process the local runtime runs: the emulators it can run, then the services."""
+    """The slice's services, each with the slice's contract in its environment."""
     contract = {v.name: (v.value if isinstance(v.value, str) else v.value.reveal())
                 for v in project.variables(handle)}
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSLICE_")}
@@ -58,7 +63,9 @@ def service_specs(project: Project, handle: str) -> list[ServiceSpec]:
     # when that venv is not activated in the shell.
     base_env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
                                         base_env.get("PATH", os.defpath)])
-    out = list(_emulators(project))
+    previous = {s["name"]: s for s in (read_json(local_dir(project, handle) / SPEC) or {})
+                .get("services", [])}
+    out = []
     for i, svc in enumerate(project.env.services):
         if not svc.run:
             raise ConfigError([ConfigIssue(str(project.config_path), None, None,
@@ -75,9 +82,27 @@ def service_specs(project: Project, handle: str) -> list[ServiceSpec]:
         if svc.ready is not None:
             ready = {k: v for k, v in (("port", svc.ready.port), ("log", svc.ready.log)) if v}
             ready["timeout"] = svc.ready.timeout.total_seconds()
+        extra: dict[str, str] = {}
+        if svc.port is not None:
+            port = svc.port if isinstance(svc.port, int) else _auto_port(previous.get(svc.name))
+            extra["PORT"] = str(port)
+            ready.setdefault("port", port)
         out.append(ServiceSpec(svc.name, argv, str((project.base_dir / svc.cwd).resolve()),
-                               {**base_env, **contract, **svc.env}, ready))
+                               {**base_env, **contract, **svc.env, **extra}, ready))
     return out
+
+
+def _auto_port(previous: dict[str, Any] | None) -> int:
+    """The port this slice's service had (a plan must not change it), else a free one."""
+    if previous and (previous.get("env") or {}).get("PORT"):
+        return int(previous["env"]["PORT"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def emulator_specs(project: Project) -> list[ServiceSpec]:
+    return list(_emulators(project))
 
 
 def _emulators(project: Project) -> Iterator[ServiceSpec]:
@@ -114,7 +139,7 @@ def _emulators(project: Project) -> Iterator[ServiceSpec]:
         str(project.base_dir),
         {**os.environ, "AZURITE_ACCOUNTS": ";".join(f"{a}:{azurite_account_key(a)}"
                                                    for a in accounts)},
-        {"port": blob, "timeout": 30.0}, emulator=True)
+        {"port": blob, "timeout": 30.0})
 
 
 def spec_hash(specs: list[ServiceSpec]) -> str:
@@ -131,30 +156,47 @@ def running(directory: Path) -> dict[str, Any] | None:
 
 
 class LocalRuntimeResource:
-    key = KEY
-    after: tuple[str, ...] = ()
+    """A supervisor and the processes it keeps up: the slice's services, or (with
+    ``shared=True``) the emulators every slice of the checkout uses."""
 
-    def __init__(self, project: Project, handle: str) -> None:
+    def __init__(self, project: Project, handle: str, shared: bool = False) -> None:
         self.project = project
         self.handle = handle
-        self.directory = local_dir(project, handle)
+        self.shared = shared
+        self.key = SHARED_KEY if shared else KEY
+        self.after: tuple[str, ...] = () if shared else (SHARED_KEY,)
+        self.directory = shared_dir(project) if shared else local_dir(project, handle)
+
+    def specs(self) -> list[ServiceSpec]:
+        if self.shared:
+            return emulator_specs(self.project)
+        return service_specs(self.project, self.handle)
 
     def plan(self) -> list[Action]:
-        specs = service_specs(self.project, self.handle)
-        names = ", ".join(s.name for s in specs) or "nothing"
-        desired = spec_hash(specs)
+        specs = self.specs()
         state = running(self.directory)
+        if not specs:
+            if state is None:
+                return [noop(self.key, "nothing to run")]
+            return [Action(self.key, "stop", "nothing to run any more", (), self._stop)]
+        names = ", ".join(s.name for s in specs)
+        desired = spec_hash(specs)
         calls = (f"{sys.executable} -m {MARKER} {self.directory}",)
         if state is None:
-            return [Action(KEY, "start", f"run {names} as local processes", calls,
+            return [Action(self.key, "start", f"run {names} as local processes", calls,
                            lambda: self._start(specs, desired))]
         if state["supervisor"]["spec"] != desired:
             old = {s["name"] for s in (read_json(self.directory / SPEC) or {}).get("services", [])}
             changed = sorted({s.name for s in specs} ^ old) or [names]
-            return [Action(KEY, "restart", f"the services changed ({', '.join(changed)})",
+            return [Action(self.key, "restart", f"the services changed ({', '.join(changed)})",
                            calls, lambda: self._restart(specs, desired))]
-        states = ", ".join(f"{n} {s['state']}" for n, s in state["services"].items())
-        return [noop(KEY, f"running: {states}")]
+        ports = {s.name: s.ready.get("port") for s in specs}
+        states = ", ".join(f"{n} {s['state']}" + (f" :{ports[n]}" if ports.get(n) else "")
+                           for n, s in state["services"].items())
+        return [noop(self.key, f"running: {states}")]
+
+    def _stop(self) -> None:
+        stop(self.directory)
 
     def _restart(self, specs: list[ServiceSpec], desired: str) -> None:
         stop(self.directory)
@@ -169,8 +211,8 @@ class LocalRuntimeResource:
                     hint=f"stop what listens on {port} (`ss -ltnp | grep :{port}`), or change "
                     "the port in devslice.yaml")
         write_json(self.directory / SPEC, {"hash": desired, "services": [
-            {"name": s.name, "argv": s.argv, "cwd": s.cwd, "env": s.env, "ready": s.ready,
-             "emulator": s.emulator} for s in specs]}, private=True)
+            {"name": s.name, "argv": s.argv, "cwd": s.cwd, "env": s.env, "ready": s.ready}
+            for s in specs]}, private=True)
         (self.directory / STATE).unlink(missing_ok=True)
         # posix_spawn with a new session: the supervisor outlives this CLI (and a Ctrl-C in
         # its terminal), and no Popen object is left to complain that it still runs.
@@ -209,6 +251,18 @@ def wait_ready(directory: Path, names: list[str], timeout: float) -> None:
         time.sleep(0.05)
     raise CommandFailed(f"the services were not ready after {timeout:.0f}s",
                         hint="`devslice status` and `devslice logs` show where they are")
+
+
+def stop_slice(project: Project, handle: str) -> list[int]:
+    """Stop the slice's processes, and the shared emulators when no other slice of the
+    checkout still runs."""
+    stopped = stop(local_dir(project, handle))
+    root = project.base_dir / ".devslice" / "local"
+    others = [d for d in root.iterdir() if d.is_dir() and d.name != shared_dir(project).name
+              and running(d) is not None] if root.exists() else []
+    if not others:
+        stopped += stop(shared_dir(project))
+    return stopped
 
 
 def stop(directory: Path) -> list[int]:

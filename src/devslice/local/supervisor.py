@@ -124,20 +124,8 @@ def main(directory: str) -> None:
             "services": {s.name: s.record() for s in services},
         })
 
-    # Emulators first, and ready, so the services' first calls find them (the storage SDK
-    # waits 15 s after a refused connection before it tries again).
-    emulators = [s for s in services if s.spec.get("emulator")]
-    for s in emulators:
-        s.start()
-    deadline = time.monotonic() + max((float((s.spec.get("ready") or {}).get("timeout", 30))
-                                       for s in emulators), default=0)
-    while (emulators and not stopping.is_set() and time.monotonic() < deadline
-           and any(s.state not in ("ready", "failed") for s in emulators)):
-        save(True)
-        stopping.wait(0.05)
     for s in services:
-        if not s.spec.get("emulator"):
-            s.start()
+        s.start()
     save(True)
     while not stopping.is_set():
         now = time.monotonic()

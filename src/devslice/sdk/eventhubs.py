@@ -46,6 +46,14 @@ class ConsumerClient(Protocol):
     def close(self) -> None: ...
 
 
+CANARY = "DevsliceCanary"  # property of `devslice verify`'s test events
+
+
+def is_canary(event: Any) -> bool:
+    props = getattr(event, "properties", None) or {}
+    return CANARY in props or CANARY.encode() in props  # received keys are bytes
+
+
 def partition_for_key(key: str | bytes, partition_ids: Sequence[str]) -> str:
     """The partition a key maps to among ``partition_ids`` (the contract's hash)."""
     data = key.encode() if isinstance(key, str) else key
@@ -238,7 +246,18 @@ class SliceConsumer:
 
         In a shared environment (no slice) it is one plain ``receive`` whose load balancer
         shares all partitions among the service's replicas, as without devslice.
+
+        ``devslice verify``'s canary events (property ``DevsliceCanary``) never reach
+        ``on_event``: a service's own code need not know about them.
         """
+        users_on_event = on_event
+
+        def without_canaries(context: Any, event: Any) -> None:
+            if event is not None and is_canary(event):
+                return
+            users_on_event(context, event)
+
+        on_event = without_canaries
         if self.lease is None:
             self._round(on_event, starting_position, on_error, kwargs)
             return
