@@ -1,10 +1,9 @@
 # Two commands set up a fresh machine (Python 3.11+ and Node 20+):
-#   make demo   install, then run devslice on embedded defaults (examples/quickstart)
+#   make demo   install, then run the shop example end to end on embedded defaults
 #   make test   install, then lint, type-check and run the whole test suite (starts Azurite)
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-DEMO := examples/quickstart
 
 .PHONY: setup demo test lint bench clean
 
@@ -21,12 +20,7 @@ node_modules/.bin/azurite: package.json package-lock.json
 setup: $(BIN)/devslice node_modules/.bin/azurite
 
 demo: setup
-	cd $(DEMO) && ../../$(BIN)/devslice slice claim
-	cd $(DEMO) && ../../$(BIN)/devslice slice claim --owner "Alex Bauer (a colleague)"
-	cd $(DEMO) && ../../$(BIN)/devslice slice claim --kind ci --owner pipeline-42
-	cd $(DEMO) && ../../$(BIN)/devslice slice map
-	cd $(DEMO) && ../../$(BIN)/devslice env --explain
-	cd $(DEMO) && ../../$(BIN)/devslice env --format dotenv
+	cd examples/shop && ../../$(BIN)/python demo.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
@@ -39,4 +33,4 @@ bench: setup
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) node_modules $(DEMO)/.devslice
+	rm -rf $(VENV) node_modules examples/shop/.devslice

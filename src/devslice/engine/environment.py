@@ -12,6 +12,7 @@ The adapters come in through :class:`Tools`; the CLI builds the real ones with
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,6 +120,12 @@ def kube_context(project: Project, chosen: str = "k3d") -> str | None:
 def runtime(project: Project) -> tuple[str, str]:
     """The runtime to use and why: ``auto`` picks k3d when Docker's engine answers and k3d is
     installed, else the local process runtime."""
+    forced = os.environ.get("DEVSLICE_RUNTIME")
+    if forced:
+        if forced not in ("k3d", "kube", "local"):
+            raise DevsliceError(f"DEVSLICE_RUNTIME={forced!r} is not a runtime",
+                                hint="expected k3d, kube or local")
+        return forced, f"DEVSLICE_RUNTIME is {forced}"
     chosen = project.env.cluster.runtime
     if chosen != "auto":
         return chosen, f"cluster.runtime is {chosen}"
