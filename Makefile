@@ -23,7 +23,7 @@ demo: setup
 	cd examples/shop && ../../$(BIN)/python demo.py
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
 
 test: lint
