@@ -188,3 +188,77 @@ def test_two_slices_of_one_checkout_run_side_by_side(
     finally:
         run(["down", "--slice", "cd"])
         run(["down"])
+
+
+FAKE_MONGOD = """\
+import socket, sys, time
+# Fake mongod: accepts mongod's flags used here and listens on --port until killed.
+args = sys.argv[1:]
+known = {"--replSet", "--bind_ip", "--port", "--dbpath", "--oplogSize"}
+for flag in args[::2]:
+    if flag not in known:
+        print(f"Error parsing command line: unrecognised option '{flag}'", file=sys.stderr)
+        raise SystemExit(2)
+opts = dict(zip(args[::2], args[1::2]))
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((opts["--bind_ip"], int(opts["--port"])))
+s.listen()
+print("Waiting for connections", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_mongod_runs_as_a_process_and_its_replica_set_is_initiated(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """containers.mongodb with MongoDB installed (fakes here: a mongod that listens, a mongosh
+    that records what it was asked): the local runtime runs mongod and initiates the set with
+    a member host this machine reaches."""
+    bin_dir = workdir / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mongod").write_text(f"#!{sys.executable}\n" + FAKE_MONGOD)
+    log = workdir / "mongosh.log"
+    (bin_dir / "mongosh").write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    for tool in ("mongod", "mongosh"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    port = free_port()
+    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+        cluster: {{runtime: local}}
+        storage: {{mode: shared}}
+        containers:
+          mongodb: {{port: {port}}}
+        """))
+    assert run(["slice", "claim"]) == 0
+    try:
+        assert run(["up", "--json"]) == 0
+        shared = read_json(workdir / ".devslice" / "local" / "_emulators" / "state.json")
+        assert shared["services"]["mongodb"]["state"] == "ready"
+        (call,) = [json.loads(line) for line in log.read_text().splitlines()]
+        assert call[:3] == ["--quiet", "--port", str(port)] and call[3] == "--eval"
+        assert f'rs.initiate({{_id: "rs0", members: [{{_id: 0, host: "127.0.0.1:{port}"}}]}})' \
+            in call[4]
+        pid = int(shared["services"]["mongodb"]["pid"])
+    finally:
+        assert run(["down"]) == 0
+    assert gone(pid)
+
+
+def test_without_mongod_the_plan_says_so(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no mongod there
+    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent("""\
+        cluster: {runtime: local}
+        storage: {mode: shared}
+        containers:
+          mongodb: {}
+        """))
+    assert run(["slice", "claim"]) == 0
+    capsys.readouterr()
+    assert run(["plan"]) == 0
+    assert "mongod is not installed, so MongoDB does not run here" in capsys.readouterr().out

@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -106,9 +108,21 @@ def emulator_specs(project: Project) -> list[ServiceSpec]:
 
 
 def _emulators(project: Project) -> Iterator[ServiceSpec]:
-    """Azurite from its npm package when storage runs in emulator mode (the embedded event
-    hub needs no process: it is a file)."""
+    """The emulators that run as processes: Azurite from its npm package when storage runs in
+    emulator mode, and ``mongod`` when containers.mongodb is set and MongoDB is installed (the
+    embedded event hub needs no process: it is a file)."""
     env = project.env
+    mongodb = env.containers.mongodb
+    mongod = shutil.which("mongod")
+    if mongodb is not None and mongod is not None:
+        data = shared_dir(project) / "mongodb"
+        data.mkdir(parents=True, exist_ok=True)
+        yield ServiceSpec(
+            "mongodb",
+            [mongod, "--replSet", mongodb.replica_set, "--bind_ip", "127.0.0.1", "--port",
+             str(mongodb.port), "--dbpath", str(data), "--oplogSize",
+             str(mongodb.oplog_size_mb)],
+            str(project.base_dir), dict(os.environ), {"port": mongodb.port, "timeout": 30.0})
     if env.storage.mode != "emulator":
         return
     from devslice.emulators import azurite_account_key
@@ -175,6 +189,15 @@ class LocalRuntimeResource:
     def plan(self) -> list[Action]:
         specs = self.specs()
         state = running(self.directory)
+        notes = []
+        if (self.shared and self.project.env.containers.mongodb is not None
+                and not any(s.name == "mongodb" for s in specs)):
+            notes.append(noop(self.key, "containers.mongodb is set but mongod is not installed, "
+                                        "so MongoDB does not run here (install MongoDB, or use "
+                                        "the k3d runtime, where it runs as a container)"))
+        return notes + self._plan(specs, state)
+
+    def _plan(self, specs: list[ServiceSpec], state: dict[str, Any] | None) -> list[Action]:
         if not specs:
             if state is None:
                 return [noop(self.key, "nothing to run")]
@@ -225,6 +248,28 @@ class LocalRuntimeResource:
                            (os.POSIX_SPAWN_DUP2, 1, 2)])
         wait_ready(self.directory, [s.name for s in specs],
                    max((float(s.ready.get("timeout", 0)) for s in specs), default=0) + 10)
+        if any(s.name == "mongodb" for s in specs):
+            self._initiate_mongodb()
+
+    def _initiate_mongodb(self) -> None:
+        """The one-node replica set, initiated with a member host this machine reaches (the
+        same script the container built-in runs; it does nothing once initiated)."""
+        from devslice.resources.builtins import mongodb_init_script
+
+        mongodb = self.project.env.containers.mongodb
+        assert mongodb is not None
+        mongosh = shutil.which("mongosh")
+        if mongosh is None:
+            raise CommandFailed("mongod runs, but mongosh is not installed to initiate its "
+                                "replica set",
+                                hint="install mongosh (MongoDB Shell), then `devslice up` again")
+        script = mongodb_init_script(mongodb.replica_set, f"127.0.0.1:{mongodb.port}")
+        done = subprocess.run([mongosh, "--quiet", "--port", str(mongodb.port), "--eval", script],
+                              capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise CommandFailed("initiating the MongoDB replica set failed:\n"
+                                + (done.stdout + done.stderr).strip()[-2000:],
+                                hint="`devslice logs mongodb` shows mongod's side")
 
 
 def _port_taken(port: int) -> bool:
