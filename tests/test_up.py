@@ -217,3 +217,19 @@ def test_layers_wait_only_for_the_images_they_use(world: World) -> None:
     assert after["slice-config"] == ("cluster",)
     assert after["manifests:platform"] == ("slice-config",)  # no image of its own to wait for
     assert after["manifests:services"] == ("manifests:platform", "image:orders")
+
+
+def test_plan_on_a_fresh_machine_without_the_clusters_kube_context(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path
+) -> None:
+    """Before `up`, k3d has not written the k3d-devslice context: plan still shows what `up`
+    would do for the slice's objects, instead of failing on the missing context."""
+    empty = tmp_path / "empty-kubeconfig"
+    empty.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    monkeypatch.setenv("KUBECONFIG", str(empty))
+    assert run(["slice", "claim"]) == 0
+    plan = plan_json(capsys)
+    config = [a for a in plan["actions"] if a["resource"] == "slice-config"]  # type: ignore[union-attr,index]
+    assert config and all(a["verb"] == "apply" for a in config)  # type: ignore[index]
+    assert "the cluster does not run yet" in config[0]["reason"]  # type: ignore[index]

@@ -210,7 +210,8 @@ def _cluster_resources(project: Project, handle: str, tools: Tools,
         if any(m.obj.get("kind") in WORKLOADS and not m.obj["metadata"].get("namespace")
                for m in loaded) or not namespaces:
             namespaces.append("default")
-    out.append(SliceConfigResource(tools.kube, objects, namespaces, handle, after=tuple(ready)))
+    out.append(SliceConfigResource(tools.kube, objects, namespaces, handle, after=tuple(ready),
+                                   cluster_may_be_absent=k3d))
     # Each layer waits for the one before it and for the images its own workloads use, not
     # for every build: the platform layer need not wait for the services' images.
     previous = SLICE_CONFIG_KEY

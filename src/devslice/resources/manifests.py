@@ -416,9 +416,9 @@ class ManifestsResource:
 
     def plan(self) -> list[Action]:
         manifests = self.load()
-        self.kube.learn(m.obj for m in manifests)  # kinds from CRDs in this layer
         selector = {SLICE_LABEL: self.handle, LAYER_LABEL: self.layer.name}
         try:
+            self.kube.learn(m.obj for m in manifests)  # kinds from CRDs in this layer
             recorded = self._recorded_kinds()
             # Kubernetes has no cross-kind query: search the kinds in the folder and the
             # kinds recorded at the last apply (or, without a record, kubectl's allowlist)
@@ -461,8 +461,13 @@ class ManifestsResource:
             "labels": {MANAGED_BY: FIELD_MANAGER, SLICE_LABEL: self.handle},
             "annotations": {KINDS_ANNOTATION: listed}}}
         shown = ", ".join(sorted({k for _, k in kinds})) or "none"
-        return Action(self.key, "apply", f"inventory {name}: {why} (kinds {shown})",
-                      (self.kube.apply_call(obj),), self._applier(obj))
+        try:
+            call = self.kube.apply_call(obj)
+        except KubeError:  # no cluster yet (a fresh machine's plan): the path is known anyway
+            call = (f"PATCH /api/v1/namespaces/{ns}/configmaps/{name}?fieldManager="
+                    f"{FIELD_MANAGER} (server-side apply)")
+        return Action(self.key, "apply", f"inventory {name}: {why} (kinds {shown})", (call,),
+                      self._applier(obj))
 
     def _with_inventory(self, actions: list[Action], desired: list[Manifest],
                         live: list[dict[str, Any]], recorded: set[tuple[str, str]] | None
@@ -589,15 +594,30 @@ class SliceConfigResource:
 
     def __init__(self, kube: Kube, objects: Sequence[Mapping[str, Any]],
                  namespaces: Sequence[str], handle: str, *, after: Sequence[str] = (),
-                 key: str = SLICE_CONFIG_KEY) -> None:
+                 key: str = SLICE_CONFIG_KEY, cluster_may_be_absent: bool = False) -> None:
         self.kube = kube
         self.objects = [_as_data(o) for o in objects]
         self.namespaces = list(dict.fromkeys(namespaces))
         self.handle = handle
         self.key = key
         self.after = tuple(after)
+        self.cluster_may_be_absent = cluster_may_be_absent
 
     def plan(self) -> list[Action]:
+        try:
+            return self._plan()
+        except KubeUnreachable:
+            if not self.cluster_may_be_absent:
+                raise
+        # k3d on a fresh machine: no cluster to read yet; the executor plans again once the
+        # cluster exists, so these are what a plan shows, not what runs.
+        return [Action(self.key, "apply", f"{_what(o)} in {ns}: the cluster does not run yet",
+                       (f"PATCH /api/v1/namespaces/{ns}/{o['kind'].lower()}s/"
+                        f"{o['metadata']['name']}?fieldManager={FIELD_MANAGER} "
+                        "(server-side apply)",))
+                for ns in self.namespaces for o in self.objects]
+
+    def _plan(self) -> list[Action]:
         actions: list[Action] = []
         for ns in self.namespaces:
             if self.kube.get("v1", "Namespace", ns) is None:
