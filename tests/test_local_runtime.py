@@ -262,3 +262,20 @@ def test_without_mongod_the_plan_says_so(
     capsys.readouterr()
     assert run(["plan"]) == 0
     assert "mongod is not installed, so MongoDB does not run here" in capsys.readouterr().out
+
+
+def test_a_crash_looping_service_is_not_reported_ready(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The crasher exits every time: once it has crashed three times, status shows it and
+    the plan restarts the slice's processes instead of calling them healthy."""
+    assert run(["up", "--json"]) == 0
+    deadline = time.monotonic() + 15
+    while int(state(project)["crasher"]["restarts"]) < 3 and time.monotonic() < deadline:  # type: ignore[call-overload]
+        time.sleep(0.05)
+    capsys.readouterr()
+    assert run(["status", "--json"]) == 0
+    rows = {r["resource"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["local"]["ready"] is False
+    assert "not healthy: crasher" in rows["local"]["detail"]
+    assert "exited with 3" in rows["local"]["detail"]

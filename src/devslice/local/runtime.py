@@ -60,11 +60,6 @@ def service_specs(project: Project, handle: str) -> list[ServiceSpec]:
     """The slice's services, each with the slice's contract in its environment."""
     contract = {v.name: (v.value if isinstance(v.value, str) else v.value.reveal())
                 for v in project.variables(handle)}
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSLICE_")}
-    # `run: python -m orders` means the Python devslice runs on (its venv has the SDK), also
-    # when that venv is not activated in the shell.
-    base_env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
-                                        base_env.get("PATH", os.defpath)])
     previous = {s["name"]: s for s in (read_json(local_dir(project, handle) / SPEC) or {})
                 .get("services", [])}
     out = []
@@ -90,7 +85,7 @@ def service_specs(project: Project, handle: str) -> list[ServiceSpec]:
             extra["PORT"] = str(port)
             ready.setdefault("port", port)
         out.append(ServiceSpec(svc.name, argv, str((project.base_dir / svc.cwd).resolve()),
-                               {**base_env, **contract, **svc.env, **extra}, ready))
+                               {**contract, **svc.env, **extra}, ready))
     return out
 
 
@@ -122,7 +117,7 @@ def _emulators(project: Project) -> Iterator[ServiceSpec]:
             [mongod, "--replSet", mongodb.replica_set, "--bind_ip", "127.0.0.1", "--port",
              str(mongodb.port), "--dbpath", str(data), "--oplogSize",
              str(mongodb.oplog_size_mb)],
-            str(project.base_dir), dict(os.environ), {"port": mongodb.port, "timeout": 30.0})
+            str(project.base_dir), {}, {"port": mongodb.port, "timeout": 30.0})
     if env.storage.mode != "emulator":
         return
     from devslice.emulators import azurite_account_key
@@ -151,7 +146,7 @@ def _emulators(project: Project) -> Iterator[ServiceSpec]:
          "--location", str(location), "--blobHost", "127.0.0.1", "--blobPort", str(blob),
          "--queueHost", "127.0.0.1", "--queuePort", str(queue), "--tablePort", "0"],
         str(project.base_dir),
-        {**os.environ, "AZURITE_ACCOUNTS": ";".join(f"{a}:{azurite_account_key(a)}"
+        {"AZURITE_ACCOUNTS": ";".join(f"{a}:{azurite_account_key(a)}"
                                                    for a in accounts)},
         {"port": blob, "timeout": 30.0})
 
@@ -213,6 +208,12 @@ class LocalRuntimeResource:
             changed = sorted({s.name for s in specs} ^ old) or [names]
             return [Action(self.key, "restart", f"the services changed ({', '.join(changed)})",
                            calls, lambda: self._restart(specs, desired))]
+        broken = [f"{n} {s['state']}" + (f" ({s['detail']})" if s.get("detail") else "")
+                  for n, s in state["services"].items()
+                  if s["state"] in ("failed", "unready") or int(s.get("restarts", 0)) >= 3]
+        if broken:
+            return [Action(self.key, "restart", f"not healthy: {', '.join(broken)}", calls,
+                           lambda: self._restart(specs, desired))]
         ports = {s.name: s.ready.get("port") for s in specs}
         states = ", ".join(f"{n} {s['state']}" + (f" :{ports[n]}" if ports.get(n) else "")
                            for n, s in state["services"].items())
@@ -226,6 +227,7 @@ class LocalRuntimeResource:
         self._start(specs, desired)
 
     def _start(self, specs: list[ServiceSpec], desired: str) -> None:
+        stop(self.directory)  # processes a killed supervisor left behind, if any
         for s in specs:
             port = s.ready.get("port")
             if port and _port_taken(int(port)):

@@ -22,6 +22,18 @@ GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 MAX_BACKOFF = 10.0
 
 
+def environment(own: dict[str, str]) -> dict[str, str]:
+    """What a service runs with: the supervisor's environment (the shell `devslice up` ran
+    in), what devslice sets for the service on top, and devslice's own Python first on PATH,
+    so `run: python -m orders` finds the SDK also when its venv is not activated. Only the
+    variables devslice sets are written to spec.json and decide whether `up` restarts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSLICE_")}
+    env.update(own)
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
+                                   env.get("PATH", os.defpath)])
+    return env
+
+
 class Service:
     def __init__(self, spec: dict[str, Any], logs: Path) -> None:
         self.spec = spec
@@ -37,7 +49,8 @@ class Service:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it now
         try:
             self.proc = subprocess.Popen(
-                self.spec["argv"], cwd=self.spec["cwd"], env=self.spec["env"], stdout=log,
+                self.spec["argv"], cwd=self.spec["cwd"], env=environment(self.spec["env"]),
+                stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
             log.write(f"[devslice] cannot start {self.spec['argv'][0]}: {exc}\n".encode())
