@@ -33,8 +33,8 @@ def devslice(*args: str) -> str:
 
 def main() -> None:
     devslice("slice", "claim")
-    devslice("up")
     try:
+        devslice("up")
         for customer, amount in ORDERS:
             request = urllib.request.Request(
                 "http://127.0.0.1:8080/orders", method="POST",
@@ -43,7 +43,7 @@ def main() -> None:
             with urllib.request.urlopen(request, timeout=10) as answer:
                 print(f"POST /orders {customer} {amount} -> {answer.status} "
                       f"{json.loads(answer.read())['orderId']}")
-        time.sleep(2)  # billing writes the invoices a moment later
+        time.sleep(2)  # billing writes the invoices a moment later (show.py lists what is there)
         subprocess.run([sys.executable, "show.py"], cwd=HERE, check=True)
         devslice("verify")
     finally:

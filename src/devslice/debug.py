@@ -435,8 +435,10 @@ class Prepared:
 def slice_namespace(project: Project, handle: str) -> str | None:
     """The slice's namespace on a shared cluster (kube runtime); None for the developer's own
     k3d cluster, where the slice's objects keep the namespaces their manifests name."""
+    from devslice.engine.environment import runtime
+
     c = project.env.cluster
-    if c.runtime == "k3d":
+    if runtime(project)[0] == "k3d":
         return None
     from devslice.adapters.kube import current_context
     from devslice.resources.manifests import kube_target

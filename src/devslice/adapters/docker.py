@@ -364,7 +364,10 @@ class Docker:
         error: str | None = None
         what = f"docker push {repository}:{tag}"
         with self._translate(what):
-            stream = self.client.api.push(repository, tag=tag, stream=True, decode=True)
+            # An empty auth header: Docker Engine 28.3.3+ refuses a push without one, even to
+            # a registry that needs no login (moby issue 50614).
+            stream = self.client.api.push(repository, tag=tag, stream=True, decode=True,
+                                          auth_config={})
             for chunk in _chunks(stream):
                 error = error or _error(chunk)
                 status = chunk.get("status")

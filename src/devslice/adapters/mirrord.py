@@ -100,7 +100,9 @@ def _sigint_to_child() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A handler that does nothing, not SIG_IGN: an ignored signal stays ignored across exec,
+    # so mirrord and the debugged program would never see Ctrl-C; a handler resets on exec.
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
     try:
         yield
     finally:

@@ -65,19 +65,23 @@ def debug(state: State, service: str, command: tuple[str, ...], steal: bool, exc
     from devslice.adapters.kube import KubeConfigError, connect
     from devslice.adapters.mirrord import INSTALL, Mirrord, TerminalRunner
     from devslice.debug import MirrordSettings, hold_lease, lease_store, prepare, run_session
-    from devslice.engine.environment import kube_context
+    from devslice.engine.environment import kube_context, runtime
 
     project = state.project()
     handle = project.current_handle(handle)
     if not command and ide is None:
         raise click.UsageError("give the command to run after `--`, e.g. "
                                "`devslice debug orders -- python app.py`")
-    context = kube_context(project)
+    chosen = runtime(project)[0]
+    if chosen == "local":
+        raise click.UsageError("the slice runs as local processes (the local runtime): debug "
+                               "the service directly in your IDE, mirrord needs a cluster")
+    context = kube_context(project, chosen)
     try:
         kube = connect(context=context)
     except KubeConfigError as exc:
         up = (" (`devslice up` creates the k3d cluster and its context)"
-              if project.env.cluster.runtime == "k3d" else "")
+              if chosen == "k3d" else "")
         raise KubeConfigError(f"{exc.message}: the slice's cluster is kube context {context}",
                               hint=(exc.hint or "") + up) from exc
     settings = MirrordSettings(steal=steal, env_include=env_include, env_exclude=env_exclude,

@@ -177,11 +177,8 @@ def logs(state: State, service: str | None, follow: bool, lines: int,
         for line in tail(directory, name, lines):
             click.echo(f"{name:<{width}} | {line}")
     if follow:
-        seen = follow_logs(directory, names, follow=False)
-        for _ in seen:  # skip what is already shown; then print what comes
-            pass
         try:
-            for line in follow_logs(directory, names, follow=True):
+            for line in follow_logs(directory, names, follow=True, from_end=True):
                 click.echo(line)
         except KeyboardInterrupt:
             return
@@ -203,27 +200,35 @@ def _run(actions: list[Any], as_json: bool) -> None:
 @JSON_OPTION
 @pass_state
 def down(state: State, handle: str | None, as_json: bool) -> None:
-    """Stop the cluster; nothing is deleted (`devslice up` starts it again).
+    """Stop what `up` started; nothing is deleted (`devslice up` starts it again).
+
+    Local processes of the slice are stopped whatever the runtime is now (Docker may have
+    started since); a k3d cluster is stopped; a shared (kube) cluster is left alone.
 
     \b
     Example:
       devslice down
     """
+    from devslice.errors import SliceNotFound
+    from devslice.local.runtime import stop_slice
     from devslice.resources.k3d import stop_actions
 
     with _tools(state) as (project, tools, chosen):
-        if chosen == "local":
-            from devslice.local.runtime import stop_slice
-
+        try:
             stopped = stop_slice(project, project.current_handle(handle))
-            _run([], as_json)
+        except SliceNotFound:
+            stopped = []
+        if chosen == "local" or stopped:
             if as_json:
                 print_json({"stopped": stopped})
             else:
                 console().print(f"stopped {len(stopped)} local process group(s)"
                                 if stopped else "nothing was running")
-            return
-        _run(stop_actions(tools.k3d, project.env.cluster), as_json)
+        if chosen == "k3d":
+            _run(stop_actions(tools.k3d, project.env.cluster), as_json)
+        elif chosen == "kube" and not as_json:
+            console().print("runtime kube: the shared cluster keeps running; the slice's "
+                            "objects stay in its namespace")
 
 
 @click.command()
@@ -239,7 +244,14 @@ def destroy(state: State, yes: bool, as_json: bool) -> None:
     """
     from devslice.resources.k3d import destroy_actions
 
-    with _tools(state) as (project, tools, _):
+    with _tools(state) as (project, tools, chosen):
+        if chosen != "k3d":
+            from devslice.errors import DevsliceError
+
+            raise DevsliceError(
+                f"destroy deletes a local k3d cluster; the runtime here is {chosen}",
+                hint="runtime kube: delete the slice's namespace with kubectl if you mean it; "
+                "runtime local: `devslice down` stops the processes")
         actions = destroy_actions(tools.k3d, project.env.cluster, project.base_dir)
         changing = [a for a in actions if a.changes]
         if changing and not yes:

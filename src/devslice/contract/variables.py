@@ -79,7 +79,7 @@ def slice_variables(
     add(f"{p}SLICE", s.handle, Origin.allocation, ledger)
     add(f"{p}SLICE_KIND", s.kind.value, Origin.allocation, ledger)
     add(f"{p}TEAM", env.team, Origin.team, "devslice.yaml team")
-    if env.cluster.runtime == "k3d":
+    if env.cluster.runtime != "kube":  # k3d, or auto/local that may become k3d
         from devslice.resources.k3d import host_gateway
 
         # The developer's machine as pods see it, instead of host.k3d.internal, which stops

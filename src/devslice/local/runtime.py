@@ -345,9 +345,15 @@ def tail(directory: Path, name: str, lines: int) -> list[str]:
     return path.read_text(errors="replace").splitlines()[-lines:]
 
 
-def follow(directory: Path, names: list[str], follow: bool) -> Iterator[str]:
-    """Log lines prefixed by service; with ``follow``, new lines as they come."""
+def follow(directory: Path, names: list[str], follow: bool,
+           from_end: bool = False) -> Iterator[str]:
+    """Log lines prefixed by service; with ``follow``, new lines as they come; with
+    ``from_end``, only lines written from now on."""
     offsets: dict[str, int] = {}
+    if from_end:
+        for name in names:
+            path = directory / LOGS / f"{name}.log"
+            offsets[name] = path.stat().st_size if path.exists() else 0
     width = max((len(n) for n in names), default=0)
     while True:
         for name in names:
