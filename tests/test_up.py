@@ -123,6 +123,8 @@ def test_up_from_nothing_then_nothing_to_do(world: World,
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert events[-1]["event"] == "ready" and events[-1]["changes"] > 0
     done = {e["resource"] for e in events if e["event"] == "done"}
+    rollout = [e["line"] for e in events if e["event"] == "progress"]
+    assert any(line.startswith("deployment orders: ") for line in rollout), rollout
     assert done == {"registry", "cluster", "host-dns", "image:orders", "slice-config",
                     "manifests:platform", "manifests:services"}
     changing = [c for c in world.k3d_calls() if c[0] in ("registry", "cluster")

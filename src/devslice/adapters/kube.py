@@ -466,6 +466,8 @@ class Kube:
         while True:
             status = self.rollout_status(deployment, namespace)
             if status.done:
+                if on_progress is not None:
+                    on_progress(f"deployment {deployment}: {status.message}")
                 return status
             if status.message != last and on_progress is not None:
                 on_progress(f"deployment {deployment}: {status.message}")

@@ -22,8 +22,8 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True,
 
 
 @contextmanager
-def _resources(state: State, handle: str | None,
-               quiet: bool = False) -> Iterator[list[Resource]]:
+def _resources(state: State, handle: str | None, quiet: bool = False,
+               progress: Any = None) -> Iterator[list[Resource]]:
     """The slice's resources over real adapters, closed when the command ends."""
     from devslice.engine.environment import Tools, build, runtime
 
@@ -34,7 +34,7 @@ def _resources(state: State, handle: str | None,
         console().print(f"[dim]runtime {chosen}: {why}[/]", highlight=False)
     tools = Tools.real(project, chosen)
     try:
-        yield build(project, handle, tools, chosen)
+        yield build(project, handle, tools, chosen, progress)
     finally:
         tools.close()
 
@@ -94,15 +94,16 @@ def up(state: State, handle: str | None, as_json: bool) -> None:
     from devslice.engine import Executor
 
     started = time.monotonic()
-    with _resources(state, handle, quiet=as_json) as resources:
-        if as_json:
-            events = JsonEvents()
+    if as_json:
+        events = JsonEvents()
+        with _resources(state, handle, quiet=True, progress=lambda key, line: events.line(
+                {"event": "progress", "resource": key, "line": line})) as resources:
             reports = Executor(on_event=events).apply(resources)
-            events.line({"event": "ready", "seconds": round(time.monotonic() - started, 3),
-                         "changes": sum(a.changes for r in reports for a in r.actions)})
-            return
-        with LiveSteps() as view:
-            reports = Executor(on_event=view).apply(resources)
+        events.line({"event": "ready", "seconds": round(time.monotonic() - started, 3),
+                     "changes": sum(a.changes for r in reports for a in r.actions)})
+        return
+    with LiveSteps() as view, _resources(state, handle, progress=view.progress) as resources:
+        reports = Executor(on_event=view).apply(resources)
     print_breakdown(reports, time.monotonic() - started)
 
 

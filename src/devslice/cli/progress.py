@@ -70,6 +70,12 @@ class LiveSteps:
                 row["doing"] = event.error or ""
             self._live.update(self._table())
 
+    def progress(self, resource: str, line: str) -> None:
+        """A line of what a step is doing now (a rollout's state, say)."""
+        with self._lock:
+            self._rows.setdefault(resource, {"mark": "[yellow]…[/]"})["doing"] = line
+            self._live.update(self._table())
+
     def __enter__(self) -> LiveSteps:
         self._live.start()
         return self

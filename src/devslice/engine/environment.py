@@ -139,8 +139,11 @@ def runtime(project: Project) -> tuple[str, str]:
     return "local", f"auto: {' and '.join(missing)} not available, so services run as processes"
 
 
-def build(project: Project, handle: str, tools: Tools,
-          chosen: str | None = None) -> list[Resource]:
+Progress = Callable[[str, str], None]  # (resource key, a line of what it is doing)
+
+
+def build(project: Project, handle: str, tools: Tools, chosen: str | None = None,
+          progress: Progress | None = None) -> list[Resource]:
     chosen = chosen or runtime(project)[0]
     if chosen == "local":
         from devslice.local.runtime import LocalRuntimeResource
@@ -149,11 +152,11 @@ def build(project: Project, handle: str, tools: Tools,
         # waits 15 s after a refused connection before it tries again).
         return [LocalRuntimeResource(project, handle, shared=True),
                 LocalRuntimeResource(project, handle)]
-    return _cluster_resources(project, handle, tools, k3d=chosen == "k3d")
+    return _cluster_resources(project, handle, tools, k3d=chosen == "k3d", progress=progress)
 
 
-def _cluster_resources(project: Project, handle: str, tools: Tools,
-                       k3d: bool) -> list[Resource]:
+def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
+                       progress: Progress | None = None) -> list[Resource]:
     from devslice.contract.render import k8s_objects
     from devslice.resources.images import ImageResource, image_refs
     from devslice.resources.k3d import ClusterResource, RegistryResource
@@ -219,13 +222,21 @@ def _cluster_resources(project: Project, handle: str, tools: Tools,
     for layer in env.manifests:
         used = sorted({image_repository(c["image"]) for m in layers[layer.name]
                        for c in containers_of(m.obj)} & {i.name for i in env.images}) if k3d else []
+        key = f"manifests:{layer.name}"
         resource = ManifestsResource(
             layer, base, tools.kube, handle, after=(previous, *(f"image:{n}" for n in used)),
             images=refs, namespace=namespace, config_hash=config_hash,
-            cluster_may_be_absent=k3d)
+            cluster_may_be_absent=k3d, on_progress=_reporter(progress, key))
         out.append(resource)
         previous = resource.key
     return out
+
+
+def _reporter(progress: Progress | None, key: str) -> Callable[[str], None] | None:
+    if progress is None:
+        return None
+    report: Progress = progress
+    return lambda line: report(key, line)
 
 
 def containers_of(obj: dict[str, Any]) -> list[dict[str, Any]]:
