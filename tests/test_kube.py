@@ -581,7 +581,8 @@ def test_wait_rollout_reports_progress_until_done(api: FakeKubeAPI, kube: Kube) 
     seen: list[str] = []
     status = kube.wait_rollout("orders", "default", interval=0, on_progress=seen.append)
     assert status.done and status.message == 'deployment "orders" successfully rolled out'
-    assert seen == ["deployment orders: 0 of 1 updated replicas are available"]
+    assert seen == ["deployment orders: 0 of 1 updated replicas are available",
+                    'deployment orders: deployment "orders" successfully rolled out']
 
 
 def test_progress_deadline_fails_the_rollout(api: FakeKubeAPI, kube: Kube) -> None:

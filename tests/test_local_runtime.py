@@ -178,7 +178,7 @@ def test_two_slices_of_one_checkout_run_side_by_side(
         capsys.readouterr()
         assert run(["plan", "--slice", "cd"]) == 0
         assert "+ local: start (run worker as local processes)" in capsys.readouterr().out
-        assert run(["up", "--slice", "cd", "--json"]) == 0
+        assert run(["up", "--slice", "cd", "--json"]) == 0, capsys.readouterr().err
         ab = read_json(workdir / ".devslice" / "local" / "ab" / "state.json")["services"]
         cd = read_json(workdir / ".devslice" / "local" / "cd" / "state.json")["services"]
         assert ab["worker"]["pid"] != cd["worker"]["pid"]
