@@ -126,8 +126,9 @@ def verify(state: State, handle: str | None, as_json: bool) -> None:
         print_json([{"check": c.name, "status": c.status, "detail": c.detail} for c in checks])
     else:
         t = Table(box=None, header_style="bold")
-        for col in ("", "check", "detail"):
-            t.add_column(col)
+        t.add_column("")
+        t.add_column("check")
+        t.add_column("detail", overflow="fold")  # the detail is the point: never cut it
         marks = {"ok": "[green]ok[/]", "failed": "[red]!![/]", "skipped": "[dim]--[/]"}
         for c in checks:
             t.add_row(marks[c.status], c.name, escape(c.detail))
