@@ -538,3 +538,35 @@ def test_exclusive_session_pauses_the_pods_consumer(world: World, ending: str) -
     assert config["feature"]["env"]["override"]["DEVSLICE_SERVICE"] == "orders"
     assert config["feature"]["env"]["override"]["DEVSLICE_LEASE_HOLDER"].startswith(
         "devslice-debug/orders@")
+
+
+def test_sigterm_to_devslice_reaches_the_debugged_program(tmp_path: Path) -> None:
+    """An IDE's stop button sends SIGTERM to devslice: it goes on to the child (here in place
+    of mirrord), and devslice reports the child's exit code instead of dying first."""
+    import os
+    import signal as signals
+    import threading as threads
+
+    from devslice.adapters.mirrord import TerminalRunner
+
+    child = tmp_path / "child.py"
+    marker = tmp_path / "got-term"
+    child.write_text(
+        "import signal, sys, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *_: (open({str(marker)!r}, 'w').write('x'), "
+        "sys.exit(15)))\n"
+        f"open({str(tmp_path / 'ready')!r}, 'w').write('x')\n"
+        "time.sleep(30)\n")
+
+    def stop_button() -> None:  # once the child listens for SIGTERM
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signals.SIGTERM)
+
+    presser = threads.Thread(target=stop_button, daemon=True)
+    presser.start()
+    done = TerminalRunner().attach([sys.executable, str(child)])
+    presser.join(5)
+    assert done.returncode == 15
+    assert marker.exists()

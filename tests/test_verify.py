@@ -105,3 +105,17 @@ def test_canaries_never_reach_a_services_code(
     consumer.close()
     t.join(5)
     assert got == [1]  # the canary was on the same partition, before it, and was skipped
+
+
+def test_an_override_taking_someone_elses_name_turns_it_red(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "devslice.yaml").write_text(CONFIG)
+    assert run(["slice", "claim", "cd", "--owner", "Carl Dahl"]) == 0
+    assert run(["slice", "claim"]) == 0
+    (workdir / "devslice.local.yaml").write_text(
+        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\n"
+        "env: {LOCAL_DEV_DATAEXPLORER_DATABASE: db4cd}\n")
+    names = checks(capsys, 1)["names are the slice's own"]
+    assert (names["status"], names["detail"]) == (
+        "failed", "dataExplorerDatabase db4cd is also cd's")

@@ -60,7 +60,9 @@ def verify(project: Project, handle: str) -> list[Check]:
         f"{project.env.contract.partition_ids_variable}={contract_ids}"
         + ("" if contract_ids == ledger_ids else f", but the ledger gave {ledger_ids}")))
 
-    names = derive_names(project.env, handle).all()
+    # The names the services will use: the contract's values, personal overrides included
+    # (templates cannot collide, config loading proves it; an override can).
+    names = _effective_names(project, handle, variables)
     taken = {}
     for s in others:
         for key, name in derive_names(project.env, s.handle).all().items():
@@ -72,6 +74,21 @@ def verify(project: Project, handle: str) -> list[Check]:
                         f"{names['storageAccount']}"))
     checks.append(_canary(project, handle, variables))
     return checks
+
+
+def _effective_names(project: Project, handle: str,
+                     variables: Mapping[str, object]) -> dict[str, str]:
+    """Each derived name's key mapped to the value the contract gives the services."""
+    from devslice.sdk.context import variable_key
+
+    p = project.env.contract.prefix
+    where = {"storageAccount": f"{p}STORAGE_ACCOUNT",
+             "dataExplorerDatabase": f"{p}DATAEXPLORER_DATABASE"}
+    where.update({f"signalrHub:{h}": f"{p}SIGNALR_HUB_{variable_key(h)}"
+                  for h in project.env.signal_r.hubs})
+    where.update({f"name:{k}": f"{p}NAME_{variable_key(k)}" for k in project.env.names})
+    derived = derive_names(project.env, handle).all()
+    return {key: str(variables.get(where.get(key, ""), derived[key])) for key in derived}
 
 
 def _canary(project: Project, handle: str, variables: Mapping[str, object]) -> Check:

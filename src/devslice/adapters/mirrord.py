@@ -75,7 +75,8 @@ class TerminalRunner(SubprocessRunner):
             full_env["PATH"] = self.path
         tail: deque[str] = deque(maxlen=STDERR_LINES)
         with _sigint_to_child(), subprocess.Popen([exe, *argv[1:]], env=full_env,
-                                                  stderr=subprocess.PIPE) as proc:
+                                                  stderr=subprocess.PIPE) as proc, \
+                _forward_to(proc):
             assert proc.stderr is not None
             pump = threading.Thread(target=_tee, args=(proc.stderr, tail), daemon=True)
             pump.start()
@@ -107,6 +108,23 @@ def _sigint_to_child() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _forward_to(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """SIGTERM and SIGHUP (an IDE's stop button, a closed terminal) go on to the child, and
+    devslice waits for it: killing devslice alone would leave mirrord and the program running
+    while the --exclusive lease runs out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    forward = {sig: signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
+               for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, previous in forward.items():
+            signal.signal(sig, previous)
 
 
 class Mirrord:
