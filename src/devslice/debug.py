@@ -467,28 +467,52 @@ def prepare(project: Project, kube: Kube, service: str, *, handle: str,
     return Prepared(handle, target, config, path, tuple(seen), ide_file)
 
 
-def lease_store(project: Project, handle: str) -> LeaseStore:
-    """Where the slice's consumers look for leases: the embedded hub's file. A blob lease in
-    the slice's storage account, for real Event Hubs, is still to come."""
+def lease_store(project: Project, handle: str, kube: Kube | None = None,
+                namespace: str | None = None) -> LeaseStore:
+    """Where the slice's consumers look for leases: the embedded hub's file when the slice
+    uses it (its consumers run on this machine); else, in the k3d and kube runtimes, Lease
+    objects in the slice's namespace (:class:`~devslice.sdk.kubelease.KubeLeaseStore`), which
+    the pods' consumers read. ``kube`` defaults to a connection to the slice's kube context;
+    ``namespace`` to the slice's on a shared cluster, and on k3d to the namespace of the
+    service's Deployment, found by :func:`hold_lease`. A blob lease in the slice's storage
+    account, for consumers outside a cluster on real Event Hubs, is still to come."""
+    from devslice.engine.environment import kube_context, runtime
     from devslice.sdk.context import SliceContext
 
     variables = project.variables(handle, secrets=False)
     ctx = SliceContext.from_env({v.name: str(v.value) for v in variables},
                                 prefix=project.env.contract.prefix)
-    if ctx.embedded_path is None:
-        raise DebugError("--exclusive works with the embedded event hub only, for now",
-                         hint="eventHubs.mode is shared: the blob lease that real Event Hubs "
-                              "consumers would honour is not built yet; run without "
-                              "--exclusive and stop the pod's consumers by hand (scale the "
-                              "Deployment to 0)")
-    from devslice.embedded import EmbeddedHub
+    if ctx.embedded_path is not None:
+        from devslice.embedded import EmbeddedHub
 
-    return EmbeddedHub(ctx.embedded_path)
+        return EmbeddedHub(ctx.embedded_path)
+    chosen = runtime(project)[0]
+    if chosen not in ("k3d", "kube"):
+        raise DebugError("--exclusive needs the embedded event hub, or a cluster runtime",
+                         hint="eventHubs.mode is shared and the services run as local "
+                              "processes: the blob lease their consumers would honour is not "
+                              "built yet; stop the other consumers by hand")
+    from devslice.sdk.kubelease import KubeLeaseStore
+
+    if kube is None:
+        from devslice.adapters.kube import connect
+
+        kube = connect(context=kube_context(project, chosen))
+    if namespace is None and chosen == "kube":
+        namespace = slice_namespace(project, handle)
+    return KubeLeaseStore(kube, namespace)
 
 
 def hold_lease(store: LeaseStore, handle: str, service: str, ttl: float = DEFAULT_TTL
                ) -> HeldLease:
-    """The lease that makes the service's consumers step aside, not yet taken."""
+    """The lease that makes the service's consumers step aside, not yet taken. A Kubernetes
+    lease store without a namespace (k3d) takes the namespace of the service's Deployment,
+    where its pods read it."""
+    from devslice.sdk.kubelease import KubeLeaseStore
+
+    if isinstance(store, KubeLeaseStore) and store.namespace is None:
+        deployment = find_deployment(store.kube, service, handle, None)
+        store = store.in_namespace(deployment["metadata"]["namespace"])
     return HeldLease(store, lease_name(service, handle), default_holder(service), ttl)
 
 

@@ -198,10 +198,11 @@ class SliceConsumer:
     own client (one client cannot receive a consumer group twice), in its own thread.
 
     With a ``lease`` (:class:`~devslice.sdk.leases.LeaseWatch`; ``from_context`` sets one up
-    on the embedded hub when it knows the service's name) it steps aside while another
-    holder's lease is live, as ``devslice debug --exclusive`` asks: its receivers close, and
-    when the lease ends they start again after the last event handled per partition (a
-    checkpoint, when the store has one, wins, as always), so nothing is lost.
+    when it knows the service's name: the embedded hub's, else a Kubernetes Lease in a pod)
+    it steps aside while another holder's lease is live, as ``devslice debug --exclusive``
+    asks: its receivers close, and when the lease ends they start again after the last event
+    handled per partition (a checkpoint, when the store has one, wins, as always), so nothing
+    is lost.
     """
 
     def __init__(self, client_factory: Callable[[], ConsumerClient],
@@ -221,12 +222,19 @@ class SliceConsumer:
                      credential: Any = None, service: str | None = None,
                      lease_poll: float = 1.0) -> SliceConsumer:
         """``service`` names the service for debug leases (default: ``DEVSLICE_SERVICE``, else
-        the Deployment of the pod from HOSTNAME); leases are watched on the embedded hub."""
+        the Deployment of the pod from HOSTNAME); leases are watched on the embedded hub when
+        the slice uses it (its consumers and the debug session share its file), else, in a
+        pod, as ``coordination.k8s.io`` Leases in the pod's namespace
+        (:mod:`devslice.sdk.kubelease`)."""
+        from devslice.sdk.kubelease import pod_lease_store
+
         ctx = ctx or SliceContext.from_env()
         lease = None
         service = service or service_name()
         if ctx.embedded_path and service:
             lease = LeaseWatch.for_service(_embedded(ctx), service, ctx.handle, poll=lease_poll)
+        elif service and (in_pod := pod_lease_store()) is not None:
+            lease = LeaseWatch.for_service(in_pod, service, ctx.handle, poll=lease_poll)
         return cls(lambda: _consumer_client(ctx, eventhub_name, consumer_group,
                                             checkpoint_store, credential), ctx, lease)
 

@@ -13,6 +13,10 @@ kubeconfig from :meth:`FakeKubeAPI.kubeconfig`) can be pointed at it. It impleme
   something changed and ``generation`` only when the spec did, answers 409 when another manager
   owns a field with a different value (unless ``force=true``). Simplification: lists are owned
   as a whole, not merged by key as the real server does for containers and ports.
+- POST to a collection (create: 409 ``AlreadyExists`` when the name is taken) and PUT of one
+  object (replace: 409 ``Conflict`` when the body's ``metadata.resourceVersion`` is not the
+  stored one), the optimistic concurrency leases rely on. Simplification: objects written
+  this way record no ``managedFields``, and a later apply does not merge with them.
 - DELETE, with pods of a deleted Deployment going too (garbage collection).
 - Server-side effects the real cluster has: Secrets' ``stringData`` folded into base64
   ``data`` (without the real server's quirk of keeping keys dropped from ``stringData``,
@@ -83,6 +87,7 @@ _BUILTIN: tuple[tuple[str, str, str, str, bool], ...] = (
     ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
      False),
+    ("coordination.k8s.io", "v1", "leases", "Lease", True),
 )
 
 # Waiting reasons a Pod can be stuck in; the kubelet's own strings.
@@ -314,6 +319,8 @@ class FakeKubeAPI:
             raise ApiFailure(405, "MethodNotAllowed", "the fake API server does not serve watch")
         if method == "GET" and name is None:
             return self._list(kind, namespace, params)
+        if method == "POST" and name is None:
+            return self._create(kind, namespace or "", body)
         if name is None:
             raise ApiFailure(405, "MethodNotAllowed",
                              f"{method} on a collection is not served by the fake")
@@ -325,6 +332,8 @@ class FakeKubeAPI:
             return self._get(kind, namespace or "", name)
         if method == "PATCH":
             return self._patch(kind, namespace or "", name, params, content_type, body)
+        if method == "PUT":
+            return self._replace(kind, namespace or "", name, body)
         if method == "DELETE":
             return self._delete(kind, namespace or "", name)
         raise ApiFailure(405, "MethodNotAllowed", f"{method} is not served by the fake")
@@ -424,6 +433,79 @@ class FakeKubeAPI:
                              {"name": namespace, "kind": "namespaces"})
         force = params.get("force") in ("true", "1")
         return self._apply(kind, namespace, name, obj, manager, force)
+
+    def _body(self, kind: _Kind, namespace: str, body: bytes) -> dict[str, Any]:
+        """The object of a create or replace, checked as the server checks it."""
+        try:
+            obj = json.loads(body.decode() or "null")
+        except ValueError as exc:
+            raise ApiFailure(400, "BadRequest", f"error decoding JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise ApiFailure(400, "BadRequest", "the body is not an object")
+        if obj.get("apiVersion") != kind.api_version or obj.get("kind") != kind.kind:
+            raise ApiFailure(400, "BadRequest",
+                             f"the object's {obj.get('apiVersion')}/{obj.get('kind')} does not "
+                             f"match the URL's {kind.api_version}/{kind.kind}")
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name"):
+            raise ApiFailure(422, "Invalid", "metadata.name: Required value: name is required")
+        if kind.namespaced:
+            if meta.get("namespace", namespace) != namespace:
+                raise ApiFailure(400, "BadRequest", "the namespace of the provided object does "
+                                 "not match the namespace sent on the request")
+            if ("v1", "Namespace", "", namespace) not in self._objects:
+                raise ApiFailure(404, "NotFound", f'namespaces "{namespace}" not found',
+                                 {"name": namespace, "kind": "namespaces"})
+            meta["namespace"] = namespace
+        return obj
+
+    def _create(self, kind: _Kind, namespace: str, body: bytes) -> dict[str, Any]:
+        obj = self._body(kind, namespace, body)
+        meta = obj["metadata"]
+        key = (kind.api_version, kind.kind, namespace, meta["name"])
+        if key in self._objects:
+            what = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
+            raise ApiFailure(409, "AlreadyExists", f'{what} "{meta["name"]}" already exists',
+                             {"name": meta["name"], "group": kind.group, "kind": kind.plural})
+        self._uids += 1
+        self._rv += 1
+        meta.update({"uid": f"00000000-0000-4000-8000-{self._uids:012d}",
+                     "creationTimestamp": _now(), "resourceVersion": str(self._rv)})
+        if "spec" in obj:
+            meta["generation"] = 1
+        self._server_side_effects(kind, obj, {})
+        self._objects[key] = _Stored(obj)
+        return copy.deepcopy(obj)
+
+    def _replace(self, kind: _Kind, namespace: str, name: str, body: bytes) -> dict[str, Any]:
+        obj = self._body(kind, namespace, body)
+        meta = obj["metadata"]
+        if meta["name"] != name:
+            raise ApiFailure(400, "BadRequest", f"the name of the object ({meta['name']}) "
+                             f"does not match the name on the URL ({name})")
+        stored = self._objects.get((kind.api_version, kind.kind, namespace, name))
+        if stored is None:
+            raise _not_found(kind, name)
+        old = stored.obj
+        wanted = meta.get("resourceVersion")
+        if wanted is not None and str(wanted) != old["metadata"]["resourceVersion"]:
+            what = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
+            raise ApiFailure(409, "Conflict", f'Operation cannot be fulfilled on {what} '
+                             f'"{name}": the object has been modified; please apply your '
+                             "changes to the latest version and try again",
+                             {"name": name, "group": kind.group, "kind": kind.plural})
+        for k in ("uid", "creationTimestamp", "generation"):
+            if k in old["metadata"]:
+                meta[k] = old["metadata"][k]
+        if "status" in old and "status" not in obj:
+            obj["status"] = old["status"]
+        self._server_side_effects(kind, obj, old)
+        if obj.get("spec") != old.get("spec"):
+            meta["generation"] = int(old["metadata"].get("generation", 0)) + 1
+        self._rv += 1
+        meta["resourceVersion"] = str(self._rv)
+        stored.obj = obj
+        return copy.deepcopy(obj)
 
     def _delete(self, kind: _Kind, namespace: str, name: str) -> dict[str, Any]:
         key = (kind.api_version, kind.kind, namespace, name)
