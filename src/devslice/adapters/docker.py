@@ -240,19 +240,10 @@ class Docker:
         """``docker pull ref``: reads the progress stream to its end; an error line in it
         (unknown image, no access) becomes CommandFailed with the last lines."""
         repository, tag = _split_tag(ref)
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-        error: str | None = None
         what = f"docker pull {ref}"
         with self._translate(what):
             stream = self.client.api.pull(repository, tag=tag, stream=True, decode=True)
-            for chunk in _chunks(stream):
-                error = error or _error(chunk)
-                status = chunk.get("status")
-                if isinstance(status, str) and status and not chunk.get("progressDetail"):
-                    layer = chunk.get("id")
-                    self._emit(f"{layer}: {status}" if layer else status, tail)
-        if error is not None:
-            raise _failed(what, error, tail)
+            self._progress(what, stream)
 
     def container_create(self, name: str, image: str, *, command: Sequence[str] = (),
                          env: Mapping[str, str] | None = None,
@@ -359,31 +350,37 @@ class Docker:
 
     def image_push(self, repository: str, tag: str) -> str | None:
         """Push ``repository:tag``; returns the manifest digest the engine reports."""
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-        digest: str | None = None
-        error: str | None = None
         what = f"docker push {repository}:{tag}"
         with self._translate(what):
             # An empty auth header: Docker Engine 28.3.3+ refuses a push without one, even to
             # a registry that needs no login (moby issue 50614).
             stream = self.client.api.push(repository, tag=tag, stream=True, decode=True,
                                           auth_config={})
-            for chunk in _chunks(stream):
-                error = error or _error(chunk)
-                status = chunk.get("status")
-                # Per-layer byte counts ("Pushing" with a progressDetail) come by the hundred;
-                # they would crowd the tail shown on failure.
-                if isinstance(status, str) and status and not chunk.get("progressDetail"):
-                    layer = chunk.get("id")
-                    self._emit(f"{layer}: {status}" if layer else status, tail)
-                aux = chunk.get("aux")
-                if isinstance(aux, dict) and "Digest" in aux:
-                    digest = str(aux["Digest"])
-        if error is not None:
-            raise _failed(what, error, tail)
-        return digest
+            aux = self._progress(what, stream)
+        return str(aux["Digest"]) if "Digest" in aux else None
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _progress(self, what: str, stream: Any) -> dict[str, Any]:
+        """Read a pull or push progress stream to its end (a half-read one leaks its
+        connection); returns the last ``aux`` object. An error line in it becomes
+        CommandFailed with the last lines of output."""
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        error: str | None = None
+        aux: dict[str, Any] = {}
+        for chunk in _chunks(stream):
+            error = error or _error(chunk)
+            status = chunk.get("status")
+            # Per-layer byte counts (a status with progressDetail) come by the hundred; they
+            # would crowd the tail shown on failure.
+            if isinstance(status, str) and status and not chunk.get("progressDetail"):
+                layer = chunk.get("id")
+                self._emit(f"{layer}: {status}" if layer else status, tail)
+            if isinstance(chunk.get("aux"), dict):
+                aux = chunk["aux"]
+        if error is not None:
+            raise _failed(what, error, tail)
+        return aux
 
     def _emit(self, text: str, tail: deque[str]) -> None:
         for line in text.splitlines():

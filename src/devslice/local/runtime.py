@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from devslice.engine.plan import Action, noop
 from devslice.errors import CommandFailed, ConfigError, ConfigIssue
+from devslice.facts.ports import port_open
 from devslice.local.state import LOGS, SPEC, STATE, alive, read_json, write_json
 
 if TYPE_CHECKING:
@@ -230,7 +231,7 @@ class LocalRuntimeResource:
         stop(self.directory)  # processes a killed supervisor left behind, if any
         for s in specs:
             port = s.ready.get("port")
-            if port and _port_taken(int(port)):
+            if port and port_open(int(port)):
                 raise CommandFailed(
                     f"port {port} for {s.name} is already taken by another process",
                     hint=f"stop what listens on {port} (`ss -ltnp | grep :{port}`), or change "
@@ -272,11 +273,6 @@ class LocalRuntimeResource:
             raise CommandFailed("initiating the MongoDB replica set failed:\n"
                                 + (done.stdout + done.stderr).strip()[-2000:],
                                 hint="`devslice logs mongodb` shows mongod's side")
-
-
-def _port_taken(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def wait_ready(directory: Path, names: list[str], timeout: float) -> None:

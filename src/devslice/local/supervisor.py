@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devslice.facts.ports import port_open
 from devslice.local.state import LOGS, SPEC, STATE, read_json, write_json
 
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
@@ -75,11 +75,8 @@ class Service:
             self.state, self.detail = "unready", f"not ready after {ready.get('timeout', 60)}s"
 
     def _is_ready(self, ready: dict[str, Any], offset: int) -> bool:
-        if ready.get("port"):
-            try:
-                socket.create_connection(("127.0.0.1", int(ready["port"])), timeout=0.2).close()
-            except OSError:
-                return False
+        if ready.get("port") and not port_open(int(ready["port"]), timeout=0.2):
+            return False
         if ready.get("log"):
             with open(self.log_path, "rb") as f:
                 f.seek(max(0, offset - len(ready["log"])))

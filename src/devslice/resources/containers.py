@@ -32,7 +32,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from devslice.adapters.docker import (
 )
 from devslice.engine.plan import Action, noop
 from devslice.errors import CommandFailed
+from devslice.facts.ports import port_bindable, port_open
 from devslice.secrets import Secret
 
 LABEL_MANAGED_BY = "devslice.dev/managed-by"
@@ -240,25 +240,8 @@ def secret_digest(container_id: str, secret: Secret) -> str:
 
 def port_taken(port: PortBinding) -> bool:
     """Whether a host port is held, tried as the engine's proxy would bind it."""
-    if port.protocol != "tcp":
-        return False
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's net.Listen
-        sock.bind((port.host_ip or "0.0.0.0", port.host_port))
-    except OSError:
-        return True
-    finally:
-        sock.close()
-    return False
-
-
-def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
+    return port.protocol == "tcp" and not port_bindable(port.host_port,
+                                                          port.host_ip or "0.0.0.0")
 
 
 # ------------------------------------------------------------------ the resource

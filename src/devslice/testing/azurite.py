@@ -17,6 +17,7 @@ from pathlib import Path
 
 from devslice.emulators import AZURITE_DEV_ACCOUNT, azurite_account_key
 from devslice.errors import ToolMissing
+from devslice.facts.ports import port_open
 
 DEV_ACCOUNT = AZURITE_DEV_ACCOUNT
 
@@ -104,12 +105,9 @@ class Azurite:
             if self.process.poll() is not None:
                 output = Path(self.location, "azurite.log").read_text(errors="replace")[-2000:]
                 raise ToolMissing(f"azurite exited with {self.process.returncode}: {output}")
-            try:
-                for port in (self.blob_port, self.queue_port):
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            if all(port_open(p, timeout=0.2) for p in (self.blob_port, self.queue_port)):
                 return self
-            except OSError:
-                time.sleep(0.05)
+            time.sleep(0.05)
         self.stop()
         raise ToolMissing(f"azurite did not listen on 127.0.0.1:{self.blob_port} in {timeout}s")
 
