@@ -139,8 +139,6 @@ class DebugTarget:
         return f"{base}/container/{self.container}" if self.container else base
 
 
-def _list_pods(kube: Kube, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
-    return kube.list_pods(namespace, selector)
 
 
 def find_deployment(kube: Kube, service: str, handle: str, namespace: str | None
@@ -178,7 +176,7 @@ def find_target(kube: Kube, service: str, handle: str, namespace: str | None) ->
     if not selector:
         raise DebugError(f"Deployment {service} in {ns} has no spec.selector.matchLabels",
                          hint="devslice finds pods by matchLabels; add them to the manifest")
-    pods = _list_pods(kube, ns, selector)
+    pods = kube.list_pods(ns, selector)
     pod = newest_usable(pods)
     if pod is None:
         states = sorted((pod_state(p) for p in pods), key=lambda s: s.name)

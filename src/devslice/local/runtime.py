@@ -99,10 +99,6 @@ def _auto_port(previous: dict[str, Any] | None) -> int:
         return int(s.getsockname()[1])
 
 
-def emulator_specs(project: Project) -> list[ServiceSpec]:
-    return list(_emulators(project))
-
-
 def _emulators(project: Project) -> Iterator[ServiceSpec]:
     """The emulators that run as processes: Azurite from its npm package when storage runs in
     emulator mode, and ``mongod`` when containers.mongodb is set and MongoDB is installed (the
@@ -179,7 +175,7 @@ class LocalRuntimeResource:
 
     def specs(self) -> list[ServiceSpec]:
         if self.shared:
-            return emulator_specs(self.project)
+            return list(_emulators(self.project))
         return service_specs(self.project, self.handle)
 
     def plan(self) -> list[Action]:

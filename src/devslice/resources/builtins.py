@@ -109,12 +109,6 @@ def mongodb_connection_string(settings: MongoDbSettings) -> str:
     return f"mongodb://127.0.0.1:{settings.port}/?directConnection=true"
 
 
-def mongodb_cluster_connection_string(settings: MongoDbSettings, member_host: str) -> str:
-    """For pods (k3d): the member host, with the set's name, so sessions and change streams
-    see a replica set."""
-    return f"mongodb://{member_host}/?replicaSet={settings.replica_set}"
-
-
 def mongodb_spec(settings: MongoDbSettings, base_dir: Path, *, runtime: str = "k3d",
                  subnet: str = "172.18.0.0/16", config_path: str = "devslice.yaml",
                  ) -> ContainerSpec:
