@@ -317,3 +317,9 @@ contract:
     assert local is not None
     assert local.env == {"LOCAL_DEV_EVENTHUBS_PARTITIONCOUNT": "4", "FEATURE_X": "false",
                          "RATIO": "0.50"}
+
+
+def test_a_value_fitting_no_member_of_a_union_is_one_error() -> None:
+    (msg,) = errors(BASE + "services:\n  - {name: web, port: eighty}\n")
+    assert msg == ("devslice.yaml:5:23: services[0].port: 'eighty' is not allowed: expected a "
+                   "valid integer or 'auto'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -225,6 +226,32 @@ def _scalars_as_text(data: Any, text: str, maps: tuple[tuple[str, ...], ...]) ->
                 target[key] = written[key]
 
 
+_UNION_MEMBER = re.compile(r"(int|str|float|bool|none|[a-z-]+\[.*\])")
+
+
+def _merge_union_members(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One error for a value that fits none of a union's members (``port: eighty`` against
+    ``int | 'auto'``), instead of one per member under locations the file does not have."""
+    out: list[dict[str, Any]] = []
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for err in errors:
+        loc = tuple(err["loc"])
+        if not (loc and isinstance(loc[-1], str) and _UNION_MEMBER.fullmatch(loc[-1])
+                and err["msg"].startswith("Input should be ")):
+            out.append(err)
+            continue
+        wanted = err["msg"][len("Input should be "):].split(",")[0]
+        if loc[:-1] in merged:
+            merged[loc[:-1]]["wanted"].append(wanted)
+            continue
+        entry = {**err, "loc": loc[:-1], "wanted": [wanted]}
+        merged[loc[:-1]] = entry
+        out.append(entry)
+    for entry in merged.values():
+        entry["msg"] = "Input should be " + " or ".join(entry.pop("wanted"))
+    return out
+
+
 def parse_config(text: str, path: str, model: type[M]) -> M:  # M is a pydantic model
     """Validate YAML text against a pydantic model; errors carry file:line:col."""
     from pydantic import ValidationError
@@ -241,7 +268,7 @@ def parse_config(text: str, path: str, model: type[M]) -> M:  # M is a pydantic 
         obj: M = model.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as exc:
         issues = []
-        for err in exc.errors():
+        for err in _merge_union_members([dict(e) for e in exc.errors()]):
             loc = tuple(err["loc"])
             if err["type"] == "union_tag_invalid":
                 loc = (*loc, "backend")
