@@ -165,6 +165,7 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
         WORKLOADS,
         ManifestsResource,
         SliceConfigResource,
+        containers_of,
         image_repository,
         load_layer,
         slice_config_hash,
@@ -221,7 +222,8 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     config_hash = slice_config_hash(objects)
     for layer in env.manifests:
         used = sorted({image_repository(c["image"]) for m in layers[layer.name]
-                       for c in containers_of(m.obj)} & {i.name for i in env.images}) if k3d else []
+                       for c in containers_of(m.obj) if c.get("image")}
+                      & {i.name for i in env.images}) if k3d else []
         key = f"manifests:{layer.name}"
         resource = ManifestsResource(
             layer, base, tools.kube, handle, after=(previous, *(f"image:{n}" for n in used)),
@@ -237,17 +239,6 @@ def _reporter(progress: Progress | None, key: str) -> Callable[[str], None] | No
         return None
     report: Progress = progress
     return lambda line: report(key, line)
-
-
-def containers_of(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every container (init containers too) of a workload's pod template, or of a Pod."""
-    spec = obj.get("spec") or {}
-    pod = (spec.get("template") or {}).get("spec") or (spec.get("jobTemplate") or {}).get(
-        "spec", {}).get("template", {}).get("spec") or (spec if obj.get("kind") == "Pod" else {})
-    return [c for key in ("initContainers", "containers") for c in pod.get(key) or []
-            if isinstance(c, dict) and c.get("image")]
-
-
 # -- containers (issue 5) ------------------------------------------------------------------
 
 

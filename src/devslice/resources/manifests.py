@@ -211,6 +211,13 @@ def _containers(pod_spec: Mapping[str, Any]) -> list[dict[str, Any]]:
             if isinstance(c, dict)]
 
 
+def containers_of(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every container (init containers too) of a workload's pod template, or of a Pod."""
+    template = _pod_template(obj)
+    spec = (template or {}).get("spec") if obj.get("kind") != "Pod" else obj.get("spec")
+    return _containers(spec or {})
+
+
 def _add_env_from(container: dict[str, Any], handle: str) -> None:
     # Appended after the manifest's own sources: for a key in several sources the last wins,
     # so the slice's values win over shared defaults (and an explicit `env` wins over both).
