@@ -129,6 +129,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 def custom(port: int, *, image: str = "redis:7", ready: str = "{port: 6379}",
            setup: str = "") -> Environment:
     return env_from(textwrap.dedent(f"""\
+        storage: {{mode: shared}}  # else storage's default mode, emulator, adds Azurite
         containers:
           custom:
             - name: cache
@@ -393,7 +394,8 @@ def _facts_initiate(host: str) -> str:
 
 
 def test_mongodb_is_a_one_node_replica_set_both_sides_reach(world: World) -> None:
-    env = env_from("containers:\n  mongodb: {replicaSet: rs0, oplogSizeMB: 50}\n")
+    env = env_from("storage: {mode: shared}\n"
+                   "containers:\n  mongodb: {replicaSet: rs0, oplogSizeMB: 50}\n")
     (k3d,) = container_specs(env, world.base, runtime="k3d")
     assert k3d.command == ("mongod", "--replSet", "rs0", "--bind_ip_all", "--oplogSize", "50")
     assert "--replSet rs0 --bind_ip_all" in _reference("facts.md")
@@ -416,6 +418,7 @@ def test_mongodb_apply_initiates_after_ready_then_runs_ddl(world: World) -> None
     (world.base / "db").mkdir(parents=True)
     (world.base / "db" / "ddl.js").write_text("db.getSiblingDB('orders').createCollection('o')\n")
     env = env_from(f"""\
+        storage: {{mode: shared}}
         containers:
           mongodb:
             port: {port}

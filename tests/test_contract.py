@@ -74,6 +74,9 @@ def test_contract_variables_and_their_origins(shared: Project) -> None:
             + azurite_account_key("company1stacc4ab")
             + ";BlobEndpoint=http://127.0.0.1:10000/company1stacc4ab;QueueEndpoint="
             "http://127.0.0.1:10001/company1stacc4ab;", t),
+        "LOCAL_DEV_STORAGE_MODE": ("emulator", t),
+        "LOCAL_DEV_DATAEXPLORER_MODE": ("shared", t),
+        "LOCAL_DEV_SIGNALR_MODE": ("shared", t),
         "LOCAL_DEV_DATAEXPLORER_CLUSTERURL": (
             "https://company1dev.westeurope.kusto.windows.net", t),
         "LOCAL_DEV_DATAEXPLORER_DATABASE": ("db4ab", a),

@@ -87,7 +87,13 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             for layer, text in (("platform", PLATFORM), ("services", DEPLOYMENT)):
                 (project / "deploy" / layer).mkdir(parents=True)
                 (project / "deploy" / layer / "objects.yaml").write_text(text)
+            # Shared services: pods reach them wherever they run (the emulator modes, with
+            # their containers, are tested in test_pod_contract.py).
             (project / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+                eventHubs:
+                  mode: shared
+                  namespaces: [{{name: company1-ehns1, partitions: 4}}]
+                storage: {{mode: shared}}
                 cluster:
                   registry: {{name: devslice-registry, port: {registry.port}}}
                 images:

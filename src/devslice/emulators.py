@@ -27,3 +27,15 @@ def azurite_connection_string(account: str, blob_endpoint: str, queue_endpoint: 
     return (f"DefaultEndpointsProtocol=http;AccountName={account};"
             f"AccountKey={azurite_account_key(account)};"
             f"BlobEndpoint={blob_endpoint};QueueEndpoint={queue_endpoint};")
+
+
+# The SignalR emulator's fixed key (AppBuilderExtensions.cs in Azure/azure-signalr's
+# Microsoft.Azure.SignalR.Emulator); it accepts any token signed with it. Not a secret.
+SIGNALR_EMULATOR_KEY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH"
+SIGNALR_EMULATOR_READY = "The Azure SignalR Emulator was successfully started."
+
+
+def signalr_emulator_connection_string(port: int) -> str:
+    """What ``asrs-emulator start`` prints, for 127.0.0.1 (it listens on loopback)."""
+    return (f"Endpoint=http://127.0.0.1;Port={port};AccessKey={SIGNALR_EMULATOR_KEY};"
+            "Version=1.0;")

@@ -91,6 +91,7 @@ class ContainerFact:
     status: str  # created | running | paused | restarting | removing | exited | dead
     labels: Mapping[str, str]
     host_ports: tuple[int, ...] = ()  # published host ports
+    volumes: tuple[str, ...] = ()  # named volumes it mounts
 
     @property
     def running(self) -> bool:
@@ -123,6 +124,14 @@ def start_call(name: str) -> str:
 def remove_call(name: str) -> str:
     """What :meth:`Docker.container_remove` sends: force, keep named volumes."""
     return f"DELETE /containers/{name}?v=False&link=False&force=True"
+
+
+def stop_call(name: str, timeout: int = 10) -> str:
+    return f"POST /containers/{name}/stop?t={timeout}"
+
+
+def volume_remove_call(name: str) -> str:
+    return f"DELETE /volumes/{name}"
 
 
 def exec_call(name: str) -> str:
@@ -217,7 +226,7 @@ class Docker:
             str(r["Id"]), str((r.get("Names") or ["/"])[0]).lstrip("/"), str(r.get("Image", "")),
             str(r.get("State", "")), dict(r.get("Labels") or {}),
             tuple(sorted({int(p["PublicPort"]) for p in r.get("Ports") or []
-                          if p.get("PublicPort")}))) for r in rows]
+                          if p.get("PublicPort")})), _volumes(r)) for r in rows]
 
     def volume_list(self, labels: Mapping[str, str | None] | None = None) -> list[str]:
         """Names of the named volumes (with every label in ``labels``, if given)."""
@@ -299,6 +308,16 @@ class Docker:
         """``docker rm -f NAME``; named volumes are kept (their data outlives the container)."""
         with self._translate(f"remove container {name}"), suppress(docker.errors.NotFound):
             self.client.api.remove_container(name, force=True, v=False)
+
+    def container_stop(self, name: str, timeout: int = 10) -> None:
+        """``docker stop NAME``: with ``unless-stopped`` it stays stopped until started."""
+        with self._translate(f"stop container {name}"):
+            self.client.api.stop(name, timeout=timeout)
+
+    def volume_remove(self, name: str) -> None:
+        """``docker volume rm NAME``; a volume already gone is fine."""
+        with self._translate(f"remove volume {name}"), suppress(docker.errors.NotFound):
+            self.client.api.remove_volume(name)
 
     def container_exec(self, name: str, argv: Sequence[str]) -> ExecResult:
         """``docker exec NAME ARGV...``: waits for it to end; returns its exit code and output.
@@ -430,7 +449,14 @@ def _container_fact(data: Mapping[str, Any]) -> ContainerFact:
     return ContainerFact(str(data["Id"]), str(data.get("Name", "")).lstrip("/"),
                          str(config.get("Image", "")),
                          str((data.get("State") or {}).get("Status", "")),
-                         dict(config.get("Labels") or {}), tuple(sorted(host_ports)))
+                         dict(config.get("Labels") or {}), tuple(sorted(host_ports)),
+                         _volumes(data))
+
+
+def _volumes(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """Named volumes among a container's ``Mounts`` (inspect and list report them alike)."""
+    return tuple(sorted({str(m["Name"]) for m in data.get("Mounts") or []
+                         if m.get("Type") == "volume" and m.get("Name")}))
 
 
 # moby: "Bind for 0.0.0.0:27017 failed: port is already allocated" (another container) and

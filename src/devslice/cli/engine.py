@@ -204,7 +204,8 @@ def down(state: State, handle: str | None, as_json: bool) -> None:
     """Stop what `up` started; nothing is deleted (`devslice up` starts it again).
 
     Local processes of the slice are stopped whatever the runtime is now (Docker may have
-    started since); a k3d cluster is stopped; a shared (kube) cluster is left alone.
+    started since); a k3d cluster and the containers beside it (emulators, containers:) are
+    stopped; a shared (kube) cluster is left alone.
 
     \b
     Example:
@@ -225,24 +226,37 @@ def down(state: State, handle: str | None, as_json: bool) -> None:
             else:
                 console().print(f"stopped {len(stopped)} local process group(s)"
                                 if stopped else "nothing was running")
-        if chosen == "k3d":
-            _run(stop_actions(tools.k3d, project.env.cluster), as_json)
-        elif chosen == "kube" and not as_json:
+        if chosen != "local":
+            from devslice.resources.builtins import container_names
+            from devslice.resources.containers import stop_actions as stop_containers
+
+            names = container_names(project.env)
+            actions = stop_containers(tools.docker, names) if names else []
+            if chosen == "k3d":
+                actions = stop_actions(tools.k3d, project.env.cluster) + actions
+            if actions:
+                _run(actions, as_json)
+        if chosen == "kube" and not as_json:
             console().print("runtime kube: the shared cluster keeps running; the slice's "
                             "objects stay in its namespace")
 
 
 @click.command()
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--keep-data", is_flag=True,
+              help="Keep the named volumes of the containers (MongoDB's data, Azurite's blobs).")
 @JSON_OPTION
 @pass_state
-def destroy(state: State, yes: bool, as_json: bool) -> None:
-    """Delete the cluster, its registry and their volumes.
+def destroy(state: State, yes: bool, keep_data: bool, as_json: bool) -> None:
+    """Delete the cluster, its registry, the containers beside it and their volumes.
 
     \b
-    Example:
+    Examples:
       devslice destroy -y
+      devslice destroy --keep-data     # containers go, their data volumes stay
     """
+    from devslice.resources.builtins import container_names
+    from devslice.resources.containers import remove_actions
     from devslice.resources.k3d import destroy_actions
 
     with _tools(state) as (project, tools, chosen):
@@ -254,9 +268,13 @@ def destroy(state: State, yes: bool, as_json: bool) -> None:
                 hint="runtime kube: delete the slice's namespace with kubectl if you mean it; "
                 "runtime local: `devslice down` stops the processes")
         actions = destroy_actions(tools.k3d, project.env.cluster, project.base_dir)
+        names = container_names(project.env)
+        if names:
+            actions += remove_actions(tools.docker, names, project.base_dir, keep_data)
         changing = [a for a in actions if a.changes]
         if changing and not yes:
             what = ", ".join(a.resource for a in changing)
-            click.confirm(f"Delete {what}? Images in the registry and data in the cluster are "
-                          "lost", abort=True)
+            click.confirm(f"Delete {what}? Images in the registry, data in the cluster"
+                          + ("" if keep_data else " and in the containers' volumes")
+                          + " are lost", abort=True)
         _run(actions, as_json)

@@ -42,9 +42,13 @@ def write_private(path: Path, text: str) -> None:
               help="k8s: the Kubernetes namespace of the ConfigMap and Secret.")
 @click.option("--explain", is_flag=True,
               help="Show where each value comes from instead of the values alone.")
+@click.option("--for", "audience", type=click.Choice(["host", "pods"]), default=None,
+              help="host: processes on this machine (127.0.0.1); pods: the cluster's pods, "
+              "which reach this machine's emulators at the network gateway. Default: pods for "
+              "--format k8s, host otherwise.")
 @pass_state
 def env(state: State, handle: str | None, fmt: str, output: str | None,
-        k8s_namespace: str | None, explain: bool) -> None:
+        k8s_namespace: str | None, explain: bool, audience: str | None) -> None:
     """Print or write the variables a service reads to learn its slice.
 
     Secrets never reach the terminal: shell output refers to their source variable or file,
@@ -55,13 +59,21 @@ def env(state: State, handle: str | None, fmt: str, output: str | None,
       eval "$(devslice env)"                       # shell: export LOCAL_DEV_...
       devslice env --format dotenv                 # writes .devslice/ab.env
       devslice env --format k8s -o - | kubectl apply -f -
-      devslice env --explain
+      devslice env --explain --for pods
     """
     from devslice.contract import render
 
     project = state.project()
     handle = project.current_handle(handle)
     variables = project.variables(handle)
+    if (audience or ("pods" if fmt == "k8s" else "host")) == "pods":
+        from devslice.contract.variables import for_pods
+        from devslice.resources.k3d import host_gateway
+
+        c = project.env.cluster
+        cluster = "kube" if c.runtime == "kube" else "k3d"
+        variables = for_pods(variables, cluster,
+                             host_gateway(c.subnet) if cluster == "k3d" else None)
     if explain:
         if fmt == "json":
             click.echo(render.as_json(variables, explain=True), nl=False)

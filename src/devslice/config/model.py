@@ -234,7 +234,12 @@ class EventHubsSettings(Model):
 
 
 class StorageSettings(Model):
-    mode: Literal["shared", "emulator"] = "emulator"
+    mode: Literal["shared", "emulator", "embedded"] = Field(
+        "emulator",
+        description="shared: the team's storage accounts; emulator: Azurite in a local "
+        "container (a process in the local runtime); embedded: Azurite as a process on this "
+        "machine, for processes on this machine only.",
+    )
     account_template: str = "{team}stacc4{slice}"
     blob_endpoint_template: str = Field(
         "http://127.0.0.1:10000/{account}",
@@ -247,13 +252,27 @@ class StorageSettings(Model):
 
 
 class DataExplorerSettings(Model):
-    cluster_url: str | None = None
+    mode: Literal["shared", "emulator"] = Field(
+        "shared",
+        description="shared: a database in the team's cluster (clusterUrl); emulator: the Kusto "
+        "emulator in a local container (it cannot ingest from Event Hubs). There is no "
+        "embedded Data Explorer.",
+    )
+    cluster_url: str | None = Field(None, description="shared mode: the team's cluster.")
     database_template: str = "db4{slice}"
     routing: RoutingSettings = RoutingSettings()
 
 
 class SignalRSettings(Model):
-    endpoint: str | None = None
+    mode: Literal["shared", "emulator"] = Field(
+        "shared",
+        description="shared: a hub per slice in the team's SignalR Service; emulator: the "
+        "local emulator (asrs-emulator, a .NET tool) as a process on this machine, serverless "
+        "mode only. There is no embedded SignalR.",
+    )
+    emulator_port: int = Field(8888, ge=1, le=65535,
+                               description="emulator mode: the port asrs-emulator listens on.")
+    endpoint: str | None = Field(None, description="shared mode: the service's endpoint.")
     hubs: list[str] = Field(default_factory=list)
     hub_template: str = "{hub}_{slice}"
     connection_string: SecretRef | None = None
@@ -525,6 +544,18 @@ class EventHubsEmulatorSettings(Model):
         return value
 
 
+class KustoEmulatorSettings(Model):
+    """The Kusto (Data Explorer) emulator; also implied by dataExplorer.mode: emulator."""
+
+    image: str = "mcr.microsoft.com/azuredataexplorer/kustainer-linux:latest"
+    accept_eula: bool = Field(False, description="The emulator starts only once you accept its "
+                              "license (its ACCEPT_EULA variable): https://learn.microsoft.com/"
+                              "azure/data-explorer/kusto-emulator-overview")
+    port: int = Field(8080, ge=1, le=65535, description="Host port for its HTTP endpoint.")
+    volume: str = Field("devslice-kusto-data", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
+                        description="Mounted at /kustodata, where persistent databases live.")
+
+
 class ContainersSettings(Model):
     """Local containers beside the cluster: built-ins enabled in a line, and the team's own."""
 
@@ -533,12 +564,14 @@ class ContainersSettings(Model):
     azurite: AzuriteSettings | None = None
     event_hubs_emulator: EventHubsEmulatorSettings | None = Field(
         None, description="Also implied by eventHubs.mode: emulator.")
+    kusto_emulator: KustoEmulatorSettings | None = Field(
+        None, description="Also implied by dataExplorer.mode: emulator.")
     custom: list[ContainerSettings] = Field(default_factory=list)
 
     @field_validator("custom")
     @classmethod
     def _distinct(cls, value: list[ContainerSettings]) -> list[ContainerSettings]:
-        reserved = {"mongodb", "sftp", "azurite", "eventhubs-emulator"}
+        reserved = {"mongodb", "sftp", "azurite", "eventhubs-emulator", "kusto-emulator"}
         seen: set[str] = set()
         for c in value:
             if c.name in reserved:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devslice.errors import DevsliceError
 from devslice.sdk.context import (
     DEFAULT_PARTITIONS_VARIABLE,
     DEFAULT_PREFIX,
@@ -22,6 +24,13 @@ if TYPE_CHECKING:
     from devslice.slices.model import Slice
 
 
+class Reach(StrEnum):
+    """Who can use a value that points at this machine."""
+
+    published = "published"  # a port published on this machine: pods use the gateway
+    machine = "machine"  # an embedded stand-in: only processes on this machine
+
+
 class Origin(StrEnum):
     team = "team default"
     allocation = "slice allocation"
@@ -35,6 +44,8 @@ class Variable:
     value: str | Secret
     origin: Origin
     source: str  # where exactly: a config key, the ledger, a file; never a secret value
+    reach: Reach | None = None  # set when the value addresses this machine
+    mode_key: str | None = None  # the devslice.yaml key that chose it (eventHubs.mode ...)
 
     @property
     def is_secret(self) -> bool:
@@ -62,8 +73,9 @@ def slice_variables(
     ns = next((n for n in env.event_hubs.namespaces if n.name == s.event_hubs.namespace), None)
     out: list[Variable] = []
 
-    def add(name: str, value: str, origin: Origin, source: str) -> None:
-        out.append(Variable(name, value, origin, source))
+    def add(name: str, value: str, origin: Origin, source: str, reach: Reach | None = None,
+            mode_key: str | None = None) -> None:
+        out.append(Variable(name, value, origin, source, reach, mode_key))
 
     def secret(name: str, ref: SecretRef | None, where: str) -> None:
         if ref is not None and secrets:
@@ -101,7 +113,7 @@ def slice_variables(
         # Not a secret: a file on this machine, read by the SDK's embedded hub.
         path = (base_dir / env.event_hubs.embedded_path).resolve()
         add(f"{p}EVENTHUBS_CONNECTIONSTRING", f"embedded:{path}", Origin.team,
-            "devslice.yaml eventHubs.embeddedPath")
+            "devslice.yaml eventHubs.embeddedPath", Reach.machine, "eventHubs.mode")
     elif env.event_hubs.mode == "emulator":
         from devslice.resources.builtins import eventhubs_emulator_connection_string
 
@@ -109,25 +121,30 @@ def slice_variables(
         emulator = env.containers.event_hubs_emulator
         add(f"{p}EVENTHUBS_CONNECTIONSTRING", eventhubs_emulator_connection_string(
             emulator.port if emulator else 5672), Origin.team,
-            "eventHubs.mode emulator (the Event Hubs emulator container)")
+            "eventHubs.mode emulator (the Event Hubs emulator container)", Reach.published,
+            "eventHubs.mode")
     elif ns is not None:
         secret(f"{p}EVENTHUBS_CONNECTIONSTRING", ns.connection_string,
                f"devslice.yaml eventHubs.namespaces[{ns.name}].connectionString")
 
+    storage_reach = {"shared": None, "emulator": Reach.published,
+                     "embedded": Reach.machine}[env.storage.mode]
+    add(f"{p}STORAGE_MODE", env.storage.mode, Origin.team, "devslice.yaml storage.mode")
     add(f"{p}STORAGE_ACCOUNT", names.storage_account, Origin.allocation,
         "storage.accountTemplate")
     add(f"{p}STORAGE_BLOBENDPOINT", names.blob_endpoint, Origin.allocation,
-        "storage.blobEndpointTemplate")
+        "storage.blobEndpointTemplate", storage_reach, "storage.mode")
     add(f"{p}STORAGE_QUEUEENDPOINT", names.queue_endpoint, Origin.allocation,
-        "storage.queueEndpointTemplate")
-    if env.storage.mode == "emulator" and env.storage.connection_string is None:
+        "storage.queueEndpointTemplate", storage_reach, "storage.mode")
+    if env.storage.mode != "shared" and env.storage.connection_string is None:
         from devslice.emulators import azurite_connection_string
 
         # Not a secret: the emulator account's key is derived by a public formula, like
         # Azurite's own well-known key, and the account holds no real data.
         add(f"{p}STORAGE_CONNECTIONSTRING", azurite_connection_string(
             names.storage_account, names.blob_endpoint, names.queue_endpoint), Origin.team,
-            "storage.mode emulator (Azurite account key)")
+            f"storage.mode {env.storage.mode} (Azurite account key)", storage_reach,
+            "storage.mode")
     else:
         secret(f"{p}STORAGE_CONNECTIONSTRING", env.storage.connection_string,
                "devslice.yaml storage.connectionString")
@@ -138,9 +155,18 @@ def slice_variables(
         # For clients on this machine: directConnection=true skips the replica set's member
         # host, which the host may not reach (Docker Desktop keeps the k3d gateway in its VM).
         add(f"{p}MONGODB_CONNECTIONSTRING", mongodb_connection_string(env.containers.mongodb),
-            Origin.team, "containers.mongodb (the MongoDB container)")
+            Origin.team, "containers.mongodb (the MongoDB container)", Reach.published,
+            "containers.mongodb")
 
-    if env.data_explorer.cluster_url:
+    add(f"{p}DATAEXPLORER_MODE", env.data_explorer.mode, Origin.team,
+        "devslice.yaml dataExplorer.mode")
+    if env.data_explorer.mode == "emulator":
+        from devslice.resources.builtins import kusto_emulator_url
+
+        add(f"{p}DATAEXPLORER_CLUSTERURL", kusto_emulator_url(env.containers.kusto_emulator),
+            Origin.team, "dataExplorer.mode emulator (the Kusto emulator container)",
+            Reach.published, "dataExplorer.mode")
+    elif env.data_explorer.cluster_url:
         add(f"{p}DATAEXPLORER_CLUSTERURL", env.data_explorer.cluster_url, Origin.team,
             "devslice.yaml dataExplorer.clusterUrl")
     add(f"{p}DATAEXPLORER_DATABASE", names.data_explorer_database, Origin.allocation,
@@ -151,13 +177,26 @@ def slice_variables(
         if value:
             add(f"{p}DATAEXPLORER_{key}", value, Origin.team, "devslice.yaml dataExplorer.routing")
 
-    if env.signal_r.endpoint:
+    add(f"{p}SIGNALR_MODE", env.signal_r.mode, Origin.team, "devslice.yaml signalR.mode")
+    if env.signal_r.mode == "emulator":
+        from devslice.emulators import signalr_emulator_connection_string
+
+        port = env.signal_r.emulator_port
+        add(f"{p}SIGNALR_ENDPOINT", f"http://127.0.0.1:{port}", Origin.team,
+            "signalR.mode emulator (asrs-emulator on this machine)", Reach.machine,
+            "signalR.mode")
+        # Not a secret: the emulator's fixed, published key, which signs no real service.
+        add(f"{p}SIGNALR_CONNECTIONSTRING", signalr_emulator_connection_string(port),
+            Origin.team, "signalR.mode emulator (the emulator's published key)",
+            Reach.machine, "signalR.mode")
+    elif env.signal_r.endpoint:
         add(f"{p}SIGNALR_ENDPOINT", env.signal_r.endpoint, Origin.team,
             "devslice.yaml signalR.endpoint")
     for hub, name in names.signalr_hubs.items():
         add(f"{p}SIGNALR_HUB_{variable_key(hub)}", name, Origin.allocation, "signalR.hubTemplate")
-    secret(f"{p}SIGNALR_CONNECTIONSTRING", env.signal_r.connection_string,
-           "devslice.yaml signalR.connectionString")
+    if env.signal_r.mode == "shared":
+        secret(f"{p}SIGNALR_CONNECTIONSTRING", env.signal_r.connection_string,
+               "devslice.yaml signalR.connectionString")
 
     for key, name in names.named.items():
         add(f"{p}NAME_{variable_key(key)}", name, Origin.allocation, f"names.{key}.template")
@@ -176,4 +215,53 @@ def slice_variables(
                 out[index[name]] = var
             else:
                 out.append(var)
+    return out
+
+
+_LOOPBACK = re.compile(r"(?<=//)(?:127\.0\.0\.1|localhost)(?=[:/;?]|$)")
+
+
+class PodsCannotReach(DevsliceError):
+    """The slice's contract points pods at something only this machine can use."""
+
+
+def for_pods(variables: list[Variable], runtime: str, gateway: str | None) -> list[Variable]:
+    """The contract as pods see it (the slice's ConfigMap and Secret).
+
+    Values that address a port published on this machine (emulator containers) are rewritten
+    from 127.0.0.1/localhost to the cluster network's gateway, where k3d pods reach the
+    machine (``LOCAL_DEV_HOST_ADDRESS``). An embedded stand-in (a file, a process bound to
+    127.0.0.1) has no address pods could use, and neither has this machine for a shared
+    cluster (runtime kube): those raise :class:`PodsCannotReach`, naming the mode to change.
+    """
+    out, unreachable = [], []
+    for v in variables:
+        if v.reach is None or v.origin is Origin.override:
+            out.append(v)
+        elif v.reach is Reach.machine or runtime != "k3d" or gateway is None:
+            unreachable.append(v)
+        else:
+            value = v.value
+            if isinstance(value, Secret):
+                value = Secret(_LOOPBACK.sub(gateway, value.reveal()), value.source)
+            else:
+                value = _LOOPBACK.sub(gateway, value)
+            out.append(replace(v, value=value, source=f"{v.source}, for pods at the gateway "
+                               f"{gateway}"))
+    if unreachable:
+        keys = sorted({v.mode_key or v.name for v in unreachable})
+        if runtime == "k3d":
+            why = ("embedded stand-ins live in files and processes of this machine, which "
+                   "pods cannot open")
+            fix = ("set " + ", ".join(f"{k}: emulator" for k in keys if k.endswith(".mode"))
+                   + " (a container pods reach through the gateway), or shared; or run the "
+                   "services as processes with cluster.runtime: local")
+        else:
+            why = ("pods of a shared cluster cannot reach emulators or stand-ins on this "
+                   "machine")
+            fix = ("set " + ", ".join(f"{k}: shared" for k in keys if k.endswith(".mode"))
+                   + " (a slice of the team's cloud service)")
+        raise PodsCannotReach(
+            f"runtime {runtime}: {', '.join(v.name for v in unreachable)} point at this "
+            f"machine ({', '.join(keys)}); {why}", hint=fix)
     return out

@@ -118,8 +118,9 @@ def kube_context(project: Project, chosen: str = "k3d") -> str | None:
 
 
 def runtime(project: Project) -> tuple[str, str]:
-    """The runtime to use and why: ``auto`` picks k3d when Docker's engine answers and k3d is
-    installed, else the local process runtime."""
+    """The runtime to use and why: ``auto`` picks k3d when Docker's engine answers, k3d is
+    installed and no service is embedded (pods cannot reach an embedded stand-in), else the
+    local process runtime."""
     forced = os.environ.get("DEVSLICE_RUNTIME")
     if forced:
         if forced not in ("k3d", "kube", "local"):
@@ -129,6 +130,10 @@ def runtime(project: Project) -> tuple[str, str]:
     chosen = project.env.cluster.runtime
     if chosen != "auto":
         return chosen, f"cluster.runtime is {chosen}"
+    embedded = machine_only(project.env)
+    if embedded:
+        return "local", (f"auto: {' and '.join(embedded)}, which pods cannot reach, so services "
+                         "run as processes")
     from devslice.facts.tools import TOOLS, probe_all
 
     facts = {f.tool.name: f for f in probe_all(t for t in TOOLS
@@ -137,6 +142,16 @@ def runtime(project: Project) -> tuple[str, str]:
     if not missing:
         return "k3d", "auto: Docker's engine answers and k3d is installed"
     return "local", f"auto: {' and '.join(missing)} not available, so services run as processes"
+
+
+def machine_only(env: Any) -> list[str]:
+    """The services whose mode serves processes of this machine only (embedded stand-ins)."""
+    out = [f"{key}.mode is embedded" for key, settings in
+           (("eventHubs", env.event_hubs), ("storage", env.storage))
+           if settings.mode == "embedded"]
+    if env.signal_r.mode == "emulator":  # asrs-emulator listens on loopback only
+        out.append("signalR.mode is emulator (a process on this machine)")
+    return out
 
 
 Progress = Callable[[str, str], None]  # (resource key, a line of what it is doing)
@@ -204,7 +219,13 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     out += containers
     ready += [r.key for r in containers]
     # -- end containers -------------------------------------------------------------------
-    objects = k8s_objects(project.variables(handle), handle)
+    # The contract as pods see it: emulators' host ports through the gateway (for_pods).
+    from devslice.contract.variables import for_pods
+    from devslice.resources.k3d import host_gateway
+
+    pod_variables = for_pods(project.variables(handle), "k3d" if k3d else "kube",
+                             host_gateway(c.subnet) if k3d else None)
+    objects = k8s_objects(pod_variables, handle)
     layers = {layer.name: load_layer(base / layer.path, layer.path) for layer in env.manifests}
     loaded = [m for ms in layers.values() for m in ms]
     if namespace:
@@ -252,7 +273,7 @@ def container_resources(project: Project, tools: Tools, runtime: str) -> list[Re
     env = project.env
     c = env.containers
     needs_accounts = c.azurite is not None or c.event_hubs_emulator is not None or \
-        env.event_hubs.mode == "emulator"
+        env.event_hubs.mode == "emulator" or env.storage.mode == "emulator"
     accounts: list[str] = []
     if needs_accounts:
         from devslice.slices.derive import derive_names

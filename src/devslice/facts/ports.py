@@ -14,6 +14,30 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
     return True
 
 
+def port_serves(port: int, host: str = "127.0.0.1", settle: float = 0.25) -> bool:
+    """Whether a *service* answers on ``host:port``, not only a proxy in front of it.
+
+    Docker's userland proxy (docker-proxy) accepts on a published port as soon as the
+    container starts, then dials the container and, when nothing listens there yet, closes
+    the connection it accepted. So a connection must also survive ``settle`` seconds: a peer
+    that closes (or resets) it at once is not ready; one that sends something (an SSH
+    banner) or waits for the client to speak (HTTP, MongoDB, AMQP) is.
+    """
+    try:
+        sock = socket.create_connection((host, port), timeout=0.5)
+    except OSError:
+        return False
+    try:
+        sock.settimeout(settle)
+        return sock.recv(1) != b""
+    except TimeoutError:
+        return True  # it holds the connection and waits for us to speak
+    except OSError:
+        return False  # reset
+    finally:
+        sock.close()
+
+
 def port_bindable(port: int, host: str = "0.0.0.0") -> bool:
     """Whether ``host:port`` could be bound now, tried as Go's net.Listen (Docker's proxy)
     binds it: with SO_REUSEADDR, so a port in TIME_WAIT counts as free."""

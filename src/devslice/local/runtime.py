@@ -99,11 +99,32 @@ def _auto_port(previous: dict[str, Any] | None) -> int:
         return int(s.getsockname()[1])
 
 
+def container_only(project: Project) -> list[ConfigIssue]:
+    """Modes whose emulator exists only as a container image, which the local runtime (no
+    Docker) cannot run."""
+    env, path = project.env, str(project.config_path)
+    out = []
+    for key, mode, what, instead in (
+            ("eventHubs.mode", env.event_hubs.mode, "the Event Hubs emulator", "embedded"),
+            ("dataExplorer.mode", env.data_explorer.mode, "the Kusto emulator", "shared")):
+        if mode == "emulator":
+            out.append(ConfigIssue(path, None, None, key,
+                                   f"emulator: {what} comes only as a container image, and the "
+                                   f"local runtime runs no containers; expected {instead} here"))
+    return out
+
+
 def _emulators(project: Project) -> Iterator[ServiceSpec]:
     """The emulators that run as processes: Azurite from its npm package when storage runs in
-    emulator mode, and ``mongod`` when containers.mongodb is set and MongoDB is installed (the
-    embedded event hub needs no process: it is a file)."""
+    emulator or embedded mode, the SignalR emulator (``asrs-emulator``) in emulator mode, and
+    ``mongod`` when containers.mongodb is set and MongoDB is installed (the embedded event hub
+    needs no process: it is a file)."""
     env = project.env
+    problems = container_only(project)
+    if problems:
+        raise ConfigError(problems, hint="or run with Docker and k3d (cluster.runtime: k3d)")
+    if env.signal_r.mode == "emulator":
+        yield _signalr_emulator(project)
     mongodb = env.containers.mongodb
     mongod = shutil.which("mongod")
     if mongodb is not None and mongod is not None:
@@ -115,7 +136,7 @@ def _emulators(project: Project) -> Iterator[ServiceSpec]:
              str(mongodb.port), "--dbpath", str(data), "--oplogSize",
              str(mongodb.oplog_size_mb)],
             str(project.base_dir), {}, {"port": mongodb.port, "timeout": 30.0})
-    if env.storage.mode != "emulator":
+    if env.storage.mode == "shared":
         return
     from devslice.emulators import azurite_account_key
     from devslice.slices.derive import derive_names
@@ -128,7 +149,7 @@ def _emulators(project: Project) -> Iterator[ServiceSpec]:
             exe = find_azurite(Path(__file__).parent)
         except AzuriteNotFound as exc:
             raise AzuriteNotFound(
-                "storage.mode is emulator but Azurite is not installed",
+                f"storage.mode is {env.storage.mode} but Azurite is not installed",
                 hint="`npm install azurite@3` in this project (or set AZURITE_BIN), or set "
                 "storage.mode: shared") from exc
     blob = urlsplit(env.storage.blob_endpoint_template.replace("{account}", "a")).port or 10000
@@ -146,6 +167,25 @@ def _emulators(project: Project) -> Iterator[ServiceSpec]:
         {"AZURITE_ACCOUNTS": ";".join(f"{a}:{azurite_account_key(a)}"
                                                    for a in accounts)},
         {"port": blob, "timeout": 30.0})
+
+
+def _signalr_emulator(project: Project) -> ServiceSpec:
+    """``asrs-emulator start -p PORT``, ready when it prints that it started (facts: it
+    listens on loopback only, with a fixed key; ``settings.json`` in its folder, if any, holds
+    upstream settings)."""
+    from devslice.emulators import SIGNALR_EMULATOR_READY
+
+    exe = shutil.which("asrs-emulator")
+    if exe is None:
+        raise CommandFailed(
+            "signalR.mode is emulator but asrs-emulator is not installed",
+            hint="`dotnet tool install -g Microsoft.Azure.SignalR.Emulator` (needs .NET 8), "
+            "or set signalR.mode: shared")
+    folder = shared_dir(project) / "signalr"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = project.env.signal_r.emulator_port
+    return ServiceSpec("signalr", [exe, "start", "-p", str(port)], str(folder), {},
+                       {"port": port, "log": SIGNALR_EMULATOR_READY, "timeout": 60.0})
 
 
 def spec_hash(specs: list[ServiceSpec]) -> str:

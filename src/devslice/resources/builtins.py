@@ -5,10 +5,12 @@
       sftp: {users: [{name: foo, password: {fromEnv: SFTP_FOO_PASSWORD}, folders: [upload]}]}
       azurite: {}
       eventHubsEmulator: {acceptEula: true}     # also implied by eventHubs.mode: emulator
+      kustoEmulator: {acceptEula: true}         # also implied by dataExplorer.mode: emulator
 
 Each built-in is the seed article's ``docker run`` line made reproducible: MongoDB as a one-node
 replica set, atmoz/sftp with users from secrets, Azurite with an account per live slice, and
-the official Event Hubs emulator with a Config.json generated from ``eventHubs``.
+the official Event Hubs emulator with a Config.json generated from ``eventHubs``, and the
+Kusto (Data Explorer) emulator.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from devslice.config.model import (
     ContainerSettings,
     EventHubsEmulatorSettings,
     EventHubsSettings,
+    KustoEmulatorSettings,
     MongoDbSettings,
     SetupScript,
     SftpSettings,
@@ -48,6 +51,9 @@ EMULATOR_MAX_EVENT_HUBS = 10
 EMULATOR_MAX_CONSUMER_GROUPS = 20
 EMULATOR_MAX_PARTITIONS = 32
 HOST_GATEWAY = "host.docker.internal"  # Docker's name for the host, with host-gateway
+KUSTO_PORT = 8080  # inside the container; HTTP only, no authentication
+KUSTO_DATA = "/kustodata"  # where its docs mount a volume for persistent databases
+KUSTO_READY = "Hit 'CTRL-C' or 'CTRL-BREAK' to quit"  # Azure/adx-mon waits for it too
 
 # ------------------------------------------------------------------ MongoDB
 
@@ -274,6 +280,37 @@ def eventhubs_emulator_spec(settings: EventHubsEmulatorSettings, event_hubs: Eve
         after=("container:azurite",))
 
 
+# ------------------------------------------------------------------ Kusto emulator
+
+
+def kusto_emulator_url(settings: KustoEmulatorSettings | None) -> str:
+    """The emulator's cluster URL for clients on this machine: plain HTTP, no sign-in (its
+    docs: "doesn't support HTTPS or Microsoft Entra authentication")."""
+    return f"http://127.0.0.1:{(settings or KustoEmulatorSettings()).port}"
+
+
+def kusto_emulator_spec(settings: KustoEmulatorSettings,
+                        config_path: str = "devslice.yaml") -> ContainerSpec:
+    """``docker run -e ACCEPT_EULA=Y -m 4G -p 8080:8080 kustainer-linux`` (the install docs).
+    Ready once its HTTP port answers and it logs that it runs; the slice's database is made
+    with ``devslice adx reset``, which the emulator (unlike a cloud cluster) accepts."""
+    if not settings.accept_eula:
+        raise ConfigError([ConfigIssue(
+            config_path, None, None, "containers.kustoEmulator.acceptEula",
+            "the Kusto emulator starts only once its license is accepted (ACCEPT_EULA=Y), and "
+            "devslice does not accept it for you")],
+            hint="read https://learn.microsoft.com/azure/data-explorer/kusto-emulator-overview, "
+            "then set containers.kustoEmulator.acceptEula: true (it needs 4 GB of memory and "
+            "an x86-64 processor with AVX2)")
+    return ContainerSpec(
+        name="kusto-emulator", image=settings.image,
+        env={"ACCEPT_EULA": "Y"},
+        ports=(PortBinding(KUSTO_PORT, settings.port),),
+        mounts=(Mount(settings.volume, KUSTO_DATA),),
+        readiness=Readiness(port=settings.port, log=KUSTO_READY, timeout=300),
+        notes={"cluster url": kusto_emulator_url(settings)})
+
+
 # ------------------------------------------------------------------ the team's own
 
 
@@ -349,21 +386,44 @@ def custom_spec(settings: ContainerSettings, index: int, base_dir: Path,
 # ------------------------------------------------------------------ all of them
 
 
-def container_specs(env: Environment, base_dir: Path, *, runtime: str,
-                    storage_accounts: Iterable[str] = (),
-                    environ: dict[str, str] | None = None,
-                    config_path: str = "devslice.yaml") -> list[ContainerSpec]:
-    """Every container of the environment: the built-ins enabled under ``containers:`` (the
-    Event Hubs emulator also by ``eventHubs.mode: emulator``, with Azurite beside it), then
-    the team's own. ``storage_accounts``: the live slices' accounts, for Azurite."""
+def _implied(env: Environment) -> tuple[EventHubsEmulatorSettings | None,
+                                        AzuriteSettings | None, KustoEmulatorSettings | None]:
+    """The emulators in use: enabled under containers:, or implied by a mode: emulator."""
     c = env.containers
-    out: list[ContainerSpec] = []
     emulator = c.event_hubs_emulator
     if emulator is None and env.event_hubs.mode == "emulator":
         emulator = EventHubsEmulatorSettings()
     azurite = c.azurite
-    if azurite is None and emulator is not None:
-        azurite = AzuriteSettings()  # the emulator keeps its data there
+    if azurite is None and (emulator is not None or env.storage.mode == "emulator"):
+        azurite = AzuriteSettings()  # the Event Hubs emulator keeps its data there
+    kusto = c.kusto_emulator
+    if kusto is None and env.data_explorer.mode == "emulator":
+        kusto = KustoEmulatorSettings()
+    return emulator, azurite, kusto
+
+
+def container_names(env: Environment) -> list[str]:
+    """The names of the environment's containers (``devslice-NAME``), as container_specs
+    makes them, without resolving a secret: what `down` and `destroy` act on."""
+    c = env.containers
+    emulator, azurite, kusto = _implied(env)
+    return [name for name, on in (("mongodb", c.mongodb), ("sftp", c.sftp),
+                                  ("azurite", azurite), ("eventhubs-emulator", emulator),
+                                  ("kusto-emulator", kusto)) if on is not None] + \
+        [s.name for s in c.custom]
+
+
+def container_specs(env: Environment, base_dir: Path, *, runtime: str,
+                    storage_accounts: Iterable[str] = (),
+                    environ: dict[str, str] | None = None,
+                    config_path: str = "devslice.yaml") -> list[ContainerSpec]:
+    """Every container of the environment: the built-ins enabled under ``containers:``, those
+    a service's ``mode: emulator`` implies (Azurite by storage, the Event Hubs emulator with
+    Azurite beside it by eventHubs, the Kusto emulator by dataExplorer), then the team's own.
+    ``storage_accounts``: the live slices' accounts, for Azurite."""
+    c = env.containers
+    out: list[ContainerSpec] = []
+    emulator, azurite, kusto = _implied(env)
     if c.mongodb is not None:
         out.append(mongodb_spec(c.mongodb, base_dir, runtime=runtime,
                                 subnet=env.cluster.subnet, config_path=config_path))
@@ -375,5 +435,7 @@ def container_specs(env: Environment, base_dir: Path, *, runtime: str,
         assert azurite is not None
         out.append(eventhubs_emulator_spec(emulator, env.event_hubs, azurite, base_dir,
                                            config_path))
+    if kusto is not None:
+        out.append(kusto_emulator_spec(kusto, config_path))
     out += [custom_spec(s, i, base_dir, environ, config_path) for i, s in enumerate(c.custom)]
     return out

@@ -49,10 +49,12 @@ from devslice.adapters.docker import (
     pull_call,
     remove_call,
     start_call,
+    stop_call,
+    volume_remove_call,
 )
 from devslice.engine.plan import Action, noop
 from devslice.errors import CommandFailed
-from devslice.facts.ports import port_bindable, port_open
+from devslice.facts.ports import port_bindable, port_serves
 from devslice.secrets import Secret
 
 LABEL_MANAGED_BY = "devslice.dev/managed-by"
@@ -82,8 +84,9 @@ class NotReady(CommandFailed):
 
 @dataclass(frozen=True)
 class Readiness:
-    """Exactly one of: a *host* port accepting TCP on 127.0.0.1, a command exiting 0 inside
-    the container, or a line in its output."""
+    """What must hold, all of it: a service answering on a *host* port of 127.0.0.1 (not
+    only Docker's proxy: :func:`~devslice.facts.ports.port_serves`), a command exiting 0
+    inside the container, a line in its output."""
 
     port: int | None = None
     command: tuple[str, ...] = ()
@@ -91,11 +94,14 @@ class Readiness:
     timeout: float = 60.0
 
     def describe(self) -> str:
+        parts = []
         if self.port is not None:
-            return f"127.0.0.1:{self.port} accepts connections"
+            parts.append(f"a service answers on 127.0.0.1:{self.port} (not only Docker's proxy)")
         if self.command:
-            return f"`{' '.join(self.command)}` succeeds"
-        return f"its output shows {self.log!r}"
+            parts.append(f"`{' '.join(self.command)}` succeeds")
+        if self.log is not None:
+            parts.append(f"its output shows {self.log!r}")
+        return " and ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -411,11 +417,11 @@ class ContainerResource:
 
     def _is_ready(self, ready: Readiness) -> bool:
         cname = self.spec.container_name
-        if ready.port is not None:
-            return port_open(ready.port)
-        if ready.command:
-            return self.docker.container_exec(cname, ready.command).exit_code == 0
-        return ready.log is not None and ready.log in self.docker.container_logs(cname)
+        if ready.log is not None and ready.log not in self.docker.container_logs(cname):
+            return False
+        if ready.port is not None and not port_serves(ready.port):
+            return False
+        return not ready.command or self.docker.container_exec(cname, ready.command).exit_code == 0
 
     def _logs_tail(self) -> str:
         with contextlib.suppress(CommandFailed):
@@ -423,6 +429,59 @@ class ContainerResource:
             if text.strip():
                 return "\n" + _indent(text)
         return ""
+
+
+# ------------------------------------------------------------------ down and destroy
+
+
+def _managed(docker: Docker, names: list[str]) -> list[Any]:
+    """The containers devslice made for ``names``, by their labels (a container of that name
+    that devslice did not make is never touched)."""
+    wanted = set(names)
+    return sorted((f for f in docker.container_list({LABEL_MANAGED_BY: MANAGED_BY})
+                   if f.labels.get(LABEL_CONTAINER) in wanted), key=lambda f: f.name)
+
+
+def stop_actions(docker: Docker, names: list[str]) -> list[Action]:
+    """`devslice down`: stop the containers; nothing is deleted, and `up` starts them again
+    (a container someone stopped stays stopped under ``unless-stopped``)."""
+    out = []
+    for fact in _managed(docker, names):
+        key = f"container:{fact.labels[LABEL_CONTAINER]}"
+        if not fact.running:
+            out.append(noop(key, f"container {fact.name} already stopped ({fact.status})"))
+        else:
+            out.append(Action(key, "stop", f"stop container {fact.name}; its data stays",
+                              (stop_call(fact.name),),
+                              _bind_name(docker.container_stop, fact.name)))
+    return out
+
+
+def remove_actions(docker: Docker, names: list[str], base_dir: Path,
+                   keep_volumes: bool = False) -> list[Action]:
+    """`devslice destroy`: remove the containers and, unless ``keep_volumes``, the named
+    volumes they mount (their data: MongoDB's databases, Azurite's blobs)."""
+    out = []
+    for fact in _managed(docker, names):
+        name = fact.labels[LABEL_CONTAINER]
+        volumes = () if keep_volumes else fact.volumes
+        what = f" and volume(s) {', '.join(volumes)}" if volumes else ""
+
+        def remove(cname: str = fact.name, name: str = name,
+                   volumes: tuple[str, ...] = volumes) -> None:
+            docker.container_remove(cname)
+            for v in volumes:
+                docker.volume_remove(v)
+            state_path(Path(base_dir), name).unlink(missing_ok=True)
+
+        out.append(Action(f"container:{name}", "delete", f"remove container {fact.name}{what}",
+                          (remove_call(fact.name), *map(volume_remove_call, volumes)),
+                          remove))
+    return out
+
+
+def _bind_name(fn: Callable[[str], None], name: str) -> Callable[[], None]:
+    return lambda: fn(name)
 
 
 def _bind(fn: Callable[[Setup], None], script: Setup) -> Callable[[], None]:

@@ -20,10 +20,11 @@ Containers (Engine API ``/containers``, ``/exec``, ``/volumes``, ``/images/creat
 router shapes: create answers 201 ``{"Id", "Warnings"}`` or 404 "No such image" / 409 name in
 use; start publishes each ``PortBindings`` entry by really listening on that host port (so a
 readiness check can connect, and a port another program holds fails the start with moby's
-"bind: address already in use" message); ``exec`` start hijacks the connection (101
-UPGRADED, then the multiplexed stdout/stderr frames); logs come as multiplexed frames. The
-fake runs nothing: ``exec_handler`` decides what a command prints and exits with, and
-``container_output`` what a started container logs.
+"bind: address already in use" message); while a container's ``serving`` is False its ports
+behave as docker-proxy's do before the process inside listens: accept, then close; ``exec``
+start hijacks the connection (101 UPGRADED, then the multiplexed stdout/stderr frames); logs
+come as multiplexed frames. The fake runs nothing: ``exec_handler`` decides what a command
+prints and exits with, and ``container_output`` what a started container logs.
 
 Not faked: BuildKit (``version=2`` builds need a session), remote contexts, auth, networks,
 multi-platform pushes. The engine does not run instructions; ``BuildFailure`` makes a build fail
@@ -417,7 +418,11 @@ class FakeContainer:
     exit_code: int = 0
     logs: list[tuple[int, str]] = field(default_factory=list)  # (1 stdout | 2 stderr, text)
     execs: list[list[str]] = field(default_factory=list)  # argv of each exec, in order
+    # Whether the process inside listens yet. While it does not, a published port behaves as
+    # docker-proxy does: it accepts, fails to dial the container, and closes the connection.
+    serving: bool = True
     _listeners: list[socket.socket] = field(default_factory=list, repr=False)
+    _held: list[socket.socket] = field(default_factory=list, repr=False)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -588,6 +593,8 @@ class FakeDockerEngine(_HTTPFake):
             return self._volumes_list, ""
         if path == "/volumes/create" and method == "POST":
             return self._volume_create, ""
+        if path.startswith("/volumes/") and method == "DELETE":
+            return self._volume_delete, unquote(path[len("/volumes/"):])
         m = self._EXEC.match(path)
         if m:
             if m["verb"] == "start" and method == "POST":
@@ -938,13 +945,32 @@ class FakeDockerEngine(_HTTPFake):
                             f"{c.name} ({c.id}): Error starting userland proxy: listen tcp4 "
                             f"{ip}:{port}: bind: address already in use")
                 c._listeners.append(sock)
+                threading.Thread(target=self._proxy, args=(c, sock), daemon=True,
+                                 name=f"fake-docker-proxy-{port}").start()
         return None
 
     @staticmethod
+    def _proxy(c: FakeContainer, listener: socket.socket) -> None:
+        """docker-proxy: accept; hold the connection when the container serves, else close it
+        at once (its dial to the container was refused)."""
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # unpublished
+            if c.serving:
+                c._held.append(conn)
+            else:
+                conn.close()
+
+    @staticmethod
     def _unpublish(c: FakeContainer) -> None:
-        for sock in c._listeners:
+        for sock in (*c._listeners, *c._held):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
         c._listeners.clear()
+        c._held.clear()
 
     def _container_stop(self, ex: _Exchange, ref: str, headers: dict[str, str]) -> None:
         c = self._lookup(ex, ref, headers)
@@ -1078,6 +1104,21 @@ class FakeDockerEngine(_HTTPFake):
         with self._lock:
             vol = self.volumes.setdefault(name, self._volume(name, body.get("Labels") or {}))
         ex.json(201, vol, headers)
+
+    def _volume_delete(self, ex: _Exchange, name: str, headers: dict[str, str]) -> None:
+        """moby's volume router: 204; 404 ``get NAME: no such volume``; 409 while a container
+        (running or not) still mounts it."""
+        with self._lock:
+            if name not in self.volumes:
+                return ex.json(404, {"message": f"get {name}: no such volume"}, headers)
+            users = [c.id for c in self.containers.values()
+                     if any(m.get("Source") == name for m in
+                            c.host_config.get("Mounts") or [])]
+            if users:
+                return ex.json(409, {"message": f"remove {name}: volume is in use - "
+                                     f"[{', '.join(users)}]"}, headers)
+            del self.volumes[name]
+        ex.send(204, b"", None, headers)
 
 
 def _param(ex: _Exchange, name: str) -> str | None:
