@@ -82,7 +82,11 @@ class ConfigError(DevsliceError):
     exit_code = 2
 
     def __init__(self, issues: list[ConfigIssue], hint: str | None = None) -> None:
-        self.issues = issues
+        from devslice.config.load import locate
+
+        # An issue found after loading (a check at plan time) names its key; the file says
+        # where that key is written.
+        self.issues = issues = [locate(i) for i in issues]
         lines = [str(i) for i in issues]
         super().__init__("\n".join(lines), hint)
 

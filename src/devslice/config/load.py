@@ -89,6 +89,28 @@ def _position(root: Any, loc: tuple[Any, ...], key: bool = False) -> tuple[int |
     return line + 1, (col or 0) + 1
 
 
+def locate(issue: ConfigIssue) -> ConfigIssue:
+    """``issue`` with the line and column of its ``where`` (``services[0].run``) in its file,
+    when it has none yet and the file is YAML that holds that key (else as it was)."""
+    import dataclasses
+
+    if issue.line is not None or not issue.where:
+        return issue
+    loc: list[str | int] = []
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", issue.where):
+        loc.append(int(index) if index else name)
+    try:
+        root = _yaml_load(Path(issue.path).read_text(encoding="utf-8"), issue.path)
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return issue
+    if not hasattr(root, "lc") or loc[0] not in root:
+        return issue  # not written in the file (a default): no line to point at
+    line, column = _position(root, tuple(loc), key=True)
+    if line is None:
+        return issue
+    return dataclasses.replace(issue, line=line, column=column)
+
+
 def _where(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:

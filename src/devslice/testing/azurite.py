@@ -60,8 +60,10 @@ class Azurite:
         accounts: list[str] | None = None,
         location: str | None = None,
         executable: str | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.accounts = accounts or [DEV_ACCOUNT]
+        self.host = host  # where it listens (any loopback address, or 0.0.0.0)
         self.executable = executable or find_azurite(Path(__file__).parent)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.location = location
@@ -76,12 +78,16 @@ class Azurite:
         name = account or self.accounts[0]
         return (
             f"DefaultEndpointsProtocol=http;AccountName={name};AccountKey={self.key(name)};"
-            f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{name};"
-            f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{name};"
+            f"BlobEndpoint=http://{self._client_host}:{self.blob_port}/{name};"
+            f"QueueEndpoint=http://{self._client_host}:{self.queue_port}/{name};"
         )
 
     def blob_endpoint(self, account: str | None = None) -> str:
-        return f"http://127.0.0.1:{self.blob_port}/{account or self.accounts[0]}"
+        return f"http://{self._client_host}:{self.blob_port}/{account or self.accounts[0]}"
+
+    @property
+    def _client_host(self) -> str:
+        return "127.0.0.1" if self.host == "0.0.0.0" else self.host
 
     def start(self, timeout: float = 30.0) -> Azurite:
         if self.location is None:
@@ -93,9 +99,9 @@ class Azurite:
         argv = [
             self.executable, "--silent", "--skipApiVersionCheck", "--loose",
             "--disableTelemetry", "--location", self.location,
-            "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
-            "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
-            "--tableHost", "127.0.0.1", "--tablePort", str(table_port),
+            "--blobHost", self.host, "--blobPort", str(self.blob_port),
+            "--queueHost", self.host, "--queuePort", str(self.queue_port),
+            "--tableHost", self.host, "--tablePort", str(table_port),
         ]
         log = open(os.path.join(self.location, "azurite.log"), "wb")  # noqa: SIM115
         self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -105,11 +111,12 @@ class Azurite:
             if self.process.poll() is not None:
                 output = Path(self.location, "azurite.log").read_text(errors="replace")[-2000:]
                 raise ToolMissing(f"azurite exited with {self.process.returncode}: {output}")
-            if all(port_open(p, timeout=0.2) for p in (self.blob_port, self.queue_port)):
+            if all(port_open(p, self._client_host, timeout=0.2)
+                   for p in (self.blob_port, self.queue_port)):
                 return self
             time.sleep(0.05)
         self.stop()
-        raise ToolMissing(f"azurite did not listen on 127.0.0.1:{self.blob_port} in {timeout}s")
+        raise ToolMissing(f"azurite did not listen on {self.host}:{self.blob_port} in {timeout}s")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
