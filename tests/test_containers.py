@@ -9,6 +9,8 @@ import re
 import socket
 import stat
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from devslice.emulators import AZURITE_DEV_ACCOUNT, AZURITE_DEV_KEY, azurite_acc
 from devslice.engine import Executor
 from devslice.engine.plan import Plan, make_plan
 from devslice.errors import CommandFailed, ConfigError
+from devslice.facts.ports import port_open
 from devslice.project import Project
 from devslice.resources.builtins import (
     EMULATOR_READY,
@@ -271,6 +274,28 @@ def test_readiness_waits_for_a_log_line_and_times_out_with_the_logs(world: World
         world.apply(world.resources(env, environ={"CACHE_TOKEN": TOKEN}))
     message = str(info.value)
     assert "was not ready after 1 s" in message and "still loading the dataset" in message
+
+
+def test_readiness_by_port_sees_through_dockers_proxy(world: World) -> None:
+    """docker-proxy accepts on a published port before the process inside listens, then
+    closes the connection: that is not ready; a connection the service holds is."""
+    port = free_port()
+    world.engine.serves_on_start = lambda c: False
+    env = custom(port, ready="{port: 6379, timeout: 1s}")
+    with pytest.raises(NotReady) as info:
+        world.apply(world.resources(env, environ={"CACHE_TOKEN": TOKEN}))
+    assert f"a service answers on 127.0.0.1:{port} (not only Docker's proxy)" in str(info.value)
+    assert port_open(port)  # a plain connect would have called it ready
+
+    def listens_later(c: FakeContainer) -> bool:
+        threading.Timer(0.3, lambda: setattr(c, "serving", True)).start()
+        return False
+
+    world.engine.serves_on_start = listens_later
+    env = custom(port, image="redis:7.2", ready="{port: 6379, timeout: 5s}")  # a recreate
+    started = time.monotonic()
+    world.apply(world.resources(env, environ={"CACHE_TOKEN": TOKEN}))  # waits, then ready
+    assert time.monotonic() - started >= 0.3
 
 
 def test_readiness_port_must_be_published(world: World) -> None:

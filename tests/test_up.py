@@ -241,3 +241,59 @@ def test_plan_on_a_fresh_machine_without_the_clusters_kube_context(
     config = [a for a in plan["actions"] if a["resource"] == "slice-config"]  # type: ignore[union-attr,index]
     assert config and all(a["verb"] == "apply" for a in config)  # type: ignore[index]
     assert "the cluster does not run yet" in config[0]["reason"]  # type: ignore[index]
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [int(s.getsockname()[1]) for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_emulators_run_beside_the_cluster_and_follow_down_and_destroy(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """storage.mode: emulator brings Azurite up as a container before the slice's objects;
+    pods find it at the gateway; `down` stops it, `up` starts it again, `destroy --keep-data`
+    removes it and keeps its volume, `destroy` removes the volume too."""
+    blob, queue, table = _free_ports(3)
+    config = world.root / "devslice.yaml"
+    config.write_text(config.read_text().replace("storage: {mode: shared}\n", textwrap.dedent(f"""\
+        storage:
+          mode: emulator
+          blobEndpointTemplate: "http://127.0.0.1:{blob}/{{account}}"
+          queueEndpointTemplate: "http://127.0.0.1:{queue}/{{account}}"
+        containers:
+          azurite: {{blobPort: {blob}, queuePort: {queue}, tablePort: {table}}}
+        """)))
+    assert run(["slice", "claim"]) == 0
+    capsys.readouterr()
+    assert run(["up", "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    done = [e["resource"] for e in events if e["event"] == "done"]
+    assert done.index("container:azurite") < done.index("slice-config")
+    azurite = world.engine.container("devslice-azurite")
+    assert azurite is not None and azurite.status == "running"
+    assert "AZURITE_ACCOUNTS=devstoreaccount1:" in " ".join(azurite.env)
+    assert "company1stacc4ab:" in " ".join(azurite.env)
+    config_map = world.kube.get("v1", "ConfigMap", "devslice-ab", "default")
+    assert config_map is not None
+    assert config_map["data"]["LOCAL_DEV_STORAGE_BLOBENDPOINT"] == \
+        f"http://172.18.0.1:{blob}/company1stacc4ab"
+
+    assert run(["down"]) == 0
+    assert world.engine.container("devslice-azurite").status == "exited"  # type: ignore[union-attr]
+    assert run(["up", "--json"]) == 0
+    assert world.engine.container("devslice-azurite").status == "running"  # type: ignore[union-attr]
+
+    assert run(["destroy", "-y", "--keep-data"]) == 0
+    assert world.engine.container("devslice-azurite") is None
+    assert "devslice-azurite-data" in world.engine.volumes
+    assert run(["up", "--json"]) == 0  # the same data comes back with a new container
+    assert run(["destroy", "-y"]) == 0
+    assert world.engine.container("devslice-azurite") is None
+    assert "devslice-azurite-data" not in world.engine.volumes

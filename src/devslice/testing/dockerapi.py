@@ -486,6 +486,8 @@ class FakeDockerEngine(_HTTPFake):
         self.exec_handler: ExecHandler = lambda container, argv: (0, [])
         # What a container logs when it starts, e.g. the emulator's "...Successfully Up!"
         self.container_output: Callable[[FakeContainer], list[str]] = lambda container: []
+        # Whether a started container's process listens at once (see FakeContainer.serving).
+        self.serves_on_start: Callable[[FakeContainer], bool] = lambda container: True
         self.unknown_images: set[str] = set()  # references a pull cannot find
 
     def __enter__(self) -> FakeDockerEngine:
@@ -911,6 +913,7 @@ class FakeDockerEngine(_HTTPFake):
         with self._lock:
             if c.status == "running":
                 return ex.send(304, b"", None, headers)
+            c.serving = self.serves_on_start(c)
             problem = self._publish(c)
             if problem:
                 return ex.json(500, {"message": problem}, headers)
