@@ -279,3 +279,78 @@ def test_a_crash_looping_service_is_not_reported_ready(
     assert rows["local"]["ready"] is False
     assert "not healthy: crasher" in rows["local"]["detail"]
     assert "exited with 3" in rows["local"]["detail"]
+
+
+FAKES = Path(__file__).parent / "fakes"
+
+
+def test_signalr_and_storage_emulators_run_as_processes_and_services_use_them(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """signalR.mode: emulator starts asrs-emulator (a wire-level fake of the .NET tool, same
+    flags, banner and REST surface) and storage.mode: embedded starts Azurite from npm; a
+    service sends through the SDK with nothing but the contract; down stops both."""
+    import shutil
+
+    from devslice.project import Project
+    from devslice.sdk.context import SliceContext
+    from devslice.sdk.signalr import SliceSignalR
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shutil.copy2(FAKES / "asrs-emulator", bin_dir / "asrs-emulator")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_ASRS_PYTHON", sys.executable)
+    messages = tmp_path / "messages.jsonl"
+    monkeypatch.setenv("FAKE_ASRS_MESSAGES", str(messages))
+    signalr, blob, queue = free_port(), free_port(), free_port()
+    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+        cluster: {{runtime: local}}
+        signalR: {{mode: emulator, emulatorPort: {signalr}, hubs: [notifications]}}
+        storage:
+          mode: embedded
+          blobEndpointTemplate: "http://127.0.0.1:{blob}/{{account}}"
+          queueEndpointTemplate: "http://127.0.0.1:{queue}/{{account}}"
+        """))
+    assert run(["slice", "claim"]) == 0
+    try:
+        assert run(["up"]) == 0
+        shared = read_json(workdir / ".devslice" / "local" / "_emulators" / "state.json")
+        assert {n: s["state"] for n, s in shared["services"].items()} == \
+            {"signalr": "ready", "azurite": "ready"}
+        contract = {v.name: v.value if isinstance(v.value, str) else v.value.reveal()
+                    for v in Project.load().variables("ab")}
+        assert contract["LOCAL_DEV_SIGNALR_ENDPOINT"] == f"http://127.0.0.1:{signalr}"
+        ctx = SliceContext.from_env(contract)
+        with SliceSignalR(contract["LOCAL_DEV_SIGNALR_CONNECTIONSTRING"], ctx) as hub:
+            hub.send_to_all("notifications", "orderPlaced", [{"id": 1}])
+        sent = [json.loads(line) for line in messages.read_text().splitlines()]
+        assert sent == [{"hub": "notifications_ab", "user": None, "target": "orderPlaced",
+                         "arguments": [{"id": 1}]}]
+
+        from azure.storage.blob import BlobServiceClient
+
+        with BlobServiceClient.from_connection_string(
+                contract["LOCAL_DEV_STORAGE_CONNECTIONSTRING"]) as storage:
+            storage.create_container("invoices")
+            assert [c.name for c in storage.list_containers()] == ["invoices"]
+    finally:
+        pids = [int(s["pid"]) for s in (read_json(
+            workdir / ".devslice" / "local" / "_emulators" / "state.json") or {})
+            .get("services", {}).values() if s.get("pid")]
+        assert run(["down"]) == 0
+    assert pids and all(gone(p) for p in pids)
+
+
+def test_signalr_emulator_mode_without_the_tool_says_how_to_install_it(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    (workdir / "devslice.yaml").write_text(BASE + "cluster: {runtime: local}\n"
+                                           "storage: {mode: shared}\n"
+                                           "signalR: {mode: emulator}\n")
+    assert run(["slice", "claim"]) == 0
+    capsys.readouterr()
+    assert run(["plan"]) == 1
+    err = capsys.readouterr().err
+    assert "asrs-emulator is not installed" in err
+    assert "dotnet tool install -g Microsoft.Azure.SignalR.Emulator" in err
