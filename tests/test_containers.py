@@ -298,6 +298,21 @@ def test_readiness_by_port_sees_through_dockers_proxy(world: World) -> None:
     assert time.monotonic() - started >= 0.3
 
 
+def test_readiness_conditions_must_all_hold(world: World) -> None:
+    port = free_port()
+    world.engine.container_output = lambda c: ["loading"]
+    env = custom(port, ready='{port: 6379, log: "Ready to accept", timeout: 1s}')
+    with pytest.raises(NotReady) as info:
+        world.apply(world.resources(env, environ={"CACHE_TOKEN": TOKEN}))
+    assert (f"waited until a service answers on 127.0.0.1:{port} (not only Docker's proxy) "
+            "and its output shows 'Ready to accept'") in str(info.value)
+    world.engine.container_output = lambda c: ["Ready to accept connections"]
+    env = custom(port, image="redis:7.2", ready='{port: 6379, log: "Ready to accept"}')
+    world.apply(world.resources(env, environ={"CACHE_TOKEN": TOKEN}))
+    with pytest.raises(ConfigError, match="give at least one of port, command or log"):
+        custom(port, ready="{timeout: 5s}")
+
+
 def test_readiness_port_must_be_published(world: World) -> None:
     with pytest.raises(ConfigError, match=r"containers.custom\[0\].ready.port"):
         world.resources(custom(free_port(), ready="{port: 7000}"), environ={"CACHE_TOKEN": TOKEN})
