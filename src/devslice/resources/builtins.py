@@ -202,6 +202,17 @@ def azurite_spec(settings: AzuriteSettings, accounts: Iterable[str]) -> Containe
                "env AZURITE_ACCOUNTS": "(from accounts)"})
 
 
+def _require_eula(accepted: bool, key: str, what: str, url: str, config_path: str,
+                  note: str = "") -> None:
+    """Microsoft's emulators start only with ACCEPT_EULA=Y; devslice never sets it unasked."""
+    if not accepted:
+        raise ConfigError([ConfigIssue(
+            config_path, None, None, f"containers.{key}.acceptEula",
+            f"{what} starts only once its license (EULA) is accepted, with ACCEPT_EULA=Y, and "
+            "devslice does not accept it for you")],
+            hint=f"read {url}, then set containers.{key}.acceptEula: true{note}")
+
+
 # ------------------------------------------------------------------ Event Hubs emulator
 
 
@@ -255,13 +266,9 @@ def eventhubs_emulator_connection_string(port: int = 5672) -> str:
 def eventhubs_emulator_spec(settings: EventHubsEmulatorSettings, event_hubs: EventHubsSettings,
                             azurite: AzuriteSettings, base_dir: Path,
                             config_path: str = "devslice.yaml") -> ContainerSpec:
-    if not settings.accept_eula:
-        raise ConfigError([ConfigIssue(
-            config_path, None, None, "containers.eventHubsEmulator.acceptEula",
-            "the Event Hubs emulator starts only once its EULA is accepted, and devslice does "
-            "not accept it for you")],
-            hint="read https://github.com/Azure/azure-event-hubs-emulator-installer/blob/main/"
-            "EMULATOR_EULA.md, then set containers.eventHubsEmulator.acceptEula: true")
+    _require_eula(settings.accept_eula, "eventHubsEmulator", "the Event Hubs emulator",
+                  "https://github.com/Azure/azure-event-hubs-emulator-installer/blob/main/"
+                  "EMULATOR_EULA.md", config_path)
     config = json.dumps(eventhubs_emulator_config(event_hubs, settings.consumer_groups,
                                                   config_path), indent=2) + "\n"
     path = Path(base_dir) / STATE_DIR / "eventhubs-emulator" / "Config.json"
@@ -294,14 +301,9 @@ def kusto_emulator_spec(settings: KustoEmulatorSettings,
     """``docker run -e ACCEPT_EULA=Y -m 4G -p 8080:8080 kustainer-linux`` (the install docs).
     Ready once its HTTP port answers and it logs that it runs; the slice's database is made
     with ``devslice adx reset``, which the emulator (unlike a cloud cluster) accepts."""
-    if not settings.accept_eula:
-        raise ConfigError([ConfigIssue(
-            config_path, None, None, "containers.kustoEmulator.acceptEula",
-            "the Kusto emulator starts only once its license is accepted (ACCEPT_EULA=Y), and "
-            "devslice does not accept it for you")],
-            hint="read https://learn.microsoft.com/azure/data-explorer/kusto-emulator-overview, "
-            "then set containers.kustoEmulator.acceptEula: true (it needs 4 GB of memory and "
-            "an x86-64 processor with AVX2)")
+    _require_eula(settings.accept_eula, "kustoEmulator", "the Kusto emulator",
+                  "https://learn.microsoft.com/azure/data-explorer/kusto-emulator-overview",
+                  config_path, " (it needs 4 GB of memory and an x86-64 processor with AVX2)")
     return ContainerSpec(
         name="kusto-emulator", image=settings.image,
         env={"ACCEPT_EULA": "Y"},
