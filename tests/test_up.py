@@ -297,3 +297,42 @@ def test_emulators_run_beside_the_cluster_and_follow_down_and_destroy(
     assert run(["destroy", "-y"]) == 0
     assert world.engine.container("devslice-azurite") is None
     assert "devslice-azurite-data" not in world.engine.volumes
+
+
+def test_data_explorer_emulator_gets_the_slices_database(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """dataExplorer.mode: emulator runs the Kusto emulator beside the cluster (here a fake
+    engine behind the fake docker-proxy), creates the slice's database in its data volume,
+    and pods find it at the gateway; a second `up` leaves the database alone."""
+    from devslice.resources.builtins import KUSTO_READY
+    from devslice.testing.kusto import FakeKusto
+
+    (port,) = _free_ports(1)
+    config = world.root / "devslice.yaml"
+    config.write_text(config.read_text() + textwrap.dedent(f"""\
+        dataExplorer: {{mode: emulator}}
+        containers:
+          kustoEmulator: {{acceptEula: true, port: {port}}}
+        """))
+    with FakeKusto() as kusto:
+        kusto_port = int(kusto.url.rsplit(":", 1)[1])
+        world.engine.forward_to = lambda c, p: kusto_port if p == 8080 else None
+        world.engine.container_output = lambda c: [KUSTO_READY] if "kusto" in c.name else []
+        assert run(["slice", "claim"]) == 0
+        capsys.readouterr()
+        assert run(["up", "--json"]) == 0
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        done = [e["resource"] for e in events if e["event"] == "done"]
+        assert done.index("container:kusto-emulator") < done.index("database:db4ab") < \
+            done.index("slice-config")
+        assert "db4ab" in kusto.databases
+        assert kusto.storage["db4ab"].startswith('persist (@"/kustodata/dbs/db4ab/')
+        config_map = world.kube.get("v1", "ConfigMap", "devslice-ab", "default")
+        assert config_map is not None
+        assert config_map["data"]["LOCAL_DEV_DATAEXPLORER_CLUSTERURL"] == \
+            f"http://172.18.0.1:{port}"
+        kusto.databases["db4ab"].add("Orders")  # what `devslice adx apply` would have made
+        assert run(["up", "--json"]) == 0
+        assert kusto.databases["db4ab"] == {"Orders"}
+        creates = [c for _, c in kusto.commands if c.startswith(".create database")]
+        assert len(creates) == 1

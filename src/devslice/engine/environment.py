@@ -215,7 +215,17 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     # -- containers (issue 5) ------------------------------------------------------------
     # Emulators and the team's own containers beside the cluster. The slice's objects wait
     # for them, so services start against dependencies that are ready.
-    containers = container_resources(project, tools, "k3d" if k3d else "kube")
+    containers: list[Resource] = list(container_resources(project, tools,
+                                                          "k3d" if k3d else "kube"))
+    if env.data_explorer.mode == "emulator":
+        from devslice.resources.builtins import kusto_emulator_url
+        from devslice.resources.dataexplorer import EmulatorDatabaseResource
+        from devslice.slices.derive import derive_names
+
+        containers.append(EmulatorDatabaseResource(
+            derive_names(env, handle).data_explorer_database,
+            kusto_emulator_url(env.containers.kusto_emulator),
+            after=("container:kusto-emulator",)))
     out += containers
     ready += [r.key for r in containers]
     # -- end containers -------------------------------------------------------------------

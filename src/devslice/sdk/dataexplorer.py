@@ -52,6 +52,7 @@ from devslice.slices.names import RULES
 
 if TYPE_CHECKING:
     from azure.kusto.data import ClientRequestProperties, KustoClient
+    from azure.kusto.data.response import KustoResponseDataSet
 
     from devslice.sdk.context import SliceContext
 
@@ -423,6 +424,17 @@ class DataExplorer:
                 on_applied(step)
         return done
 
+    def databases(self) -> list[str]:
+        """The names of the cluster's databases (``.show databases``)."""
+        response = self._execute(ADMIN_DATABASE, ".show databases", "show", "listing databases",
+                                 applied=None)
+        return sorted(str(row["DatabaseName"]) for row in response.primary_results[0])
+
+    def create_command(self, database: str | None) -> str:
+        """``.create database`` for the slice's database: ``volatile``, or ``persist`` under
+        ``persist_root`` in fresh folders (the emulator refuses folders that exist)."""
+        return self.reset_commands(database)[1]
+
     def reset_commands(self, database: str | None) -> list[str]:
         """What :meth:`reset` would run for ``database``; nothing is sent."""
         database = _slice_database(database)
@@ -458,11 +470,11 @@ class DataExplorer:
 
     # -- one request ----------------------------------------------------------------------------
     def _execute(self, database: str, csl: str, verb: str, what: str,
-                 applied: int | None) -> None:
+                 applied: int | None) -> KustoResponseDataSet:
         from azure.kusto.data.exceptions import KustoError
 
         try:
-            self.client.execute_mgmt(database, csl, _properties(verb))
+            return self.client.execute_mgmt(database, csl, _properties(verb))
         except KustoError as exc:
             raise _translate(exc, self.cluster_url, what, applied) from exc
         except OSError as exc:  # requests' errors are OSErrors, e.g. fetching the sign-in info

@@ -488,6 +488,9 @@ class FakeDockerEngine(_HTTPFake):
         self.container_output: Callable[[FakeContainer], list[str]] = lambda container: []
         # Whether a started container's process listens at once (see FakeContainer.serving).
         self.serves_on_start: Callable[[FakeContainer], bool] = lambda container: True
+        # (container, container port) -> a port on 127.0.0.1 that plays the process inside
+        # (a test's fake service), which published connections are relayed to; None holds them.
+        self.forward_to: Callable[[FakeContainer, int], int | None] = lambda c, port: None
         self.unknown_images: set[str] = set()  # references a pull cannot find
 
     def __enter__(self) -> FakeDockerEngine:
@@ -948,23 +951,34 @@ class FakeDockerEngine(_HTTPFake):
                             f"{c.name} ({c.id}): Error starting userland proxy: listen tcp4 "
                             f"{ip}:{port}: bind: address already in use")
                 c._listeners.append(sock)
-                threading.Thread(target=self._proxy, args=(c, sock), daemon=True,
+                backend = self.forward_to(c, int(key.split("/")[0]))
+                threading.Thread(target=self._proxy, args=(c, sock, backend), daemon=True,
                                  name=f"fake-docker-proxy-{port}").start()
         return None
 
     @staticmethod
-    def _proxy(c: FakeContainer, listener: socket.socket) -> None:
-        """docker-proxy: accept; hold the connection when the container serves, else close it
-        at once (its dial to the container was refused)."""
+    def _proxy(c: FakeContainer, listener: socket.socket, backend: int | None) -> None:
+        """docker-proxy: accept; when the container serves, relay to what plays its process
+        (``forward_to``) or just hold the connection; else close it at once (its dial to the
+        container was refused)."""
         while True:
             try:
                 conn, _ = listener.accept()
             except OSError:
                 return  # unpublished
-            if c.serving:
-                c._held.append(conn)
-            else:
+            if not c.serving:
                 conn.close()
+                continue
+            c._held.append(conn)
+            if backend is not None:
+                try:
+                    upstream = socket.create_connection(("127.0.0.1", backend), timeout=5)
+                except OSError:
+                    conn.close()
+                    continue
+                c._held.append(upstream)
+                for a, b in ((conn, upstream), (upstream, conn)):
+                    threading.Thread(target=_relay, args=(a, b), daemon=True).start()
 
     @staticmethod
     def _unpublish(c: FakeContainer) -> None:
@@ -1122,6 +1136,18 @@ class FakeDockerEngine(_HTTPFake):
                                      f"[{', '.join(users)}]"}, headers)
             del self.volumes[name]
         ex.send(204, b"", None, headers)
+
+
+def _relay(source: socket.socket, sink: socket.socket) -> None:
+    """Copy bytes one way until either side closes, then close both (as docker-proxy does)."""
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    for sock in (source, sink):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _param(ex: _Exchange, name: str) -> str | None:

@@ -1,0 +1,56 @@
+"""The slice's database in the Kusto emulator (``database:<name>``), with
+``dataExplorer.mode: emulator``: the emulator starts empty, and services of the slice write to
+``LOCAL_DEV_DATAEXPLORER_DATABASE``, so `devslice up` creates it when it is missing.
+
+Facts come from ``.show databases``; the action is ``.create database NAME persist (...)`` in
+fresh folders under the emulator's data volume (``/kustodata/dbs``), so the data lives in the
+named volume rather than in the container. A database that exists is left alone: its tables
+are the team's schema script's business (`devslice adx apply`), and `devslice adx reset`
+starts it over. A cloud cluster (mode shared) is never touched: there a database is an Azure
+resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from devslice.engine.plan import Action, noop
+from devslice.resources.builtins import KUSTO_DATA
+from devslice.sdk.dataexplorer import DataExplorer, DataExplorerUnreachable
+
+PERSIST_ROOT = f"{KUSTO_DATA}/dbs"  # the emulator's docs keep databases under /kustodata
+
+
+class EmulatorDatabaseResource:
+    """One database of the Kusto emulator, created when missing."""
+
+    def __init__(self, database: str, cluster_url: str, *, after: tuple[str, ...] = (),
+                 connect: Callable[[str], DataExplorer] | None = None) -> None:
+        self.database = database
+        self.cluster_url = cluster_url
+        self.key = f"database:{database}"
+        self.after = after
+        self._connect = connect or (lambda url: DataExplorer(url, persist_root=PERSIST_ROOT))
+
+    def plan(self) -> list[Action]:
+        adx = self._connect(self.cluster_url)
+        create = adx.create_command(self.database)
+        try:
+            present = self.database in adx.databases()
+        except DataExplorerUnreachable:
+            adx.close()
+            # Not started yet (a fresh machine): the executor plans again once the emulator's
+            # container is ready, so this is what a plan shows.
+            return [Action(self.key, "create", f"database {self.database}: the Kusto emulator "
+                           f"at {self.cluster_url} does not answer yet", (create,),
+                           self._create)]
+        adx.close()
+        if present:
+            return [noop(self.key, f"database {self.database} exists in the Kusto emulator")]
+        return [Action(self.key, "create", f"database {self.database} is missing in the Kusto "
+                       "emulator", (create,), self._create)]
+
+    def _create(self) -> None:
+        with self._connect(self.cluster_url) as adx:
+            if self.database not in adx.databases():  # planned while it was not running
+                adx.reset(self.database)  # drop ifexists (nothing) + create persist
