@@ -274,8 +274,10 @@ def eventhubs_emulator_spec(settings: EventHubsEmulatorSettings, event_hubs: Eve
     path = Path(base_dir) / STATE_DIR / "eventhubs-emulator" / "Config.json"
     return ContainerSpec(
         name="eventhubs-emulator", image=settings.image,
-        # The emulator keeps its data in Azurite (the installer's compose files); it reaches
-        # the Azurite container through the ports Azurite publishes on the host.
+        # The emulator keeps its data in Azurite. The installer's compose files set exactly
+        # these three variables; its docker-compose-custom-ports-linux.yml reaches Azurite as
+        # here, by host:port through the host (host.docker.internal:host-gateway), which
+        # needs no shared Docker network with the Azurite container.
         env={"BLOB_SERVER": f"{HOST_GATEWAY}:{azurite.blob_port}",
              "METADATA_SERVER": f"{HOST_GATEWAY}:{azurite.table_port}",
              "ACCEPT_EULA": "Y"},
