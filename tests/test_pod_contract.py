@@ -30,6 +30,7 @@ eventHubs:
   namespaces: [{name: emulatorNs1, partitions: 4}]
 storage: {mode: emulator}
 dataExplorer: {mode: emulator}
+signalR: {mode: emulator, hubs: [notifications]}
 containers:
   mongodb: {port: 27017}
   eventHubsEmulator: {acceptEula: true}
@@ -65,6 +66,9 @@ def test_pods_reach_each_emulator_at_the_gateway(workdir: Path) -> None:
         f"mongodb://{GATEWAY}:27017/?directConnection=true"
     assert host["LOCAL_DEV_DATAEXPLORER_CLUSTERURL"] == "http://127.0.0.1:8080"
     assert pods["LOCAL_DEV_DATAEXPLORER_CLUSTERURL"] == f"http://{GATEWAY}:8080"
+    assert pods["LOCAL_DEV_SIGNALR_ENDPOINT"] == f"http://{GATEWAY}:8888"
+    assert pods["LOCAL_DEV_SIGNALR_CONNECTIONSTRING"].startswith(
+        f"Endpoint=http://{GATEWAY};Port=8888;AccessKey=")
     # what does not address this machine is the same on both sides
     same = {k for k, v in host.items() if "127.0.0.1" not in v and "localhost" not in v}
     assert same and all(pods[k] == host[k] for k in same)
@@ -77,7 +81,8 @@ def test_pods_reach_each_emulator_at_the_gateway(workdir: Path) -> None:
 
 def test_each_emulator_mode_brings_its_container(workdir: Path) -> None:
     env = env_from(EMULATORS)
-    assert container_names(env) == ["mongodb", "azurite", "eventhubs-emulator", "kusto-emulator"]
+    assert container_names(env) == ["mongodb", "azurite", "eventhubs-emulator", "kusto-emulator",
+                                    "signalr-emulator"]
     specs = {s.name: s for s in container_specs(env, workdir, runtime="k3d",
                                                  environ={})}
     kusto = specs["kusto-emulator"]
@@ -101,15 +106,13 @@ def test_the_kusto_emulator_needs_its_license_accepted(workdir: Path) -> None:
     assert "ACCEPT_EULA" in str(info.value)
 
 
-def test_data_explorer_and_signalr_have_no_embedded_mode(workdir: Path) -> None:
-    for text, where in (("dataExplorer: {mode: embedded}\n", "dataExplorer.mode"),
-                        ("signalR: {mode: embedded}\n", "signalR.mode")):
-        (workdir / "devslice.yaml").write_text(BASE + text)
-        with pytest.raises(ConfigError) as info:
-            Project.load()
-        message = str(info.value)
-        assert "devslice.yaml:4:" in message and where in message, message
-        assert "'shared' or 'emulator'" in message, message
+def test_data_explorer_has_no_embedded_mode(workdir: Path) -> None:
+    (workdir / "devslice.yaml").write_text(BASE + "dataExplorer: {mode: embedded}\n")
+    with pytest.raises(ConfigError) as info:
+        Project.load()
+    message = str(info.value)
+    assert "devslice.yaml:4:" in message and "dataExplorer.mode" in message, message
+    assert "'shared' or 'emulator'" in message, message
 
 
 @pytest.mark.parametrize(("text", "key"), [
@@ -117,7 +120,7 @@ def test_data_explorer_and_signalr_have_no_embedded_mode(workdir: Path) -> None:
     ("eventHubs: {mode: shared, namespaces: [{name: company1-ehns1}]}\nstorage: {mode: embedded}\n",
      "storage.mode"),
     ("eventHubs: {mode: shared, namespaces: [{name: company1-ehns1}]}\nstorage: {mode: shared}\n"
-     "signalR: {mode: emulator}\n", "signalR.mode"),
+     "signalR: {mode: embedded}\n", "signalR.mode"),
 ])
 def test_embedded_stand_ins_are_refused_for_pods(workdir: Path, text: str, key: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -213,3 +216,58 @@ def test_emulator_values_are_marked_with_whom_they_serve(workdir: Path) -> None:
     assert reach["LOCAL_DEV_STORAGE_ACCOUNT"] is None
     assert reach["LOCAL_DEV_STORAGE_BLOBENDPOINT"] is Reach.published
     assert reach["LOCAL_DEV_DATAEXPLORER_DATABASE"] is None
+
+
+FAKES = Path(__file__).parent / "fakes"
+
+
+def test_the_signalr_emulator_container_installs_the_tool_once(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The container's command, run by a real sh with a fake `dotnet` (it installs the fake
+    asrs-emulator where --tool-path says): the first start installs, the next one does not,
+    a new version installs again; the emulator starts on all addresses."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from devslice.resources.builtins import SIGNALR_TOOLS
+
+    (spec,) = [s for s in container_specs(env_from(
+        "storage: {mode: shared}\nsignalR: {mode: emulator, emulatorPort: 18888}\n"),
+        workdir, runtime="k3d") if s.name == "signalr-emulator"]
+    assert spec.image == "mcr.microsoft.com/dotnet/sdk:8.0"
+    assert [(p.container_port, p.host_port) for p in spec.ports] == [(8888, 18888)]
+    assert spec.readiness is not None and spec.readiness.port == 18888
+    assert spec.readiness.log == "The Azure SignalR Emulator was successfully started."
+    assert spec.command[:2] == ("sh", "-c")
+    tools, bin_dir, log = workdir / "tools", workdir / "bin", workdir / "dotnet.log"
+    bin_dir.mkdir()
+    (bin_dir / "dotnet").write_text(
+        "#!/bin/sh\n"
+        f"echo \"$*\" >> {log}\n"
+        "while [ $# -gt 0 ]; do [ \"$1\" = --tool-path ] && dir=$2; shift; done\n"
+        f"mkdir -p \"$dir\" && cp {FAKES / 'asrs-emulator'} \"$dir/asrs-emulator\"\n")
+    (bin_dir / "dotnet").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "FAKE_ASRS_PYTHON": sys.executable}
+
+    def start(command: tuple[str, ...]) -> str:
+        script = command[2].replace(SIGNALR_TOOLS, str(tools)).replace("-p 8888", "-p 0")
+        # the fake emulator serves until stopped; read its banner and stop it
+        with subprocess.Popen(["sh", "-c", script], env=env, stdout=subprocess.PIPE,
+                              text=True) as proc:
+            assert proc.stdout is not None
+            lines = [proc.stdout.readline() for _ in range(3)]
+            proc.terminate()
+        return "".join(lines)
+
+    assert "successfully started" in start(spec.command)
+    assert start(spec.command) and len(log.read_text().splitlines()) == 1  # installed once
+    assert "--tool-path" in log.read_text() and "--version 1.6.1" in log.read_text()
+    (newer,) = [s for s in container_specs(env_from(
+        "storage: {mode: shared}\nsignalR: {mode: emulator}\n"
+        "containers: {signalrEmulator: {version: 1.7.0}}\n"), workdir, runtime="k3d")]
+    assert "successfully started" in start(newer.command)
+    assert log.read_text().splitlines()[-1].endswith("--version 1.7.0")
+    assert shutil.which("asrs-emulator", path=str(tools))

@@ -264,14 +264,15 @@ class DataExplorerSettings(Model):
 
 
 class SignalRSettings(Model):
-    mode: Literal["shared", "emulator"] = Field(
+    mode: Literal["shared", "emulator", "embedded"] = Field(
         "shared",
-        description="shared: a hub per slice in the team's SignalR Service; emulator: the "
-        "local emulator (asrs-emulator, a .NET tool) as a process on this machine, serverless "
-        "mode only. There is no embedded SignalR.",
+        description="shared: a hub per slice in the team's SignalR Service; emulator: the local "
+        "emulator (asrs-emulator, serverless only) in a container that pods reach too (a "
+        "process in the local runtime); embedded: asrs-emulator as a process on this machine, "
+        "for processes on this machine only.",
     )
-    emulator_port: int = Field(8888, ge=1, le=65535,
-                               description="emulator mode: the port asrs-emulator listens on.")
+    emulator_port: int = Field(8888, ge=1, le=65535, description="emulator and embedded "
+                               "modes: the host port asrs-emulator answers on.")
     endpoint: str | None = Field(None, description="shared mode: the service's endpoint.")
     hubs: list[str] = Field(default_factory=list)
     hub_template: str = "{hub}_{slice}"
@@ -557,6 +558,17 @@ class KustoEmulatorSettings(Model):
                         description="Mounted at /kustodata, where persistent databases live.")
 
 
+class SignalREmulatorSettings(Model):
+    """asrs-emulator in a container; also implied by signalR.mode: emulator. Microsoft
+    publishes it as a .NET tool only, so the container installs it into a volume once."""
+
+    image: str = "mcr.microsoft.com/dotnet/sdk:8.0"
+    version: str = Field("1.6.1", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+([.-][0-9A-Za-z.-]+)?$",
+                         description="Microsoft.Azure.SignalR.Emulator's NuGet version.")
+    volume: str = Field("devslice-signalr-tools", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
+                        description="Where the tool is installed, so a restart skips it.")
+
+
 class ContainersSettings(Model):
     """Local containers beside the cluster: built-ins enabled in a line, and the team's own."""
 
@@ -567,12 +579,16 @@ class ContainersSettings(Model):
         None, description="Also implied by eventHubs.mode: emulator.")
     kusto_emulator: KustoEmulatorSettings | None = Field(
         None, description="Also implied by dataExplorer.mode: emulator.")
+    signalr_emulator: SignalREmulatorSettings | None = Field(
+        None, description="Also implied by signalR.mode: emulator; its port is "
+        "signalR.emulatorPort.")
     custom: list[ContainerSettings] = Field(default_factory=list)
 
     @field_validator("custom")
     @classmethod
     def _distinct(cls, value: list[ContainerSettings]) -> list[ContainerSettings]:
-        reserved = {"mongodb", "sftp", "azurite", "eventhubs-emulator", "kusto-emulator"}
+        reserved = {"mongodb", "sftp", "azurite", "eventhubs-emulator", "kusto-emulator",
+                    "signalr-emulator"}
         seen: set[str] = set()
         for c in value:
             if c.name in reserved:

@@ -178,17 +178,18 @@ def slice_variables(
             add(f"{p}DATAEXPLORER_{key}", value, Origin.team, "devslice.yaml dataExplorer.routing")
 
     add(f"{p}SIGNALR_MODE", env.signal_r.mode, Origin.team, "devslice.yaml signalR.mode")
-    if env.signal_r.mode == "emulator":
+    if env.signal_r.mode != "shared":
         from devslice.emulators import signalr_emulator_connection_string
 
-        port = env.signal_r.emulator_port
+        port, mode = env.signal_r.emulator_port, env.signal_r.mode
+        signalr_reach = Reach.published if mode == "emulator" else Reach.machine
         add(f"{p}SIGNALR_ENDPOINT", f"http://127.0.0.1:{port}", Origin.team,
-            "signalR.mode emulator (asrs-emulator on this machine)", Reach.machine,
+            f"signalR.mode {mode} (asrs-emulator on this machine)", signalr_reach,
             "signalR.mode")
         # Not a secret: the emulator's fixed, published key, which signs no real service.
         add(f"{p}SIGNALR_CONNECTIONSTRING", signalr_emulator_connection_string(port),
-            Origin.team, "signalR.mode emulator (the emulator's published key)",
-            Reach.machine, "signalR.mode")
+            Origin.team, f"signalR.mode {mode} (the emulator's published key)",
+            signalr_reach, "signalR.mode")
     elif env.signal_r.endpoint:
         add(f"{p}SIGNALR_ENDPOINT", env.signal_r.endpoint, Origin.team,
             "devslice.yaml signalR.endpoint")

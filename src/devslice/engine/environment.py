@@ -146,12 +146,9 @@ def runtime(project: Project) -> tuple[str, str]:
 
 def machine_only(env: Any) -> list[str]:
     """The services whose mode serves processes of this machine only (embedded stand-ins)."""
-    out = [f"{key}.mode is embedded" for key, settings in
-           (("eventHubs", env.event_hubs), ("storage", env.storage))
-           if settings.mode == "embedded"]
-    if env.signal_r.mode == "emulator":  # asrs-emulator listens on loopback only
-        out.append("signalR.mode is emulator (a process on this machine)")
-    return out
+    return [f"{key}.mode is embedded" for key, settings in
+            (("eventHubs", env.event_hubs), ("storage", env.storage), ("signalR", env.signal_r))
+            if settings.mode == "embedded"]
 
 
 Progress = Callable[[str, str], None]  # (resource key, a line of what it is doing)

@@ -116,14 +116,14 @@ def container_only(project: Project) -> list[ConfigIssue]:
 
 def _emulators(project: Project) -> Iterator[ServiceSpec]:
     """The emulators that run as processes: Azurite from its npm package when storage runs in
-    emulator or embedded mode, the SignalR emulator (``asrs-emulator``) in emulator mode, and
+    emulator or embedded mode, the SignalR emulator (``asrs-emulator``) likewise, and
     ``mongod`` when containers.mongodb is set and MongoDB is installed (the embedded event hub
     needs no process: it is a file)."""
     env = project.env
     problems = container_only(project)
     if problems:
         raise ConfigError(problems, hint="or run with Docker and k3d (cluster.runtime: k3d)")
-    if env.signal_r.mode == "emulator":
+    if env.signal_r.mode != "shared":  # emulator or embedded: a process, no container here
         yield _signalr_emulator(project)
     mongodb = env.containers.mongodb
     mongod = shutil.which("mongod")
@@ -178,7 +178,7 @@ def _signalr_emulator(project: Project) -> ServiceSpec:
     exe = shutil.which("asrs-emulator")
     if exe is None:
         raise CommandFailed(
-            "signalR.mode is emulator but asrs-emulator is not installed",
+            f"signalR.mode is {project.env.signal_r.mode} but asrs-emulator is not installed",
             hint="`dotnet tool install -g Microsoft.Azure.SignalR.Emulator` (needs .NET 8), "
             "or set signalR.mode: shared")
     folder = shared_dir(project) / "signalr"

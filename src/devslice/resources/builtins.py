@@ -6,6 +6,7 @@
       azurite: {}
       eventHubsEmulator: {acceptEula: true}     # also implied by eventHubs.mode: emulator
       kustoEmulator: {acceptEula: true}         # also implied by dataExplorer.mode: emulator
+      signalrEmulator: {}                       # also implied by signalR.mode: emulator
 
 Each built-in is the seed article's ``docker run`` line made reproducible: MongoDB as a one-node
 replica set, atmoz/sftp with users from secrets, Azurite with an account per live slice, and
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from devslice.adapters.docker import Mount, PortBinding
 from devslice.config.model import (
@@ -32,8 +33,9 @@ from devslice.config.model import (
     MongoDbSettings,
     SetupScript,
     SftpSettings,
+    SignalREmulatorSettings,
 )
-from devslice.emulators import AZURITE_DEV_ACCOUNT, azurite_account_key
+from devslice.emulators import AZURITE_DEV_ACCOUNT, SIGNALR_EMULATOR_READY, azurite_account_key
 from devslice.errors import ConfigError, ConfigIssue
 from devslice.resources.containers import STATE_DIR, ContainerSpec, GeneratedFile, Readiness, Setup
 from devslice.secrets import Secret, resolve
@@ -54,6 +56,8 @@ HOST_GATEWAY = "host.docker.internal"  # Docker's name for the host, with host-g
 KUSTO_PORT = 8080  # inside the container; HTTP only, no authentication
 KUSTO_DATA = "/kustodata"  # where its docs mount a volume for persistent databases
 KUSTO_READY = "Hit 'CTRL-C' or 'CTRL-BREAK' to quit"  # Azure/adx-mon waits for it too
+SIGNALR_PORT = 8888  # asrs-emulator's default, inside the container
+SIGNALR_TOOLS = "/tools"  # where the container installs the .NET tool (a volume)
 
 # ------------------------------------------------------------------ MongoDB
 
@@ -315,6 +319,30 @@ def kusto_emulator_spec(settings: KustoEmulatorSettings,
         notes={"cluster url": kusto_emulator_url(settings)})
 
 
+# ------------------------------------------------------------------ SignalR emulator
+
+
+def signalr_emulator_spec(settings: SignalREmulatorSettings, port: int) -> ContainerSpec:
+    """asrs-emulator in a container (Microsoft ships it as a .NET tool only): installed with
+    ``dotnet tool install`` into a volume on first start, then started on all addresses
+    (``-i 0.0.0.0``; by default it listens on loopback, which a published port cannot
+    reach). Ready once it says it started and its port answers."""
+    tool = f"{SIGNALR_TOOLS}/asrs-emulator"
+    script = (f"[ -x {tool} ] && [ \"$(cat {SIGNALR_TOOLS}/.version 2>/dev/null)\" = "
+              f"{settings.version} ] || {{ rm -rf {SIGNALR_TOOLS}/* && dotnet tool install "
+              f"--tool-path {SIGNALR_TOOLS} Microsoft.Azure.SignalR.Emulator --version "
+              f"{settings.version} && echo {settings.version} > {SIGNALR_TOOLS}/.version; }} "
+              f"&& exec {tool} start -p {SIGNALR_PORT} -i 0.0.0.0")
+    return ContainerSpec(
+        name="signalr-emulator", image=settings.image,
+        command=("sh", "-c", script),
+        env={"DOTNET_CLI_TELEMETRY_OPTOUT": "1", "DOTNET_NOLOGO": "1"},
+        ports=(PortBinding(SIGNALR_PORT, port),),
+        mounts=(Mount(settings.volume, SIGNALR_TOOLS),),
+        readiness=Readiness(port=port, log=SIGNALR_EMULATOR_READY, timeout=300),
+        notes={"endpoint": f"http://127.0.0.1:{port}"})
+
+
 # ------------------------------------------------------------------ the team's own
 
 
@@ -390,31 +418,40 @@ def custom_spec(settings: ContainerSettings, index: int, base_dir: Path,
 # ------------------------------------------------------------------ all of them
 
 
-def _implied(env: Environment) -> tuple[EventHubsEmulatorSettings | None,
-                                        AzuriteSettings | None, KustoEmulatorSettings | None]:
-    """The emulators in use: enabled under containers:, or implied by a mode: emulator."""
+class _Emulators(NamedTuple):
+    """The built-in emulators in use: enabled under containers:, or implied by a mode."""
+
+    eventhubs: EventHubsEmulatorSettings | None
+    azurite: AzuriteSettings | None
+    kusto: KustoEmulatorSettings | None
+    signalr: SignalREmulatorSettings | None
+
+
+def _implied(env: Environment) -> _Emulators:
     c = env.containers
-    emulator = c.event_hubs_emulator
-    if emulator is None and env.event_hubs.mode == "emulator":
-        emulator = EventHubsEmulatorSettings()
+    eventhubs = c.event_hubs_emulator
+    if eventhubs is None and env.event_hubs.mode == "emulator":
+        eventhubs = EventHubsEmulatorSettings()
     azurite = c.azurite
-    if azurite is None and (emulator is not None or env.storage.mode == "emulator"):
+    if azurite is None and (eventhubs is not None or env.storage.mode == "emulator"):
         azurite = AzuriteSettings()  # the Event Hubs emulator keeps its data there
     kusto = c.kusto_emulator
     if kusto is None and env.data_explorer.mode == "emulator":
         kusto = KustoEmulatorSettings()
-    return emulator, azurite, kusto
+    signalr = c.signalr_emulator
+    if signalr is None and env.signal_r.mode == "emulator":
+        signalr = SignalREmulatorSettings()
+    return _Emulators(eventhubs, azurite, kusto, signalr)
 
 
 def container_names(env: Environment) -> list[str]:
     """The names of the environment's containers (``devslice-NAME``), as container_specs
     makes them, without resolving a secret: what `down` and `destroy` act on."""
-    c = env.containers
-    emulator, azurite, kusto = _implied(env)
+    c, e = env.containers, _implied(env)
     return [name for name, on in (("mongodb", c.mongodb), ("sftp", c.sftp),
-                                  ("azurite", azurite), ("eventhubs-emulator", emulator),
-                                  ("kusto-emulator", kusto)) if on is not None] + \
-        [s.name for s in c.custom]
+                                  ("azurite", e.azurite), ("eventhubs-emulator", e.eventhubs),
+                                  ("kusto-emulator", e.kusto), ("signalr-emulator", e.signalr))
+            if on is not None] + [s.name for s in c.custom]
 
 
 def container_specs(env: Environment, base_dir: Path, *, runtime: str,
@@ -423,23 +460,24 @@ def container_specs(env: Environment, base_dir: Path, *, runtime: str,
                     config_path: str = "devslice.yaml") -> list[ContainerSpec]:
     """Every container of the environment: the built-ins enabled under ``containers:``, those
     a service's ``mode: emulator`` implies (Azurite by storage, the Event Hubs emulator with
-    Azurite beside it by eventHubs, the Kusto emulator by dataExplorer), then the team's own.
-    ``storage_accounts``: the live slices' accounts, for Azurite."""
-    c = env.containers
+    Azurite beside it by eventHubs, the Kusto emulator by dataExplorer, the SignalR emulator
+    by signalR), then the team's own. ``storage_accounts``: the live slices' accounts."""
+    c, e = env.containers, _implied(env)
     out: list[ContainerSpec] = []
-    emulator, azurite, kusto = _implied(env)
     if c.mongodb is not None:
         out.append(mongodb_spec(c.mongodb, base_dir, runtime=runtime,
                                 subnet=env.cluster.subnet, config_path=config_path))
     if c.sftp is not None:
         out.append(sftp_spec(c.sftp, base_dir, environ, config_path))
-    if azurite is not None:
-        out.append(azurite_spec(azurite, storage_accounts))
-    if emulator is not None:
-        assert azurite is not None
-        out.append(eventhubs_emulator_spec(emulator, env.event_hubs, azurite, base_dir,
+    if e.azurite is not None:
+        out.append(azurite_spec(e.azurite, storage_accounts))
+    if e.eventhubs is not None:
+        assert e.azurite is not None
+        out.append(eventhubs_emulator_spec(e.eventhubs, env.event_hubs, e.azurite, base_dir,
                                            config_path))
-    if kusto is not None:
-        out.append(kusto_emulator_spec(kusto, config_path))
+    if e.kusto is not None:
+        out.append(kusto_emulator_spec(e.kusto, config_path))
+    if e.signalr is not None:
+        out.append(signalr_emulator_spec(e.signalr, env.signal_r.emulator_port))
     out += [custom_spec(s, i, base_dir, environ, config_path) for i, s in enumerate(c.custom)]
     return out
