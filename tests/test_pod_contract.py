@@ -271,3 +271,16 @@ def test_the_signalr_emulator_container_installs_the_tool_once(
     assert "successfully started" in start(newer.command)
     assert log.read_text().splitlines()[-1].endswith("--version 1.7.0")
     assert shutil.which("asrs-emulator", path=str(tools))
+
+
+def test_a_shared_cluster_refuses_a_laptop_database_with_a_way_out(workdir: Path) -> None:
+    project = claimed(workdir, "eventHubs: {mode: shared, namespaces: [{name: company1-ehns1}]}\n"
+                               "storage: {mode: shared}\ncontainers: {mongodb: {}}\n"
+                               "cluster: {runtime: kube}\n")
+    with pytest.raises(PodsCannotReach) as info:
+        for_pods(project.variables("ab"), "kube", None)
+    assert info.value.message.startswith(
+        "runtime kube: LOCAL_DEV_MONGODB_CONNECTIONSTRING points at this machine "
+        "(containers.mongodb)")
+    assert info.value.hint == ("remove containers.mongodb and give pods a mongodb they reach "
+                               "(e.g. a shared one, in a variable of contract.env)")

@@ -251,18 +251,25 @@ def for_pods(variables: list[Variable], runtime: str, gateway: str | None) -> li
                                f"{gateway}"))
     if unreachable:
         keys = sorted({v.mode_key or v.name for v in unreachable})
+        modes = [k for k in keys if k.endswith(".mode")]
         if runtime == "k3d":
             why = ("embedded stand-ins live in files and processes of this machine, which "
                    "pods cannot open")
-            fix = ("set " + ", ".join(f"{k}: emulator" for k in keys if k.endswith(".mode"))
-                   + " (a container pods reach through the gateway), or shared; or run the "
-                   "services as processes with cluster.runtime: local")
+            fixes = [f"set {', '.join(f'{k}: emulator' for k in modes)} (a container pods "
+                     "reach through the gateway), or shared"] if modes else []
+            fixes.append("or run the services as processes with cluster.runtime: local")
         else:
             why = ("pods of a shared cluster cannot reach emulators or stand-ins on this "
                    "machine")
-            fix = ("set " + ", ".join(f"{k}: shared" for k in keys if k.endswith(".mode"))
-                   + " (a slice of the team's cloud service)")
+            fixes = [f"set {', '.join(f'{k}: shared' for k in modes)} (a slice of the team's "
+                     "cloud service)"] if modes else []
+            fixes += [f"remove {k} and give pods a {k.split('.')[-1]} they reach (e.g. a "
+                      "shared one, in a variable of contract.env)"
+                      for k in keys if not k.endswith(".mode")]
+        fix = "; ".join(fixes)
+        names = [v.name for v in unreachable]
+        verb = "points" if len(names) == 1 else "point"
         raise PodsCannotReach(
-            f"runtime {runtime}: {', '.join(v.name for v in unreachable)} point at this "
-            f"machine ({', '.join(keys)}); {why}", hint=fix)
+            f"runtime {runtime}: {', '.join(names)} {verb} at this machine "
+            f"({', '.join(keys)}); {why}", hint=fix)
     return out
