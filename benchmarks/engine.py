@@ -55,6 +55,9 @@ CONFIG_HEAD = """\
 apiVersion: devslice.dev/v1alpha1
 kind: Environment
 team: company1
+# shared services: pods reach them (embedded stand-ins are refused for pods)
+eventHubs: {mode: shared, namespaces: [{name: company1-ehns1}]}
+storage: {mode: shared}
 """
 PLATFORM = """\
 apiVersion: v1
