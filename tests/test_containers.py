@@ -163,13 +163,15 @@ def test_create_sends_the_exact_request_and_keeps_secrets_out_of_labels(world: W
     assert [(a.verb, a.reason) for a in plan.actions] == [
         ("create", "container devslice-cache does not exist")]
     assert plan.actions[0].calls == (
+        "POST /volumes/create (Name=cachedata, unless it exists)",
         "POST /images/create?fromImage=redis&tag=7", "POST /containers/create?name=devslice-cache",
         "POST /containers/devslice-cache/start")
     assert TOKEN not in plan.render() and TOKEN not in json.dumps(plan.as_dict())
 
     world.apply(resources)
-    assert world.changing() == ["POST /images/create", "POST /containers/create",
-                                "POST /containers/devslice-cache/start"]
+    assert world.changing() == ["POST /volumes/create", "POST /images/create",
+                                "POST /containers/create", "POST /containers/devslice-cache/start"]
+    assert world.engine.volumes["cachedata"]["Labels"] == {"devslice.dev/managed-by": "devslice"}
     create = next(r for r in world.engine.requests if r.path == "/containers/create")
     assert create.query == {"name": ["devslice-cache"]}
     c = world.engine.container("devslice-cache")
@@ -672,3 +674,67 @@ def test_environment_adds_the_containers_with_the_slices_accounts(workdir: Path)
     azurite = resources[0]
     assert isinstance(azurite, ContainerResource)
     assert "company1stacc4ab" in azurite.spec.notes["accounts"]
+
+
+# -- down and destroy ------------------------------------------------------------------------
+
+TWO = """\
+storage: {{mode: shared}}
+containers:
+  custom:
+    - {{name: web, image: nginx:1, ports: ["{a}:80"], volumes: ["shared:/data", "weblogs:/logs"]}}
+    - {{name: api, image: nginx:1, ports: ["{b}:80"], volumes: ["shared:/data"]}}
+"""
+
+
+def test_down_stops_every_running_state_and_destroy_removes_only_devslices_volumes(
+        world: World) -> None:
+    from devslice.resources.builtins import container_names
+    from devslice.resources.containers import remove_actions, stop_actions
+
+    env = env_from(TWO.format(a=free_port(), b=free_port()))
+    world.engine.volumes["weblogs"] = {"Name": "weblogs", "Labels": None}  # the team's own
+    world.apply(world.resources(env))
+    names = container_names(env)
+    web = world.engine.container("devslice-web")
+    assert web is not None
+    web.status = "restarting"  # a crash loop keeps running under unless-stopped
+    stops = stop_actions(world.docker, names)
+    assert [(a.resource, a.verb) for a in stops] == [("container:api", "stop"),
+                                                     ("container:web", "stop")]
+    for a in stops:
+        assert a.execute is not None
+        a.execute()
+    assert [a.verb for a in stop_actions(world.docker, names)] == ["noop", "noop"]
+
+    actions = remove_actions(world.docker, ["api"], world.base)
+    assert [(a.resource, a.verb, a.reason) for a in actions] == [
+        ("container:api", "delete", "remove container devslice-api"),
+        ("volume:shared", "noop", "volume shared kept: devslice-web still uses it")]
+    actions = remove_actions(world.docker, names, world.base)
+    assert [(a.resource, a.verb, a.reason) for a in actions] == [
+        ("container:api", "delete", "remove container devslice-api"),
+        ("container:web", "delete", "remove container devslice-web"),
+        ("volume:shared", "delete", "remove volume shared and its data"),
+        ("volume:weblogs", "noop", "volume weblogs kept: devslice did not create it")]
+    for a in actions:
+        if a.execute is not None:
+            a.execute()
+    assert world.engine.container("devslice-web") is None
+    assert "shared" not in world.engine.volumes and "weblogs" in world.engine.volumes
+
+
+def test_down_without_a_docker_engine_says_so_and_stops_the_rest(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from devslice.cli.app import run
+
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{free_port()}")  # nothing listens
+    monkeypatch.setenv("DEVSLICE_RUNTIME", "kube")
+    (workdir / "devslice.yaml").write_text(BASE + "storage: {mode: emulator}\n")
+    assert run(["slice", "claim"]) == 0
+    capsys.readouterr()
+    assert run(["down"]) == 0
+    out = capsys.readouterr().out
+    assert "azurite: not running, the Docker engine does not answer" in out
+    assert "the shared cluster keeps running" in out

@@ -262,15 +262,22 @@ def test_the_signalr_emulator_container_installs_the_tool_once(
             proc.terminate()
         return "".join(lines)
 
+    assert spec.command[2].endswith("start -p 8888 -i 0.0.0.0")  # not loopback only
     assert "successfully started" in start(spec.command)
     assert start(spec.command) and len(log.read_text().splitlines()) == 1  # installed once
-    assert "--tool-path" in log.read_text() and "--version 1.6.1" in log.read_text()
+    assert "--tool-path /tools/1.6.1" in spec.command[2]
+    assert "--version 1.6.1" in log.read_text()
     (newer,) = [s for s in container_specs(env_from(
         "storage: {mode: shared}\nsignalR: {mode: emulator}\n"
         "containers: {signalrEmulator: {version: 1.7.0}}\n"), workdir, runtime="k3d")]
     assert "successfully started" in start(newer.command)
     assert log.read_text().splitlines()[-1].endswith("--version 1.7.0")
-    assert shutil.which("asrs-emulator", path=str(tools))
+    assert shutil.which("asrs-emulator", path=str(tools / "1.7.0"))
+    # an install cut short: dotnet's package store is there, the shim is not
+    (tools / "1.7.0" / "asrs-emulator").unlink()
+    (tools / "1.7.0" / ".store" / "stale").mkdir(parents=True)
+    assert "successfully started" in start(newer.command)
+    assert len(log.read_text().splitlines()) == 3 and not (tools / "1.7.0" / ".store").exists()
 
 
 def test_a_shared_cluster_refuses_a_laptop_database_with_a_way_out(workdir: Path) -> None:
@@ -284,3 +291,39 @@ def test_a_shared_cluster_refuses_a_laptop_database_with_a_way_out(workdir: Path
         "(containers.mongodb)")
     assert info.value.hint == ("remove containers.mongodb and give pods a mongodb they reach "
                                "(e.g. a shared one, in a variable of contract.env)")
+
+
+def test_an_issue_found_after_loading_points_at_its_own_list_item(tmp_path: Path) -> None:
+    from devslice.config.load import locate
+    from devslice.errors import ConfigIssue
+
+    path = tmp_path / "devslice.yaml"
+    path.write_text(BASE + "images:\n  - {name: web, context: a}\n  - name: orders\n"
+                           "    context: b\n")
+    where = str(path)
+    assert (locate(ConfigIssue(where, None, None, "images[name=orders].context", "x")).line,
+            locate(ConfigIssue(where, None, None, "images[1].context", "x")).line,
+            locate(ConfigIssue(where, None, None, "images[0].context", "x")).line) == (7, 7, 5)
+    # a key the file does not write: no line rather than a wrong one
+    assert locate(ConfigIssue(where, None, None, "containers.mongodb", "x")).line is None
+    # a relative path may be another file than the one loaded
+    assert locate(ConfigIssue("devslice.yaml", None, None, "images", "x")).line is None
+
+
+@pytest.mark.parametrize(("template", "pods"), [
+    ("http://LOCALHOST:10000/{account}", f"http://{GATEWAY}:10000/company1stacc4ab"),
+    ("http://[::1]:10000/{account}", f"http://{GATEWAY}:10000/company1stacc4ab"),
+    ("http://127.0.0.2:10000/{account}", None),  # another loopback address: refused
+    ("http://devbox.localhost:10000/{account}", None),
+])
+def test_loopback_hosts_of_a_team_template(workdir: Path, template: str,
+                                           pods: str | None) -> None:
+    project = claimed(workdir, f"storage: {{mode: emulator, blobEndpointTemplate: '{template}'}}\n"
+                               "eventHubs: {mode: shared, namespaces: [{name: company1-ehns1}]}\n")
+    if pods is None:
+        with pytest.raises(PodsCannotReach, match=r"LOCAL_DEV_STORAGE_BLOBENDPOINT names this "
+                           r"machine as '.*', which devslice does not rewrite for pods"):
+            for_pods(project.variables("ab"), "k3d", GATEWAY)
+    else:
+        assert values(for_pods(project.variables("ab"), "k3d", GATEWAY))[
+            "LOCAL_DEV_STORAGE_BLOBENDPOINT"] == pods

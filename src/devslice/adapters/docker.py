@@ -130,6 +130,11 @@ def stop_call(name: str, timeout: int = 10) -> str:
     return f"POST /containers/{name}/stop?t={timeout}"
 
 
+def volume_create_call(name: str) -> str:
+    """What :meth:`Docker.volume_ensure` sends when the volume is missing."""
+    return f"POST /volumes/create (Name={name}, unless it exists)"
+
+
 def volume_remove_call(name: str) -> str:
     return f"DELETE /volumes/{name}"
 
@@ -313,6 +318,17 @@ class Docker:
         """``docker stop NAME``: with ``unless-stopped`` it stays stopped until started."""
         with self._translate(f"stop container {name}"):
             self.client.api.stop(name, timeout=timeout)
+
+    def volume_ensure(self, name: str, labels: Mapping[str, str]) -> bool:
+        """``docker volume create NAME`` with ``labels`` unless it exists (then it is left as
+        it is); returns whether it was created."""
+        with self._translate(f"create volume {name}"):
+            try:
+                self.client.api.inspect_volume(name)
+                return False
+            except docker.errors.NotFound:
+                self.client.api.create_volume(name, labels=dict(labels))
+                return True
 
     def volume_remove(self, name: str) -> None:
         """``docker volume rm NAME``; a volume already gone is fine."""

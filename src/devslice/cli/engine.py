@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -196,6 +196,20 @@ def _run(actions: list[Any], as_json: bool) -> None:
             a.execute()
 
 
+def _without_docker(actions: Callable[[], list[Any]], names: list[str]) -> list[Any]:
+    """The containers' actions; with no Docker engine to ask, none run, and that is said."""
+    from devslice.engine.plan import noop
+    from devslice.errors import ToolMissing
+
+    if not names:
+        return []
+    try:
+        return actions()
+    except ToolMissing as exc:
+        return [noop("containers", f"{', '.join(names)}: not running, the Docker engine does "
+                     f"not answer ({exc.message.split(':')[0]})")]
+
+
 @click.command()
 @SLICE_OPTION
 @JSON_OPTION
@@ -231,7 +245,7 @@ def down(state: State, handle: str | None, as_json: bool) -> None:
             from devslice.resources.containers import stop_actions as stop_containers
 
             names = container_names(project.env)
-            actions = stop_containers(tools.docker, names) if names else []
+            actions = _without_docker(lambda: stop_containers(tools.docker, names), names)
             if chosen == "k3d":
                 actions = stop_actions(tools.k3d, project.env.cluster) + actions
             if actions:
@@ -248,7 +262,8 @@ def down(state: State, handle: str | None, as_json: bool) -> None:
 @JSON_OPTION
 @pass_state
 def destroy(state: State, yes: bool, keep_data: bool, as_json: bool) -> None:
-    """Delete the cluster, its registry, the containers beside it and their volumes.
+    """Delete the cluster, its registry, the containers beside it and their volumes
+    (runtime kube: only the containers on this machine).
 
     \b
     Examples:
@@ -260,17 +275,21 @@ def destroy(state: State, yes: bool, keep_data: bool, as_json: bool) -> None:
     from devslice.resources.k3d import destroy_actions
 
     with _tools(state) as (project, tools, chosen):
-        if chosen != "k3d":
+        if chosen == "local":
             from devslice.errors import DevsliceError
 
             raise DevsliceError(
-                f"destroy deletes a local k3d cluster; the runtime here is {chosen}",
-                hint="runtime kube: delete the slice's namespace with kubectl if you mean it; "
-                "runtime local: `devslice down` stops the processes")
-        actions = destroy_actions(tools.k3d, project.env.cluster, project.base_dir)
+                "destroy deletes a local k3d cluster and containers; the runtime here is "
+                "local, which has neither", hint="`devslice down` stops the processes")
+        actions: list[Any] = []
+        if chosen == "k3d":
+            actions = destroy_actions(tools.k3d, project.env.cluster, project.base_dir)
+        elif not as_json:  # kube: a shared cluster is the team's; only this machine's part
+            console().print("runtime kube: the shared cluster is left alone (delete the "
+                            "slice's namespace with kubectl if you mean it)")
         names = container_names(project.env)
-        if names:
-            actions += remove_actions(tools.docker, names, project.base_dir, keep_data)
+        actions += _without_docker(
+            lambda: remove_actions(tools.docker, names, project.base_dir, keep_data), names)
         changing = [a for a in actions if a.changes]
         if changing and not yes:
             what = ", ".join(a.resource for a in changing)

@@ -67,13 +67,22 @@ def env(state: State, handle: str | None, fmt: str, output: str | None,
     handle = project.current_handle(handle)
     variables = project.variables(handle)
     if (audience or ("pods" if fmt == "k8s" else "host")) == "pods":
-        from devslice.contract.variables import for_pods
+        import os
+
+        from devslice.contract.variables import PodsCannotReach, for_pods
         from devslice.resources.k3d import host_gateway
 
         c = project.env.cluster
-        cluster = "kube" if c.runtime == "kube" else "k3d"
-        variables = for_pods(variables, cluster,
-                             host_gateway(c.subnet) if cluster == "k3d" else None)
+        # pods run in k3d, or in a shared cluster with runtime kube (the local runtime and
+        # auto without Docker have none: k3d's view is the one a manifest would need)
+        cluster = "kube" if (os.environ.get("DEVSLICE_RUNTIME") or c.runtime) == "kube" \
+            else "k3d"
+        try:
+            variables = for_pods(variables, cluster,
+                                 host_gateway(c.subnet) if cluster == "k3d" else None)
+        except PodsCannotReach as exc:
+            exc.hint = f"{exc.hint}; or `devslice env --for host` for processes on this machine"
+            raise
     if explain:
         if fmt == "json":
             click.echo(render.as_json(variables, explain=True), nl=False)

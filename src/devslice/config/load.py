@@ -90,25 +90,39 @@ def _position(root: Any, loc: tuple[Any, ...], key: bool = False) -> tuple[int |
 
 
 def locate(issue: ConfigIssue) -> ConfigIssue:
-    """``issue`` with the line and column of its ``where`` (``services[0].run``) in its file,
-    when it has none yet and the file is YAML that holds that key (else as it was)."""
+    """``issue`` with the line and column of its ``where`` (``services[0].run``,
+    ``images[name=orders].context``) in its file, when it has none yet: the deepest part of
+    that path the file writes. Left as it was when the file is not absolute, not YAML, or
+    does not write even the first key (a default)."""
     import dataclasses
 
-    if issue.line is not None or not issue.where:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if issue.line is not None or not issue.where or not os.path.isabs(issue.path):
         return issue
-    loc: list[str | int] = []
-    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", issue.where):
-        loc.append(int(index) if index else name)
     try:
-        root = _yaml_load(Path(issue.path).read_text(encoding="utf-8"), issue.path)
+        node = _yaml_load(Path(issue.path).read_text(encoding="utf-8"), issue.path)
     except (OSError, UnicodeDecodeError, ConfigError):
         return issue
-    if not hasattr(root, "lc") or loc[0] not in root:
-        return issue  # not written in the file (a default): no line to point at
-    line, column = _position(root, tuple(loc), key=True)
-    if line is None:
+    position: tuple[int, int] | None = None
+    for name, index in re.findall(r"([^.\[\]]+)|\[([^\]]+)\]", issue.where):
+        if isinstance(node, CommentedMap) and name and name in node:
+            position, node = node.lc.key(name), node[name]
+            continue
+        if isinstance(node, CommentedSeq) and index:
+            if index.isdigit() and int(index) < len(node):
+                i = int(index)
+            else:  # [key=value]: the item whose key has that value
+                key, _, value = index.partition("=")
+                i = next((j for j, item in enumerate(node) if isinstance(item, CommentedMap)
+                          and str(item.get(key)) == value), -1)
+            if i >= 0:
+                position, node = node.lc.item(i), node[i]
+                continue
+        break
+    if position is None:
         return issue
-    return dataclasses.replace(issue, line=line, column=column)
+    return dataclasses.replace(issue, line=position[0] + 1, column=position[1] + 1)
 
 
 def _where(loc: tuple[Any, ...]) -> str:

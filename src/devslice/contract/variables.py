@@ -219,7 +219,13 @@ def slice_variables(
     return out
 
 
-_LOOPBACK = re.compile(r"(?<=//)(?:127\.0\.0\.1|localhost)(?=[:/;?]|$)")
+# The loopback host of a URL or host list: after //, user@ or a comma, before a port, path,
+# query, separator or the end.
+_LOOPBACK = re.compile(r"(?i)(?:(?<=//)|(?<=[@,]))(?:127\.0\.0\.1|localhost|\[::1\])"
+                       r"(?=[:/;?,#]|$)")
+# Anything else that still names this machine's loopback after the rewrite.
+_LEFT_LOOPBACK = re.compile(r"(?i)(?<![\w-])(?:[\w-]+\.)*localhost(?![\w-])|"
+                            r"(?<![\w.])127\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w.])|\[::1\]")
 
 
 class PodsCannotReach(DevsliceError):
@@ -242,11 +248,19 @@ def for_pods(variables: list[Variable], runtime: str, gateway: str | None) -> li
         elif v.reach is Reach.machine or runtime != "k3d" or gateway is None:
             unreachable.append(v)
         else:
-            value = v.value
-            if isinstance(value, Secret):
-                value = Secret(_LOOPBACK.sub(gateway, value.reveal()), value.source)
-            else:
-                value = _LOOPBACK.sub(gateway, value)
+            text = v.value.reveal() if isinstance(v.value, Secret) else v.value
+            text = _LOOPBACK.sub(gateway, text)
+            left = _LEFT_LOOPBACK.search(text.replace(gateway, ""))
+            if left:
+                # a host devslice does not know how to rewrite: refuse rather than hand pods
+                # an address that is their own loopback
+                raise PodsCannotReach(
+                    f"{v.name} names this machine as {left.group(0)!r}, which devslice does not "
+                    f"rewrite for pods ({v.source})",
+                    hint="write the template with 127.0.0.1 or localhost, which devslice "
+                    "rewrites to the gateway for pods")
+            value: str | Secret = Secret(text, v.value.source) if isinstance(
+                v.value, Secret) else text
             out.append(replace(v, value=value, source=f"{v.source}, for pods at the gateway "
                                f"{gateway}"))
     if unreachable:

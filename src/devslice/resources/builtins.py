@@ -327,12 +327,13 @@ def signalr_emulator_spec(settings: SignalREmulatorSettings, port: int) -> Conta
     ``dotnet tool install`` into a volume on first start, then started on all addresses
     (``-i 0.0.0.0``; by default it listens on loopback, which a published port cannot
     reach). Ready once it says it started and its port answers."""
-    tool = f"{SIGNALR_TOOLS}/asrs-emulator"
-    script = (f"[ -x {tool} ] && [ \"$(cat {SIGNALR_TOOLS}/.version 2>/dev/null)\" = "
-              f"{settings.version} ] || {{ rm -rf {SIGNALR_TOOLS}/* && dotnet tool install "
-              f"--tool-path {SIGNALR_TOOLS} Microsoft.Azure.SignalR.Emulator --version "
-              f"{settings.version} && echo {settings.version} > {SIGNALR_TOOLS}/.version; }} "
-              f"&& exec {tool} start -p {SIGNALR_PORT} -i 0.0.0.0")
+    # One folder per version: an install cut short leaves no shim, and its folder (with the
+    # package store dotnet keeps in .store) is removed before the next try.
+    folder = f"{SIGNALR_TOOLS}/{settings.version}"
+    tool = f"{folder}/asrs-emulator"
+    script = (f"[ -x {tool} ] || {{ rm -rf {folder} && dotnet tool install --tool-path {folder} "
+              f"Microsoft.Azure.SignalR.Emulator --version {settings.version}; }} && "
+              f"exec {tool} start -p {SIGNALR_PORT} -i 0.0.0.0")
     return ContainerSpec(
         name="signalr-emulator", image=settings.image,
         command=("sh", "-c", script),

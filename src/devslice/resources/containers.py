@@ -50,6 +50,7 @@ from devslice.adapters.docker import (
     remove_call,
     start_call,
     stop_call,
+    volume_create_call,
     volume_remove_call,
 )
 from devslice.engine.plan import Action, noop
@@ -278,7 +279,8 @@ class ContainerResource:
         fact = self.docker.container_get(cname)
         if fact is None:
             self._check_ports(own=())
-            calls = (*self._pull_calls(), create_call(cname), start_call(cname))
+            calls = (*self._volume_calls(), *self._pull_calls(), create_call(cname),
+                     start_call(cname))
             return [Action(self.key, "create", f"container {cname} does not exist", calls,
                            self._create),
                     *self._setup_actions(spec.setup, "new container")]
@@ -300,8 +302,8 @@ class ContainerResource:
                 changes.append(f"generated file {f.path.name} differs on disk")
         if changes:
             self._check_ports(own=fact.host_ports)
-            calls = (remove_call(cname), *self._pull_calls(), create_call(cname),
-                     start_call(cname))
+            calls = (remove_call(cname), *self._volume_calls(), *self._pull_calls(),
+                     create_call(cname), start_call(cname))
             return [Action(self.key, "recreate", f"recreate {spec.name}: {'; '.join(changes)}",
                            calls, self._recreate),
                     *self._setup_actions(spec.setup, "recreated container")]
@@ -354,10 +356,17 @@ class ContainerResource:
 
     # -- actions --
 
+    def _volume_calls(self) -> tuple[str, ...]:
+        return tuple(volume_create_call(m.source) for m in self.spec.mounts
+                     if m.kind == "volume")
+
     def _create(self) -> None:
         spec = self.spec
         for f in spec.files:
             write_private(f.path, f.text())
+        for m in spec.mounts:  # labelled, so `destroy` removes only volumes devslice made
+            if m.kind == "volume":
+                self.docker.volume_ensure(m.source, {LABEL_MANAGED_BY: MANAGED_BY})
         cid = self.docker.container_run(
             spec.container_name, spec.image, command=spec.command,
             env={k: v.reveal() if isinstance(v, Secret) else v for k, v in spec.env.items()},
@@ -448,7 +457,7 @@ def stop_actions(docker: Docker, names: list[str]) -> list[Action]:
     out = []
     for fact in _managed(docker, names):
         key = f"container:{fact.labels[LABEL_CONTAINER]}"
-        if not fact.running:
+        if fact.status in ("created", "exited", "dead"):  # restarting and paused still run
             out.append(noop(key, f"container {fact.name} already stopped ({fact.status})"))
         else:
             out.append(Action(key, "stop", f"stop container {fact.name}; its data stays",
@@ -459,24 +468,36 @@ def stop_actions(docker: Docker, names: list[str]) -> list[Action]:
 
 def remove_actions(docker: Docker, names: list[str], base_dir: Path,
                    keep_volumes: bool = False) -> list[Action]:
-    """`devslice destroy`: remove the containers and, unless ``keep_volumes``, the named
-    volumes they mount (their data: MongoDB's databases, Azurite's blobs)."""
+    """`devslice destroy`: remove the containers, then, unless ``keep_volumes``, the named
+    volumes devslice made for them (labelled; a volume of the team's own, or one another
+    container still uses, is kept and said so)."""
+    facts = _managed(docker, names)
     out = []
-    for fact in _managed(docker, names):
+    for fact in facts:
         name = fact.labels[LABEL_CONTAINER]
-        volumes = () if keep_volumes else fact.volumes
-        what = f" and volume(s) {', '.join(volumes)}" if volumes else ""
 
-        def remove(cname: str = fact.name, name: str = name,
-                   volumes: tuple[str, ...] = volumes) -> None:
+        def remove(cname: str = fact.name, name: str = name) -> None:
             docker.container_remove(cname)
-            for v in volumes:
-                docker.volume_remove(v)
             state_path(Path(base_dir), name).unlink(missing_ok=True)
 
-        out.append(Action(f"container:{name}", "delete", f"remove container {fact.name}{what}",
-                          (remove_call(fact.name), *map(volume_remove_call, volumes)),
-                          remove))
+        out.append(Action(f"container:{name}", "delete", f"remove container {fact.name}",
+                          (remove_call(fact.name),), remove))
+    if keep_volumes:
+        return out
+    ours = set(docker.volume_list({LABEL_MANAGED_BY: MANAGED_BY}))
+    removing = {f.id for f in facts}
+    for volume in sorted({v for f in facts for v in f.volumes}):
+        key = f"volume:{volume}"
+        users = [f.name for f in docker.container_list({}) if volume in f.volumes
+                 and f.id not in removing]
+        if volume not in ours:
+            out.append(noop(key, f"volume {volume} kept: devslice did not create it"))
+        elif users:
+            out.append(noop(key, f"volume {volume} kept: {', '.join(users)} still uses it"))
+        else:
+            out.append(Action(key, "delete", f"remove volume {volume} and its data",
+                              (volume_remove_call(volume),),
+                              _bind_name(docker.volume_remove, volume)))
     return out
 
 

@@ -33,18 +33,16 @@ class EmulatorDatabaseResource:
         self._connect = connect or (lambda url: DataExplorer(url, persist_root=PERSIST_ROOT))
 
     def plan(self) -> list[Action]:
-        adx = self._connect(self.cluster_url)
-        create = adx.create_command(self.database)
-        try:
-            present = self.database in adx.databases()
-        except DataExplorerUnreachable:
-            adx.close()
-            # Not started yet (a fresh machine): the executor plans again once the emulator's
-            # container is ready, so this is what a plan shows.
-            return [Action(self.key, "create", f"database {self.database}: the Kusto emulator "
-                           f"at {self.cluster_url} does not answer yet", (create,),
-                           self._create)]
-        adx.close()
+        with self._connect(self.cluster_url) as adx:
+            create = adx.create_command(self.database)
+            try:
+                present = self.database in adx.databases()
+            except DataExplorerUnreachable:
+                # Not started yet (a fresh machine): the executor plans again once the
+                # emulator's container is ready, so this is what a plan shows.
+                return [Action(self.key, "create", f"database {self.database}: the Kusto "
+                               f"emulator at {self.cluster_url} does not answer yet", (create,),
+                               self._create)]
         if present:
             return [noop(self.key, f"database {self.database} exists in the Kusto emulator")]
         return [Action(self.key, "create", f"database {self.database} is missing in the Kusto "

@@ -600,6 +600,8 @@ class FakeDockerEngine(_HTTPFake):
             return self._volume_create, ""
         if path.startswith("/volumes/") and method == "DELETE":
             return self._volume_delete, unquote(path[len("/volumes/"):])
+        if path.startswith("/volumes/") and method == "GET":
+            return self._volume_inspect, unquote(path[len("/volumes/"):])
         m = self._EXEC.match(path)
         if m:
             if m["verb"] == "start" and method == "POST":
@@ -993,7 +995,7 @@ class FakeDockerEngine(_HTTPFake):
         c = self._lookup(ex, ref, headers)
         if c is None:
             return
-        if c.status != "running":
+        if c.status not in ("running", "restarting", "paused"):  # moby: 304 when not running
             return ex.send(304, b"", None, headers)
         self.stop_container(c.id)
         ex.send(204, b"", None, headers)
@@ -1121,6 +1123,13 @@ class FakeDockerEngine(_HTTPFake):
         with self._lock:
             vol = self.volumes.setdefault(name, self._volume(name, body.get("Labels") or {}))
         ex.json(201, vol, headers)
+
+    def _volume_inspect(self, ex: _Exchange, name: str, headers: dict[str, str]) -> None:
+        with self._lock:
+            vol = self.volumes.get(name)
+        if vol is None:
+            return ex.json(404, {"message": f"get {name}: no such volume"}, headers)
+        ex.json(200, vol, headers)
 
     def _volume_delete(self, ex: _Exchange, name: str, headers: dict[str, str]) -> None:
         """moby's volume router: 204; 404 ``get NAME: no such volume``; 409 while a container
