@@ -423,6 +423,7 @@ class FakeContainer:
     serving: bool = True
     _listeners: list[socket.socket] = field(default_factory=list, repr=False)
     _held: list[socket.socket] = field(default_factory=list, repr=False)
+    _sockets: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -971,25 +972,29 @@ class FakeDockerEngine(_HTTPFake):
             if not c.serving:
                 conn.close()
                 continue
-            c._held.append(conn)
+            with c._sockets:
+                c._held.append(conn)
             if backend is not None:
                 try:
                     upstream = socket.create_connection(("127.0.0.1", backend), timeout=5)
                 except OSError:
                     conn.close()
                     continue
-                c._held.append(upstream)
+                with c._sockets:
+                    c._held.append(upstream)
                 for a, b in ((conn, upstream), (upstream, conn)):
                     threading.Thread(target=_relay, args=(a, b), daemon=True).start()
 
     @staticmethod
     def _unpublish(c: FakeContainer) -> None:
-        for sock in (*c._listeners, *c._held):
+        with c._sockets:
+            sockets = [*c._listeners, *c._held]
+            c._listeners.clear()
+            c._held.clear()
+        for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
-        c._listeners.clear()
-        c._held.clear()
 
     def _container_stop(self, ex: _Exchange, ref: str, headers: dict[str, str]) -> None:
         c = self._lookup(ex, ref, headers)
