@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,13 +19,9 @@ DEFAULT_FILES = {"dotenv": "{handle}.env", "k8s": "{handle}.k8s.yaml"}
 
 def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read (it holds secrets), replacing it atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    from devslice.files import write_atomic
+
+    write_atomic(path, text, 0o600)
 
 
 @click.command()

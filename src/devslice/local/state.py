@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from devslice.files import write_atomic
+
 SPEC = "spec.json"  # what to run (holds the contract, secrets included: mode 0600)
 STATE = "state.json"  # what runs: pids, process groups, states
 LOGS = "logs"
@@ -14,12 +16,7 @@ LOGS = "logs"
 
 def write_json(path: Path, data: Any, private: bool = False) -> None:
     """Atomically, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1), 0o600 if private else 0o644)
 
 
 def read_json(path: Path) -> Any:

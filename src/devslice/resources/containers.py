@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from devslice.adapters.docker import (
 from devslice.engine.plan import Action, noop
 from devslice.errors import CommandFailed
 from devslice.facts.ports import port_bindable, port_serves
+from devslice.files import write_atomic
 from devslice.secrets import Secret
 
 LABEL_MANAGED_BY = "devslice.dev/managed-by"
@@ -229,12 +229,7 @@ def read_state(path: Path) -> dict[str, Any]:
 
 def write_private(path: Path, text: str) -> None:
     """Write atomically with mode 0600 (state and generated files may hold secrets)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    tmp.replace(path)
+    write_atomic(path, text, 0o600)
 
 
 def secret_digest(container_id: str, secret: Secret) -> str:
