@@ -327,3 +327,16 @@ def test_loopback_hosts_of_a_team_template(workdir: Path, template: str,
     else:
         assert values(for_pods(project.variables("ab"), "k3d", GATEWAY))[
             "LOCAL_DEV_STORAGE_BLOBENDPOINT"] == pods
+
+
+def test_auto_with_an_embedded_and_a_container_only_service_says_both(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEVSLICE_RUNTIME", raising=False)
+    project = claimed(workdir, "cluster: {runtime: auto}\n"
+                               "dataExplorer: {mode: emulator}\n")  # eventHubs: embedded
+    with pytest.raises(ConfigError) as info:
+        runtime(project)
+    assert "dataExplorer.mode: emulator: the Kusto emulator comes only as a container image" \
+        in info.value.message
+    assert info.value.hint is not None
+    assert "eventHubs.mode is embedded, which pods cannot reach" in info.value.hint

@@ -132,6 +132,16 @@ def runtime(project: Project) -> tuple[str, str]:
         return chosen, f"cluster.runtime is {chosen}"
     embedded = machine_only(project.env)
     if embedded:
+        from devslice.local.runtime import container_only
+
+        images = container_only(project)
+        if images:  # neither runtime can serve both: say so once, with both sides
+            from devslice.errors import ConfigError
+
+            raise ConfigError(images, hint=f"cluster.runtime is auto, and {' and '.join(embedded)}"
+                              ", which pods cannot reach, so services would run as processes, "
+                              "where these emulators cannot run: make them shared, or make the "
+                              "embedded services emulator and run with Docker and k3d")
         return "local", (f"auto: {' and '.join(embedded)}, which pods cannot reach, so services "
                          "run as processes")
     from devslice.facts.tools import TOOLS, probe_all
