@@ -138,3 +138,18 @@ def test_python_minimum_version(tmp_path: Path, answer: str, problem: str | None
     fact = probe(replace(python, argv=(str(exe), "--version")))
     assert fact.problem == problem
     assert fact.version == answer.split()[1]
+
+
+def test_programs_the_config_runs_as_processes_are_checked(
+    fake_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (fake_path.parent / "devslice.yaml").write_text(
+        BASE + "cluster: {runtime: local}\nsignalR: {mode: embedded}\n")
+    code, checks = doctor(capsys)
+    assert code == 0 and checks["asrs-emulator"]["version"] == str(fake_path / "asrs-emulator")
+    (fake_path / "asrs-emulator").unlink()
+    code, checks = doctor(capsys)
+    assert code == 1
+    assert checks["asrs-emulator"]["problem"] == "asrs-emulator is not on PATH"
+    assert checks["asrs-emulator"]["neededFor"] == "signalR.mode embedded"
+    assert "Microsoft.Azure.SignalR.Emulator" in str(checks["asrs-emulator"]["fix"])

@@ -39,12 +39,36 @@ def run_doctor(state: Any, as_json: bool) -> bool:
         ledger_check.update(problem="no valid config to find the ledger from",
                             fix="fix devslice.yaml first")
     checks += [config_check, ledger_check]
+    if config_check["ok"]:
+        checks += _needed_by_config(project)
 
     if as_json:
         print_json(checks)
     else:
         _print(checks)
     return all(c["ok"] for c in checks)
+
+
+def _needed_by_config(project: Any) -> list[dict[str, Any]]:
+    """Programs this devslice.yaml asks to run as processes on this machine."""
+    import shutil
+
+    env = project.env
+    processes = env.cluster.runtime in ("local", "auto")  # auto may pick the local runtime
+    wanted = []
+    if env.signal_r.mode == "embedded" or (env.signal_r.mode == "emulator" and processes):
+        wanted.append(("asrs-emulator", f"signalR.mode {env.signal_r.mode}",
+                       "dotnet tool install -g Microsoft.Azure.SignalR.Emulator (needs .NET 8)"))
+    if env.containers.mongodb is not None and processes:
+        wanted += [(tool, "containers.mongodb in the local runtime", "install MongoDB "
+                    "(mongod) and the MongoDB Shell (mongosh)") for tool in ("mongod", "mongosh")]
+    out = []
+    for tool, why, fix in wanted:
+        path = shutil.which(tool)
+        out.append({"name": tool, "ok": path is not None, "found": path is not None,
+                    "version": path, "problem": None if path else f"{tool} is not on PATH",
+                    "fix": None if path else fix, "neededFor": why})
+    return out
 
 
 def _print(checks: list[dict[str, Any]]) -> None:
