@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import os
+import socket
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from devslice.config import Environment, parse_config
@@ -18,3 +22,41 @@ team: company1
 def env_from(text: str = "", path: str = "devslice.yaml") -> Environment:
     """An Environment from the base document plus extra YAML."""
     return parse_config(BASE + textwrap.dedent(text), path, Environment)
+
+FAKES = Path(__file__).parent / "fakes"  # wire-level fakes of k3d, docker, mirrord, ...
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports that were free a moment ago (all bound at once, then released)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def gone(pid: int) -> bool:
+    """Whether the process has exited (a zombie has: it only waits to be reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() == b""
+    except OSError:
+        return True
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)

@@ -44,7 +44,7 @@ from devslice.resources.containers import (
 )
 from devslice.testing.dockerapi import FakeContainer, FakeDockerEngine, RecordedRequest
 
-from .helpers import BASE, SHARED, env_from
+from .helpers import BASE, SHARED, env_from, free_port
 
 
 def _reference(name: str) -> str:
@@ -85,12 +85,6 @@ EMULATOR_SCHEMA = {
                          "enum": ["File", "Console", "File,Console", "Console,File"]}}},
         }}},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

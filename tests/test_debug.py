@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,8 @@ from devslice.sdk.leases import HeldLease, LeaseHeld, LeaseWatch, lease_name, se
 from devslice.testing.kubeapi import FakeKubeAPI
 from devslice.testing.slice import embedded_slice_env
 
-from .helpers import BASE, REPO, SHARED
+from .helpers import BASE, FAKES, REPO, SHARED, wait_for
 
-FAKES = Path(__file__).parent / "fakes"
 SCHEMA = SHARED / "schemas" / "mirrord-config.schema.json"
 
 
@@ -427,14 +426,6 @@ def test_service_name_comes_from_the_variable_or_the_pods_hostname() -> None:
     assert service_name({"DEVSLICE_SERVICE": "orders", "HOSTNAME": "x"}) == "orders"
     assert service_name({"HOSTNAME": "orders-api-7d9f8c6b5-xk2lp"}) == "orders-api"
     assert service_name({"HOSTNAME": "laptop"}) is None
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class PodConsumer:

@@ -10,9 +10,7 @@ import pytest
 
 from devslice.cli.app import run
 
-from .helpers import BASE
-
-FAKES = Path(__file__).parent / "fakes"
+from .helpers import BASE, FAKES
 
 
 @pytest.fixture

@@ -46,9 +46,8 @@ from devslice.resources.k3d import (
     stop_actions,
 )
 
-from .helpers import SHARED
+from .helpers import FAKES, SHARED
 
-FAKES = Path(__file__).parent / "fakes"
 SCHEMA = SHARED / "schemas" / "k3d-config-v1alpha5.schema.json"
 READS = {("k3d", "version"), ("k3d", "cluster", "list"), ("k3d", "registry", "list")}
 

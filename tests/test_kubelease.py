@@ -10,7 +10,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from devslice.sdk.kubelease import KubeLeaseStore, kube_lease_name, pod_namespac
 from devslice.sdk.leases import HeldLease, LeaseHeld, LeaseWatch, lease_name
 from devslice.testing.kubeapi import FakeKubeAPI
 from devslice.testing.slice import embedded_slice_env
+
+from .helpers import wait_for
 
 NAME = lease_name("orders", "ab")
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -182,14 +184,6 @@ def test_a_consumer_in_a_pod_watches_a_kubernetes_lease(
     embedded = SliceContext.from_env(embedded_slice_env(tmp_path, handle="ab"))
     lease = SliceConsumer.from_context("orders", ctx=embedded, service="orders").lease
     assert lease is not None and isinstance(lease.store, EmbeddedHub)  # its hub's file
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def publish(ctx: SliceContext, *bodies: str) -> None:

@@ -19,7 +19,7 @@ import pytest
 from devslice.cli.app import run
 from devslice.local.state import read_json
 
-from .helpers import BASE
+from .helpers import BASE, FAKES, free_port, gone
 
 WORKER = """\
 import os, sys, time
@@ -37,21 +37,6 @@ raise SystemExit(3)
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:  # a zombie is gone too: it has exited and waits only to be reaped
-        return Path(f"/proc/{pid}/cmdline").read_bytes() == b""
-    except OSError:
-        return True
 
 
 @pytest.fixture
@@ -280,8 +265,6 @@ def test_a_crash_looping_service_is_not_reported_ready(
     assert "not healthy: crasher" in rows["local"]["detail"]
     assert "exited with 3" in rows["local"]["detail"]
 
-
-FAKES = Path(__file__).parent / "fakes"
 
 
 def test_signalr_and_storage_emulators_run_as_processes_and_services_use_them(

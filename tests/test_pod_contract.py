@@ -19,7 +19,7 @@ from devslice.project import Project
 from devslice.resources.builtins import container_names, container_specs
 from devslice.testing.azurite import Azurite
 
-from .helpers import BASE, env_from
+from .helpers import BASE, FAKES, env_from
 
 GATEWAY = "172.18.0.1"
 
@@ -217,8 +217,6 @@ def test_emulator_values_are_marked_with_whom_they_serve(workdir: Path) -> None:
     assert reach["LOCAL_DEV_STORAGE_BLOBENDPOINT"] is Reach.published
     assert reach["LOCAL_DEV_DATAEXPLORER_DATABASE"] is None
 
-
-FAKES = Path(__file__).parent / "fakes"
 
 
 def test_the_signalr_emulator_container_installs_the_tool_once(

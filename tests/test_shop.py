@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from azure.storage.blob import ContainerClient
 
 from devslice.cli.app import run
 from devslice.embedded import EmbeddedHub
+from devslice.facts.ports import port_open
 from devslice.local.state import read_json
 from devslice.project import Project
 from devslice.resources.images import image_refs
@@ -37,7 +37,7 @@ from devslice.sdk.eventhubs import partition_for_key
 from devslice.secrets import MASK
 from devslice.testing import AzuriteNotFound, find_azurite
 
-from .helpers import REPO
+from .helpers import REPO, free_port, gone
 
 EXAMPLE = REPO / "examples" / "shop"
 SIGNALR_KEY = "c2hvcC10ZXN0LWFjY2Vzcy1rZXktMzItYnl0ZXMtbG9uZw=="  # shaped like an AccessKey
@@ -47,26 +47,6 @@ ORDERS = [("c-anna", 10), ("c-ben", 20.5), ("c-cara", 7.25), ("c-dan", 99),
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:  # a zombie has exited too; it only waits to be reaped
-        return Path(f"/proc/{pid}/cmdline").read_bytes() == b""
-    except OSError:
-        return True
 
 
 def eventually(probe: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
@@ -287,7 +267,7 @@ def test_orders_become_invoices_in_the_slice_and_down_leaves_nothing(
     assert run(["down"]) == 0
     for pid in pids:
         assert gone(pid), f"process {pid} is still running after down"
-    assert not listening(shop.web_port) and not listening(shop.blob_port)
+    assert not port_open(shop.web_port) and not port_open(shop.blob_port)
 
 
 @pytest.mark.azurite

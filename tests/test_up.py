@@ -19,9 +19,7 @@ from devslice.cli.app import run
 from devslice.testing.dockerapi import FakeDockerEngine, FakeRegistry
 from devslice.testing.kubeapi import FakeKubeAPI
 
-from .helpers import BASE
-
-FAKES = Path(__file__).parent / "fakes"
+from .helpers import BASE, FAKES, free_ports
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -243,24 +241,13 @@ def test_plan_on_a_fresh_machine_without_the_clusters_kube_context(
     assert "the cluster does not run yet" in config[0]["reason"]  # type: ignore[index]
 
 
-def _free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
 
 def test_emulators_run_beside_the_cluster_and_follow_down_and_destroy(
         world: World, capsys: pytest.CaptureFixture[str]) -> None:
     """storage.mode: emulator brings Azurite up as a container before the slice's objects;
     pods find it at the gateway; `down` stops it, `up` starts it again, `destroy --keep-data`
     removes it and keeps its volume, `destroy` removes the volume too."""
-    blob, queue, table = _free_ports(3)
+    blob, queue, table = free_ports(3)
     config = world.root / "devslice.yaml"
     config.write_text(config.read_text().replace("storage: {mode: shared}\n", textwrap.dedent(f"""\
         storage:
@@ -307,7 +294,7 @@ def test_data_explorer_emulator_gets_the_slices_database(
     from devslice.resources.builtins import KUSTO_READY
     from devslice.testing.kusto import FakeKusto
 
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     config = world.root / "devslice.yaml"
     config.write_text(config.read_text() + textwrap.dedent(f"""\
         dataExplorer: {{mode: emulator}}
