@@ -21,7 +21,12 @@ import pytest
 
 from devslice.adapters.docker import Docker, PortInUse
 from devslice.config.model import Environment
-from devslice.emulators import AZURITE_DEV_ACCOUNT, AZURITE_DEV_KEY, azurite_account_key
+from devslice.emulators import (
+    AZURITE_DEV_ACCOUNT,
+    AZURITE_DEV_KEY,
+    azurite_account_key,
+    mongodb_connection_string,
+)
 from devslice.engine import Executor
 from devslice.engine.plan import Plan, make_plan
 from devslice.errors import CommandFailed, ConfigError
@@ -31,7 +36,6 @@ from devslice.resources.builtins import (
     EMULATOR_READY,
     container_specs,
     eventhubs_emulator_config,
-    mongodb_connection_string,
     sftp_users_conf,
 )
 from devslice.resources.containers import (
@@ -44,7 +48,7 @@ from devslice.resources.containers import (
 )
 from devslice.testing.dockerapi import FakeContainer, FakeDockerEngine, RecordedRequest
 
-from .helpers import BASE, SHARED, env_from, free_port
+from .helpers import BASE, SHARED, env_from, free_port, free_port_block, free_ports
 
 
 def _reference(name: str) -> str:
@@ -357,7 +361,7 @@ def _exec_ids(requests: list[RecordedRequest]) -> list[str]:
 
 
 def test_failing_setup_shows_its_output_and_tears_nothing_down(world: World) -> None:
-    port, other_port = free_port(), free_port()
+    port, other_port = free_ports(2)
     (world.base / "db").mkdir(parents=True)
     (world.base / "db" / "schema.sh").write_text("create-table orders\n")
 
@@ -444,7 +448,8 @@ def test_mongodb_is_a_one_node_replica_set_both_sides_reach(world: World) -> Non
     (kube,) = container_specs(env, world.base, runtime="kube")
     assert _facts_initiate("127.0.0.1") in re.sub(r"\s+", "", kube.setup[0].argv[3])
     assert env.containers.mongodb is not None
-    assert mongodb_connection_string(env.containers.mongodb) == \
+    assert env.containers.mongodb is not None
+    assert mongodb_connection_string(env.containers.mongodb.port) == \
         "mongodb://127.0.0.1:27017/?directConnection=true"
     assert "directConnection=true" in _reference("facts.md")
 
@@ -599,7 +604,8 @@ def test_emulator_needs_its_eula_accepted(world: World) -> None:
 
 def test_emulator_mode_runs_azurite_and_the_emulator_and_the_contract_follows(
         world: World) -> None:
-    port, blob = free_port(), free_port()
+    blob = free_port_block(3)  # blob, queue and table ports
+    port = next(p for p in free_ports(4) if p not in range(blob, blob + 3))
     env = emulator_env(port, blob)
     world.engine.container_output = lambda c: (
         [EMULATOR_READY] if "eventhubs-emulator" in c.image else [])
@@ -686,7 +692,8 @@ def test_down_stops_every_running_state_and_destroy_removes_only_devslices_volum
     from devslice.resources.builtins import container_names
     from devslice.resources.containers import remove_actions, stop_actions
 
-    env = env_from(TWO.format(a=free_port(), b=free_port()))
+    a, b = free_ports(2)
+    env = env_from(TWO.format(a=a, b=b))
     world.engine.volumes["weblogs"] = {"Name": "weblogs", "Labels": None}  # the team's own
     world.apply(world.resources(env))
     names = container_names(env)

@@ -19,7 +19,7 @@ import pytest
 from devslice.cli.app import run
 from devslice.local.state import read_json
 
-from .helpers import BASE, FAKES, free_port, gone
+from .helpers import BASE, FAKES, free_port, free_ports, gone
 
 WORKER = """\
 import os, sys, time
@@ -285,7 +285,7 @@ def test_signalr_and_storage_emulators_run_as_processes_and_services_use_them(
     monkeypatch.setenv("FAKE_ASRS_PYTHON", sys.executable)
     messages = tmp_path / "messages.jsonl"
     monkeypatch.setenv("FAKE_ASRS_MESSAGES", str(messages))
-    signalr, blob, queue = free_port(), free_port(), free_port()
+    signalr, blob, queue = free_ports(3)
     (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
         cluster: {{runtime: local}}
         signalR: {{mode: emulator, emulatorPort: {signalr}, hubs: [notifications]}}

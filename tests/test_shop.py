@@ -37,7 +37,7 @@ from devslice.sdk.eventhubs import partition_for_key
 from devslice.secrets import MASK
 from devslice.testing import AzuriteNotFound, find_azurite
 
-from .helpers import REPO, free_port, gone
+from .helpers import REPO, free_ports, gone
 
 EXAMPLE = REPO / "examples" / "shop"
 SIGNALR_KEY = "c2hvcC10ZXN0LWFjY2Vzcy1rZXktMzItYnl0ZXMtbG9uZw=="  # shaped like an AccessKey
@@ -122,7 +122,7 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signalr: SignalRHub) -
     root = tmp_path / "shop"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(
         ".devslice", "devslice.local.yaml", "__pycache__", "vendor"))
-    web, blob, queue = free_port(), free_port(), free_port()
+    web, blob, queue = free_ports(3)
     config = (root / "devslice.yaml").read_text()
     config = rewrite(config, "runtime: auto", "runtime: local")  # k3d is for another test
     config = rewrite(config, "127.0.0.1:10000/", f"127.0.0.1:{blob}/")

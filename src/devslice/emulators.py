@@ -1,4 +1,6 @@
-"""Facts about the local emulators that both the contract and the tests rely on."""
+"""Facts about the local emulators that the contract, the containers and the tests rely on:
+their fixed keys and the addresses clients on this machine use (pods get the gateway instead,
+``contract.variables.for_pods``). Nothing here imports Docker."""
 
 from __future__ import annotations
 
@@ -39,3 +41,27 @@ def signalr_emulator_connection_string(port: int) -> str:
     """What ``asrs-emulator start`` prints, for 127.0.0.1 (it listens on loopback)."""
     return (f"Endpoint=http://127.0.0.1;Port={port};AccessKey={SIGNALR_EMULATOR_KEY};"
             "Version=1.0;")
+
+
+# The Event Hubs emulator's documented, fixed key (its README): not a secret.
+EVENTHUBS_EMULATOR_KEY = "SAS_KEY_VALUE"
+
+
+def eventhubs_emulator_connection_string(port: int = 5672) -> str:
+    """The emulator's documented connection string; ``UseDevelopmentEmulator=true`` makes
+    azure-eventhub talk plain AMQP to it (facts.md)."""
+    endpoint = "sb://localhost" if port == 5672 else f"sb://localhost:{port}"
+    return (f"Endpoint={endpoint};SharedAccessKeyName=RootManageSharedAccessKey;"
+            f"SharedAccessKey={EVENTHUBS_EMULATOR_KEY};UseDevelopmentEmulator=true;")
+
+
+def mongodb_connection_string(port: int) -> str:
+    """For clients on the host: ``directConnection=true`` talks to the one node without
+    discovering the set's member host, which the host may not reach (facts.md)."""
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true"
+
+
+def kusto_emulator_url(port: int) -> str:
+    """The Kusto emulator's cluster URL for clients on this machine: plain HTTP, no sign-in
+    (its docs: "doesn't support HTTPS or Microsoft Entra authentication")."""
+    return f"http://127.0.0.1:{port}"

@@ -86,7 +86,7 @@ class ConfigError(DevsliceError):
 
         # An issue found after loading (a check at plan time) names its key; the file says
         # where that key is written.
-        self.issues = issues = [locate(i) for i in issues]
+        self.issues = issues = locate(issues)
         lines = [str(i) for i in issues]
         super().__init__("\n".join(lines), hint)
 

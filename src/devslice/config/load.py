@@ -89,21 +89,30 @@ def _position(root: Any, loc: tuple[Any, ...], key: bool = False) -> tuple[int |
     return line + 1, (col or 0) + 1
 
 
-def locate(issue: ConfigIssue) -> ConfigIssue:
-    """``issue`` with the line and column of its ``where`` (``services[0].run``,
-    ``images[name=orders].context``) in its file, when it has none yet: the deepest part of
-    that path the file writes. Left as it was when the file is not absolute, not YAML, or
-    does not write even the first key (a default)."""
+def locate(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    """The issues with the line and column of their ``where`` (``services[0].run``,
+    ``images[name=orders].context``) in their file, where they have none yet: the deepest
+    part of that path the file writes. An issue is left as it was when its file is not
+    absolute, not YAML, or does not write even the first key (a default). Each file is read
+    once."""
+    roots: dict[str, Any] = {}
+    return [_locate(i, roots) for i in issues]
+
+
+def _locate(issue: ConfigIssue, roots: dict[str, Any]) -> ConfigIssue:
     import dataclasses
 
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     if issue.line is not None or not issue.where or not os.path.isabs(issue.path):
         return issue
-    try:
-        node = _yaml_load(Path(issue.path).read_text(encoding="utf-8"), issue.path)
-    except (OSError, UnicodeDecodeError, ConfigError):
-        return issue
+    if issue.path not in roots:
+        try:
+            roots[issue.path] = _yaml_load(Path(issue.path).read_text(encoding="utf-8"),
+                                           issue.path)
+        except (OSError, UnicodeDecodeError, ConfigError):
+            roots[issue.path] = None
+    node = roots[issue.path]
     position: tuple[int, int] | None = None
     for name, index in re.findall(r"([^.\[\]]+)|\[([^\]]+)\]", issue.where):
         if isinstance(node, CommentedMap) and name and name in node:

@@ -115,7 +115,7 @@ def slice_variables(
         add(f"{p}EVENTHUBS_CONNECTIONSTRING", f"embedded:{path}", Origin.team,
             "devslice.yaml eventHubs.embeddedPath", Reach.machine, "eventHubs.mode")
     elif env.event_hubs.mode == "emulator":
-        from devslice.resources.builtins import eventhubs_emulator_connection_string
+        from devslice.emulators import eventhubs_emulator_connection_string
 
         # Not a secret: the emulator's fixed, documented key (its README).
         emulator = env.containers.event_hubs_emulator
@@ -150,20 +150,22 @@ def slice_variables(
                "devslice.yaml storage.connectionString")
 
     if env.containers.mongodb is not None:
-        from devslice.resources.builtins import mongodb_connection_string
+        from devslice.emulators import mongodb_connection_string
 
         # For clients on this machine: directConnection=true skips the replica set's member
         # host, which the host may not reach (Docker Desktop keeps the k3d gateway in its VM).
-        add(f"{p}MONGODB_CONNECTIONSTRING", mongodb_connection_string(env.containers.mongodb),
+        add(f"{p}MONGODB_CONNECTIONSTRING", mongodb_connection_string(env.containers.mongodb.port),
             Origin.team, "containers.mongodb (the MongoDB container)", Reach.published,
             "containers.mongodb")
 
     add(f"{p}DATAEXPLORER_MODE", env.data_explorer.mode, Origin.team,
         "devslice.yaml dataExplorer.mode")
     if env.data_explorer.mode == "emulator":
-        from devslice.resources.builtins import kusto_emulator_url
+        from devslice.config.model import KustoEmulatorSettings
+        from devslice.emulators import kusto_emulator_url
 
-        add(f"{p}DATAEXPLORER_CLUSTERURL", kusto_emulator_url(env.containers.kusto_emulator),
+        kusto = env.containers.kusto_emulator or KustoEmulatorSettings()
+        add(f"{p}DATAEXPLORER_CLUSTERURL", kusto_emulator_url(kusto.port),
             Origin.team, "dataExplorer.mode emulator (the Kusto emulator container)",
             Reach.published, "dataExplorer.mode")
     elif env.data_explorer.cluster_url:

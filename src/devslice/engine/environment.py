@@ -225,13 +225,14 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     containers: list[Resource] = list(container_resources(project, tools,
                                                           "k3d" if k3d else "kube"))
     if env.data_explorer.mode == "emulator":
-        from devslice.resources.builtins import kusto_emulator_url
+        from devslice.config.model import KustoEmulatorSettings
+        from devslice.emulators import kusto_emulator_url
         from devslice.resources.dataexplorer import EmulatorDatabaseResource
         from devslice.slices.derive import derive_names
 
         containers.append(EmulatorDatabaseResource(
             derive_names(env, handle).data_explorer_database,
-            kusto_emulator_url(env.containers.kusto_emulator),
+            kusto_emulator_url((env.containers.kusto_emulator or KustoEmulatorSettings()).port),
             after=("container:kusto-emulator",)))
     out += containers
     ready += [r.key for r in containers]

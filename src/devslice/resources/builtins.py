@@ -35,7 +35,12 @@ from devslice.config.model import (
     SftpSettings,
     SignalREmulatorSettings,
 )
-from devslice.emulators import AZURITE_DEV_ACCOUNT, SIGNALR_EMULATOR_READY, azurite_account_key
+from devslice.emulators import (
+    AZURITE_DEV_ACCOUNT,
+    SIGNALR_EMULATOR_READY,
+    azurite_account_key,
+    kusto_emulator_url,
+)
 from devslice.errors import ConfigError, ConfigIssue
 from devslice.resources.containers import STATE_DIR, ContainerSpec, GeneratedFile, Readiness, Setup
 from devslice.secrets import Secret, resolve
@@ -48,7 +53,6 @@ SFTP_USERS_CONF = "/etc/sftp/users.conf"  # where atmoz/sftp reads its users
 EMULATOR_CONFIG = "/Eventhubs_Emulator/ConfigFiles/Config.json"  # the installer's compose files
 EMULATOR_NAMESPACE = "emulatorNs1"  # the only namespace name the emulator's schema allows
 EMULATOR_READY = "Emulator Service is Successfully Up!"
-EMULATOR_KEY = "SAS_KEY_VALUE"  # the emulator's documented, fixed key: not a secret
 EMULATOR_MAX_EVENT_HUBS = 10
 EMULATOR_MAX_CONSUMER_GROUPS = 20
 EMULATOR_MAX_PARTITIONS = 32
@@ -111,12 +115,6 @@ def mongodb_init_script(replica_set: str, member_host: str, timeout_s: int = 30)
         f"  throw new Error('replica set ' + {rs} + ' has no primary after {timeout_s} s');\n"
         "}\n"
     )
-
-
-def mongodb_connection_string(settings: MongoDbSettings) -> str:
-    """For clients on the host: ``directConnection=true`` talks to the one node without
-    discovering the set's member host, which the host may not reach (facts.md)."""
-    return f"mongodb://127.0.0.1:{settings.port}/?directConnection=true"
 
 
 def mongodb_spec(settings: MongoDbSettings, base_dir: Path, *, runtime: str = "k3d",
@@ -259,14 +257,6 @@ def eventhubs_emulator_config(event_hubs: EventHubsSettings,
     }}
 
 
-def eventhubs_emulator_connection_string(port: int = 5672) -> str:
-    """The emulator's documented connection string; ``UseDevelopmentEmulator=true`` makes
-    azure-eventhub talk plain AMQP to it (facts.md)."""
-    endpoint = "sb://localhost" if port == 5672 else f"sb://localhost:{port}"
-    return (f"Endpoint={endpoint};SharedAccessKeyName=RootManageSharedAccessKey;"
-            f"SharedAccessKey={EMULATOR_KEY};UseDevelopmentEmulator=true;")
-
-
 def eventhubs_emulator_spec(settings: EventHubsEmulatorSettings, event_hubs: EventHubsSettings,
                             azurite: AzuriteSettings, base_dir: Path,
                             config_path: str = "devslice.yaml") -> ContainerSpec:
@@ -296,12 +286,6 @@ def eventhubs_emulator_spec(settings: EventHubsEmulatorSettings, event_hubs: Eve
 # ------------------------------------------------------------------ Kusto emulator
 
 
-def kusto_emulator_url(settings: KustoEmulatorSettings | None) -> str:
-    """The emulator's cluster URL for clients on this machine: plain HTTP, no sign-in (its
-    docs: "doesn't support HTTPS or Microsoft Entra authentication")."""
-    return f"http://127.0.0.1:{(settings or KustoEmulatorSettings()).port}"
-
-
 def kusto_emulator_spec(settings: KustoEmulatorSettings,
                         config_path: str = "devslice.yaml") -> ContainerSpec:
     """``docker run -e ACCEPT_EULA=Y -m 4G -p 8080:8080 kustainer-linux`` (the install docs).
@@ -316,7 +300,7 @@ def kusto_emulator_spec(settings: KustoEmulatorSettings,
         ports=(PortBinding(KUSTO_PORT, settings.port),),
         mounts=(Mount(settings.volume, KUSTO_DATA),),
         readiness=Readiness(port=settings.port, log=KUSTO_READY, timeout=300),
-        notes={"cluster url": kusto_emulator_url(settings)})
+        notes={"cluster url": kusto_emulator_url(settings.port)})
 
 
 # ------------------------------------------------------------------ SignalR emulator

@@ -481,10 +481,10 @@ def remove_actions(docker: Docker, names: list[str], base_dir: Path,
         return out
     ours = set(docker.volume_list({LABEL_MANAGED_BY: MANAGED_BY}))
     removing = {f.id for f in facts}
+    others = [f for f in docker.container_list({}) if f.id not in removing]
     for volume in sorted({v for f in facts for v in f.volumes}):
         key = f"volume:{volume}"
-        users = [f.name for f in docker.container_list({}) if volume in f.volumes
-                 and f.id not in removing]
+        users = [f.name for f in others if volume in f.volumes]
         if volume not in ours:
             out.append(noop(key, f"volume {volume} kept: devslice did not create it"))
         elif users:

@@ -415,12 +415,7 @@ class FakeKubeAPI:
             obj = yaml.safe_load(body.decode())  # JSON is YAML, as the server treats it
         except yaml.YAMLError as exc:
             raise ApiFailure(400, "BadRequest", f"error decoding YAML: {exc}") from None
-        if not isinstance(obj, dict):
-            raise ApiFailure(400, "BadRequest", "the body is not an object")
-        if obj.get("apiVersion") != kind.api_version or obj.get("kind") != kind.kind:
-            raise ApiFailure(400, "BadRequest",
-                             f"the object's {obj.get('apiVersion')}/{obj.get('kind')} does not "
-                             f"match the URL's {kind.api_version}/{kind.kind}")
+        _check_kind(obj, kind)
         meta = obj.get("metadata") or {}
         if meta.get("name") != name:
             raise ApiFailure(400, "BadRequest", f"the name of the object ({meta.get('name')}) "
@@ -440,12 +435,7 @@ class FakeKubeAPI:
             obj = json.loads(body.decode() or "null")
         except ValueError as exc:
             raise ApiFailure(400, "BadRequest", f"error decoding JSON: {exc}") from None
-        if not isinstance(obj, dict):
-            raise ApiFailure(400, "BadRequest", "the body is not an object")
-        if obj.get("apiVersion") != kind.api_version or obj.get("kind") != kind.kind:
-            raise ApiFailure(400, "BadRequest",
-                             f"the object's {obj.get('apiVersion')}/{obj.get('kind')} does not "
-                             f"match the URL's {kind.api_version}/{kind.kind}")
+        _check_kind(obj, kind)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name"):
             raise ApiFailure(422, "Invalid", "metadata.name: Required value: name is required")
@@ -887,3 +877,13 @@ def _suffix(seed: str, i: int) -> str:
 def _start_problem(reason: str) -> str:
     return {"ImagePullBackOff": "trying and failing to pull image",
             "ErrImagePull": "trying and failing to pull image"}.get(reason, reason)
+
+
+def _check_kind(obj: Any, kind: _Kind) -> None:
+    """A request body must be an object of the kind its URL names, as the server checks."""
+    if not isinstance(obj, dict):
+        raise ApiFailure(400, "BadRequest", "the body is not an object")
+    if obj.get("apiVersion") != kind.api_version or obj.get("kind") != kind.kind:
+        raise ApiFailure(400, "BadRequest",
+                         f"the object's {obj.get('apiVersion')}/{obj.get('kind')} does not "
+                         f"match the URL's {kind.api_version}/{kind.kind}")
