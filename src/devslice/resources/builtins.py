@@ -211,7 +211,8 @@ def _require_eula(accepted: bool, key: str, what: str, url: str, config_path: st
         raise ConfigError([ConfigIssue(
             config_path, None, None, f"containers.{key}.acceptEula",
             f"{what} starts only once its license (EULA) is accepted, with ACCEPT_EULA=Y, and "
-            "devslice does not accept it for you")],
+            f"devslice does not accept it for you ({what} runs because containers.{key} is set "
+            f"or a service's mode is emulator)")],
             hint=f"read {url}, then set containers.{key}.acceptEula: true{note}")
 
 
