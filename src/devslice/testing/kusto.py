@@ -140,9 +140,10 @@ class FakeKusto:
             # the documented columns of `.show databases` (management/show-databases)
             return 200, self.table(
                 ["DatabaseName", "PersistentStorage", "Version", "IsCurrent",
-                 "DatabaseAccessMode", "PrettyName", "DatabaseId"],
+                 "DatabaseAccessMode", "PrettyName", "CurrentUserIsUnrestrictedViewer",
+                 "DatabaseId"],
                 [[name, self.storage.get(name, ""), "v1.0", name == (r.db or "NetDefaultDB"),
-                  "ReadWrite", "", str(uuid.uuid5(uuid.NAMESPACE_DNS, name))]
+                  "ReadWrite", "", False, str(uuid.uuid5(uuid.NAMESPACE_DNS, name))]
                  for name in sorted(self.databases)])
         if not csl.startswith("."):
             return 400, self.error(r, "BadRequest_SyntaxError",
