@@ -21,13 +21,16 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
+import docker.tls
 import requests
 
 from devslice.errors import CommandFailed, ToolMissing
+from devslice.facts.tools import DockerEndpoint, docker_endpoint
 
 START_DOCKER = "start Docker Desktop, or the engine with `sudo systemctl start docker`"
 TAIL_LINES = 15  # build output shown when a build fails
@@ -166,18 +169,33 @@ def push_call(repository: str, tag: str) -> str:
     return f"POST /images/{repository}/push?tag={tag}"
 
 
-def connect(base_url: str | None = None, *, timeout: int = 600) -> Docker:
-    """The real engine: ``DOCKER_HOST`` and friends, or ``base_url`` (``tcp://``, ``unix://``).
+def connect(base_url: str | None = None, *, timeout: int = 600,
+            endpoint: DockerEndpoint | None = None) -> Docker:
+    """The real engine: ``endpoint`` (resolved as the Docker CLI does, with its context:
+    :func:`devslice.facts.tools.docker_endpoint`), or ``base_url`` (``tcp://``, ``unix://``).
 
-    The SDK asks the engine for its API version while constructing the client, so an engine
-    that is not running fails here already.
+    ``docker.from_env()`` alone would ignore the CLI's current context and reach another
+    engine, or none, under Colima, Rancher Desktop or rootless Docker (issue 13). The SDK asks
+    the engine for its API version while constructing the client, so an engine that is not
+    running fails here already.
     """
+    if base_url is None:
+        endpoint = endpoint or docker_endpoint()
+        base_url = endpoint.host
     try:
-        client = (docker.DockerClient(base_url=base_url, timeout=timeout) if base_url
-                  else docker.from_env(timeout=timeout))
+        tls: docker.tls.TLSConfig | bool = False
+        if endpoint is not None and endpoint.tls_dir:
+            d = Path(endpoint.tls_dir)
+            tls = docker.tls.TLSConfig(
+                client_cert=(str(d / "cert.pem"), str(d / "key.pem")),
+                ca_cert=str(d / "ca.pem") if endpoint.tls_verify else None,
+                verify=endpoint.tls_verify)
+        client = docker.DockerClient(base_url=base_url, timeout=timeout, tls=tls,
+                                     use_ssh_client=base_url.startswith("ssh://"))
     except docker.errors.DockerException as exc:
-        raise ToolMissing(f"the Docker engine is not running or cannot be reached: {exc}",
-                          hint=START_DOCKER) from exc
+        where = f" at {base_url}" + (f" ({endpoint.source})" if endpoint else "")
+        raise ToolMissing(f"the Docker engine{where} is not running or cannot be reached: "
+                          f"{exc}", hint=START_DOCKER) from exc
     return Docker(client)
 
 

@@ -84,15 +84,18 @@ class Tools:
         from devslice.adapters.k3d import K3d
         from devslice.adapters.registry import Registry
         from devslice.adapters.runner import SubprocessRunner
-        from devslice.facts.tools import TOOLS
+        from devslice.facts.tools import TOOLS, docker_endpoint
 
         c = project.env.cluster
         fixes = {t.name: t.fix for t in TOOLS}
+        # One engine for docker-py, the registry check and k3d, as the Docker CLI picks it
+        # (DOCKER_HOST, DOCKER_CONTEXT, the current context; issue 13).
+        endpoint = docker_endpoint()
 
         def docker() -> Docker:
             from devslice.adapters.docker import connect
 
-            return connect()
+            return connect(endpoint=endpoint)
 
         def kube() -> Kube:
             from devslice.adapters.kube import connect
@@ -100,9 +103,9 @@ class Tools:
             return connect(context=kube_context(project, chosen))
 
         return cls(
-            k3d=K3d(SubprocessRunner(fixes=fixes)),
+            k3d=K3d(SubprocessRunner(fixes=fixes), env=endpoint.env()),
             docker=Lazy(docker),  # type: ignore[arg-type]
-            registry=Registry.at(f"localhost:{c.registry.port}"),
+            registry=Registry.at(f"{endpoint.machine}:{c.registry.port}"),
             kube=Lazy(kube, _cluster_absent if chosen == "k3d" else None),  # type: ignore[arg-type]
         )
 
