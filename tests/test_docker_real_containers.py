@@ -68,7 +68,8 @@ class Real:
         return [c for c in self.calls if not c.startswith(("GET ", "HEAD "))]
 
     def inspect(self, stem: str) -> dict[str, Any]:
-        data: dict[str, Any] = self.docker.client.api.inspect_container(f"devslice-{self.name(stem)}")
+        cname = f"devslice-{self.name(stem)}"
+        data: dict[str, Any] = self.docker.client.api.inspect_container(cname)
         return data
 
     def exec(self, stem: str, *argv: str) -> tuple[int, str]:

@@ -158,7 +158,7 @@ def build_call(tag: str, dockerfile: str, build_args: Mapping[str, str]) -> str:
     docker CLI, proxy settings from ``~/.docker/config.json`` as extra build args; those are
     left out here because they do not depend on the image.
     """
-    query = f"t={tag}&dockerfile={dockerfile}&rm=True"
+    query = f"t={tag}&dockerfile={dockerfile}&rm=True&forcerm=True"
     if build_args:
         query += f"&buildargs={json.dumps(dict(build_args))}"
     return f"POST /build?{query}"
@@ -374,10 +374,12 @@ class Docker:
         error: str | None = None
         what = f"docker build of {tag}"
         with self._translate(what):
-            # rm=True removes intermediate containers, as `docker build` does by default.
+            # rm=True removes intermediate containers after a successful build, as `docker
+            # build` does; forcerm also after a failed RUN, which would leave its stopped
+            # container behind on every failing `up` (seen on a real engine, issue 13).
             stream = self.client.api.build(path=os.fspath(context_dir), dockerfile=dockerfile,
                                            tag=tag, buildargs=dict(build_args or {}), rm=True,
-                                           decode=True)
+                                           forcerm=True, decode=True)
             for chunk in _chunks(stream):
                 error = error or _error(chunk)
                 text = chunk.get("stream")

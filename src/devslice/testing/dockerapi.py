@@ -710,14 +710,29 @@ class FakeDockerEngine(_HTTPFake):
             # remotecontext.Detect, before any output: a plain HTTP error
             return ex.json(500, {"message": f"Cannot locate specified Dockerfile: {dockerfile}"},
                            headers)
-        steps = _instructions(source.decode(errors="replace"))
+        text = source.decode(errors="replace")
+        unknown = _unknown_instruction(text)
+        if unknown is not None:  # the classic builder's parser, before any output
+            with self._lock:
+                self.builds.append(record)
+            return ex.json(400, {"message": f"dockerfile parse error line {unknown[0]}: "
+                                 f"unknown instruction: {unknown[1].upper()}"}, headers)
+        steps = _instructions(text)
         image_id = _sha256(json.dumps([sorted(members), buildargs], default=repr).encode())
         out = ex.stream(headers)
         failed = self._run_steps(out, steps, image_id, self.build_failure)
         if failed:
             out.close()
+            forcerm = (q.get("forcerm") or [""])[-1] in ("1", "True", "true")
             with self._lock:
                 self.builds.append(record)
+                if failed == "run" and not forcerm:
+                    # The failed RUN's container stays, stopped, unless forcerm is set
+                    # (moby builder/dockerfile: rm removes only after success).
+                    cid = _sha256(f"{image_id}/leftover/{len(self.builds)}".encode())
+                    self.containers[cid] = FakeContainer(
+                        cid, f"builder-{_short(cid)}", image_id, image_id, {"Labels": {}},
+                        status="exited", exit_code=1)
             return
         out.line({"aux": {"ID": image_id}})  # emitImageID, API >= 1.30
         out.line({"stream": f"Successfully built {_short(image_id)}\n"})
@@ -733,8 +748,9 @@ class FakeDockerEngine(_HTTPFake):
 
     @staticmethod
     def _run_steps(out: _Stream, steps: list[str], image_id: str,
-                   failure: BuildFailure | None) -> bool:
-        """Print the classic builder's progress; True when ``failure`` stopped the build."""
+                   failure: BuildFailure | None) -> str | None:
+        """Print the classic builder's progress; what stopped the build ("run": ``failure``
+        at a RUN, "buildkit": a BuildKit-only flag), or None."""
         fail_at = None
         if failure is not None:
             runs = [i for i, s in enumerate(steps) if s.split(None, 1)[0].upper() == "RUN"]
@@ -743,6 +759,11 @@ class FakeDockerEngine(_HTTPFake):
             out.line({"stream": f"Step {i + 1}/{len(steps)} : {step}"})
             out.line({"stream": "\n"})  # printCommand writes the newline separately
             layer = _short(_sha256(f"{image_id}/{i}".encode()))
+            flag = _buildkit_flag(step)
+            if flag is not None:
+                out.error(f"the {flag} option requires BuildKit. Refer to https://docs.docker"
+                          ".com/go/buildkit/ to learn how to build images with BuildKit enabled")
+                return "buildkit"
             if step.split(None, 1)[0].upper() == "RUN":
                 out.line({"stream": f" ---> Running in {_short(_sha256(layer.encode()))}\n"})
             if i == fail_at and failure is not None:
@@ -751,9 +772,9 @@ class FakeDockerEngine(_HTTPFake):
                 cmd = step.split(None, 1)[1] if " " in step else step
                 out.error(f"The command '/bin/sh -c {cmd}' returned a non-zero code: "
                           f"{failure.code}", failure.code)
-                return True
+                return "run" if step.split(None, 1)[0].upper() == "RUN" else "step"
             out.line({"stream": f" ---> {layer}\n"})
-        return False
+        return None
 
     def _push(self, ex: _Exchange, name: str, headers: dict[str, str]) -> None:
         tag = (ex.query.get("tag") or [""])[-1]
@@ -1199,6 +1220,38 @@ def _read_tar(body: bytes) -> list[tuple[str, bytes]]:
             f = tar.extractfile(member) if member.isfile() else None
             out.append((member.name, f.read() if f is not None else b""))
     return out
+
+
+_INSTRUCTIONS = {"ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM",
+                 "HEALTHCHECK", "LABEL", "MAINTAINER", "ONBUILD", "RUN", "SHELL",
+                 "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"}
+
+
+def _unknown_instruction(dockerfile: str) -> tuple[int, str] | None:
+    """The first line the classic parser refuses: a heredoc's body reads as instructions
+    (``RUN <<EOF`` then ``echo hi``: "unknown instruction: ECHO", as engine 20.10 says)."""
+    continued = False
+    for number, raw in enumerate(dockerfile.splitlines(), 1):
+        line = raw.strip()
+        if not continued and line and not line.startswith("#"):
+            word = line.split(None, 1)[0]
+            if word.upper() not in _INSTRUCTIONS:
+                return number, word
+        continued = line.endswith("\\") or (continued and not line)
+    return None
+
+
+def _buildkit_flag(step: str) -> str | None:
+    """``--mount`` and friends, which the classic builder refuses at their step."""
+    parts = step.split()
+    if parts and parts[0].upper() == "RUN":
+        for part in parts[1:]:
+            if not part.startswith("--"):
+                break
+            name = part.split("=", 1)[0]
+            if name in ("--mount", "--network", "--security"):
+                return name
+    return None
 
 
 def _instructions(dockerfile: str) -> list[str]:
