@@ -182,6 +182,11 @@ def connect(base_url: str | None = None, *, timeout: int = 600,
     if base_url is None:
         endpoint = endpoint or docker_endpoint()
         base_url = endpoint.host
+    where = f" at {base_url}" + (f" ({endpoint.source})" if endpoint else "")
+    if base_url.startswith("unix://") and not os.path.exists(base_url[len("unix://"):]):
+        # Said at once (docker-py would leave the socket it tried unclosed).
+        raise ToolMissing(f"the Docker engine{where} is not running: no such socket",
+                          hint=START_DOCKER)
     try:
         tls: docker.tls.TLSConfig | bool = False
         if endpoint is not None and endpoint.tls_dir:
@@ -193,7 +198,6 @@ def connect(base_url: str | None = None, *, timeout: int = 600,
         client = docker.DockerClient(base_url=base_url, timeout=timeout, tls=tls,
                                      use_ssh_client=base_url.startswith("ssh://"))
     except docker.errors.DockerException as exc:
-        where = f" at {base_url}" + (f" ({endpoint.source})" if endpoint else "")
         raise ToolMissing(f"the Docker engine{where} is not running or cannot be reached: "
                           f"{exc}", hint=START_DOCKER) from exc
     return Docker(client)
@@ -258,6 +262,17 @@ class Docker:
         with self._translate("list volumes"):
             data = self.client.api.volumes(filters=filters)
         return sorted(str(v["Name"]) for v in (data or {}).get("Volumes") or [])
+
+    def network_subnets(self) -> dict[str, list[str]]:
+        """``{network name: [its IPv4 subnets]}`` (``docker network ls`` with IPAM), which a
+        new network must not overlap: Docker's IPAM refuses one that does ("Pool overlaps
+        with other one on this address space", 403)."""
+        with self._translate("list networks"):
+            rows = self.client.api.networks()
+        return {str(n.get("Name", "")): [str(c["Subnet"]) for c in
+                                         ((n.get("IPAM") or {}).get("Config") or [])
+                                         if c.get("Subnet") and ":" not in str(c["Subnet"])]
+                for n in rows or []}
 
     def container_logs(self, name: str, tail: int | None = None) -> str:
         """What the container wrote to stdout and stderr (the last ``tail`` lines)."""

@@ -342,8 +342,10 @@ class ClusterSettings(Model):
     name: str = Field("devslice", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
     servers: int = Field(1, ge=1, le=7)
     agents: int = Field(0, ge=0, le=20)
-    subnet: str = Field("172.18.0.0/16", description="Fixed, so its gateway address survives "
-                        "the laptop-sleep bug of host.k3d.internal (k3d issues 1221, 1360).")
+    subnet: str = Field("auto", description="auto: a free /16 chosen against the Docker "
+                        "engine's networks, then kept in .devslice/; or a fixed one. Fixed "
+                        "either way, so its gateway address survives the laptop-sleep bug of "
+                        "host.k3d.internal (k3d issues 1221, 1360).")
     k3s_args: list[K3sArg] = Field(
         default_factory=lambda: [K3sArg(arg="--disable=traefik")],
         description="The team runs its own Traefik, so the bundled one is off by default.")

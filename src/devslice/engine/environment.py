@@ -204,11 +204,21 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     namespace: str | None = None
     if k3d:
         from devslice.resources.hostdns import HostDnsResource
-        from devslice.resources.k3d import host_gateway
+        from devslice.resources.k3d import cluster_subnet, host_gateway
 
+        def networks() -> dict[str, list[str]] | None:
+            try:
+                return tools.docker.network_subnets()
+            except DevsliceError:
+                return None  # no engine: the cluster's plan says what is missing
+
+        # One subnet for the cluster, the host DNS entry and the pods' contract (auto: chosen
+        # against the engine's networks once per command, then kept; issue 13).
+        subnet = cluster_subnet(c, base, networks())
         out += [RegistryResource(tools.k3d, c.registry),
-                ClusterResource(tools.k3d, c, base),
-                HostDnsResource(tools.kube, host_gateway(c.subnet))]
+                ClusterResource(tools.k3d, c, base, networks,
+                                config_path=str(project.config_path)),
+                HostDnsResource(tools.kube, host_gateway(subnet))]
         ready.append("cluster")
         push_host = f"localhost:{c.registry.port}"
         pull_host = f"k3d-{c.registry.name}:{c.registry.port}"  # inside the cluster
@@ -242,10 +252,10 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     # -- end containers -------------------------------------------------------------------
     # The contract as pods see it: emulators' host ports through the gateway (for_pods).
     from devslice.contract.variables import for_pods
-    from devslice.resources.k3d import host_gateway
+    from devslice.resources.k3d import cluster_subnet, host_gateway
 
     pod_variables = for_pods(project.variables(handle), "k3d" if k3d else "kube",
-                             host_gateway(c.subnet) if k3d else None)
+                             host_gateway(cluster_subnet(c, base)) if k3d else None)
     objects = k8s_objects(pod_variables, handle)
     layers = {layer.name: load_layer(base / layer.path, layer.path) for layer in env.manifests}
     loaded = [m for ms in layers.values() for m in ms]

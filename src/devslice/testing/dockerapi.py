@@ -26,7 +26,12 @@ start hijacks the connection (101 UPGRADED, then the multiplexed stdout/stderr f
 come as multiplexed frames. The fake runs nothing: ``exec_handler`` decides what a command
 prints and exits with, and ``container_output`` what a started container logs.
 
-Not faked: BuildKit (``version=2`` builds need a session), remote contexts, auth, networks,
+Networks: ``GET /networks`` and ``POST /networks/create``, with IPAM's refusal of an overlapping
+subnet (403 "Pool overlaps with other one on this address space"); with ``networks_file`` (the
+fake k3d's ``FAKE_DOCKER_NETWORKS``) the networks live in a JSON file the fake k3d shares, so a
+cluster network overlapping another is refused there as Docker refuses it for k3d.
+
+Not faked: BuildKit (``version=2`` builds need a session), remote contexts, auth,
 multi-platform pushes. The engine does not run instructions; ``BuildFailure`` makes a build fail
 at its first ``RUN`` as the classic builder reports it.
 """
@@ -36,7 +41,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import ipaddress
 import json
+import os
 import re
 import socket
 import struct
@@ -47,6 +54,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -470,8 +478,13 @@ class FakeDockerEngine(_HTTPFake):
 
     def __init__(self, registries: Iterable[FakeRegistry] = (), *, version: str = "27.0.1",
                  api_version: str = "1.47", min_api_version: str = "1.24",
-                 push_media_type: str = DOCKER_MANIFEST) -> None:
+                 push_media_type: str = DOCKER_MANIFEST,
+                 networks_file: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
+        # {name: IPv4 subnet}; Docker's default bridge holds 172.17.0.0/16
+        self.networks_file = Path(networks_file) if networks_file is not None else None
+        self._networks: dict[str, str | None] = {"bridge": "172.17.0.0/16", "host": None,
+                                                 "none": None}
         self.registries = {r.host: r for r in registries}
         self.version = version
         self.api_version = api_version
@@ -510,6 +523,26 @@ class FakeDockerEngine(_HTTPFake):
                         _with_tag(ref) in img.tags:
                     return img
         return None
+
+    @property
+    def networks(self) -> dict[str, str | None]:
+        if self.networks_file is not None and self.networks_file.exists():
+            data: dict[str, str | None] = json.loads(self.networks_file.read_text())
+            return data
+        return dict(self._networks)
+
+    def add_network(self, name: str, subnet: str | None) -> None:
+        """A network as `docker network create --subnet` makes it (IPAM's overlap check
+        included: ValueError with the engine's message)."""
+        networks = self.networks
+        overlapping = network_overlap(subnet, networks) if subnet else None
+        if overlapping is not None:
+            raise ValueError(POOL_OVERLAPS)
+        networks[name] = subnet
+        if self.networks_file is not None:
+            self.networks_file.write_text(json.dumps(networks))
+        else:
+            self._networks = networks
 
     def remove_all_images(self) -> None:
         """As `docker image prune -a`: the local cache is gone."""
@@ -591,6 +624,10 @@ class FakeDockerEngine(_HTTPFake):
     _EXEC = re.compile(r"^/exec/(?P<id>[^/]+)/(?P<verb>start|json)$")
 
     def _container_route(self, method: str, path: str) -> tuple[Any, str] | None:
+        if path == "/networks" and method == "GET":
+            return self._networks_list, ""
+        if path == "/networks/create" and method == "POST":
+            return self._network_create, ""
         if path == "/containers/json" and method == "GET":
             return self._containers_list, ""
         if path == "/containers/create" and method == "POST":
@@ -1133,6 +1170,30 @@ class FakeDockerEngine(_HTTPFake):
 
     # -- volumes --
 
+    def _networks_list(self, ex: _Exchange, _: str, headers: dict[str, str]) -> None:
+        rows = [{"Name": name, "Id": _sha256(name.encode()).removeprefix("sha256:"),
+                 "Driver": "bridge" if subnet else name,
+                 "IPAM": {"Driver": "default", "Options": None,
+                          "Config": [{"Subnet": subnet, "Gateway": _gateway(subnet)}]
+                          if subnet else []}}
+                for name, subnet in self.networks.items()]
+        ex.json(200, rows, headers)
+
+    def _network_create(self, ex: _Exchange, _: str, headers: dict[str, str]) -> None:
+        body = json.loads(ex.body or b"{}")
+        name = str(body.get("Name") or "")
+        configs = (body.get("IPAM") or {}).get("Config") or []
+        subnet = str(configs[0]["Subnet"]) if configs and configs[0].get("Subnet") else None
+        if name in self.networks:
+            return ex.json(409, {"message": f"network with name {name} already exists"},
+                           headers)
+        try:
+            self.add_network(name, subnet)
+        except ValueError as exc:
+            return ex.json(403, {"message": str(exc)}, headers)
+        ex.json(201, {"Id": _sha256(name.encode()).removeprefix("sha256:"), "Warning": ""},
+                headers)
+
     def _volumes_list(self, ex: _Exchange, _: str, headers: dict[str, str]) -> None:
         try:
             filters = json.loads((ex.query.get("filters") or ["{}"])[-1] or "{}")
@@ -1252,6 +1313,22 @@ def _buildkit_flag(step: str) -> str | None:
             if name in ("--mount", "--network", "--security"):
                 return name
     return None
+
+
+POOL_OVERLAPS = "Pool overlaps with other one on this address space"  # moby IPAM, 403
+
+
+def network_overlap(subnet: str, networks: dict[str, str | None]) -> str | None:
+    """The first network whose subnet overlaps ``subnet``, as Docker's IPAM checks it."""
+    wanted = ipaddress.ip_network(subnet, strict=False)
+    for name, other in networks.items():
+        if other and wanted.overlaps(ipaddress.ip_network(other, strict=False)):
+            return name
+    return None
+
+
+def _gateway(subnet: str) -> str:
+    return str(ipaddress.ip_network(subnet, strict=False).network_address + 1)
 
 
 def _instructions(dockerfile: str) -> list[str]:
