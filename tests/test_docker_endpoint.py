@@ -93,7 +93,7 @@ def test_a_context_that_does_not_exist_is_an_error_not_another_engine(config: Pa
 
 def test_an_unreadable_config_json_is_said(config: Path) -> None:
     (config / "config.json").write_text("{not json")
-    with pytest.raises(ToolMissing, match="cannot read .*config.json"):
+    with pytest.raises(ToolMissing, match=r"cannot read .*config\.json"):
         docker_endpoint()
 
 
