@@ -145,15 +145,3 @@ def report(r: RealReport) -> str:
     if r.problems:
         text += "\n\nProblems:\n" + "\n".join(f"- {p}" for p in r.problems)
     return text
-
-
-if __name__ == "__main__":
-    import sys
-
-    from benchmarks.__main__ import machine
-
-    quick = "--quick" in sys.argv
-    print(machine(), flush=True)
-    result = run(quick)
-    print(report(result))
-    sys.exit(1 if result.problems else 0)
