@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from devslice.adapters.docker import Docker, PortInUse, connect
+from devslice.adapters.docker import Docker, Mount, PortInUse, connect
 from devslice.engine import Executor
 from devslice.engine.plan import make_plan
 from devslice.errors import CommandFailed
@@ -29,7 +29,9 @@ from devslice.resources.containers import (
     LABEL_MANAGED_BY,
     ContainerResource,
     ContainerSpec,
+    GeneratedFile,
     NotReady,
+    Readiness,
     SetupFailed,
     remove_actions,
     stop_actions,
@@ -478,3 +480,86 @@ def test_destroy_keep_data_keeps_the_volumes(real: Real) -> None:
     assert {real.name("cachedata"), real.name("stubdata")} <= volumes
     real.apply(real.resources(yaml, ENV))  # up again: the data is there
     assert real.exec("cache", "cat", "/data/keep") == (0, "kept\n")
+
+
+# -- the adapter's verbs, one by one -----------------------------------------------------------
+
+
+def test_readiness_conditions_must_all_hold(real: Real) -> None:
+    resources = real.resources(f"""\
+        containers:
+          custom:
+            - name: {real.name('both')}
+              image: {real.image}
+              command: [sh, -c, "echo loaded; sleep 0.5; touch /tmp/ok; exec sleep 600"]
+              ready: {{log: loaded, command: [test, -f, /tmp/ok]}}
+        """)
+    real.apply(resources)  # the log line alone came 0.5 s before the file
+    assert real.exec("both", "test", "-f", "/tmp/ok")[0] == 0
+
+
+def test_an_image_change_recreates_keeping_the_named_volume(real: Real) -> None:
+    port = free_port()
+    real.apply(real.resources(cache(real, port), ENV))
+    real.exec("cache", "sh", "-c", "echo kept > /data/keep")
+    alias = f"devslice-test/busybox:{real.uid}"
+    real.docker.image_tag(real.image, *alias.split(":"))
+    try:
+        yaml = cache(real, port).replace(f"image: {real.image}", f"image: {alias}")
+        (action,) = make_plan(real.resources(yaml, ENV)).changes
+        assert action.reason == (f"recreate {real.name('cache')}: image {real.image} -> "
+                                 f"{alias}")
+        real.apply(real.resources(yaml, ENV))
+        assert real.inspect("cache")["Config"]["Image"] == alias
+        assert real.exec("cache", "cat", "/data/keep") == (0, "kept\n")
+    finally:
+        real.docker.container_remove(f"devslice-{real.name('cache')}")
+        real.docker.client.api.remove_image(alias, noprune=True)
+
+
+def test_a_generated_file_is_bind_mounted_read_only(real: Real) -> None:
+    spec = ContainerSpec(
+        name=real.name("files"), image=real.image,
+        command=("sh", "-c", "echo up; exec sleep 600"),
+        mounts=(Mount(str(real.base / "conf" / "app.conf"), "/etc/app.conf", "bind", True),),
+        files=(GeneratedFile(real.base / "conf" / "app.conf", "mode=dev\n"),),
+        readiness=Readiness(log="up"))
+    real.apply([ContainerResource(spec, real.docker, real.base, after=(), poll=0.05)])
+    assert real.exec("files", "cat", "/etc/app.conf") == (0, "mode=dev\n")
+    code, out = real.exec("files", "sh", "-c", "echo x > /etc/app.conf")
+    assert code != 0 and "Read-only file system" in out
+    (real.base / "conf" / "app.conf").write_text("mode=edited\n")  # drift on disk
+    (action,) = make_plan([ContainerResource(spec, real.docker, real.base)]).changes
+    assert action.reason == f"recreate {real.name('files')}: generated file app.conf differs on disk"
+
+
+def test_exec_logs_and_removal_of_what_is_gone(real: Real) -> None:
+    cname = f"devslice-{real.name('verbs')}"
+    real.docker.container_run(cname, real.image,
+                              command=["sh", "-c", "echo out; echo err >&2; exec sleep 600"],
+                              labels={"x": real.uid})
+    wait_for(lambda: "err" in real.docker.container_logs(cname), 10, "logs")
+    assert real.docker.container_logs(cname, tail=1).strip() in ("out", "err")
+    result = real.docker.container_exec(cname, ["sh", "-c", "echo a; echo b >&2; exit 5"])
+    assert (result.exit_code, sorted(result.output.split())) == (5, ["a", "b"])
+    (fact,) = real.docker.container_list({"x": real.uid})
+    assert (fact.name, fact.running, fact.image) == (cname, True, real.image)
+    real.docker.container_remove(cname)
+    real.docker.container_remove(cname)  # gone already: fine
+    real.docker.volume_remove(real.name("never-made"))  # likewise
+    assert real.docker.container_get(cname) is None
+
+
+def test_volume_ensure_creates_once_with_labels(real: Real) -> None:
+    name = real.name("vol")
+    assert real.docker.volume_ensure(name, {LABEL_MANAGED_BY: "devslice"}) is True
+    assert real.docker.volume_ensure(name, {"other": "x"}) is False  # left as it is
+    assert name in real.docker.volume_list({LABEL_MANAGED_BY: "devslice"})
+    real.docker.volume_remove(name)
+    assert name not in real.docker.volume_list()
+
+
+def test_ping_and_version(real: Real) -> None:
+    assert real.docker.ping()
+    v = real.docker.version()
+    assert v.version and v.os == "linux" and float(v.api_version) >= 1.41

@@ -216,3 +216,42 @@ def test_tag_and_get(real: Real) -> None:
     real.docker.image_tag(real.base_image, f"{real.host}/{real.name}", "t1")
     fact = real.docker.image_get(f"{real.host}/{real.name}:t1")
     assert fact is not None and f"{real.host}/{real.name}:t1" in fact.tags
+
+
+def test_a_dockerfile_in_a_subfolder_and_one_outside_the_context(real: Real) -> None:
+    (real.ctx / "docker").mkdir()
+    (real.ctx / "docker" / "Dockerfile.dev").write_text(
+        f"FROM {real.base_image}\nCOPY app.sh /dev.sh\n")
+    Executor().apply([real.resource(dockerfile="docker/Dockerfile.dev")])
+    tag = real.tag(dockerfile="docker/Dockerfile.dev")
+    assert real.run(f"{real.host}/{real.name}:{tag}", "cat", "/dev.sh") == "echo app\n"
+    # Outside the context: the SDK sends it under a random name; the tag hashes its content.
+    (real.base / "Dockerfile.shared").write_text(f"FROM {real.base_image}\nCOPY app.sh /x.sh\n")
+    Executor().apply([real.resource(dockerfile="../Dockerfile.shared")])
+    tag = real.tag(dockerfile="../Dockerfile.shared")
+    assert real.run(f"{real.host}/{real.name}:{tag}", "cat", "/x.sh") == "echo app\n"
+
+
+def test_dockerignore_exceptions_reach_the_engine_as_hashed(real: Real) -> None:
+    (real.ctx / ".dockerignore").write_text("*.log\n!keep.log\n**/__pycache__\n")
+    (real.ctx / "keep.log").write_text("kept\n")
+    (real.ctx / "pkg" / "__pycache__").mkdir(parents=True)
+    (real.ctx / "pkg" / "__pycache__" / "m.pyc").write_bytes(b"\0")
+    (real.ctx / "Dockerfile").write_text(f"FROM {real.base_image}\nCOPY . /ctx\n")
+    Executor().apply([real.resource()])
+    ref = f"{real.host}/{real.name}:{real.tag()}"
+    listing = real.run(ref, "find", "/ctx").split()
+    assert "/ctx/keep.log" in listing and "/ctx/debug.log" not in listing
+    assert not any("__pycache__" in p for p in listing)
+    before = real.tag()
+    (real.ctx / "pkg" / "__pycache__" / "m.pyc").write_bytes(b"\1")  # ignored: same tag
+    assert real.tag() == before
+
+
+def test_an_undeclared_build_arg_is_the_engines_warning_not_a_failure(real: Real) -> None:
+    lines: list[str] = []
+    real.docker.on_output = lines.append
+    Executor().apply([real.resource(build_args={"GREETING": "hi", "UNUSED": "x"})])
+    ref = f"{real.host}/{real.name}:{real.tag(build_args={'GREETING': 'hi', 'UNUSED': 'x'})}"
+    assert real.run(ref, "cat", "/greeting") == "hi\n"
+    assert any("[UNUSED] were not consumed" in line for line in lines), lines
