@@ -530,7 +530,8 @@ def test_a_generated_file_is_bind_mounted_read_only(real: Real) -> None:
     assert code != 0 and "Read-only file system" in out
     (real.base / "conf" / "app.conf").write_text("mode=edited\n")  # drift on disk
     (action,) = make_plan([ContainerResource(spec, real.docker, real.base)]).changes
-    assert action.reason == f"recreate {real.name('files')}: generated file app.conf differs on disk"
+    assert action.reason == (f"recreate {real.name('files')}: generated file app.conf differs "
+                             "on disk")
 
 
 def test_exec_logs_and_removal_of_what_is_gone(real: Real) -> None:
