@@ -407,6 +407,8 @@ def stop_slice(project: Project, handle: str, fail_if_busy: bool = False,
     """Stop the slice's processes, then the shared emulators when no slice of the checkout
     uses them any more: none runs a supervisor, none has processes a killed supervisor left
     behind, and no `up` of another slice is under way (it holds its slice's lock)."""
+    if not shared_dir(project).parent.exists():
+        return []  # the local runtime never ran in this checkout
     with slice_lock(project, handle, "devslice down", fail_if_busy, on_wait):
         stopped = stop(local_dir(project, handle))
     shared = shared_dir(project)
