@@ -427,7 +427,7 @@ def stop(directory: Path) -> list[int]:
     each only if its leader is the process recorded (by start time) or gone."""
     state = read_json(directory / STATE) or {}
     services = state.get("services") or {}
-    groups = [int(s["pgid"]) for s in services.values() if s.get("pgid") and _ours(s)]
+    ours = [s for s in services.values() if s.get("pgid") and _ours(s)]
     sup = state.get("supervisor") or {}
     pid = sup.get("pid")
     stopped: list[int] = []
@@ -437,7 +437,10 @@ def stop(directory: Path) -> list[int]:
         deadline = time.monotonic() + 15
         while alive(pid, MARKER, sup.get("started")) and time.monotonic() < deadline:
             time.sleep(0.05)
-    _stop_groups(groups)  # what is left (a supervisor killed with SIGKILL leaves its children)
+    # What is left (a supervisor killed with SIGKILL leaves its children), each group checked
+    # again just before it is signalled: the supervisor may have stopped it meanwhile.
+    groups = [int(s["pgid"]) for s in ours]
+    _stop_groups([int(s["pgid"]) for s in ours if _ours(s)])
     if state:
         state["supervisor"] = {"pid": None, "spec": None}
         for s in services.values():
