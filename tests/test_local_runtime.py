@@ -499,7 +499,6 @@ def test_process_start_tells_a_process_from_a_later_one(tmp_path: Path) -> None:
     assert process_start(proc.pid, tmp_path / "no-proc") is None
 
 
-@pytest.mark.usefixtures("azurite")  # Azurite's npm package is installed (else skipped)
 def test_shared_azurite_stays_while_a_killed_supervisors_services_use_it(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
