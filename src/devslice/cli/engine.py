@@ -37,25 +37,22 @@ def _resources(state: State, handle: str | None, quiet: bool = False,
     try:
         with ExitStack() as held:
             if lock is not None and chosen == "local":
-                held.enter_context(_slice_lock(project, handle, "devslice up", lock, progress))
+                from devslice.local.runtime import slice_lock
+
+                held.enter_context(slice_lock(project, handle, "devslice up", lock,
+                                              _waiting(progress)))
             yield build(project, handle, tools, chosen, progress)
     finally:
         tools.close()
 
 
-def _slice_lock(project: Any, handle: str, what: str, fail_if_busy: bool,
-                progress: Any = None) -> Any:
-    """The local runtime's one-at-a-time lock for the slice, saying whom it waits for."""
+def _waiting(progress: Any = None) -> Callable[[str], None]:
+    """Where to say whom a busy slice waits for: the live view's row, or stderr."""
     from devslice.cli.output import err_console
-    from devslice.local.runtime import slice_lock
 
-    def waiting(line: str) -> None:
-        if progress is not None:
-            progress("local", line)
-        else:
-            err_console().print(line, markup=False, highlight=False)
-
-    return slice_lock(project, handle, what, fail_if_busy, waiting)
+    if progress is not None:
+        return lambda line: progress("local", line)
+    return lambda line: err_console().print(line, markup=False, highlight=False)
 
 
 BUSY_OPTION = click.option(
@@ -264,7 +261,6 @@ def down(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) ->
       devslice down
       devslice down --slice cd --fail-if-busy
     """
-    from devslice.cli.output import err_console
     from devslice.errors import SliceNotFound
     from devslice.local.runtime import stop_slice
     from devslice.resources.k3d import stop_actions
@@ -272,8 +268,7 @@ def down(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) ->
     with _tools(state) as (project, tools, chosen):
         try:
             current = project.current_handle(handle)
-            stopped = stop_slice(project, current, fail_if_busy, lambda line: err_console()
-                                 .print(line, markup=False, highlight=False))
+            stopped = stop_slice(project, current, fail_if_busy, _waiting())
         except SliceNotFound:
             stopped = []
         if chosen == "local" or stopped:
