@@ -635,3 +635,67 @@ def test_restart_backoff_grows_and_resets_after_a_healthy_run(tmp_path: Path) ->
     assert svc.record()["restarts"] == 6 and svc.record()["crashes"] == 2
     assert svc.proc is not None
     svc.proc.wait()
+
+
+class Renames:
+    """Counts files renamed into a folder (inotify IN_MOVED_TO): how often the supervisor
+    replaced state.json. A thread reads each event as it comes, since inotify merges an
+    event into an identical one still unread."""
+
+    IN_MOVED_TO = 0x80
+
+    def __init__(self, directory: Path) -> None:
+        import ctypes
+        import threading
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(0)
+        assert self.fd >= 0
+        assert libc.inotify_add_watch(self.fd, str(directory).encode(), self.IN_MOVED_TO) >= 0
+        self.names: list[str] = []
+        self.done = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        import select
+        import struct
+
+        while not self.done.is_set():
+            if not select.select([self.fd], [], [], 0.05)[0]:
+                continue
+            data = os.read(self.fd, 65536)
+            at = 0
+            while at < len(data):
+                size = struct.unpack_from("iIII", data, at)[3]
+                self.names.append(data[at + 16:at + 16 + size].rstrip(b"\0").decode())
+                at += 16 + size
+
+    def count(self, name: str) -> int:
+        return self.names.count(name)
+
+    def close(self) -> None:
+        self.done.set()
+        self.reader.join()
+        os.close(self.fd)
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="inotify is Linux's")
+def test_state_is_written_only_when_it_changes(project: Path) -> None:
+    """The supervisor looks at its services ten times a second; state.json is replaced only
+    when something changed. Between the crasher's second crash and its third there are some
+    1.3 s of looking (a backoff of 1 s and a run of 0.3 s) and only three changes."""
+    directory = project / ".devslice" / "local" / "ab"
+    directory.mkdir(parents=True)
+    renames = Renames(directory)
+    try:
+        assert run(["up", "--json"]) == 0
+        wait_for(lambda: int(state(project)["crasher"]["crashes"]) >= 2,  # type: ignore[call-overload]
+                 what="the crasher's second crash")
+        before = renames.count("state.json")
+        wait_for(lambda: int(state(project)["crasher"]["crashes"]) >= 3,  # type: ignore[call-overload]
+                 what="the crasher's third crash")
+        # crashed -> starting -> ready -> crashed: three changes; ten a second before the fix
+        assert renames.count("state.json") - before <= 4
+    finally:
+        renames.close()
