@@ -45,7 +45,6 @@ def process_start(pid: int, proc: Path = Path("/proc")) -> str | None:
     zombie) or nothing can tell."""
     try:
         stat = (proc / str(pid) / "stat").read_text()
-        boot = (proc / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
     except FileNotFoundError:
         if proc.exists():
             return None  # /proc is there and the process is not
@@ -53,7 +52,13 @@ def process_start(pid: int, proc: Path = Path("/proc")) -> str | None:
         return None
     else:
         fields = stat[stat.rindex(")") + 2:].split()  # the command (field 2) may hold spaces
-        return None if fields[0] in "ZX" else f"{boot}:{fields[19]}"  # state, starttime
+        if fields[0] in "ZX":  # state: a zombie has exited
+            return None
+        try:  # ticks since boot: the boot tells two boots' processes apart
+            boot = (proc / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
+        except OSError:
+            boot = ""
+        return f"{boot}:{fields[19]}"  # starttime
     try:
         out = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True,
                              text=True, timeout=10, check=False).stdout.strip()
