@@ -699,3 +699,23 @@ def test_state_is_written_only_when_it_changes(project: Path) -> None:
         assert renames.count("state.json") - before <= 4
     finally:
         renames.close()
+
+
+def test_services_that_ignore_sigterm_are_stopped_together(tmp_path: Path) -> None:
+    """Three services ignore SIGTERM: they get one grace period between them, then SIGKILL,
+    not one each."""
+    from devslice.local.supervisor import Service, stop_all
+
+    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('ignoring', flush=True); time.sleep(60)")
+    services = [Service({"name": f"s{i}", "cwd": str(tmp_path), "env": {}, "ready": {},
+                         "argv": [sys.executable, "-c", stubborn]}, tmp_path) for i in range(3)]
+    for s in services:
+        s.start()
+    for s in services:
+        wait_for(lambda s=s: b"ignoring" in s.log_path.read_bytes(), what="SIGTERM ignored")
+    started = time.monotonic()
+    stop_all(services, grace=1.0)
+    took = time.monotonic() - started
+    assert all(s.proc is not None and s.proc.returncode == -signal.SIGKILL for s in services)
+    assert 1.0 <= took < 2.5, f"stopping took {took:.1f}s: one grace period each?"

@@ -148,11 +148,11 @@ class Service:
                 "detail": self.detail}
 
 
-def stop_all(services: list[Service]) -> None:
-    """Every service at once: N services that ignore SIGTERM cost GRACE, not N x GRACE."""
+def stop_all(services: list[Service], grace: float = GRACE) -> None:
+    """Every service at once: N services that ignore SIGTERM cost one grace period, not N."""
     for s in services:
         s.terminate()
-    deadline = time.monotonic() + GRACE
+    deadline = time.monotonic() + grace
     for s in services:
         s.stop(deadline)
 
