@@ -277,7 +277,7 @@ class LocalRuntimeResource:
         for another finds the work done and starts no second supervisor."""
         what = f"devslice up (emulators, for slice {self.handle})" if self.shared else \
             f"devslice up of slice {self.handle}"
-        with locked(self.directory, what, on_wait=lambda line: self._say(line)):
+        with locked(self.directory, what, on_wait=self._say):
             for a in self._plan(self.specs(), running(self.directory)):
                 if a.changes and a.execute is not None:
                     a.execute()
