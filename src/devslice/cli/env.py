@@ -79,10 +79,16 @@ def env(state: State, handle: str | None, fmt: str, output: str | None,
             exc.hint = f"{exc.hint}; or `devslice env --for host` for processes on this machine"
             raise
     if explain:
+        # which personal overrides apply to this slice, and why (issue 11)
+        note = project.overrides(handle).note
         if fmt == "json":
             click.echo(render.as_json(variables, explain=True), nl=False)
+            if note:
+                click.echo(note, err=True)
             return
         _explain(variables)
+        if note:
+            console().print(note, markup=False, highlight=False)
         return
     if fmt == "shell":
         click.echo(render.shell(variables), nl=False)
