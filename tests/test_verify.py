@@ -211,8 +211,8 @@ def test_renaming_the_partition_variable_to_another_slices_partitions_turns_it_r
     assert uses["detail"] == (
         "CD_IDS=0 (services read it because DEVSLICE_PARTITIONIDS_VARIABLE=CD_IDS; "
         "devslice.yaml names LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS), but the ledger gave 1: "
-        "partition 0 is slice cd's (fix: remove DEVSLICE_PARTITIONIDS_VARIABLE from env: in "
-        "devslice.local.yaml; remove CD_IDS from env: in devslice.local.yaml)")
+        "partition 0 is slice cd's (fix: remove DEVSLICE_PARTITIONIDS_VARIABLE, CD_IDS from "
+        "env: in devslice.local.yaml)")
     assert new_events(before) == {"1": 1}  # the canary: ab's partition only
 
     # renamed to a variable nobody sets: services would read every partition

@@ -135,18 +135,19 @@ class _Contract:
     def fix(self, conflict: Conflict) -> str:
         from devslice.contract.variables import Origin
 
-        fixes = []
+        fixes: dict[str, list[str]] = {}  # what to do -> the variables it is done to
         for name in conflict.variables:
             v = self.variables.get(name)
             if v is None:
                 continue
             if v.origin is Origin.override:
-                fixes.append(f"remove {name} from env: in {v.source}")
+                fixes.setdefault(f"remove {{}} from env: in {v.source}", []).append(name)
             elif v.source == "devslice.yaml contract.env":
-                fixes.append(f"correct {name} in contract.env of devslice.yaml")
+                fixes.setdefault("correct {} in contract.env of devslice.yaml", []).append(name)
             elif v.origin is Origin.secret:
-                fixes.append(f"correct the secret {v.source}")
-        return "; ".join(fixes) or "run `devslice env` to see the slice's own values"
+                fixes.setdefault(f"correct the secret {{}} ({v.source})", []).append(name)
+        return "; ".join(how.format(", ".join(names)) for how, names in fixes.items()) \
+            or "run `devslice env --explain` to see where the slice's values come from"
 
 
 def _contract(project: Project, handle: str) -> tuple[_Contract, str]:
