@@ -267,3 +267,16 @@ def test_an_endpoint_override_into_another_slices_account_turns_it_red(
         "storage account")
     assert result["names are the slice's own"]["detail"].startswith(
         "LOCAL_DEV_SLICE=cd (another slice of the ledger), but this is slice ab")
+
+
+def test_a_team_that_renamed_its_variables_is_read_as_its_services_read_it(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    two_slices(workdir, CONFIG + "contract: {prefix: ACME_, partitionIdsVariable: ORDER_PARTS}\n")
+    result = checks(capsys, 0)
+    assert result["services use the slice's partitions"]["detail"] == (
+        "ORDER_PARTS=1, the ledger's embedded partitions")
+    (workdir / "devslice.local.yaml").write_text(
+        LOCAL + "slice: ab\nenv: {ORDER_PARTS: '0', ACME_SIGNALR_HUB_X: y}\n")
+    assert checks(capsys, 1)["services use the slice's partitions"]["detail"].startswith(
+        "ORDER_PARTS=0, but the ledger gave 1: partition 0 is slice cd's")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -42,10 +43,13 @@ def checks(capsys: pytest.CaptureFixture[str], code: int) -> dict[str, dict[str,
 
 @linux
 def test_a_process_environment_is_read_as_it_was_started(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; print('up', flush=True); "
+                             "sys.stdin.read()"],
                             env={"LOCAL_DEV_SLICE": "cd", "EMPTY": "", "EQ": "a=b"},
-                            stdin=subprocess.PIPE)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"up\n"  # it runs: the kernel has set its environ up
         got = process_environment(proc.pid)
         assert got.environ is not None
         assert {k: got.environ[k] for k in ("LOCAL_DEV_SLICE", "EMPTY", "EQ")} == {
@@ -53,6 +57,10 @@ def test_a_process_environment_is_read_as_it_was_started(tmp_path: Path) -> None
     finally:
         proc.communicate(b"")
     assert process_environment(proc.pid).why == f"process {proc.pid} does not run"
+    done = subprocess.Popen([sys.executable, "-c", "pass"], env={"A": "1"})
+    os.waitid(os.P_PID, done.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+    assert process_environment(done.pid).why == f"process {done.pid} has exited"
+    done.wait()
     assert process_environment(1, proc=tmp_path).why == (
         "no /proc/PID/environ on this system (Linux only)")
 
@@ -208,3 +216,28 @@ def test_an_unreachable_cluster_is_said_not_checked(
     running = checks(capsys, 0)[RUNNING]
     assert running["status"] == "skipped"
     assert running["detail"].startswith("k3d: not checked: ")
+
+
+@linux
+def test_a_recorded_pid_now_running_another_program_is_not_judged(
+    local_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The state names a pid that the system gave to a program devslice did not start (no
+    contract in its environment): verify says so rather than calling it a leak."""
+    from devslice.local.state import write_json
+
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             env={"PATH": "/usr/bin"}, stdin=subprocess.PIPE)
+    try:
+        state = local_project / ".devslice" / "local" / "ab" / "state.json"
+        state.parent.mkdir(parents=True)
+        write_json(state, {"supervisor": {"pid": None, "spec": None}, "services": {
+            "worker": {"pid": other.pid, "pgid": other.pid, "state": "ready"}}})
+        running = checks(capsys, 0)[RUNNING]
+    finally:
+        other.communicate(b"")
+    assert running["status"] == "ok"
+    assert running["detail"] == (
+        "local runtime: 0 service processes started with the slice's values; not checked: "
+        f"worker: process {other.pid} carries no slice contract (no LOCAL_DEV_SLICE; not the "
+        "process devslice started)")

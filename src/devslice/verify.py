@@ -201,12 +201,12 @@ def _partition_conflicts(environ: Mapping[str, str], ctx: SliceContext, p: str,
         involved = (PARTITIONS_VARIABLE_VARIABLE, variable)
         via = (f" (services read it because {PARTITIONS_VARIABLE_VARIABLE}={variable}; "
                f"devslice.yaml names {project.env.contract.partition_ids_variable})")
-    ledger = tuple(str(x) for x in mine.event_hubs.partitions)
+    ledger = tuple(str(x) for x in sorted(mine.event_hubs.partitions))
     if ctx.partition_ids is None:
         out.append(Conflict(PARTITIONS, involved,
                             f"{variable} is not set{via}: services would use every partition, "
                             f"other slices' too; the ledger gave {','.join(ledger)}"))
-    elif ctx.partition_ids != ledger:
+    elif sorted(ctx.partition_ids, key=int) != list(ledger):  # order does not matter
         read_ns = ctx.eventhubs_namespace or ns
         whose = [f"partition {x} is {owners.partition(read_ns, x)}"
                  for x in ctx.partition_ids if x not in ledger or read_ns != ns]
@@ -281,7 +281,9 @@ def _ok_detail(area: str, expected: SliceContext, contract: _Contract, note: str
                 f"the ledger's {expected.eventhubs_namespace} partitions")
     if area == STORAGE:
         return f"every endpoint and connection string addresses {expected.storage_account}{note}"
-    overridden = sorted(n for n, v in contract.variables.items() if v.origin.name == "override")
+    from devslice.contract.variables import Origin
+
+    overridden = sorted(n for n, v in contract.variables.items() if v.origin is Origin.override)
     return (f"database {expected.data_explorer_database}, {len(expected.signalr_hubs)} hubs, "
             f"{len(expected.names)} names, none another slice's"
             + (f" (overridden: {', '.join(overridden)})" if overridden else ""))
@@ -342,11 +344,17 @@ def _processes(project: Project, handle: str, mine: Slice, owners: Owners) -> Ch
     if not environ_readable():
         return Check(RUNNING, "skipped", f"local runtime: {len(pids)} services run, not "
                      "checked: reading a process's environment needs Linux /proc/PID/environ")
+    marker = f"{project.env.contract.prefix}SLICE"  # every contract sets it
     seen, unread = [], []
     for name, pid in pids.items():
         env = process_environment(pid)
         if env.environ is None:
             unread.append(f"{name}: {env.why}")
+            continue
+        if marker not in env.environ:
+            # a pid the state recorded and the system has since given to another program
+            unread.append(f"{name}: process {pid} carries no slice contract (no {marker}; "
+                          "not the process devslice started)")
             continue
         seen.append((f"service {name} (pid {pid})", conflicts(env.environ, project, mine,
                                                               owners)))

@@ -47,7 +47,7 @@ def process_environment(pid: int, proc: Path = PROC) -> ProcessEnvironment:
         return ProcessEnvironment(pid, why=f"process {pid} belongs to another user")
     except OSError as exc:
         return ProcessEnvironment(pid, why=f"process {pid}: {exc.strerror or exc}")
-    if not raw:  # a zombie (exited, not reaped) or a kernel thread
+    if not raw and _zombie(pid, proc):  # exited, not yet reaped by its parent
         return ProcessEnvironment(pid, why=f"process {pid} has exited")
     out: dict[str, str] = {}
     for entry in raw.split(b"\0"):
@@ -55,3 +55,12 @@ def process_environment(pid: int, proc: Path = PROC) -> ProcessEnvironment:
         if sep and name:
             out[name.decode(errors="replace")] = value.decode(errors="replace")
     return ProcessEnvironment(pid, out)
+
+
+def _zombie(pid: int, proc: Path) -> bool:
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return True  # gone meanwhile
+    # "PID (COMM) STATE ...": COMM may hold spaces and parentheses, STATE follows the last ")"
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
