@@ -43,6 +43,8 @@ def process_environment(pid: int, proc: Path = PROC) -> ProcessEnvironment:
         raw = (proc / str(pid) / "environ").read_bytes()
     except FileNotFoundError:
         return ProcessEnvironment(pid, why=f"process {pid} does not run")
+    except ProcessLookupError:  # ESRCH: a zombie has no memory left to read
+        return ProcessEnvironment(pid, why=f"process {pid} has exited")
     except PermissionError:
         return ProcessEnvironment(pid, why=f"process {pid} belongs to another user")
     except OSError as exc:
