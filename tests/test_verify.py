@@ -280,3 +280,24 @@ def test_a_team_that_renamed_its_variables_is_read_as_its_services_read_it(
         LOCAL + "slice: ab\nenv: {ORDER_PARTS: '0', ACME_SIGNALR_HUB_X: y}\n")
     assert checks(capsys, 1)["services use the slice's partitions"]["detail"].startswith(
         "ORDER_PARTS=0, but the ledger gave 1: partition 0 is slice cd's")
+
+
+def test_a_team_secret_naming_another_slices_account_is_red_and_a_missing_one_said(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    two_slices(workdir, CONFIG + "storage:\n  mode: shared\n  connectionString: {fromEnv: CS}\n")
+    monkeypatch.setenv("CS", "AccountName=company1stacc4cd;AccountKey=S3CRET;"
+                             "EndpointSuffix=core.windows.net")
+    capsys.readouterr()
+    assert run(["verify", "--json"]) == 1
+    out = capsys.readouterr().out
+    assert "S3CRET" not in out
+    storage = {c["check"]: c for c in json.loads(out)}["services use the slice's storage account"]
+    assert storage["detail"] == (
+        "LOCAL_DEV_STORAGE_CONNECTIONSTRING (its AccountName) addresses account company1stacc4cd, "
+        "slice cd's storage account (the slice's is company1stacc4ab) (fix: correct the secret "
+        "LOCAL_DEV_STORAGE_CONNECTIONSTRING (devslice.yaml storage.connectionString (env:CS)))")
+    monkeypatch.delenv("CS")
+    storage = checks(capsys, 0)["services use the slice's storage account"]
+    assert storage["status"] == "ok"
+    assert storage["detail"].endswith("; not checked: the secret CS is not set")

@@ -135,18 +135,19 @@ class _Contract:
     def fix(self, conflict: Conflict) -> str:
         from devslice.contract.variables import Origin
 
-        fixes: dict[str, list[str]] = {}  # what to do -> the variables it is done to
+        fixes: dict[tuple[str, str], list[str]] = {}  # (before, after) the variables named
         for name in conflict.variables:
             v = self.variables.get(name)
             if v is None:
                 continue
             if v.origin is Origin.override:
-                fixes.setdefault(f"remove {{}} from env: in {v.source}", []).append(name)
+                fixes.setdefault(("remove", f"from env: in {v.source}"), []).append(name)
             elif v.source == "devslice.yaml contract.env":
-                fixes.setdefault("correct {} in contract.env of devslice.yaml", []).append(name)
+                fixes.setdefault(("correct", "in contract.env of devslice.yaml"), []).append(name)
             elif v.origin is Origin.secret:
-                fixes.setdefault(f"correct the secret {{}} ({v.source})", []).append(name)
-        return "; ".join(how.format(", ".join(names)) for how, names in fixes.items()) \
+                fixes.setdefault(("correct the secret", f"({v.source})"), []).append(name)
+        return "; ".join(f"{before} {', '.join(names)} {after}"
+                         for (before, after), names in fixes.items()) \
             or "run `devslice env --explain` to see where the slice's values come from"
 
 
@@ -154,7 +155,7 @@ def _contract(project: Project, handle: str) -> tuple[_Contract, str]:
     try:
         variables, note = project.variables(handle), ""
     except SecretUnavailable as exc:  # check the rest; say which secret was not
-        variables, note = project.variables(handle, secrets=False), f" ({exc.message})"
+        variables, note = project.variables(handle, secrets=False), f"; not checked: {exc.message}"
     values = {v.name: v.value if isinstance(v.value, str) else v.value.reveal()
               for v in variables}
     return _Contract(values, {v.name: v for v in variables}), note
