@@ -172,8 +172,8 @@ def build(project: Project, handle: str, tools: Tools, chosen: str | None = None
 
         # Emulators first, and ready, so the services' first calls find them (the storage SDK
         # waits 15 s after a refused connection before it tries again).
-        return [LocalRuntimeResource(project, handle, shared=True),
-                LocalRuntimeResource(project, handle)]
+        return [LocalRuntimeResource(project, handle, shared=True, progress=progress),
+                LocalRuntimeResource(project, handle, progress=progress)]
     return _cluster_resources(project, handle, tools, k3d=chosen == "k3d", progress=progress)
 
 
