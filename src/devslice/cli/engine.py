@@ -23,7 +23,8 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True,
 
 @contextmanager
 def _resources(state: State, handle: str | None, quiet: bool = False,
-               progress: Any = None) -> Iterator[list[Resource]]:
+               progress: Any = None, force_conflicts: bool = False
+               ) -> Iterator[list[Resource]]:
     """The slice's resources over real adapters, closed when the command ends."""
     from devslice.engine.environment import Tools, build, runtime
 
@@ -34,7 +35,7 @@ def _resources(state: State, handle: str | None, quiet: bool = False,
         console().print(f"[dim]runtime {chosen}: {why}[/]", highlight=False)
     tools = Tools.real(project, chosen)
     try:
-        yield build(project, handle, tools, chosen, progress)
+        yield build(project, handle, tools, chosen, progress, force_conflicts=force_conflicts)
     finally:
         tools.close()
 
@@ -78,8 +79,11 @@ def plan(state: State, handle: str | None, as_json: bool) -> None:
 @click.command()
 @SLICE_OPTION
 @JSON_OPTION
+@click.option("--force-conflicts", is_flag=True,
+              help="Take over manifest fields another field manager owns (e.g. after "
+                   "`kubectl apply`), as kubectl apply --server-side --force-conflicts.")
 @pass_state
-def up(state: State, handle: str | None, as_json: bool) -> None:
+def up(state: State, handle: str | None, as_json: bool, force_conflicts: bool) -> None:
     """Bring the slice's environment up: registry, cluster, images, slice config, manifests.
 
     Independent steps run in parallel; each re-reads the world just before it acts, so a
@@ -89,6 +93,7 @@ def up(state: State, handle: str | None, as_json: bool) -> None:
     Examples:
       devslice up
       devslice up --json          # one JSON event per line, for CI
+      devslice up --force-conflicts   # manifests take fields `kubectl apply` set before
     """
     from devslice.cli.progress import JsonEvents, LiveSteps, print_breakdown
     from devslice.engine import Executor
@@ -97,12 +102,14 @@ def up(state: State, handle: str | None, as_json: bool) -> None:
     if as_json:
         events = JsonEvents()
         with _resources(state, handle, quiet=True, progress=lambda key, line: events.line(
-                {"event": "progress", "resource": key, "line": line})) as resources:
+                {"event": "progress", "resource": key, "line": line}),
+                force_conflicts=force_conflicts) as resources:
             reports = Executor(on_event=events).apply(resources)
         events.line({"event": "ready", "seconds": round(time.monotonic() - started, 3),
                      "changes": sum(a.changes for r in reports for a in r.actions)})
         return
-    with LiveSteps() as view, _resources(state, handle, progress=view.progress) as resources:
+    with LiveSteps() as view, _resources(state, handle, progress=view.progress,
+                                         force_conflicts=force_conflicts) as resources:
         reports = Executor(on_event=view).apply(resources)
     print_breakdown(reports, time.monotonic() - started)
 

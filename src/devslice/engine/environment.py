@@ -165,7 +165,9 @@ Progress = Callable[[str, str], None]  # (resource key, a line of what it is doi
 
 
 def build(project: Project, handle: str, tools: Tools, chosen: str | None = None,
-          progress: Progress | None = None) -> list[Resource]:
+          progress: Progress | None = None, *, force_conflicts: bool = False
+          ) -> list[Resource]:
+    """``force_conflicts``: manifests take over fields other field managers own."""
     chosen = chosen or runtime(project)[0]
     if chosen == "local":
         from devslice.local.runtime import LocalRuntimeResource
@@ -174,11 +176,13 @@ def build(project: Project, handle: str, tools: Tools, chosen: str | None = None
         # waits 15 s after a refused connection before it tries again).
         return [LocalRuntimeResource(project, handle, shared=True),
                 LocalRuntimeResource(project, handle)]
-    return _cluster_resources(project, handle, tools, k3d=chosen == "k3d", progress=progress)
+    return _cluster_resources(project, handle, tools, k3d=chosen == "k3d", progress=progress,
+                              force_conflicts=force_conflicts)
 
 
 def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
-                       progress: Progress | None = None) -> list[Resource]:
+                       progress: Progress | None = None, force_conflicts: bool = False
+                       ) -> list[Resource]:
     from devslice.contract.render import k8s_objects
     from devslice.resources.images import ImageResource, image_refs
     from devslice.resources.k3d import ClusterResource, RegistryResource
@@ -267,7 +271,8 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
         resource = ManifestsResource(
             layer, base, tools.kube, handle, after=(previous, *(f"image:{n}" for n in used)),
             images=refs, namespace=namespace, config_hash=config_hash,
-            cluster_may_be_absent=k3d, on_progress=_reporter(progress, key))
+            cluster_may_be_absent=k3d, on_progress=_reporter(progress, key),
+            force=force_conflicts)
         out.append(resource)
         previous = resource.key
     return out

@@ -285,8 +285,8 @@ class FieldManager:
         merged = merge(live, dict(config))
         # fields this applier set before and leaves out now go, unless someone else has them
         others = set().union(*(s for m, s in self.owned.items() if m != mine))
-        for path in sorted(self.owned.get(mine, set()) - applied - others, key=len,
-                           reverse=True):
+        # ancestors first: a removed list element takes its fields with it
+        for path in sorted(self.owned.get(mine, set()) - applied - others, key=len):
             remove(merged, path)
         prune_empty(merged, live)
         changed, removed = changes(live, merged)

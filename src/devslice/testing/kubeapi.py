@@ -356,6 +356,9 @@ class FakeKubeAPI:
                 result = self._route(method, parts.path, params, content_type, body)
         except ApiFailure as exc:
             return exc.code, "application/json", json.dumps(exc.status()).encode()
+        except Exception as exc:  # a bug in the fake: answer, do not drop the connection
+            failure = ApiFailure(500, "InternalError", f"the fake API server failed: {exc!r}")
+            return 500, "application/json", json.dumps(failure.status()).encode()
         if isinstance(result, str):
             return 200, "text/plain", result.encode()
         return 200, "application/json", json.dumps(result).encode()
