@@ -871,7 +871,7 @@ def test_a_terminating_namespace_is_waited_for_then_made_again(tmp_path: Path) -
         assert "unable to create new content in namespace dev-ab because it is being " \
                "terminated" in str(err.value)
         plan = make_plan([config])
-        assert [a.reason for a in plan.changes][0] == (
+        assert plan.changes[0].reason == (
             "namespace dev-ab: being deleted (Terminating); wait until it is gone, then create it")
         up([config])
         assert api.get("v1", "Secret", "devslice-ab", "dev-ab") is not None
