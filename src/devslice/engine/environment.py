@@ -99,10 +99,16 @@ class Tools:
 
             return connect(context=kube_context(project, chosen))
 
+        if chosen == "kube" and c.kube.registry:  # the registry the shared cluster pulls from
+            from devslice.adapters.registry import docker_credentials
+
+            registry = Registry.at(c.kube.registry, credentials=docker_credentials)
+        else:
+            registry = Registry.at(f"localhost:{c.registry.port}")
         return cls(
             k3d=K3d(SubprocessRunner(fixes=fixes)),
             docker=Lazy(docker),  # type: ignore[arg-type]
-            registry=Registry.at(f"localhost:{c.registry.port}"),
+            registry=registry,
             kube=Lazy(kube, _cluster_absent if chosen == "k3d" else None),  # type: ignore[arg-type]
         )
 
@@ -222,7 +228,24 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
         from devslice.resources.manifests import kube_target
 
         namespace = kube_target(c.kube, handle, current_context(), env.team).namespace
-        refs = {}
+        # A shared cluster cannot pull what was built on this machine: images go to the
+        # registry it pulls from (issue 13: they were skipped, and pods kept unbuilt names).
+        registry = c.kube.registry
+        if env.images and registry is None:
+            from devslice.errors import ConfigError, ConfigIssue
+
+            raise ConfigError([ConfigIssue(
+                str(project.config_path), None, None, "images",
+                f"runtime kube runs images on a shared cluster, which cannot pull "
+                f"{', '.join(i.name for i in env.images)} from this machine: set "
+                "cluster.kube.registry to a registry the cluster pulls from (e.g. "
+                "myacr.azurecr.io/team, after `az acr login -n myacr`); `devslice up` builds "
+                "and pushes them there and points the manifests at them")])
+        for image in env.images:
+            out.append(ImageResource(image, base, str(registry), tools.docker, tools.registry,
+                                     after=(), config_path=str(project.config_path)))
+        refs = image_refs(env.images, base, str(registry), str(project.config_path)) \
+            if env.images else {}
     # -- containers (issue 5) ------------------------------------------------------------
     # Emulators and the team's own containers beside the cluster. The slice's objects wait
     # for them, so services start against dependencies that are ready.
