@@ -8,23 +8,35 @@ kubeconfig from :meth:`FakeKubeAPI.kubeconfig`) can be pointed at it. It impleme
   ``in``, ``notin``, exists and ``!key``; ``fieldSelector`` on ``metadata.name`` and
   ``metadata.namespace``). Lists of built-in kinds leave ``apiVersion``/``kind`` out of their
   items, as the real server does; custom resources keep them.
-- PATCH with ``application/apply-patch+yaml`` (server-side apply): creates or updates, requires
-  ``fieldManager``, records it in ``metadata.managedFields``, bumps ``resourceVersion`` only when
-  something changed and ``generation`` only when the spec did, answers 409 when another manager
-  owns a field with a different value (unless ``force=true``). Simplification: lists are owned
-  as a whole, not merged by key as the real server does for containers and ports.
-- POST to a collection (create: 409 ``AlreadyExists`` when the name is taken) and PUT of one
-  object (replace: 409 ``Conflict`` when the body's ``metadata.resourceVersion`` is not the
-  stored one), the optimistic concurrency leases rely on. Simplification: objects written
-  this way record no ``managedFields``, and a later apply does not merge with them.
-- DELETE, with pods of a deleted Deployment going too (garbage collection).
+- Field ownership as the API server keeps it (:mod:`devslice.testing.fieldmanager`):
+  ``metadata.managedFields`` with an Update entry for each manager of a create (POST), replace
+  (PUT) or merge/strategic-merge PATCH (``fieldManager``, else the client's User-Agent), and an
+  Apply entry per server-side applier (PATCH ``application/apply-patch+yaml``, ``fieldManager``
+  required). An apply that changes a field another manager owns is Kubernetes' 409 (``Apply
+  failed with 1 conflict: conflict with "kubectl-client-side-apply" using apps/v1:
+  .spec.replicas``, causes of reason ``FieldManagerConflict``) unless ``force=true``; lists
+  merge by key where Kubernetes' schema keys them (containers, env, ports, volumes, ...).
+  ``resourceVersion`` moves only when something changed, ``generation`` only with the spec.
+  :meth:`FakeKubeAPI.create` seeds what ``kubectl create`` / client-side ``kubectl apply``
+  leave behind.
+- POST 409 ``AlreadyExists`` when the name is taken; PUT 409 ``Conflict`` when the body's
+  ``metadata.resourceVersion`` is not the stored one (the optimistic concurrency leases use).
+- RBAC: with ``rules`` (:class:`Rule`, or :meth:`FakeKubeAPI.restrict`), a request no rule
+  allows is 403 with the real Status (``... is forbidden: User "x" cannot list resource
+  "customresourcedefinitions" in API group "apiextensions.k8s.io" at the cluster scope``).
+  API discovery (``/api/v1``, ``/apis/GROUP/VERSION``) is open to all, as system:discovery is.
+- DELETE, with a deleted Deployment's ReplicaSets and pods going too; a deleted Namespace
+  stays Terminating for ``terminating_reads`` reads of it, refusing new content with 403
+  (``unable to create new content in namespace X because it is being terminated``).
 - Server-side effects the real cluster has: Secrets' ``stringData`` folded into base64
   ``data`` (without the real server's quirk of keeping keys dropped from ``stringData``,
   kubernetes issue 108008), Service ``clusterIP``, Deployment defaults, CRDs established and
   their kinds served.
-- A Deployment controller: after each apply, a Deployment gets a status and Pods. They roll out
-  at once unless :meth:`FakeKubeAPI.rollout` says otherwise (slowly, or failing with a reason
-  such as ``CrashLoopBackOff`` and log lines served from ``pods/NAME/log``).
+- A Deployment controller: a ReplicaSet per template (revision annotations on both), pods as
+  :meth:`FakeKubeAPI.rollout` says (at once, slowly, or failing with a reason such as
+  ``CrashLoopBackOff`` and log lines served from ``pods/NAME/log``); while the new pods are
+  not available the old ReplicaSet's pods keep running beside them, and the status counts
+  both.
 
 Every request is recorded (:attr:`FakeKubeAPI.requests`: method, path, decoded query,
 content type and body) so tests assert the exact calls and validate what was sent::
