@@ -23,7 +23,8 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True,
 
 @contextmanager
 def _resources(state: State, handle: str | None, quiet: bool = False,
-               progress: Any = None, lock: bool | None = None) -> Iterator[list[Resource]]:
+               progress: Any = None, lock: bool | None = None, force_conflicts: bool = False
+               ) -> Iterator[list[Resource]]:
     """The slice's resources over real adapters, closed when the command ends. With ``lock``
     (False: wait for it, True: fail if busy), the local runtime's slice lock is held."""
     from devslice.engine.environment import Tools, build, runtime
@@ -41,7 +42,8 @@ def _resources(state: State, handle: str | None, quiet: bool = False,
 
                 held.enter_context(slice_lock(project, handle, "devslice up", lock,
                                               _waiting(progress)))
-            yield build(project, handle, tools, chosen, progress)
+            yield build(project, handle, tools, chosen, progress,
+                        force_conflicts=force_conflicts)
     finally:
         tools.close()
 
@@ -101,8 +103,12 @@ def plan(state: State, handle: str | None, as_json: bool) -> None:
 @SLICE_OPTION
 @JSON_OPTION
 @BUSY_OPTION
+@click.option("--force-conflicts", is_flag=True,
+              help="Take over manifest fields another field manager owns (e.g. after "
+                   "`kubectl apply`), as kubectl apply --server-side --force-conflicts.")
 @pass_state
-def up(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) -> None:
+def up(state: State, handle: str | None, as_json: bool, fail_if_busy: bool,
+       force_conflicts: bool) -> None:
     """Bring the slice's environment up: registry, cluster, images, slice config, manifests.
 
     Independent steps run in parallel; each re-reads the world just before it acts, so a
@@ -115,6 +121,7 @@ def up(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) -> N
       devslice up
       devslice up --json          # one JSON event per line, for CI
       devslice up --fail-if-busy  # exit 75 if another up/down of the slice runs
+      devslice up --force-conflicts   # manifests take fields `kubectl apply` set before
     """
     from devslice.cli.progress import JsonEvents, LiveSteps, print_breakdown
     from devslice.engine import Executor
@@ -124,13 +131,14 @@ def up(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) -> N
         events = JsonEvents()
         with _resources(state, handle, quiet=True, progress=lambda key, line: events.line(
                 {"event": "progress", "resource": key, "line": line}),
-                lock=fail_if_busy) as resources:
+                lock=fail_if_busy, force_conflicts=force_conflicts) as resources:
             reports = Executor(on_event=events).apply(resources)
         events.line({"event": "ready", "seconds": round(time.monotonic() - started, 3),
                      "changes": sum(a.changes for r in reports for a in r.actions)})
         return
     with LiveSteps() as view, _resources(state, handle, progress=view.progress,
-                                         lock=fail_if_busy) as resources:
+                                         lock=fail_if_busy,
+                                         force_conflicts=force_conflicts) as resources:
         reports = Executor(on_event=view).apply(resources)
     print_breakdown(reports, time.monotonic() - started)
 
