@@ -26,6 +26,9 @@ def _identity(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEVSLICE_ACTOR", "tester@ci")
     monkeypatch.delenv("DEVSLICE_SLICE", raising=False)
     monkeypatch.delenv("DEVSLICE_CONFIG", raising=False)
+    # Nor the developer's Docker engine (its networks would move `subnet: auto`): tests that
+    # want an engine set DOCKER_HOST to a fake, or use the real_engine fixture's endpoint.
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/devslice-tests-no-engine.sock")
 
 
 @pytest.fixture(scope="session")
