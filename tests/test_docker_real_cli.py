@@ -4,9 +4,11 @@ runs for real; the cluster side stays faked (tests/fakes/k3d and the fake Kubern
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
+import tarfile
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -172,9 +174,10 @@ def test_down_then_up_then_destroy_keep_data_then_destroy(
     assert run(["destroy", "-y", "--keep-data"]) == 0
     assert world.status() is None and world.volume in world.volumes()
     assert run(["up", "--json"]) == 0
-    out = world.client.api.exec_start(world.client.api.exec_create(
-        world.cache, ["cat", "/data/keep"]))
-    assert out == b"kept\n"
+    stream, _ = world.client.api.get_archive(world.cache, "/data/keep")  # docker cp
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.extractfile("keep")
+        assert member is not None and member.read() == b"kept\n"
     assert run(["destroy", "-y"]) == 0
     assert world.status() is None and world.volume not in world.volumes()
 
