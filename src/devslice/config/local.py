@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from devslice.config.load import LOCAL_FILENAME, parse_config
+from devslice.config.load import LOCAL_FILENAME, parse_config, read_config_text
 from devslice.config.model import EnvMap, Model
 
 
@@ -24,10 +24,4 @@ def load_local(config_dir: Path) -> tuple[LocalOverrides | None, Path]:
     path = config_dir / LOCAL_FILENAME
     if not path.is_file():
         return None, path
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        from devslice.errors import ConfigError, ConfigIssue
-
-        raise ConfigError([ConfigIssue(str(path), None, None, "", f"cannot read: {exc}")]) from None
-    return parse_config(text, str(path), LocalOverrides), path
+    return parse_config(read_config_text(path), str(path), LocalOverrides), path
