@@ -63,8 +63,7 @@ def _variables(value: object) -> object:
     if not isinstance(value, dict):
         return value
     out: dict[object, object] = {}
-    for key, item in value.items():
-        _variable_name(key)
+    for key, item in value.items():  # keys are checked as VariableName, each at its line
         if isinstance(item, bool):
             item = "true" if item else "false"
         elif isinstance(item, int | float):
@@ -73,11 +72,9 @@ def _variables(value: object) -> object:
     return out
 
 
-EnvMap = Annotated[dict[str, str], BeforeValidator(_variables)]
-
-
 # A name devslice writes into shell output (``"${NAME}"``), so nothing else may pass: issue 12.
 VariableName = Annotated[str, BeforeValidator(_variable_name)]
+EnvMap = Annotated[dict[VariableName, str], BeforeValidator(_variables)]
 
 
 Duration = Annotated[
