@@ -91,40 +91,64 @@ def _offset_issue(path: str, text: str, offset: int, message: str) -> ConfigErro
     return ConfigError([ConfigIssue(path, line, column, "", message)])
 
 
-def _check_depth(yaml: Any, text: str, path: str) -> None:
-    """Refuse nesting deeper than MAX_DEPTH from the token stream, which is read without
-    recursion (composing a document 1,000 levels deep raises RecursionError)."""
-    from ruamel.yaml import tokens
+def _check_depth(text: str, path: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, at its line and column, before composing.
+
+    Composing a document 1,000 levels deep raises RecursionError, and ruamel's scanner
+    slows down with the square of the flow nesting (1,000 ``[`` take seconds), so brackets
+    are counted first, cheaply; only where they pass the limit are the YAML tokens read (of
+    that prefix alone), which decides: a bracket inside a scalar or comment is no nesting.
+    Block nesting (by indentation) is found when composing fails: see :func:`_yaml_load`.
+    """
+    depth = 0
+    for i, c in enumerate(text):
+        if c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                _check_depth_tokens(text[: i + 1], path)
+                return
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+
+
+def _check_depth_tokens(text: str, path: str) -> None:
+    from ruamel.yaml import YAML, tokens
+    from ruamel.yaml.error import YAMLError
 
     opening = (tokens.BlockMappingStartToken, tokens.BlockSequenceStartToken,
                tokens.FlowMappingStartToken, tokens.FlowSequenceStartToken)
     closing = (tokens.BlockEndToken, tokens.FlowMappingEndToken, tokens.FlowSequenceEndToken)
     depth = 0
-    for token in yaml.scan(text):
-        if isinstance(token, opening):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise _issue(path, token.start_mark, f"nested more than {MAX_DEPTH} levels "
-                             "deep; a devslice config needs a few")
-        elif isinstance(token, closing):
-            depth -= 1
+    try:
+        for token in YAML(typ="rt").scan(text):
+            if isinstance(token, opening):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _issue(path, token.start_mark, _TOO_DEEP)
+            elif isinstance(token, closing):
+                depth -= 1
+    except YAMLError:
+        return  # not deep, only malformed: composing reports it, located
+
+
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; a devslice config needs a few"
 
 
 def _check_nodes(yaml: Any, root: Any, path: str) -> None:
-    """Refuse tags outside the core schema, scalars that cannot be read as their type (a
-    13th month, a 5,000-digit number, ``!!int x``), recursive anchors, and aliases that
-    expand to more than MAX_VALUES values (an alias bomb), each at its line and column."""
+    """Refuse nesting deeper than MAX_DEPTH, tags outside the core schema, scalars that
+    cannot be read as their type (a 13th month, a 5,000-digit number, ``!!int x``),
+    recursive anchors, and aliases that expand to more than MAX_VALUES values (an alias
+    bomb), each at its line and column. Iterative, so nothing here can recurse too deep."""
     from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
     sizes: dict[int, int] = {}
-    stack: list[tuple[Any, bool]] = [(root, False)]
+    stack: list[tuple[Any, bool, int]] = [(root, False, 0)]
     open_nodes: set[int] = set()
     while stack:
-        node, done = stack.pop()
+        node, done, depth = stack.pop()
         if done:
             open_nodes.discard(id(node))
-            children = _children(node)
-            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in _children(node))
             if sizes[id(node)] > MAX_VALUES:
                 raise _issue(path, node.start_mark, f"expands to more than {MAX_VALUES} values "
                              "through anchors and aliases; write the values out instead")
@@ -145,7 +169,7 @@ def _check_nodes(yaml: Any, root: Any, path: str) -> None:
             if tag != "tag:yaml.org,2002:merge":
                 try:
                     yaml.constructor.construct_object(node, deep=True)
-                except Exception as exc:  # noqa: BLE001 - any reason the scalar cannot be read
+                except Exception as exc:  # any reason the scalar cannot be read
                     kind = tag.rsplit(":", 1)[-1]
                     raise _issue(path, node.start_mark, f"{node.value!r} is not a valid {kind} "
                                  f"({exc})") from None
@@ -153,9 +177,11 @@ def _check_nodes(yaml: Any, root: Any, path: str) -> None:
             continue
         if not isinstance(node, MappingNode | SequenceNode):
             continue
+        if depth >= MAX_DEPTH:
+            raise _issue(path, node.start_mark, _TOO_DEEP)
         open_nodes.add(id(node))
-        stack.append((node, True))
-        stack.extend((c, False) for c in _children(node))
+        stack.append((node, True, depth))
+        stack.extend((c, False, depth + 1) for c in _children(node))
 
 
 def _children(node: Any) -> list[Any]:
@@ -174,13 +200,19 @@ def _yaml_load(text: str, path: str) -> Any:
     from ruamel.yaml.reader import ReaderError
 
     text = text.removeprefix("\ufeff")
+    yaml = YAML(typ="rt")
     try:
-        _check_depth(YAML(typ="rt"), text, path)
-        checker = YAML(typ="rt")
-        root = checker.compose(text)
-        if root is not None:
-            _check_nodes(checker, root, path)
-        return YAML(typ="rt").load(text)
+        _check_depth(text, path)
+        try:
+            root = yaml.compose(text)
+        except RecursionError:
+            _check_depth_tokens(text, path)  # nested by indentation: says where
+            raise _issue(path, None, _TOO_DEEP) from None
+        if root is None:
+            return None
+        _check_nodes(yaml, root, path)
+        # one parse: the checked nodes are what the document is built from
+        return yaml.constructor.construct_document(root)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(p for p in (exc.context, exc.problem) if p)
