@@ -30,7 +30,7 @@ from devslice.project import Project
 from .helpers import REPO
 
 SEED = 20261207
-MUTANTS_PER_SOURCE = 260
+MUTANTS_PER_SOURCE = 200
 BUDGET_SECONDS = 50.0  # both sources together; it takes about 20 s on a busy 2-core machine
 
 Node = Any  # a plain YAML value: dict, list, str, int, float, bool or None
@@ -93,6 +93,13 @@ UNICODE = ["ü", "日本", "\u202e", "\u200b", "🙂", "ǅ", "\u0130", "a\u0301"
 HUGE = [10**20, -(10**20), 2**63, -1, 10**400]
 
 
+MODES = [("eventHubs", "mode", ["shared", "emulator", "embedded"]),
+         ("storage", "mode", ["shared", "emulator", "embedded"]),
+         ("signalR", "mode", ["shared", "emulator", "embedded"]),
+         ("dataExplorer", "mode", ["shared", "emulator"]),
+         ("cluster", "runtime", ["k3d", "kube", "local", "auto"])]
+
+
 def section(data: dict[str, Any], key: str, kind: type = dict) -> Any:
     """``data[key]``, made a fresh ``kind`` if it is anything else (an earlier mutation)."""
     if not isinstance(data.get(key), kind):
@@ -108,7 +115,13 @@ def tree_mutation(rnd: random.Random, data: Node) -> tuple[str, Node, bool]:
     # the ledger stays where the test put it: a mutant must not write a file elsewhere
     at, value = rnd.choice(everything)
     kind = rnd.choice(["delete", "swap", "unknown", "unicode", "number", "required",
-                       "section", "duplicate", "nest", "duration", "variable", "subnet"])
+                       "section", "duplicate", "nest", "duration", "variable", "subnet",
+                       "mode", "mode"])
+    if kind == "mode":  # valid values that take other paths through list, env and plan
+        key, field, values = rnd.choice(MODES)
+        choice = rnd.choice(values)
+        section(data, key)[field] = choice
+        return f"{key}.{field}: {choice}", data, False
     if kind == "required":
         key = rnd.choice(["apiVersion", "kind", "team"])
         data.pop(key, None)

@@ -252,9 +252,9 @@ def _position(root: Any, loc: tuple[Any, ...], key: bool = False) -> tuple[int |
 def locate(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     """The issues with the line and column of their ``where`` (``services[0].run``,
     ``images[name=orders].context``) in their file, where they have none yet: the deepest
-    part of that path the file writes. An issue is left as it was when its file is not
-    absolute, not YAML, or does not write even the first key (a default). Each file is read
-    once."""
+    part of that path the file writes, or the document's start (1:1) when it writes none
+    of it. An issue is left as it was when its file is not absolute or not YAML. Each file
+    is read once."""
     roots: dict[str, Any] = {}
     return [_locate(i, roots) for i in issues]
 
@@ -272,7 +272,9 @@ def _locate(issue: ConfigIssue, roots: dict[str, Any]) -> ConfigIssue:
         except ConfigError:
             roots[issue.path] = None
     node = roots[issue.path]
-    position: tuple[int, int] | None = None
+    # A key the file leaves out altogether belongs to the document: 1:1, as for a missing
+    # required key (issue 12: every config error has a line and column).
+    position = (0, 0) if isinstance(node, CommentedMap) else None
     for name, index in re.findall(r"([^.\[\]]+)|\[([^\]]+)\]", issue.where):
         if isinstance(node, CommentedMap) and name and name in node:
             position, node = node.lc.key(name), node[name]
