@@ -292,3 +292,14 @@ def test_case_sensitive_services_keep_names_that_differ_in_case() -> None:
     env = parse_config(BASE + "names:\n  other: {template: 'Db4{slice}', "
                        "rule: dataExplorerDatabase}\n", "devslice.yaml", Environment)
     assert env.names["other"].template == "Db4{slice}"
+
+
+def test_the_local_files_slice_is_a_handle(workdir: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "devslice.yaml").write_text(BASE)
+    (workdir / "devslice.local.yaml").write_text(
+        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\nslice: ../../pwn\n")
+    assert run(["env", "--format", "dotenv"]) == 2
+    err = capsys.readouterr().err
+    assert "devslice.local.yaml:3:8: slice: '../../pwn' is not allowed: expected text " in err
+    assert not list(workdir.parent.glob("*.env"))

@@ -16,7 +16,9 @@ class LocalOverrides(Model):
 
     api_version: Literal["devslice.dev/v1alpha1"] = Field(alias="apiVersion")
     kind: Literal["LocalOverrides"]
-    slice: str | None = None
+    # A handle's shape (the team's length limits are checked where it is used): it names
+    # files such as .devslice/HANDLE.env, so nothing else may pass (issue 12).
+    slice: str | None = Field(None, pattern=r"^[a-z][a-z0-9]{0,15}$")
     env: EnvMap = Field(default_factory=dict)
 
 
