@@ -243,6 +243,7 @@ def exercise(path: Path) -> None:
     from devslice.contract import render
     from devslice.contract.variables import PodsCannotReach, for_pods
     from devslice.engine.environment import Tools, build
+    from devslice.engine.plan import make_plan
     from devslice.resources.k3d import host_gateway
 
     LOADED[0] = False
@@ -257,10 +258,12 @@ def exercise(path: Path) -> None:
     render.k8s(variables, "ab")
     with contextlib.suppress(PodsCannotReach):
         for_pods(variables, "k3d", host_gateway(project.env.cluster.subnet))
+    # The local runtime's plan reads only this machine (its state files, programs on PATH);
+    # the k3d runtime's resources are built from the config, their facts need the tools.
     tools = Tools(k3d=None, docker=None, registry=None, kube=None)  # type: ignore[arg-type]
-    for chosen in ("local", "k3d"):
-        with contextlib.suppress(PodsCannotReach):
-            build(project, "ab", tools, chosen)
+    make_plan(build(project, "ab", tools, "local"))
+    with contextlib.suppress(PodsCannotReach):
+        build(project, "ab", tools, "k3d")
 
 
 def run_one(path: Path, mutant: Mutant) -> str | None:
