@@ -303,3 +303,13 @@ def test_the_local_files_slice_is_a_handle(workdir: Path,
     err = capsys.readouterr().err
     assert "devslice.local.yaml:3:8: slice: '../../pwn' is not allowed: expected text " in err
     assert not list(workdir.parent.glob("*.env"))
+
+
+def test_explain_shows_values_as_text_not_markup(workdir: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "devslice.yaml").write_text(BASE + "contract:\n  env: {A: '[/]', B: '[bold]x'}\n")
+    assert run(["slice", "claim", "ab"]) == 0
+    capsys.readouterr()
+    assert run(["env", "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "[/]" in out and "[bold]x" in out
