@@ -185,7 +185,7 @@ def test_durations_that_are_accepted() -> None:
     assert parse_duration("1h30m") == parse_duration(5400) == parse_duration("5400")
 
 
-@pytest.mark.parametrize("ttl", ["999999999d", "99999999999999999999d", "1.5", "-1h"])
+@pytest.mark.parametrize("ttl", ["999999999d", "99999999999999999999d", "1.5", "-1h", "0"])
 def test_claim_ttl_gets_a_clear_error(workdir: Path, capsys: pytest.CaptureFixture[str],
                                       ttl: str) -> None:
     (workdir / "devslice.yaml").write_text(BASE)
@@ -193,7 +193,8 @@ def test_claim_ttl_gets_a_clear_error(workdir: Path, capsys: pytest.CaptureFixtu
         assert run(command) == 2
         err = capsys.readouterr().err
         assert "Invalid value for --ttl" in err and "Traceback" not in err
-        assert "not a duration" in err or "longer than the maximum of 365d" in err
+        assert any(m in err for m in ("not a duration", "not a positive duration",
+                                      "longer than the maximum of 365d"))
 
 
 # -- 6. hostile and malformed files ---------------------------------------------------------

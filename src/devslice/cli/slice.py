@@ -14,8 +14,8 @@ from devslice.cli.output import console, print_json
 def _ttl(value: str | None) -> timedelta | str | None:
     if value is None:
         return "default"
-    if value.lower() in ("none", "never", "0"):
-        return None
+    if value.lower() in ("none", "never"):
+        return None  # 0 is not "never": like every duration, it must be positive
     from devslice.config.duration import parse_duration
 
     try:
