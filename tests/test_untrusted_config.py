@@ -314,3 +314,16 @@ def test_explain_shows_values_as_text_not_markup(workdir: Path,
     assert run(["env", "--explain"]) == 0
     out = capsys.readouterr().out
     assert "[/]" in out and "[bold]x" in out
+
+
+def test_a_per_slice_event_hub_never_takes_a_shared_event_hubs_name() -> None:
+    (msg,) = errors("""\
+        eventHubs:
+          eventHubs: [Orders-ab]
+        names:
+          mine: {template: "orders-{slice}", rule: eventHub}
+        """)
+    assert msg.startswith(
+        "devslice.yaml:7:20: names.mine.template: 'orders-{slice}' can produce the same event "
+        "hub name as 'Orders-ab' at eventHubs.eventHubs[0] (the service ignores case) (for "
+        "example 'orders-ab')"), msg

@@ -150,13 +150,19 @@ def check(env: Environment) -> list[tuple[Loc, str]]:
         if not problems:
             good.append(t)
 
-    for a, b in combinations(good, 2):
-        if a.rule != b.rule:
+    # The team's shared event hubs are names too: a per-slice eventHub template must never
+    # produce one of them for any handle (those with problems are reported above).
+    listed = env.event_hubs.event_hubs
+    bad = {loc[2] for loc, _ in distinct_names(listed, "eventHub", ("eventHubs", "eventHubs"))}
+    fixed = [Template(("eventHubs", "eventHubs", i), name, "eventHub")
+             for i, name in enumerate(listed) if i not in bad]
+    for a, b in combinations(fixed + good, 2):
+        if a.rule != b.rule or b in fixed:
             continue
         rule = RULES[b.rule]
         example = may_collide(a.template, b.template, handles, values, rule.ignores_case)
         if example is not None:
-            where = ".".join(str(p) for p in a.loc)
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in a.loc)[1:]
             case = (" (the service ignores case)" if rule.ignores_case
                     and may_collide(a.template, b.template, handles, values) is None else "")
             issues.append(
