@@ -223,8 +223,9 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
                 return None  # no engine: the cluster's plan says what is missing
 
         # One subnet for the cluster, the host DNS entry and the pods' contract (auto: chosen
-        # against the engine's networks once per command, then kept; issue 13).
-        subnet = cluster_subnet(c, base, networks())
+        # against the engine's networks once per command, then kept; issue 13). No adapter is
+        # used here: building the list needs no engine (cluster_subnet asks it if it can).
+        subnet = cluster_subnet(c, base)
         out += [RegistryResource(tools.k3d, c.registry),
                 ClusterResource(tools.k3d, c, base, networks,
                                 config_path=str(project.config_path)),
