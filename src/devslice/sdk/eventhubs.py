@@ -606,10 +606,11 @@ def partition_properties_client(ctx: SliceContext, eventhub_name: str,
     if ctx.eventhubs_connection_string:
         return EventHubConsumerClient.from_connection_string(
             ctx.eventhubs_connection_string, "$Default", eventhub_name=eventhub_name,
-            retry_total=1)
+            retry_total=1, retry_backoff_factor=0.2)
     if ctx.fully_qualified_namespace:
         return EventHubConsumerClient(ctx.fully_qualified_namespace, eventhub_name,
-                                      "$Default", _credential(credential), retry_total=1)
+                                      "$Default", _credential(credential), retry_total=1,
+                                      retry_backoff_factor=0.2)
     raise _no_connection()
 
 
