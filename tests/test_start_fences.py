@@ -683,3 +683,20 @@ def test_verify_fails_when_an_override_moves_the_fence(workdir: Path) -> None:
     assert check.status == "failed"
     assert "LOCAL_DEV_EVENTHUBS_STARTFENCE=orders/0=-1, but the ledger has claim bb-" \
         in check.detail
+
+
+def test_the_embedded_hub_answers_get_partition_properties_like_the_sdk(tmp_path: Path) -> None:
+    hub = EmbeddedHub(tmp_path / "eh.db", partitions=2)
+    client = EmbeddedConsumerClient(hub, "orders")
+    empty = client.get_partition_properties("1")
+    # the keys azure.eventhub's ClientBase._get_partition_properties returns
+    assert empty == {"eventhub_name": "orders", "id": "1", "beginning_sequence_number": 0,
+                     "last_enqueued_sequence_number": -1, "last_enqueued_offset": "-1",
+                     "last_enqueued_time_utc": datetime(1970, 1, 1, tzinfo=UTC),
+                     "is_empty": True}
+    hub.append("orders", "1", [EventData("a"), EventData("b")])
+    props = client.get_partition_properties("1")
+    assert (props["beginning_sequence_number"], props["last_enqueued_sequence_number"],
+            props["last_enqueued_offset"], props["is_empty"]) == (0, 1, "1", False)
+    assert props["last_enqueued_time_utc"] == hub.read("orders", "1", 0)[0].enqueued_time
+    hub.close()

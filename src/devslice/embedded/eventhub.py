@@ -284,20 +284,24 @@ class EmbeddedHub:
     def partition_properties(self, hub: str, partition_id: str) -> dict[str, Any]:
         """``EventHubConsumerClient.get_partition_properties``'s answer, key for key (an empty
         partition: beginning 0, last -1, offset "-1", the epoch, ``is_empty``)."""
-        first, last, ms = self._conn().execute(
-            "SELECT MIN(seq), MAX(seq), MAX(enqueued_ms) FROM events "
-            "WHERE hub = ? AND partition = ?",
-            (hub, self._partition(hub, partition_id)),
-        ).fetchone()
-        empty = last is None
+        key = (hub, self._partition(hub, partition_id))
+        conn = self._conn()
+        # both by the primary key: no scan of the partition
+        first = conn.execute("SELECT MIN(seq) FROM events WHERE hub = ? AND partition = ?",
+                             key).fetchone()[0]
+        last, ms = conn.execute(
+            "SELECT seq, enqueued_ms FROM events WHERE hub = ? AND partition = ? "
+            "ORDER BY seq DESC LIMIT 1", key).fetchone() or (None, 0)
+        if last is None:
+            first, last = 0, -1
         return {
             "eventhub_name": hub,
             "id": partition_id,
-            "beginning_sequence_number": 0 if empty else int(first),
-            "last_enqueued_sequence_number": -1 if empty else int(last),
-            "last_enqueued_offset": "-1" if empty else str(last),
-            "last_enqueued_time_utc": datetime.fromtimestamp((ms or 0) / 1000, UTC),
-            "is_empty": empty,
+            "beginning_sequence_number": int(first),
+            "last_enqueued_sequence_number": int(last),
+            "last_enqueued_offset": str(last),
+            "last_enqueued_time_utc": datetime.fromtimestamp(ms / 1000, UTC),
+            "is_empty": last == -1,
         }
 
     def last_sequence_number(self, hub: str, partition_id: str) -> int:

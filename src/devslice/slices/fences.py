@@ -110,6 +110,8 @@ def fence_new_slice(project: Project, s: Slice,
     factory = open_client or contract_client_factory(project, s)
     reading = read_start_fences(factory, project.env.event_hubs.event_hubs,
                                 s.event_hubs.partitions, s.created_at)
+    if not reading.fences:  # no event hub listed: the claim time ("*") fences them all
+        return s, reading
     result = project.ledger.transact(
         lambda state: ops.record_fences(state, s.handle, s.claim or "", reading.fences))
     return (result.value or s), reading
