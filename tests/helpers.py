@@ -10,7 +10,9 @@ from pathlib import Path
 from devslice.config import Environment, parse_config
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+# Copies of the reference files tests compare with (schemas, facts), with their source and
+# licence in tests/data/README.md: a clone placed anywhere runs every test, none skips.
+SHARED = Path(__file__).parent / "data"
 
 BASE = """\
 apiVersion: devslice.dev/v1alpha1

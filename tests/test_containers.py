@@ -1,6 +1,6 @@
 """Local containers (issue 5): plans and applies against the wire-level fake Docker Engine,
 driven by the real Docker SDK; the generated MongoDB init, SFTP users and Event Hubs emulator
-Config.json checked against ../shared/reference and the emulator's published schema."""
+Config.json checked against tests/data/reference and the emulator's published schema."""
 
 from __future__ import annotations
 
@@ -52,12 +52,8 @@ from .helpers import BASE, SHARED, env_from, free_port, free_port_block, free_po
 
 
 def _reference(name: str) -> str:
-    """A file of ../shared/reference; the checks against it skip where it is absent (CI may
-    run on a clone without the steering folder beside it)."""
-    path = SHARED / "reference" / name
-    if not path.exists():
-        pytest.skip(f"{path} is not here")
-    return path.read_text()
+    """A reference file (tests/data/reference, copied with its source noted)."""
+    return (SHARED / "reference" / name).read_text()
 
 # The emulator's Config-schema.json (Azure/azure-event-hubs-emulator-installer,
 # EventHub-Emulator/Schema/Config-schema.json), transcribed without its descriptions.
