@@ -74,6 +74,9 @@ EXAMPLES: dict[str, object] = {
     "containers.custom[].image": "redis:7",
     "containers.custom[].command": ["redis-server", "--appendonly", "yes"],
     "containers.custom[].env": {"TZ": "UTC"},
+    "containers.custom[].secretEnv": {"API_KEY": {"fromEnv": "CACHE_API_KEY"}},
+    "slices.ttl.developer": "30d",
+    "slices.ttl.shared": "90d",
     "containers.custom[].ready.port": 6379,
     "containers.custom[].ready.command": ["redis-cli", "ping"],
     "containers.custom[].ready.log": "Ready to accept connections",
@@ -87,7 +90,6 @@ EXAMPLES: dict[str, object] = {
     "containers.eventHubsEmulator.acceptEula": True,
     "containers.kustoEmulator.acceptEula": True,
 }
-SECRET_EXAMPLE = {"fromEnv": "EVENTHUBS_CONNECTION_STRING"}
 
 
 class UnknownKey(DevsliceError):
@@ -167,10 +169,10 @@ def _type(annotation: Any, metadata: list[Any]) -> str:
         return " | ".join(parts)
     if origin is list:
         (item,) = typing.get_args(inner)
-        return "list of " + ("objects" if _models(item) else _type(item, []) + "s")
+        return "list of " + ("objects" if _models(item) else _plural(_type(item, [])))
     if origin is dict:
         _, value = typing.get_args(inner)
-        return "map of names to " + ("objects" if _models(value) else _type(value, []) + "s")
+        return "map of names to " + ("objects" if _models(value) else _plural(_type(value, [])))
     if isinstance(inner, type) and issubclass(inner, BaseModel):
         return "object"
     if inner is timedelta:
@@ -184,6 +186,11 @@ def _type(annotation: Any, metadata: list[Any]) -> str:
                         if getattr(m, "pattern", None)), None)
         return f"string matching {pattern}" if pattern else "string"
     return getattr(inner, "__name__", str(inner))
+
+
+def _plural(kind: str) -> str:
+    head, space, rest = kind.partition(" (")
+    return f"{head}s{space}{rest}"
 
 
 def _plain(value: object) -> object:
@@ -206,9 +213,11 @@ def yaml_flow(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        plain = value and not value[0] in "{[&*!|>'\"%@`#-?:, " and ": " not in value \
-            and " #" not in value and value not in ("true", "false", "null", "yes", "no") \
-            and not value.replace(".", "").isdigit() and "{" not in value
+        # plain when YAML reads it back as this string; else JSON quoting, which YAML reads
+        plain = (value != "" and value[0] not in "&*!|>'\"%@`#-?, "
+                 and not any(c in value for c in "{}[],:#")
+                 and value not in ("true", "false", "null", "yes", "no", "on", "off")
+                 and not value.replace(".", "").isdigit())
         return value if plain else json.dumps(value)
     if isinstance(value, list):
         return "[" + ", ".join(yaml_flow(v) for v in value) + "]"
@@ -240,12 +249,24 @@ def _example(path: str, info: FieldInfo, annotation: Any) -> object:
         return _plain(value)
     inner, _ = _unwrap(annotation)
     if inner is SecretRef:
-        return SECRET_EXAMPLE
+        return {"fromEnv": _variable_for(path)}
     if typing.get_origin(inner) is Literal:
         return typing.get_args(inner)[0]
     if inner is bool:
         return True
+    if inner is timedelta:
+        return "4h"
     return None
+
+
+def _variable_for(path: str) -> str:
+    """An environment variable name a team might use for the secret at ``path``."""
+    import re
+
+    parts = [p.removesuffix("[]") for p in path.split(".") if p != "<name>"]
+    owner = parts[1] if parts[0] == "containers" and len(parts) > 2 else parts[0]
+    snake = "_".join(re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", p) for p in (owner, parts[-1]))
+    return snake.upper()
 
 
 def _describe(info: FieldInfo, models: list[type[BaseModel]]) -> str:
