@@ -34,6 +34,7 @@ from devslice.sdk.context import (
     variable_key,
 )
 from devslice.slices.derive import SliceNames, derive_names
+from devslice.text import plural
 
 if TYPE_CHECKING:
     from devslice.adapters.kube import Kube
@@ -285,8 +286,9 @@ def _ok_detail(area: str, expected: SliceContext, contract: _Contract, note: str
     from devslice.contract.variables import Origin
 
     overridden = sorted(n for n, v in contract.variables.items() if v.origin is Origin.override)
-    return (f"database {expected.data_explorer_database}, {len(expected.signalr_hubs)} hubs, "
-            f"{len(expected.names)} names, none another slice's"
+    return (f"database {expected.data_explorer_database}, "
+            f"{plural(len(expected.signalr_hubs), 'hub')}, {plural(len(expected.names), 'name')}, "
+            "none another slice's"
             + (f" (overridden: {', '.join(overridden)})" if overridden else ""))
 
 
@@ -343,7 +345,7 @@ def _processes(project: Project, handle: str, mine: Slice, owners: Owners) -> Ch
         return Check(RUNNING, "skipped", f"local runtime: no service of slice {handle} runs "
                      "(`devslice up` starts them)")
     if not environ_readable():
-        return Check(RUNNING, "skipped", f"local runtime: {len(pids)} services run, not "
+        return Check(RUNNING, "skipped", f"local runtime: {plural(len(pids), 'service')} run, not "
                      "checked: reading a process's environment needs Linux /proc/PID/environ")
     marker = f"{project.env.contract.prefix}SLICE"  # every contract sets it
     seen, unread = [], []
@@ -472,4 +474,5 @@ def _canary(project: Project, handle: str, ctx: SliceContext) -> Check:
              for m, p in canaries.items() if found.get(m) != [p]]
     if wrong:
         return Check(name, "failed", "; ".join(wrong))
-    return Check(name, "ok", f"{len(canaries)} canaries on {hubs[0]}, each only in its partition")
+    return Check(name, "ok", f"{plural(len(canaries), 'canary')} on {hubs[0]}, each only in its "
+                 "partition")

@@ -149,6 +149,11 @@ def _register() -> None:
     from devslice.cli.debug import debug
 
     cli.add_command(debug)
+    from devslice.cli.completion import attach, completion, full_summaries
+
+    cli.add_command(completion)
+    attach(cli)
+    full_summaries(cli)
 
 
 _register()
