@@ -92,7 +92,7 @@ def test_every_key_of_the_schema_is_documented_with_type_and_example() -> None:
 def test_examples_are_accepted_by_the_loader() -> None:
     """Each example of a key outside lists and maps, written where it belongs, loads (unless
     the loader wants a sibling the example alone cannot give)."""
-    from devslice.config.explain import _nested_yaml
+    from devslice.config.explain import example_yaml
     from devslice.errors import ConfigError
 
     checked = 0
@@ -100,7 +100,7 @@ def test_examples_are_accepted_by_the_loader() -> None:
         if k.example is None or k.only_when or "[]" in k.path or "<name>" in k.path or \
                 k.path in ("apiVersion", "kind", "team"):
             continue
-        text = BASE + _nested_yaml(k.path, k.example) + "\n"
+        text = BASE + example_yaml(k.path, k.example) + "\n"
         try:
             parse_config(text, "devslice.yaml", Environment)
         except ConfigError as exc:

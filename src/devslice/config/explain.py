@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import sys
+import textwrap
 import types
 import typing
 from collections.abc import Iterator
@@ -58,6 +60,14 @@ EXAMPLES: dict[str, object] = {
     "cluster.kube.context": "aks-company1-dev",
     "cluster.kube.allowedContexts": ["aks-company1-dev"],
     "cluster.k3sArgs[].arg": "--disable=traefik",
+    "images": [{"name": "orders", "context": "services/orders"}],
+    "manifests": [{"name": "platform", "path": "deploy/platform"},
+                  {"name": "services", "path": "deploy/services"}],
+    "services": [{"name": "orders", "run": "python -m orders", "ready": {"port": 8080}}],
+    "eventHubs.namespaces": [{"name": "company1-dev-ehns1", "partitions": 32,
+                              "reserved": [0]}],
+    "containers.custom": [{"name": "cache", "image": "redis:7", "ports": ["6379:6379"],
+                           "ready": {"port": 6379}}],
     "images[].name": "orders",
     "images[].context": "services/orders",
     "images[].buildArgs": {"VERSION": "dev"},
@@ -110,30 +120,36 @@ class Key:
     only_when: str = ""  # e.g. "backend: azureBlob" for a key of one variant
 
     @property
-    def depth(self) -> int:
-        return self.path.count(".")
+    def parent(self) -> str:
+        """The key this one is under (``images`` for ``images[].name``; "" at the top)."""
+        head = self.path.rpartition(".")[0]
+        return head.removesuffix("[]").removesuffix(".<name>")
+
+    def matches(self, wanted: str) -> bool:
+        """Whether ``wanted`` names this key: an index or nothing for ``[]``, any name for
+        ``<name>`` (``images.name``, ``images[0].name``, ``names.invoices.rule``)."""
+        pattern = re.escape(self.path).replace(r"\[\]", r"(\[\d*\])?").replace(
+            r"\.<name>", r"\.[^.]+")
+        return re.fullmatch(pattern, wanted) is not None
 
 
 # -- reading the models --------------------------------------------------------------------
 
-def _unwrap(annotation: Any) -> tuple[Any, bool]:
-    """The type without ``None`` (and whether None was allowed) and without Annotated."""
+def _unwrap(annotation: Any) -> Any:
+    """The type without ``None`` (optional keys are shown by their default) and without
+    ``Annotated``."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _unwrap(typing.get_args(annotation)[0])
     if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(annotation))
-        if len(args) == 1:
-            inner, _ = _unwrap(args[0])
-            return inner, optional
-        return Union[tuple(_unwrap(a)[0] for a in args)], optional  # noqa: UP007
-    return annotation, False
+        args = [_unwrap(a) for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else Union[tuple(args)]  # noqa: UP007
+    return annotation
 
 
 def _models(annotation: Any) -> list[type[BaseModel]]:
     """The models a field holds directly (one, or the variants of a union)."""
-    inner, _ = _unwrap(annotation)
+    inner = _unwrap(annotation)
     if isinstance(inner, type) and issubclass(inner, BaseModel) and inner is not SecretRef:
         return [inner]
     if typing.get_origin(inner) is Union:
@@ -152,7 +168,7 @@ def _bounds(metadata: list[Any]) -> str:
 
 
 def _type(annotation: Any, metadata: list[Any]) -> str:
-    inner, _ = _unwrap(annotation)
+    inner = _unwrap(annotation)
     origin = typing.get_origin(inner)
     if inner is SecretRef:
         return "secret reference ({fromEnv: VAR} or {fromFile: PATH})"
@@ -247,7 +263,7 @@ def _example(path: str, info: FieldInfo, annotation: Any) -> object:
     shown, value = _default(info)
     if shown and value not in ([], {}, ""):
         return _plain(value)
-    inner, _ = _unwrap(annotation)
+    inner = _unwrap(annotation)
     if inner is SecretRef:
         return {"fromEnv": _variable_for(path)}
     if typing.get_origin(inner) is Literal:
@@ -261,8 +277,6 @@ def _example(path: str, info: FieldInfo, annotation: Any) -> object:
 
 def _variable_for(path: str) -> str:
     """An environment variable name a team might use for the secret at ``path``."""
-    import re
-
     parts = [p.removesuffix("[]") for p in path.split(".") if p != "<name>"]
     owner = parts[1] if parts[0] == "containers" and len(parts) > 2 else parts[0]
     snake = "_".join(re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", p) for p in (owner, parts[-1]))
@@ -281,7 +295,7 @@ def _walk(model: type[BaseModel], prefix: str, only_when: str = "") -> Iterator[
         key = info.alias or name
         path = f"{prefix}{key}"
         annotation = info.annotation
-        inner, _ = _unwrap(annotation)
+        inner = _unwrap(annotation)
         models = _models(annotation)
         item_models: list[type[BaseModel]] = []
         suffix = ""
@@ -324,35 +338,22 @@ def keys(model: type[BaseModel] = Environment) -> list[Key]:
 
 # -- one key, like kubectl explain ---------------------------------------------------------
 
-def _normalise(key: str) -> str:
-    """``images.name`` and ``images[0].name`` mean ``images[].name``; any name under a map
-    means ``<name>``."""
-    import re
-
-    key = re.sub(r"\[\d*\]", "[]", key.strip().strip("."))
-    return key
-
-
 def find(key: str, everything: list[Key] | None = None) -> Key:
+    """The key ``key`` names (see :meth:`Key.matches` for the spellings understood)."""
     everything = everything if everything is not None else keys()
-    by_path = {k.path: k for k in everything}
-    wanted = _normalise(key)
-    if wanted in by_path:
-        return by_path[wanted]
-    # forgiving spellings: "images.name" for images[].name, "names.orders.rule" for <name>
-    loose = {k.path.replace("[]", "").replace(".<name>", ""): k for k in everything}
-    parts = wanted.replace("[]", "").split(".")
-    for candidate in (".".join(parts), ".".join(p for i, p in enumerate(parts)
-                                                  if i == 0 or parts[i - 1] != "names")):
-        if candidate in loose:
-            return loose[candidate]
-    close = difflib.get_close_matches(wanted, list(by_path), n=3, cutoff=0.6)
+    wanted = key.strip().strip(".")
+    found = next((k for k in everything if k.path == wanted), None) or \
+        next((k for k in everything if k.matches(wanted)), None)
+    if found is not None:
+        return found
+    close = difflib.get_close_matches(wanted, [k.path for k in everything], n=3, cutoff=0.6)
     raise UnknownKey(f"devslice.yaml has no key {key!r}",
                      hint=("did you mean " + " or ".join(close) + "? " if close else "")
                      + "`devslice explain` lists the top-level keys")
 
 
-def _nested_yaml(path: str, value: object) -> str:
+def example_yaml(path: str, value: object) -> str:
+    """``value`` at ``path`` as the YAML a user writes (lists as ``- `` items)."""
     segments = path.replace(".<name>", ".NAME").split(".")
     out: list[str] = []
     indent = 0
@@ -396,7 +397,7 @@ def explain(key: str | None = None) -> str:
         lines += ["", "DESCRIPTION:", *_wrap(k.description, "    ")]
     if k.example is not None:
         lines += ["", "EXAMPLE:", *("    " + line for line in
-                                     _nested_yaml(k.path, k.example).splitlines())]
+                                     example_yaml(k.path, k.example).splitlines())]
     children = _children(everything, k.path)
     if children:
         lines += ["", "FIELDS:", *children]
@@ -406,21 +407,16 @@ def explain(key: str | None = None) -> str:
 def _children(everything: list[Key], parent: str) -> list[str]:
     out = []
     for k in everything:
-        head, _, tail = k.path.rpartition(".")
-        base = head.removesuffix("[]").removesuffix(".<name>") if head else ""
-        if base != parent or (parent and not head):
-            continue
-        if parent == "" and head:
+        if k.parent != parent or k.path == parent:
             continue
         flag = " (required)" if k.required else ""
         when = f" ({k.only_when} only)" if k.only_when else ""
-        out.append(f"  {tail:<26} {k.type}{flag}{when}")
+        name = k.path.rpartition(".")[2]
+        out.append(f"  {name:<26} {k.type}{flag}{when}")
     return out
 
 
 def _wrap(text: str, indent: str, width: int = 80) -> list[str]:
-    import textwrap
-
     return textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent,
                          break_long_words=False, break_on_hyphens=False)
 
