@@ -151,3 +151,18 @@ def test_the_starter_points_to_explain_not_to_a_repository_path() -> None:
     text = starter_text("company1")
     assert "devslice explain" in text
     assert not re.search(r"docs/|\.md\b", text)
+
+
+def test_examples_read_back_as_the_values_they_show() -> None:
+    """The YAML written for each example (flow style, quoting only where YAML needs it) reads
+    back as the example itself."""
+    from devslice.config.explain import _plain, example_yaml
+
+    for k in keys():
+        if k.example is None:
+            continue
+        node: Any = YAML(typ="safe").load(example_yaml(k.path, k.example))
+        for segment in k.path.replace(".<name>", ".NAME").split("."):
+            node = node[0] if isinstance(node, list) else node
+            node = node[segment.removesuffix("[]")]
+        assert node == _plain(k.example), k.path

@@ -231,7 +231,8 @@ def yaml_flow(value: object) -> str:
     if isinstance(value, str):
         # plain when YAML reads it back as this string; else JSON quoting, which YAML reads
         plain = (value != "" and value[0] not in "&*!|>'\"%@`#-?, "
-                 and not any(c in value for c in "{}[],:#")
+                 and not any(c in value for c in "{}[],")
+                 and ": " not in value and " #" not in value and not value.endswith(":")
                  and value not in ("true", "false", "null", "yes", "no", "on", "off")
                  and not value.replace(".", "").isdigit())
         return value if plain else json.dumps(value)
