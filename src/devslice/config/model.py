@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from devslice.config.duration import format_duration, parse_duration
+from devslice.config.duration import MAX_SECONDS, format_duration, parse_duration
 
 API_VERSION = "devslice.dev/v1alpha1"
 MAX_PARTITIONS = 32  # Event Hubs Standard tier; the emulator allows 1-32 too
@@ -43,14 +43,20 @@ class Model(BaseModel):
 
 
 def _duration(value: object) -> object:
-    if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        raise ValueError(f"{value!r} has no unit: write it as {value}s, {value}m or {value}h")
+    # timedelta: a default, or a model built in Python; everything written goes through the
+    # one parser (floats, booleans, 0 and negatives are refused there)
+    return value if isinstance(value, timedelta) or value is None else parse_duration(value)
+
+
+# What a shell, dotenv and Kubernetes all accept as a variable name (POSIX portable names).
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _variable_name(value: object) -> object:
+    if value is not None and not (isinstance(value, str) and VARIABLE_NAME.fullmatch(value)):
+        raise ValueError(f"{value!r} is not an environment variable name: expected letters, "
+                         "digits and '_', not starting with a digit")
     return value
-
-
-_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _variables(value: object) -> object:
@@ -59,10 +65,7 @@ def _variables(value: object) -> object:
     if not isinstance(value, dict):
         return value
     out: dict[object, object] = {}
-    for key, item in value.items():
-        if not isinstance(key, str) or not _VARIABLE.fullmatch(key):
-            raise ValueError(f"{key!r} is not an environment variable name: expected letters, "
-                             "digits and '_', not starting with a digit")
+    for key, item in value.items():  # keys are checked as VariableName, each at its line
         if isinstance(item, bool):
             item = "true" if item else "false"
         elif isinstance(item, int | float):
@@ -71,21 +74,25 @@ def _variables(value: object) -> object:
     return out
 
 
-EnvMap = Annotated[dict[str, str], BeforeValidator(_variables)]
+# A name devslice writes into shell output (``"${NAME}"``), so nothing else may pass: issue 12.
+VariableName = Annotated[str, BeforeValidator(_variable_name)]
+EnvMap = Annotated[dict[VariableName, str], BeforeValidator(_variables)]
 
 
 Duration = Annotated[
     timedelta,
     BeforeValidator(_duration),
     PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^(\d+[smhdw])+$", "examples": ["4h", "30m"]}),
+    WithJsonSchema({"oneOf": [{"type": "string", "pattern": r"^(\d+[smhdw])+$|^\d+$"},
+                              {"type": "integer", "minimum": 1, "maximum": MAX_SECONDS}],
+                    "examples": ["4h", "30m"]}),
 ]
 
 
 class SecretRef(Model):
     """Where a secret comes from. Secrets are never written inline in devslice.yaml."""
 
-    from_env: str | None = Field(None, description="Name of an environment variable.")
+    from_env: VariableName | None = Field(None, description="Name of an environment variable.")
     from_file: str | None = Field(None, description="Path of a file holding the secret.")
 
     @model_validator(mode="after")
@@ -429,6 +436,25 @@ class KubeSettings(Model):
         return value
 
 
+def _subnet(value: object) -> object:
+    """A network k3d can create, with room for a gateway and nodes (issue 12: an empty or
+    malformed subnet used to pass loading and fail later without a line)."""
+    import ipaddress
+
+    if isinstance(value, str):
+        try:
+            network = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a subnet like 172.18.0.0/16 ({exc})") from None
+        if network.num_addresses < 4:
+            raise ValueError(f"{value} is too small for a cluster network: expected a prefix "
+                             f"of at most /{network.max_prefixlen - 2}")
+    return value
+
+
+Subnet = Annotated[str, BeforeValidator(_subnet)]
+
+
 class ClusterSettings(Model):
     """Where the services run (the engine issue)."""
 
@@ -440,7 +466,7 @@ class ClusterSettings(Model):
                       "containers k3d-NAME-server-0), at most 32 characters.")
     servers: int = Field(1, ge=1, le=7)
     agents: int = Field(0, ge=0, le=20)
-    subnet: str = Field("172.18.0.0/16", description="Fixed, so its gateway address survives "
+    subnet: Subnet = Field("172.18.0.0/16", description="Fixed, so its gateway address survives "
                         "the laptop-sleep bug of host.k3d.internal (k3d issues 1221, 1360).")
     # The alias is written out: to_camel would make it k3SArgs, which the README never used;
     # that spelling is still read, as `devslice schema` once published it.
@@ -593,7 +619,7 @@ class ContainerSettings(Model):
     command: list[str] = Field(default_factory=list, description="Arguments after the image "
                                "(its CMD); empty keeps the image's own.")
     env: EnvMap = Field(default_factory=dict)
-    secret_env: dict[str, SecretRef] = Field(
+    secret_env: dict[VariableName, SecretRef] = Field(
         default_factory=dict, description="Variables whose values are secrets, by reference; "
         "they reach the container but never labels, plans or output.")
     ports: list[PortSpec] = Field(default_factory=list, examples=[["27017:27017"]])
