@@ -367,7 +367,7 @@ def test_failing_setup_shows_its_output_and_tears_nothing_down(world: World) -> 
         return 0, []
 
     world.engine.exec_handler = handler
-    env = env_from(f"""\
+    env = env_from(textwrap.dedent(f"""\
         containers:
           custom:
             - name: cache
@@ -377,7 +377,7 @@ def test_failing_setup_shows_its_output_and_tears_nothing_down(world: World) -> 
             - name: queue
               image: rabbitmq:3
               ports: ["127.0.0.1:{other_port}:5672"]
-        """)
+        """) + azurite_on_free_ports())
     with pytest.raises(SetupFailed) as info:
         world.apply(world.resources(env))
     message = str(info.value)
@@ -508,10 +508,17 @@ def test_sftp_users_match_the_seed_article_format() -> None:
     assert sftp_users_conf(env.containers.sftp, ["pass"]) == m.group(1) + "\n"
 
 
+def azurite_on_free_ports() -> str:
+    """Azurite (storage's default mode brings it) on ephemeral host ports, under
+    ``containers:``: the machine may run another Azurite on 10000-10002."""
+    blob, queue, table = free_ports(3)
+    return f"  azurite: {{blobPort: {blob}, queuePort: {queue}, tablePort: {table}}}\n"
+
+
 def test_sftp_passwords_reach_only_a_private_file(world: World) -> None:
     port = free_port()
     password = "Sup3r-s3cret"
-    env = env_from(SFTP.format(port=port))
+    env = env_from(SFTP.format(port=port) + azurite_on_free_ports())
     resources = world.resources(env, environ={"SFTP_FOO_PASSWORD": password})
     plan = plan_of(resources)
     assert password not in plan.render()

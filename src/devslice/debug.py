@@ -21,6 +21,7 @@ Facts (reading the cluster) and rendering are separate, so each is testable on i
     DebugError
     ├── ServiceNotFound   no Deployment of that name in the slice
     └── NoRunningPod      the Deployment has no running, ready pod (pods and states listed)
+    dotnet.DotnetProjectError  --ide: a ``dotnet`` command that names no launchable project
 """
 
 from __future__ import annotations
