@@ -446,6 +446,22 @@ def test_rider_run_configuration_for_dotnet_run(world: World, ide: str) -> None:
     assert world.mirrord_calls() == []
 
 
+def test_plain_dotnet_run_in_the_projects_folder(world: World,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's case, `debug --ide rider -- dotnet run`, run where the project is."""
+    world.deployment()
+    world.pod("orders-1")
+    project = dotnet_project(world.root)
+    monkeypatch.chdir(project.parent)  # devslice.yaml is found in a parent folder
+    assert run(["debug", "orders", "--ide", "rider", "--", "dotnet", "run"]) == 0
+    conf = ET.parse(world.root / ".run" / "orders.run.xml").getroot().find("configuration")
+    assert conf is not None
+    options = {o.get("name"): o.get("value") for o in conf.findall("option")}
+    assert options["PROJECT_PATH"] == "$PROJECT_DIR$/services/Orders/Orders.csproj"
+    assert options["WORKING_DIRECTORY"] == "$PROJECT_DIR$/services/Orders"
+    assert options["PROGRAM_PARAMETERS"] == ""
+
+
 def test_a_saved_configuration_survives_a_rollout(world: World) -> None:
     world.deployment()
     world.pod("orders-1")
