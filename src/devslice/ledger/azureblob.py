@@ -36,6 +36,7 @@ IDENTITY = ("apiVersion", "kind", "team")
 
 class AzureBlobLedger(Ledger):
     shared = True  # the team's blob: every machine sees every claim
+    history_kept = HISTORY_KEPT
 
     def __init__(
         self,

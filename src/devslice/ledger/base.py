@@ -26,6 +26,7 @@ class Ledger(ABC):
 
     location: str  # where it lives, for messages; never contains a secret
     shared: bool  # whether other machines see it (the team's blob) or only this one (a file)
+    history_kept: int | None = None  # the newest lines kept (None: all)
 
     @abstractmethod
     def read(self) -> LedgerState:
@@ -70,5 +71,5 @@ class Ledger(ABC):
         return LedgerCorrupt(
             f"the ledger {self.location} holds records devslice will not act on: "
             f"{summary(problems)}",
-            hint=f"nothing was changed; {CHECK_HINT}",
+            hint=f"nothing was changed, and devslice never overwrites these records; {CHECK_HINT}",
         )
