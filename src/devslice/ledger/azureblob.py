@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from devslice.errors import LedgerBusy, LedgerCorrupt, LedgerUnreachable
 from devslice.ledger.base import API_VERSION, KIND, Ledger
-from devslice.ledger.records import Problem, parse_history, parse_slices, state_extra
+from devslice.ledger.records import (
+    Problem,
+    overlaps,
+    parse_history,
+    parse_slices,
+    state_extra,
+)
 from devslice.slices.model import Change, LedgerState
 from devslice.slices.names import HandleRule
 from devslice.slices.operations import Transition
@@ -191,7 +197,8 @@ class AzureBlobLedger(Ledger):
             doc, _ = self._download()
         except LedgerCorrupt as exc:
             return [Problem("the document", exc.message)]
-        return self._parse(doc)[2]
+        state, _, problems = self._parse(doc)
+        return problems + overlaps(state.slices.values())
 
     def transact(self, operation: Callable[[LedgerState], Transition[T]]) -> Transition[T]:
         from azure.core.exceptions import (

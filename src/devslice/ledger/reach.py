@@ -56,9 +56,11 @@ def reach_issue(env: Environment, config_path: Path, ledger: Ledger) -> ConfigEr
     from devslice.config.load import locate
 
     path = str(Path(config_path).resolve())
-    listed = " and ".join(f"{key} is shared" for key in services)
-    message = (f"the ledger {ledger.location} is a file only this machine sees, but {listed}: "
-               "another developer's ledger would hand out the same slice")
+    listed = ", ".join(services[:-1]) + " and " + services[-1] if len(services) > 1 \
+        else services[0]
+    message = (f"the ledger {ledger.location} is a file only this machine sees, but {listed} "
+               f"{'are' if len(services) > 1 else 'is'} shared: another developer's ledger "
+               "would hand out the same slice")
     # Point at the ledger key when the file writes one, else at the first shared service.
     (issue,) = locate([ConfigIssue(path, None, None, "ledger.backend", message)])
     if issue.line is None:

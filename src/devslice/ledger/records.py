@@ -134,7 +134,6 @@ def parse_slices(raw: Mapping[str, Any], handles: HandleRule,
         problems += [Problem(subject, p) for p in found]
         if not found:
             slices[key] = s
-    problems += _overlaps(slices.values())
     try:
         state = LedgerState.model_validate({**(extra or {}), "slices": slices, "history": ()})
     except ValidationError as exc:
@@ -143,9 +142,10 @@ def parse_slices(raw: Mapping[str, Any], handles: HandleRule,
     return state, problems
 
 
-def _overlaps(slices: Iterable[Slice]) -> list[Problem]:
+def overlaps(slices: Iterable[Slice]) -> list[Problem]:
     """Two slices holding one partition: the SQLite table's key prevents it; a hand-edited
-    blob does not."""
+    record does not. Reported by `ledger check` (and `verify`), not refused on read: no
+    claim hands out a partition any slice holds."""
     seen: dict[tuple[str, int], str] = {}
     out: list[Problem] = []
     for s in slices:

@@ -27,7 +27,13 @@ from typing import TypeVar
 from devslice.errors import LedgerBusy, LedgerCorrupt, LedgerError, LedgerUnreachable
 from devslice.ledger.base import API_VERSION, CHECK_HINT, KIND, Ledger
 from devslice.ledger.queue import QueueTimeout, WriterQueue
-from devslice.ledger.records import Problem, parse_history, parse_slices, state_extra
+from devslice.ledger.records import (
+    Problem,
+    overlaps,
+    parse_history,
+    parse_slices,
+    state_extra,
+)
 from devslice.slices.model import Change, LedgerState
 from devslice.slices.names import HandleRule
 from devslice.slices.operations import Transition
@@ -264,7 +270,7 @@ class SqliteLedger(Ledger):
                         for (row,) in conn.execute("PRAGMA integrity_check(20)") if row != "ok"]
             state, found = self._snapshot(conn)
             problems += found
-            problems += self._index_problems(conn, state)
+            problems += overlaps(state.slices.values()) + self._index_problems(conn, state)
             _, found = parse_history(self._history_rows(conn, None, None))
             return problems + found
         except sqlite3.DatabaseError as exc:
