@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
 
 from devslice.slices.model import Change, LedgerState, Slice
 from devslice.slices.names import HandleRule
@@ -61,7 +62,7 @@ def text_problem(value: str, what: str) -> str | None:
 
 def _when_problems(model: BaseModel) -> list[str]:
     """Times without a zone cannot be compared with the clock (a TypeError at gc)."""
-    return [f"{name} {value.isoformat()} has no time zone"
+    return [f"{to_camel(name)} {value.isoformat()} has no time zone"
             for name, value in model if isinstance(value, datetime) and value.tzinfo is None]
 
 
