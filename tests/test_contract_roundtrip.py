@@ -150,7 +150,8 @@ def test_a_secret_overridden_locally_is_not_printed_by_shell_output(
     workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SIG", "Endpoint=https://x;AccessKey=k1;Version=1.0;")
-    (workdir / "devslice.yaml").write_text(BASE + SOLO + "signalR:\n  connectionString: {fromEnv: SIG}\n")
+    (workdir / "devslice.yaml").write_text(
+        BASE + SOLO + "signalR:\n  connectionString: {fromEnv: SIG}\n")
     (workdir / "devslice.local.yaml").write_text(
         "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\n"
         "env: {LOCAL_DEV_SIGNALR_CONNECTIONSTRING: 'AccessKey=MINE'}\n")

@@ -19,7 +19,8 @@ from devslice.testing import Azurite
 
 from .helpers import BASE, SOLO
 
-SHARED_EH = BASE + "eventHubs:\n  mode: shared\n  namespaces: [{name: team-dev-ehns1, partitions: 4}]\n"
+SHARED_EH = BASE + ("eventHubs:\n  mode: shared\n"
+                   "  namespaces: [{name: team-dev-ehns1, partitions: 4}]\n")
 
 
 def checkout(root: Path, name: str, text: str = SHARED_EH) -> Path:
