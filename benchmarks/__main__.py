@@ -1,6 +1,6 @@
 """Run the benchmarks and print a markdown summary: ``.venv/bin/python -m benchmarks`` runs
-them all, ``.venv/bin/python -m benchmarks sdk`` (or ``claims``, ``startup``, ``engine``) only
-those named."""
+them all, ``.venv/bin/python -m benchmarks sdk`` (or ``claims``, ``storm``, ``startup``,
+``engine``) only those named."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import time
 from datetime import UTC, datetime
 from importlib.metadata import version
 
-from benchmarks import claims, engine, sdk, startup
+from benchmarks import claims, engine, sdk, startup, storm
 
-SUITES = ("claims", "startup", "sdk", "engine")
+SUITES = ("claims", "storm", "startup", "sdk", "engine")
 
 
 def machine() -> str:
@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         results = claims.run(args.quick)
         print(claims.report(results), flush=True)
         bad = any(r.failed or r.duplicates or r.problems for r in results)
+
+    if "storm" in chosen:
+        print(f"\n## SQLite ledger, a mixed storm of {storm.WORKERS} writers\n", flush=True)
+        print(storm.report(storm.run(args.quick)), flush=True)
 
     if "startup" in chosen:
         print("\n## Start-up time\n", flush=True)

@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - Windows
 
 BASE = 1 << 20  # ticket bytes start here, clear of the counter
 COUNTER = struct.Struct("<Q")
-POLL = (0.0005, 0.005)  # first and longest pause between looks at the queue
+POLL = (0.0002, 0.002)  # first and longest pause between looks at the queue
 
 _threads: dict[str, threading.Lock] = {}
 _threads_guard = threading.Lock()
