@@ -180,12 +180,11 @@ def _integrity(path: Path) -> list[str]:
 
 
 def test_a_damaged_file_is_one_clear_error(tmp_path: Path) -> None:
+    from devslice.slices.operations import Transition
+
     path = tmp_path / "l.db"
-    SqliteLedger(path, "company1").close()
-    ledger = SqliteLedger(path, "company1")
-    ledger.transact(lambda s: __import__("devslice.slices.operations").slices.operations
-                    .Transition(s, [], None))
-    ledger.close()
+    with SqliteLedger(path, "company1") as ledger:
+        ledger.transact(lambda s: Transition(s, [], None))
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = bytearray(path.read_bytes())
