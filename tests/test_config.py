@@ -311,7 +311,7 @@ contract:
     assert env.contract.env == {"PORT": "8080", "VERSION": "1.10", "DEBUG": "true",
                                 "MASK": "0x1F", "SINCE": "2024-01-01", "NAME": "quoted"}
     (tmp_path / "devslice.local.yaml").write_text(
-        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\n"
+        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\nslice: ab\n"
         "env: {LOCAL_DEV_EVENTHUBS_PARTITIONCOUNT: 4, FEATURE_X: false, RATIO: 0.50}\n")
     local, _ = load_local(tmp_path)
     assert local is not None

@@ -102,7 +102,7 @@ def test_partition_variable_name_is_configurable(workdir: Path) -> None:
 
 def test_personal_override_wins_and_says_so(shared: Project, workdir: Path) -> None:
     (workdir / "devslice.local.yaml").write_text(
-        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\n"
+        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\nslice: ab\n"
         "env: {LOCAL_DEV_DATAEXPLORER_DATABASE: db4ab_experiment, MY_DEBUG: '1'}\n")
     got = {v.name: v for v in shared.variables("ab")}
     db = got["LOCAL_DEV_DATAEXPLORER_DATABASE"]

@@ -81,7 +81,7 @@ def test_overriding_a_secret_keeps_it_secret(
     (workdir / "devslice.yaml").write_text(
         BASE + SOLO + "signalR:\n  connectionString: {fromEnv: SIG}\n")
     (workdir / "devslice.local.yaml").write_text(
-        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\n"
+        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\nslice: ab\n"
         "env: {LOCAL_DEV_SIGNALR_CONNECTIONSTRING: 'AccessKey=MINE'}\n")
     assert run(["slice", "claim"]) == 0
     capsys.readouterr()
@@ -153,7 +153,7 @@ def test_a_secret_overridden_locally_is_not_printed_by_shell_output(
     (workdir / "devslice.yaml").write_text(
         BASE + SOLO + "signalR:\n  connectionString: {fromEnv: SIG}\n")
     (workdir / "devslice.local.yaml").write_text(
-        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\n"
+        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\nslice: ab\n"
         "env: {LOCAL_DEV_SIGNALR_CONNECTIONSTRING: 'AccessKey=MINE'}\n")
     assert run(["slice", "claim"]) == 0
     capsys.readouterr()

@@ -153,7 +153,7 @@ def test_a_shared_cluster_gets_nothing_of_this_machine(workdir: Path) -> None:
 
 def test_a_personal_override_is_left_as_written(workdir: Path) -> None:
     (workdir / "devslice.local.yaml").write_text(
-        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\n"
+        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\nslice: ab\n"
         "env: {LOCAL_DEV_STORAGE_BLOBENDPOINT: 'http://127.0.0.1:20000/mine'}\n")
     project = claimed(workdir, EMULATORS)
     pods = values(for_pods(project.variables("ab"), "k3d", GATEWAY))

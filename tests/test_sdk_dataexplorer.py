@@ -469,7 +469,7 @@ def test_cli_reset_asks_first_and_honours_the_personal_override(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (slice_ab / "devslice.local.yaml").write_text(
-        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\n"
+        "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\nslice: ab\n"
         "env: {LOCAL_DEV_DATAEXPLORER_DATABASE: db4ab_experiment}\n")
     monkeypatch.setattr(sys, "stdin", io.StringIO("n\n"))
     capsys.readouterr()

@@ -27,7 +27,7 @@ from devslice.slices.partitions import NamespaceCapacity, PartitionPool
 if TYPE_CHECKING:
     from devslice.config.local import LocalOverrides
     from devslice.config.model import Environment
-    from devslice.contract.variables import Variable
+    from devslice.contract.variables import Overrides, Variable
     from devslice.ledger.base import Ledger
 
 T = TypeVar("T")
@@ -225,8 +225,9 @@ class Project:
 
     # -- views ------------------------------------------------------------------------------
     def variables(self, handle: str, environ: dict[str, str] | None = None,
-                  secrets: bool = True) -> list[Variable]:
-        """The slice's contract; ``secrets=False`` leaves secrets out (and unresolved)."""
+                  secrets: bool = True, overrides: bool = True) -> list[Variable]:
+        """The slice's contract; ``secrets=False`` leaves secrets out (and unresolved),
+        ``overrides=False`` gives it as the ledger and devslice.yaml alone make it."""
         from devslice.contract.variables import slice_variables
 
         s = self.get(handle)
@@ -238,10 +239,16 @@ class Project:
             raise SliceError(
                 f"slice {handle!r} expired at {s.expires_at:%Y-%m-%d %H:%M}Z",
                 hint=f"renew it (`devslice slice renew {handle}`) or claim a new one")
-        local, local_path = self.local()
-        overrides = local.env if local is not None else None
-        return slice_variables(self.env, s, self.base_dir, overrides, local_path.name, environ,
-                               secrets)
+        mine = self.overrides(handle) if overrides else None
+        return slice_variables(self.env, s, self.base_dir, mine.env if mine else None,
+                               mine.source if mine else "", environ, secrets)
+
+    def overrides(self, handle: str) -> Overrides:
+        """The personal overrides slice ``handle`` gets: those of devslice.local.yaml when it
+        names this slice, none otherwise."""
+        from devslice.contract.variables import overrides_for
+
+        return overrides_for(*self.local(), handle)
 
     def capacity(self, state: LedgerState | None = None) -> list[NamespaceMap]:
         state = state or self.ledger.read()

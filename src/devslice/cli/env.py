@@ -79,10 +79,16 @@ def env(state: State, handle: str | None, fmt: str, output: str | None,
             exc.hint = f"{exc.hint}; or `devslice env --for host` for processes on this machine"
             raise
     if explain:
+        # which personal overrides apply to this slice, and why (issue 11)
+        note = project.overrides(handle).note
         if fmt == "json":
             click.echo(render.as_json(variables, explain=True), nl=False)
+            if note:
+                click.echo(note, err=True)
             return
         _explain(variables)
+        if note:
+            console().print(note, markup=False, highlight=False)
         return
     if fmt == "shell":
         click.echo(render.shell(variables), nl=False)
@@ -122,9 +128,12 @@ def _explain(variables: list[Variable]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_state
 def verify(state: State, handle: str | None, as_json: bool) -> None:
-    """Check the slice for real: its partitions, names and a canary event per partition.
+    """Check the slice for real: its partitions, what its services use, a canary per partition.
 
-    Exits non-zero when any check fails.
+    Compares the contract as services read it (overrides applied), the environment of running
+    service processes (local runtime) or the cluster's ConfigMap and Secret (k3d/kube) with
+    the ledger; a red check names the slice a conflicting value belongs to. Exits non-zero
+    when any check fails.
 
     \b
     Example:

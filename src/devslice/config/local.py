@@ -12,12 +12,22 @@ from devslice.config.model import EnvMap, Model
 
 
 class LocalOverrides(Model):
-    """Personal settings: which slice is mine here, and variables I override."""
+    """Personal settings: which slice is mine here, and variables I override.
+
+    The overrides belong to the slice named by ``slice:`` and to no other slice of the
+    checkout (issue 11: an override naming aa's partitions must not reach bb's services).
+    """
 
     api_version: Literal["devslice.dev/v1alpha1"] = Field(alias="apiVersion")
     kind: Literal["LocalOverrides"]
     slice: str | None = None
     env: EnvMap = Field(default_factory=dict)
+
+    def semantic_issues(self) -> list[tuple[tuple[str | int, ...], str]]:
+        if self.env and not self.slice:
+            return [(("env",), "overrides must name the slice they are for: add `slice: "
+                               "HANDLE` (they apply to that slice only)")]
+        return []
 
 
 def load_local(config_dir: Path) -> tuple[LocalOverrides | None, Path]:

@@ -20,6 +20,7 @@ from devslice.secrets import Secret, resolve
 from devslice.slices.derive import derive_names
 
 if TYPE_CHECKING:
+    from devslice.config.local import LocalOverrides
     from devslice.config.model import Environment, SecretRef
     from devslice.slices.model import Slice
 
@@ -51,6 +52,28 @@ class Variable:
     def is_secret(self) -> bool:
         return isinstance(self.value, Secret)
 
+
+@dataclass(frozen=True)
+class Overrides:
+    """The personal overrides one slice gets from devslice.local.yaml, and why."""
+
+    env: dict[str, str]  # applied to this slice; empty when none are
+    source: str  # the file's name, shown as the overrides' source
+    note: str | None = None  # what `env --explain` says about the file, when there is one
+
+
+def overrides_for(local: LocalOverrides | None, path: Path, handle: str) -> Overrides:
+    """The overrides of ``local`` that slice ``handle`` gets: all of them when the file names
+    this slice, none otherwise (issue 11: aa's override must not reach bb's services)."""
+    if local is None or not local.env:
+        return Overrides({}, path.name)
+    keys = ", ".join(sorted(local.env))
+    if local.slice == handle:
+        return Overrides(dict(local.env), path.name,
+                         f"{path.name} names slice {handle}: its overrides apply ({keys})")
+    return Overrides({}, path.name,
+                     f"{path.name} names slice {local.slice}, not {handle}: its overrides "
+                     f"({keys}) were not applied to {handle}")
 
 
 def slice_variables(

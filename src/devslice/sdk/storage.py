@@ -221,6 +221,22 @@ def _connection_settings(cs: str) -> dict[str, str]:
     return {k.strip().upper(): v.strip() for k, v in pairs}
 
 
+def accounts_addressed(connection_string: str) -> dict[str, str | None]:
+    """The accounts a storage connection string addresses, by setting (``AccountName``,
+    ``BlobEndpoint``, ...; None for an endpoint that does not say, a custom domain). Raises
+    :class:`ContractError` for a malformed string, never echoing it."""
+    settings = _connection_settings(connection_string)
+    if settings.get("USEDEVELOPMENTSTORAGE", "").lower() == "true":
+        return {"UseDevelopmentStorage": "devstoreaccount1"}
+    out: dict[str, str | None] = {}
+    if settings.get("ACCOUNTNAME"):
+        out["AccountName"] = settings["ACCOUNTNAME"]
+    for service in ("Blob", "Queue"):
+        if settings.get(f"{service.upper()}ENDPOINT"):
+            out[f"{service}Endpoint"] = account_of(settings[f"{service.upper()}ENDPOINT"])
+    return out
+
+
 def _signer(credential: Any) -> str | None:
     """The account a shared-key credential signs as (None for tokens and SAS)."""
     if isinstance(credential, dict):
