@@ -27,7 +27,7 @@ eventHubs:
 
 def claim_all(config: Path, extra_env: dict[str, str]) -> list[tuple[int, str, str]]:
     go = config.parent / "go"
-    env = {**os.environ, **extra_env, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, **extra_env, "PYTHONPATH": os.pathsep.join((str(REPO / "src"), str(REPO)))}
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.claim_worker", str(config), f"Dev{i} Person{i}",
