@@ -60,7 +60,8 @@ class WriterQueue:
         self.path = Path(path)
 
     def tickets(self) -> int:
-        """How many tickets were ever handed out (for tests and `ledger check`)."""
+        """How many tickets were ever handed out (for tests watching from another process:
+        closing any descriptor of the file drops this process's POSIX locks on it)."""
         try:
             data = self.path.read_bytes()[: COUNTER.size]
         except FileNotFoundError:

@@ -61,7 +61,7 @@ DAMAGED_HINT = ("restore the file from a backup, or move it aside to start an em
 class SqliteLedger(Ledger):
     shared = False  # a file on this machine: no other machine sees its claims
 
-    def __init__(self, path: Path, team: str, handles: HandleRule | None = None,
+    def __init__(self, path: Path, team: str, *, handles: HandleRule | None = None,
                  busy_timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.team = team
