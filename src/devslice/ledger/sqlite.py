@@ -153,6 +153,7 @@ class SqliteLedger(Ledger):
         expected = {"apiVersion": API_VERSION, "kind": KIND, "team": self.team}
         for key, value in expected.items():
             if meta.get(key) != value:
+                self._intact_or_damaged(conn)  # a garbled meta page is damage, not a stranger
                 other = "team" if key == "team" else "tool or version"
                 raise self._foreign(f"holds {key} {meta.get(key)!r}, expected {value!r}; it "
                                     f"belongs to another {other}")
@@ -291,12 +292,14 @@ class SqliteLedger(Ledger):
     def _verify(self, conn: sqlite3.Connection) -> None:
         """``PRAGMA quick_check`` once per connection before writing: a damaged file is
         reported, never written into (issue 12: writes went into a garbled file)."""
-        if self._intact:
-            return
+        if not self._intact:
+            self._intact_or_damaged(conn)
+            self._intact = True
+
+    def _intact_or_damaged(self, conn: sqlite3.Connection) -> None:
         bad = [row for (row,) in conn.execute("PRAGMA quick_check(5)") if row != "ok"]
         if bad:
             raise self._damaged(Exception("PRAGMA quick_check: " + "; ".join(bad)))
-        self._intact = True
 
     def transact(self, operation: Callable[[LedgerState], Transition[T]]) -> Transition[T]:
         with self._errors():
