@@ -10,7 +10,10 @@ from pathlib import Path
 from devslice.config import Environment, parse_config
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+# the steering repo's shared/ sits beside the main checkout (../shared), two levels up from a
+# worktree (wt/NAME)
+SHARED = next((p for p in (REPO.parent / "shared", REPO.parent.parent / "shared")
+               if p.is_dir()), REPO.parent / "shared")
 
 BASE = """\
 apiVersion: devslice.dev/v1alpha1

@@ -155,7 +155,8 @@ def test_secret_ref_needs_exactly_one_source() -> None:
 def test_bad_duration() -> None:
     (msg,) = errors(BASE + "slices:\n  ttl:\n    ci: 4 hours\n")
     assert msg == ("devslice.yaml:6:9: slices.ttl.ci: '4 hours' is not a duration: expected a "
-                   "number and a unit (s, m, h, d, w), for example 30m, 4h, 2d or 1h30m")
+                   "number and a unit (s, m, h, d, w), for example 30m, 4h, 2d or 1h30m, or "
+                   "whole seconds")
 
 
 def test_unknown_ledger_backend() -> None:

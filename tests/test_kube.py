@@ -21,6 +21,7 @@ from devslice.adapters.kube import (
     Kube,
     KubeConfigError,
     KubeConflict,
+    KubeForbidden,
     KubeUnknownKind,
     KubeUnreachable,
     RolloutFailed,
@@ -48,7 +49,7 @@ from devslice.resources.manifests import (
     workload_namespaces,
 )
 from devslice.secrets import Secret
-from devslice.testing.kubeapi import FakeKubeAPI
+from devslice.testing.kubeapi import FakeKubeAPI, Rule
 
 HANDLE = "ab"
 SECRET_VALUE = "Endpoint=sb://team.servicebus.windows.net/;SharedAccessKey=s3cr3t-k3y"
@@ -606,9 +607,8 @@ def test_a_context_that_is_not_allowed_is_refused(tmp_path: Path) -> None:
         kube_target(KubeSettings(), HANDLE, "aks-dev-westeu")
     with pytest.raises(ContextRefused, match="no kube context"):
         kube_target(settings, HANDLE, None)
-    with pytest.raises(ConfigError, match="namespaceTemplate"):
-        kube_target(KubeSettings(allowed_contexts=["c"], namespace_template="Dev_{slice}"),
-                    HANDLE, "c")
+    with pytest.raises(ValueError, match="'Dev_ab' is not a valid namespace"):
+        KubeSettings(allowed_contexts=["c"], namespace_template="Dev_{slice}")  # at load
 
     target = kube_target(settings, HANDLE, "aks-dev-westeu", team="company1")
     assert (target.context, target.namespace) == ("aks-dev-westeu", "dev-ab")
@@ -692,8 +692,8 @@ def test_fields_owned_by_someone_else_conflict_unless_forced(api: FakeKubeAPI,
     api.apply(deployment("orders", "orders:1", replicas=3), manager="kubectl-edit")
     with pytest.raises(KubeConflict) as err:
         kube.apply(deployment("orders", "orders:1", replicas=1))
-    assert 'conflict with "kubectl-edit"' in str(err.value)
-    assert "force" in (err.value.hint or "")
+    assert err.value.fields == ((".spec.replicas", '"kubectl-edit"'),)
+    assert "--force-conflicts" in (err.value.hint or "")
     live = kube.apply(deployment("orders", "orders:1", replicas=1), force=True)
     assert live["spec"]["replicas"] == 1
     assert api.requests[-1].params == {"force": "true", "fieldManager": "devslice"}
@@ -729,3 +729,178 @@ def test_a_kind_the_cluster_does_not_serve_names_its_crd(tmp_path: Path, kube: K
     with pytest.raises(KubeUnknownKind, match="serves no kind Widget") as err:
         ManifestsResource(layer, tmp_path, kube, HANDLE).plan()
     assert "CustomResourceDefinition" in (err.value.hint or "")
+
+
+# -- issue 13: where the fake hid real failures --------------------------------------------------
+
+def test_kubectl_apply_leaves_update_managers_whose_fields_conflict(api: FakeKubeAPI,
+                                                                     kube: Kube) -> None:
+    # a team moving from client-side `kubectl apply`: the object exists, created by POST
+    api.create(deployment("orders", "orders:1", replicas=3), manager="kubectl-client-side-apply")
+    live = api.get("apps/v1", "Deployment", "orders", "default")
+    assert live is not None
+    [entry] = live["metadata"]["managedFields"]
+    assert (entry["manager"], entry["operation"]) == ("kubectl-client-side-apply", "Update")
+    assert "f:replicas" in entry["fieldsV1"]["f:spec"]
+    containers_v1 = entry["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+    assert set(containers_v1['k:{"name":"orders"}']) >= {".", "f:image", "f:name"}
+
+    # the same values are shared, not a conflict
+    kube.apply(deployment("orders", "orders:1", replicas=3))
+    # a different one is Kubernetes' 409, in its words
+    api.clear_requests()
+    with pytest.raises(KubeConflict) as err:
+        kube.apply(deployment("orders", "orders:2", replicas=1))
+    status = json.loads(api.handle("PATCH", api.requests[-1].line.split(" ", 1)[1],
+                                   "application/apply-patch+yaml", api.requests[-1].body)[2])
+    assert status["message"] == (
+        'Apply failed with 2 conflicts: conflicts with "kubectl-client-side-apply" using '
+        'apps/v1:\n- .spec.replicas\n- .spec.template.spec.containers[name="orders"].image')
+    assert status["details"]["causes"][0] == {
+        "reason": "FieldManagerConflict", "field": ".spec.replicas",
+        "message": 'conflict with "kubectl-client-side-apply" using apps/v1'}
+    text = str(err.value)
+    assert "2 fields already belong to another field manager (kubectl-client-side-apply)" in text
+    assert '.spec.template.spec.containers[name="orders"].image (owned by ' \
+           '"kubectl-client-side-apply" using apps/v1)' in text
+    assert "devslice up --force-conflicts" in (err.value.hint or "")
+
+    # forced: devslice owns them now, the other manager keeps the rest
+    kube.apply(deployment("orders", "orders:2", replicas=1), force=True)
+    live = api.get("apps/v1", "Deployment", "orders", "default")
+    assert live is not None and live["spec"]["replicas"] == 1
+    owners = {e["manager"]: e["fieldsV1"] for e in live["metadata"]["managedFields"]}
+    assert "f:replicas" in owners["devslice"]["f:spec"]
+    assert "f:replicas" not in owners["kubectl-client-side-apply"]["f:spec"]
+    assert "f:progressDeadlineSeconds" in owners["kubectl-client-side-apply"]["f:spec"]
+
+
+def test_lists_merge_by_key_as_kubernetes_merges_them(api: FakeKubeAPI, kube: Kube) -> None:
+    kube.apply(deployment("orders", "orders:1"))
+    # someone adds an env var and a port with `kubectl patch` (strategic merge: an Update)
+    patch = {"spec": {"template": {"spec": {"containers": [
+        {"name": "orders", "env": [{"name": "DEBUG", "value": "1"}],
+         "ports": [{"containerPort": 9090}]}]}}}}
+    code, _, _ = api.handle("PATCH", "/apis/apps/v1/namespaces/default/deployments/orders"
+                            "?fieldManager=kubectl-patch", "application/strategic-merge-patch+json",
+                            json.dumps(patch).encode())
+    assert code == 200
+    # devslice changes the image: no conflict, and the other manager's entries stay
+    obj = deployment("orders", "orders:2")
+    obj["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "envoy:1"})
+    kube.apply(obj)
+    live = api.get("apps/v1", "Deployment", "orders", "default")
+    assert live is not None
+    by_name = containers(live)
+    assert by_name["orders"]["image"] == "orders:2"
+    assert by_name["orders"]["env"] == [{"name": "DEBUG", "value": "1"}]
+    assert by_name["orders"]["ports"] == [{"containerPort": 9090}]
+    assert by_name["sidecar"]["image"] == "envoy:1"
+    # a field devslice stops applying goes, unless another manager has it
+    kube.apply(deployment("orders", "orders:2"))
+    live = api.get("apps/v1", "Deployment", "orders", "default")
+    assert live is not None and set(containers(live)) == {"orders"}
+    assert containers(live)["orders"]["env"] == [{"name": "DEBUG", "value": "1"}]
+
+
+def namespace_scoped(api: FakeKubeAPI, namespace: str = "dev-ab") -> None:
+    """A developer of a shared cluster: everything in their namespace, nothing beyond."""
+    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    api.restrict([Rule(namespaces=(namespace,))], user="dev@company1")
+
+
+def test_namespace_scoped_rights_are_enough_for_the_kube_runtime(
+        project: Path, api: FakeKubeAPI, kube: Kube) -> None:
+    # the cluster's admins installed Traefik's CRDs (a kind no other test has taught
+    # lightkube's process-wide registry)
+    def renamed(text: str) -> str:
+        return text.replace("Middleware", "ServersTransport").replace(
+            "middlewares", "serverstransports").replace("middleware", "serverstransport")
+
+    api.apply(yaml_doc(renamed(CRD)))
+    (project / "deploy/platform/00-crd.yaml").unlink()
+    (project / "deploy/platform/middleware.yml").write_text(renamed(MIDDLEWARE))
+    namespace_scoped(api)
+    objects = slice_objects()
+    layers = manifest_resources([PLATFORM, SERVICES], project, kube, HANDLE,
+                                after=("slice-config",), images=IMAGES, namespace="dev-ab")
+    resources: list[Resource] = [SliceConfigResource(kube, objects, ["dev-ab"], HANDLE),
+                                 *layers]
+    up(resources)
+    assert api.get("traefik.io/v1alpha1", "ServersTransport", "strip-api", "dev-ab") is not None
+    assert api.get("apps/v1", "Deployment", "orders", "dev-ab") is not None
+    assert not [r for r in api.requests if "customresourcedefinitions" in r.path]
+    assert make_plan(resources).empty
+
+
+def test_a_403_names_the_verb_the_resource_and_the_namespace(api: FakeKubeAPI,
+                                                             kube: Kube) -> None:
+    namespace_scoped(api)
+    api.restrict([Rule(verbs=("get", "list"), namespaces=("dev-ab",))])
+    obj = deployment("orders", "orders:1")
+    obj["metadata"]["namespace"] = "dev-ab"
+    with pytest.raises(KubeForbidden) as err:
+        kube.apply(obj)
+    assert "applying Deployment orders: forbidden: kube context fake may not patch " \
+           "deployments.apps in namespace dev-ab" in str(err.value)
+    assert (err.value.verb, err.value.resource, err.value.namespace) == (
+        "patch", "deployments.apps", "dev-ab")
+    assert "kubectl auth can-i patch deployments.apps -n dev-ab" in (err.value.hint or "")
+    # the fake answers as RBAC does
+    status = json.loads(api.handle("GET", "/apis/apiextensions.k8s.io/v1/"
+                                   "customresourcedefinitions", None, b"")[2])
+    assert status["code"] == 403 and status["reason"] == "Forbidden"
+    assert status["message"] == (
+        'customresourcedefinitions.apiextensions.k8s.io is forbidden: User "dev@company1" '
+        'cannot list resource "customresourcedefinitions" in API group "apiextensions.k8s.io"'
+        " at the cluster scope")
+
+
+def test_a_terminating_namespace_is_waited_for_then_made_again(tmp_path: Path) -> None:
+    with FakeKubeAPI(terminating_reads=2) as api:
+        client = Client(KubeConfig.from_dict(api.kubeconfig()), trust_env=False)
+        kube = Kube(client)
+        config = SliceConfigResource(kube, slice_objects(), ["dev-ab"], HANDLE)
+        up([config])
+        kube.delete("Namespace", "dev-ab")  # someone deletes the slice's namespace
+        # nothing new may be made there while it terminates, as for real
+        with pytest.raises(KubeForbidden) as err:
+            kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "x", "namespace": "dev-ab"}})
+        assert err.value.terminating
+        assert "unable to create new content in namespace dev-ab because it is being " \
+               "terminated" in str(err.value)
+        plan = make_plan([config])
+        assert plan.changes[0].reason == (
+            "namespace dev-ab: being deleted (Terminating); wait until it is gone, then create it")
+        up([config])
+        assert api.get("v1", "Secret", "devslice-ab", "dev-ab") is not None
+        assert make_plan([config]).empty
+        client.close()
+
+
+def test_rollout_waits_are_not_fooled_by_the_old_replica_sets_pods(api: FakeKubeAPI,
+                                                                   kube: Kube) -> None:
+    api.rollout("orders", fail="CrashLoopBackOff", logs=["panic: bad config"])
+    kube.apply(deployment("orders", "orders:1"))
+    with pytest.raises(RolloutFailed):
+        kube.wait_rollout("orders", "default", interval=0)
+    # the fix rolls out: its pods start while the old, crashing one still runs beside them
+    api.rollout("orders", reads_until_ready=3, now=False)
+    kube.apply(deployment("orders", "orders:2"))
+    pods = api.objects("Pod")
+    assert len(pods) == 2 and len({p["metadata"]["labels"]["pod-template-hash"]
+                                   for p in pods}) == 2
+    assert len(api.objects("ReplicaSet")) == 2
+    seen: list[str] = []
+    status = kube.wait_rollout("orders", "default", interval=0, on_progress=seen.append)
+    assert status.done
+    assert "deployment orders: 1 old replicas are pending termination" in seen
+    assert [p["spec"]["containers"][0]["image"] for p in api.objects("Pod")] == ["orders:2"]
+
+
+def yaml_doc(text: str) -> dict[str, Any]:
+    import yaml
+
+    doc: dict[str, Any] = yaml.safe_load(text)
+    return doc

@@ -63,7 +63,10 @@ def test_the_fake_serves_leases_with_create_and_replace(api: FakeKubeAPI) -> Non
     stale = {**body, "metadata": {"name": "x", "resourceVersion": "0"}}
     code, _, out = api.handle("PUT", f"{path}/x", "application/json", json.dumps(stale).encode())
     assert code == 409 and json.loads(out)["reason"] == "Conflict"
-    fresh = {**body, "metadata": {"name": "x", "resourceVersion": rv}}
+    # a replace that changes something moves the resourceVersion (a no-op one does not, as
+    # the real store skips writing identical bytes)
+    fresh = {**body, "metadata": {"name": "x", "resourceVersion": rv},
+             "spec": {"holderIdentity": "b"}}
     code, _, out = api.handle("PUT", f"{path}/x", "application/json", json.dumps(fresh).encode())
     assert code == 200 and json.loads(out)["metadata"]["resourceVersion"] != rv
 

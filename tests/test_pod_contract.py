@@ -303,10 +303,11 @@ def test_an_issue_found_after_loading_points_at_its_own_list_item(tmp_path: Path
         ConfigIssue(where, None, None, "images[name=orders].context", "x"),
         ConfigIssue(where, None, None, "images[1].context", "x"),
         ConfigIssue(where, None, None, "images[0].context", "x"),
-        # a key the file does not write: no line rather than a wrong one
+        # a section the file does not write at all: the document (1:1), as for a missing
+        # required key, so that every config error has a line (issue 12)
         ConfigIssue(where, None, None, "containers.mongodb", "x"),
         # a relative path may be another file than the one loaded
-        ConfigIssue("devslice.yaml", None, None, "images", "x")])] == [7, 7, 5, None, None]
+        ConfigIssue("devslice.yaml", None, None, "images", "x")])] == [7, 7, 5, 1, None]
 
 
 @pytest.mark.parametrize(("template", "pods"), [

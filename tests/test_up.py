@@ -177,7 +177,7 @@ def test_down_stops_and_status_says_so_then_destroy(world: World,
     assert run(["down"]) == 0
     assert ["cluster", "stop", "devslice"] in world.k3d_calls()
     capsys.readouterr()
-    assert run(["status", "--json"]) == 0
+    assert run(["status", "--json"]) == 1  # not ready: exit 1
     rows = {r["resource"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["cluster"]["ready"] is False and "start" in rows["cluster"]["detail"]
     assert rows["registry"]["ready"] is True
@@ -197,7 +197,7 @@ def test_the_laptop_sleep_bug_is_seen_and_repaired(world: World,
                       "metadata": {"name": "coredns", "namespace": "kube-system"},
                       "data": {"NodeHosts": "172.18.0.2 k3d-devslice-server-0\n"}})
     capsys.readouterr()
-    assert run(["status", "--json"]) == 0
+    assert run(["status", "--json"]) == 1  # not ready: exit 1
     rows = {r["resource"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["host-dns"]["ready"] is False
     assert "host.k3d.internal is missing from CoreDNS NodeHosts" in rows["host-dns"]["detail"]

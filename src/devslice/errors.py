@@ -9,7 +9,8 @@ are translated where they cross into devslice (``raise LedgerUnreachable(...) fr
     ├── SliceError
     │   ├── InvalidHandle      a handle breaks the naming rules
     │   ├── SliceNotFound      no live slice has that handle
-    │   └── SliceConflict      the handle is held by someone else
+    │   ├── SliceConflict      the handle is held by someone else
+    │   └── SliceBusy          another `up`/`down` acts on the slice's processes (exit 75)
     ├── CapacityError          no namespace has room for the partitions asked for
     ├── LedgerError
     │   ├── LedgerUnreachable  the ledger cannot be reached or opened
@@ -105,6 +106,10 @@ class SliceNotFound(SliceError):
 
 class SliceConflict(SliceError):
     pass
+
+
+class SliceBusy(SliceError):
+    exit_code = 75  # EX_TEMPFAIL: try again later
 
 
 class CapacityError(DevsliceError):

@@ -388,9 +388,10 @@ class Docker:
         what = f"docker push {repository}:{tag}"
         with self._translate(what):
             # An empty auth header: Docker Engine 28.3.3+ refuses a push without one, even to
-            # a registry that needs no login (moby issue 50614).
+            # a registry that needs no login (moby issue 50614); `docker login`'s credentials
+            # where there are some (cluster.kube.registry, e.g. ACR after `az acr login`).
             stream = self.client.api.push(repository, tag=tag, stream=True, decode=True,
-                                          auth_config={})
+                                          auth_config=_login_for(repository))
             aux = self._progress(what, stream)
         return str(aux["Digest"]) if "Digest" in aux else None
 
@@ -519,3 +520,14 @@ def _successfully_built(lines: deque[str]) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+def _login_for(repository: str) -> dict[str, Any]:
+    """The credentials `docker login` stored for a repository's registry, or none."""
+    from docker import auth
+
+    registry, _ = auth.resolve_repository_name(repository)
+    try:
+        return dict(auth.load_config().resolve_authconfig(registry) or {})
+    except Exception:  # a broken credential helper: push without, the engine says why
+        return {}

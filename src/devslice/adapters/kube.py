@@ -19,6 +19,7 @@ raise becomes a :class:`KubeError` here, with a hint.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -48,6 +49,7 @@ from devslice.errors import DevsliceError
 FIELD_MANAGER = "devslice"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 SLICE_LABEL = "devslice.dev/slice"
+REVISION = "deployment.kubernetes.io/revision"  # on a Deployment and its ReplicaSets
 
 # Kinds searched for objects to prune. kubectl's default `apply --prune` allowlist
 # (kubectl/pkg/cmd/apply/prune.go) minus legacy kinds (Endpoints, ReplicationController) and
@@ -103,11 +105,20 @@ class KubeNotFound(KubeApiError):
 
 
 class KubeForbidden(KubeApiError):
-    pass
+    """403: RBAC (``verb``, ``resource`` and ``namespace`` say what was refused; namespace None
+    is the cluster scope), or new content in a namespace being deleted (``terminating``)."""
+
+    verb: str | None = None
+    resource: str | None = None
+    namespace: str | None = None
+    terminating: bool = False
 
 
 class KubeConflict(KubeApiError):
-    pass
+    """409: ``fields`` lists (field path, manager) another field manager owns (an apply
+    conflict); empty for a create or replace that lost a race."""
+
+    fields: tuple[tuple[str, str], ...] = ()
 
 
 class KubeInvalid(KubeApiError):
@@ -280,7 +291,7 @@ class Kube:
                 return resource_registry.load(api_version, kind)
             except LoadResourceError:
                 pass
-        self._load_cluster_crds()
+        self._discover(api_version)
         found = get_generic_resource(api_version, kind)
         if found is None:
             raise KubeUnknownKind(
@@ -289,10 +300,47 @@ class Kube:
                      "the same one), or check the apiVersion")
         return found
 
-    def _load_cluster_crds(self) -> None:
-        with self._translated("listing CustomResourceDefinitions"):
-            crds = [c.to_dict() for c in self.client.list(CustomResourceDefinition)]
+    def _discover(self, api_version: str) -> None:
+        """Learn the kinds a group version serves from API discovery (``GET /apis/G/V``),
+        which every signed-in user may read (the system:discovery role). Listing the
+        cluster's CRDs instead needs cluster-wide rights a namespace-scoped developer on a
+        shared cluster lacks; it is the fallback only where discovery cannot be read."""
+        group, _, version = api_version.rpartition("/")
+        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        try:
+            # lightkube has no public call for discovery: its httpx client, which carries the
+            # kubeconfig's server and credentials, does the GET
+            http = self.client._client._client
+        except AttributeError:
+            http = None
+        if http is not None:
+            with self._translated(f"reading API discovery for {api_version}"):
+                response = http.get(path)
+                if response.status_code == 404:
+                    return  # the group version is not served
+                if response.status_code not in (401, 403):
+                    response.raise_for_status()
+                    self._learn_discovery(group, version, response.json())
+                    return
+        try:
+            with self._translated("listing CustomResourceDefinitions"):
+                crds = [c.to_dict() for c in self.client.list(CustomResourceDefinition)]
+        except KubeForbidden:
+            return  # neither may be read: the kind stays unknown, with its hint
         self.learn(crds)
+
+    def _learn_discovery(self, group: str, version: str, listing: Mapping[str, Any]) -> None:
+        with self._lock:
+            for r in listing.get("resources") or []:
+                name = str(r.get("name", ""))
+                if not group or "/" in name or not r.get("kind"):
+                    continue  # built-in groups are known; subresources are not kinds
+                create = create_namespaced_resource if r.get("namespaced") else \
+                    create_global_resource
+                try:
+                    create(group, version, r["kind"], name)
+                except ValueError:
+                    continue  # already known under another plural
 
     def learn(self, objects: Iterable[Mapping[str, Any]]) -> None:
         """Serve the kinds that CustomResourceDefinitions among ``objects`` define."""
@@ -340,12 +388,16 @@ class Kube:
         return _as_dict(obj, api_version, kind)
 
     def list_managed(self, namespace: str | None, selector: Mapping[str, str],
-                     kinds: Iterable[tuple[str, str]] = PRUNE_KINDS) -> list[dict[str, Any]]:
+                     kinds: Iterable[tuple[str, str]] = PRUNE_KINDS,
+                     optional: Iterable[tuple[str, str]] = ()) -> list[dict[str, Any]]:
         """Objects devslice manages that match ``selector``, across ``kinds``.
 
         ``namespace`` None searches all namespaces (a developer's own k3d cluster); a shared
-        cluster's slice passes its namespace and only namespaced kinds are searched.
+        cluster's slice passes its namespace and only namespaced kinds are searched. Kinds in
+        ``optional`` are searched only in case: one the user may not list (403) is skipped,
+        as a namespace-scoped Role need not grant every kind.
         """
+        maybe = set(optional)
         labels: dict[str, Any] = {MANAGED_BY: FIELD_MANAGER, **selector}
         out: list[dict[str, Any]] = []
         for api_version, kind in dict.fromkeys(kinds):
@@ -365,6 +417,10 @@ class Kube:
                         found = list(self.client.list(res, labels=labels))
             except KubeNotFound:
                 continue  # its CRD was removed meanwhile
+            except KubeForbidden:
+                if (api_version, kind) in maybe:
+                    continue
+                raise
             out.extend(_as_dict(o, api_version, kind) for o in found)
         return out
 
@@ -406,6 +462,22 @@ class Kube:
                 self.client.delete(res, name, namespace=namespace)
         except KubeNotFound:
             pass
+
+    def wait_deleted(self, api_version: str, kind: str, name: str,
+                     namespace: str | None = None, timeout: float = 120.0,
+                     interval: float = 1.0, sleep: Callable[[float], None] = time.sleep,
+                     on_progress: Callable[[str], None] | None = None) -> None:
+        """Wait until an object is gone (a namespace stays Terminating while its objects are
+        deleted and its finalizers run)."""
+        deadline = time.monotonic() + timeout
+        while self.get(api_version, kind, name, namespace) is not None:
+            if time.monotonic() >= deadline:
+                raise KubeError(f"{kind} {name} was still being deleted after {timeout:.0f}s",
+                                hint=f"kubectl get {kind.lower()} {name} -o yaml shows what "
+                                     "holds it (finalizers, remaining objects)")
+            if on_progress is not None:
+                on_progress(f"{kind.lower()} {name}: waiting until it is deleted")
+            sleep(interval)
 
     def wait_established(self, crd_name: str, timeout: float = 60.0, interval: float = 0.5,
                          sleep: Callable[[float], None] = time.sleep) -> None:
@@ -472,18 +544,46 @@ class Kube:
             if status.message != last and on_progress is not None:
                 on_progress(f"deployment {deployment}: {status.message}")
             last = status.message
-            # logs are read only once it has failed, not on every look
-            problems = (self.pod_problems(namespace, status.selector, log_lines=0)
-                        if status.selector else [])
+            # logs are read only once it has failed, not on every look; the old
+            # ReplicaSet's pods still run during a rollout and are not the new one's problems
+            selector = self._newest_pods(deployment, namespace, status.selector)
+            problems = (self.pod_problems(namespace, selector, log_lines=0)
+                        if selector else [])
             failed = status.failed or any(p.fatal for p in problems)
             if failed or time.monotonic() >= deadline:
                 why = (f": {status.message}" if failed else
                        f" within {timeout:.0f}s: {status.message}")
-                problems = (self.pod_problems(namespace, status.selector)
-                            if status.selector else [])
+                problems = (self.pod_problems(namespace, selector) if selector else [])
                 raise RolloutFailed(f"deployment {deployment} in {namespace} did not roll out"
                                     f"{why}", problems)
             sleep(interval)
+
+    def _newest_pods(self, deployment: str, namespace: str, selector: Mapping[str, str]
+                     ) -> dict[str, str]:
+        """The selector of the pods of a Deployment's newest ReplicaSet (the one whose
+        revision annotation is the Deployment's), as `kubectl rollout status` looks at it;
+        the Deployment's own selector where ReplicaSets cannot be read."""
+        if not selector:
+            return {}
+        from lightkube.resources.apps_v1 import ReplicaSet
+
+        dep = self.get("apps/v1", "Deployment", deployment, namespace) or {}
+        revision = (dep.get("metadata", {}).get("annotations") or {}).get(REVISION)
+        try:
+            with self._translated(f"listing ReplicaSets in {namespace}"):
+                sets = [_as_dict(r, "apps/v1", "ReplicaSet") for r in
+                        self.client.list(ReplicaSet, namespace=namespace, labels=dict(selector))]
+        except KubeForbidden:
+            return dict(selector)
+        owned = [r for r in sets if any(o.get("name") == deployment and o.get("kind") ==
+                                        "Deployment" for o in
+                                        r["metadata"].get("ownerReferences") or [])]
+        newest = next((r for r in owned if (r["metadata"].get("annotations") or {}).get(
+            REVISION) == revision), None) if revision else None
+        template_hash = ((newest or {}).get("metadata", {}).get("labels") or {}).get(
+            "pod-template-hash")
+        return {**selector, "pod-template-hash": template_hash} if template_hash \
+            else dict(selector)
 
     def pod_problems(self, namespace: str, selector: Mapping[str, str],
                      log_lines: int = 20) -> list[PodProblem]:
@@ -559,10 +659,16 @@ _UNREACHABLE_HINT = ("is the cluster running? `devslice status` shows it and `de
                      "starts a k3d cluster; for a shared cluster try `kubectl cluster-info`")
 
 
+_FORBIDDEN = re.compile(r'cannot (?P<verb>\w+) resource "(?P<resource>[^"]+)" in API group '
+                        r'"(?P<group>[^"]*)" (?:in the namespace "(?P<ns>[^"]+)"|at the '
+                        r'cluster scope)')
+
+
 def _api_error(doing: str, exc: ApiError, context: str) -> KubeApiError:
     status = exc.status
     code, reason = int(status.code or 0), str(status.reason or "")
     message = f"{doing}: {status.message or reason or code}"
+    causes = list(getattr(status.details, "causes", None) or [])
     if code == 404:
         return KubeNotFound(message, code=code, reason=reason)
     if code == 401:
@@ -570,17 +676,56 @@ def _api_error(doing: str, exc: ApiError, context: str) -> KubeApiError:
                             "refused; log in again (e.g. az aks get-credentials)", code=code,
                             reason=reason)
     if code == 403:
-        return KubeForbidden(message, hint=f"kube context {context} lacks the rights; ask the "
-                             "cluster's admins for a Role in the slice's namespace", code=code,
-                             reason=reason)
+        return _forbidden(doing, status.message or "", causes, context, code, reason)
     if code == 409:
-        return KubeConflict(message, hint="another field manager owns these fields; apply with "
-                            "force to take them over, or change them back", code=code,
-                            reason=reason)
+        conflicts = tuple((str(c.field), str(c.message).removeprefix("conflict with "))
+                          for c in causes if c.reason == "FieldManagerConflict")
+        if not conflicts:
+            return KubeConflict(message, hint="another client changed it meanwhile; run the "
+                                "command again", code=code, reason=reason)
+        fields = "\n".join(f"  {f} (owned by {m})" for f, m in conflicts)
+        managers = sorted({m.split(" using ")[0].strip('"') for _, m in conflicts})
+        err = KubeConflict(
+            f"{doing}: {len(conflicts)} field{'s' * (len(conflicts) != 1)} already belong"
+            f"{'s' * (len(conflicts) == 1)} to another field manager ({', '.join(managers)}) "
+            f"with a different value:\n{fields}",
+            hint="`devslice up --force-conflicts` makes devslice their manager (as `kubectl "
+                 "apply --server-side --force-conflicts`), which a team moving from `kubectl "
+                 "apply` does once; or change the manifest to the live values",
+            code=code, reason=reason)
+        err.fields = conflicts
+        return err
     if code in (400, 422):
         return KubeInvalid(message, hint="the API server rejected the object; fix the manifest",
                            code=code, reason=reason)
     return KubeApiError(message, code=code, reason=reason)
+
+
+def _forbidden(doing: str, text: str, causes: list[Any], context: str, code: int,
+               reason: str) -> KubeForbidden:
+    if any(c.reason == "NamespaceTerminating" for c in causes):
+        err = KubeForbidden(f"{doing}: {text}", hint="the namespace is being deleted; run "
+                            "`devslice up` again once it is gone (kubectl get namespace shows "
+                            "it Terminating until then)", code=code, reason=reason)
+        err.terminating = True
+        return err
+    m = _FORBIDDEN.search(text)
+    if m is None:
+        return KubeForbidden(f"{doing}: forbidden: {text}", hint=f"kube context {context} "
+                             "lacks the rights; ask the cluster's admins", code=code,
+                             reason=reason)
+    verb, resource, group, ns = m.group("verb", "resource", "group", "ns")
+    what = f"{resource}.{group}" if group else resource
+    where = f"in namespace {ns}" if ns else "at the cluster scope"
+    err = KubeForbidden(
+        f"{doing}: forbidden: kube context {context} may not {verb} {what} {where}",
+        hint=(f"ask the cluster's admins for a Role in {ns} that allows {verb} on {what} "
+              f"(kubectl auth can-i {verb} {what} -n {ns})" if ns else
+              f"this needs cluster-wide rights; ask the cluster's admins, or keep "
+              f"cluster-scoped objects out of the slice's manifests (kubectl auth can-i "
+              f"{verb} {what})"), code=code, reason=reason)
+    err.verb, err.resource, err.namespace = verb, what, ns
+    return err
 
 
 def _container_problem(pod: str, cs: Mapping[str, Any]) -> PodProblem | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -23,8 +23,10 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True,
 
 @contextmanager
 def _resources(state: State, handle: str | None, quiet: bool = False,
-               progress: Any = None) -> Iterator[list[Resource]]:
-    """The slice's resources over real adapters, closed when the command ends."""
+               progress: Any = None, lock: bool | None = None, force_conflicts: bool = False
+               ) -> Iterator[list[Resource]]:
+    """The slice's resources over real adapters, closed when the command ends. With ``lock``
+    (False: wait for it, True: fail if busy), the local runtime's slice lock is held."""
     from devslice.engine.environment import Tools, build, runtime
 
     project = state.project()
@@ -34,9 +36,31 @@ def _resources(state: State, handle: str | None, quiet: bool = False,
         console().print(f"[dim]runtime {chosen}: {why}[/]", highlight=False)
     tools = Tools.real(project, chosen)
     try:
-        yield build(project, handle, tools, chosen, progress)
+        with ExitStack() as held:
+            if lock is not None and chosen == "local":
+                from devslice.local.runtime import slice_lock
+
+                held.enter_context(slice_lock(project, handle, "devslice up", lock,
+                                              _waiting(progress)))
+            yield build(project, handle, tools, chosen, progress,
+                        force_conflicts=force_conflicts)
     finally:
         tools.close()
+
+
+def _waiting(progress: Any = None) -> Callable[[str], None]:
+    """Where to say whom a busy slice waits for: the live view's row, or stderr."""
+    from devslice.cli.output import err_console
+
+    if progress is not None:
+        return lambda line: progress("local", line)
+    return lambda line: err_console().print(line, markup=False, highlight=False)
+
+
+BUSY_OPTION = click.option(
+    "--fail-if-busy", is_flag=True,
+    help="When another `up` or `down` of the slice runs (local runtime), fail with exit code "
+    "75 instead of waiting for it.")
 
 
 @contextmanager
@@ -78,17 +102,26 @@ def plan(state: State, handle: str | None, as_json: bool) -> None:
 @click.command()
 @SLICE_OPTION
 @JSON_OPTION
+@BUSY_OPTION
+@click.option("--force-conflicts", is_flag=True,
+              help="Take over manifest fields another field manager owns (e.g. after "
+                   "`kubectl apply`), as kubectl apply --server-side --force-conflicts.")
 @pass_state
-def up(state: State, handle: str | None, as_json: bool) -> None:
+def up(state: State, handle: str | None, as_json: bool, fail_if_busy: bool,
+       force_conflicts: bool) -> None:
     """Bring the slice's environment up: registry, cluster, images, slice config, manifests.
 
     Independent steps run in parallel; each re-reads the world just before it acts, so a
-    second `up` on an unchanged environment changes nothing.
+    second `up` on an unchanged environment changes nothing. On the local runtime one `up`
+    or `down` of a slice runs at a time: a second waits for the first (and then finds
+    nothing to do), or with --fail-if-busy exits with code 75.
 
     \b
     Examples:
       devslice up
       devslice up --json          # one JSON event per line, for CI
+      devslice up --fail-if-busy  # exit 75 if another up/down of the slice runs
+      devslice up --force-conflicts   # manifests take fields `kubectl apply` set before
     """
     from devslice.cli.progress import JsonEvents, LiveSteps, print_breakdown
     from devslice.engine import Executor
@@ -97,12 +130,15 @@ def up(state: State, handle: str | None, as_json: bool) -> None:
     if as_json:
         events = JsonEvents()
         with _resources(state, handle, quiet=True, progress=lambda key, line: events.line(
-                {"event": "progress", "resource": key, "line": line})) as resources:
+                {"event": "progress", "resource": key, "line": line}),
+                lock=fail_if_busy, force_conflicts=force_conflicts) as resources:
             reports = Executor(on_event=events).apply(resources)
         events.line({"event": "ready", "seconds": round(time.monotonic() - started, 3),
                      "changes": sum(a.changes for r in reports for a in r.actions)})
         return
-    with LiveSteps() as view, _resources(state, handle, progress=view.progress) as resources:
+    with LiveSteps() as view, _resources(state, handle, progress=view.progress,
+                                         lock=fail_if_busy,
+                                         force_conflicts=force_conflicts) as resources:
         reports = Executor(on_event=view).apply(resources)
     print_breakdown(reports, time.monotonic() - started)
 
@@ -112,11 +148,13 @@ def up(state: State, handle: str | None, as_json: bool) -> None:
 @JSON_OPTION
 @pass_state
 def status(state: State, handle: str | None, as_json: bool) -> None:
-    """Each resource's state: ready, or what it needs and why.
+    """Each resource's state: ready, or what it needs and why. Exits 0 when every resource
+    is ready, 1 when one is not (a service down, crashing or orphaned, a change to apply).
 
     \b
-    Example:
+    Examples:
       devslice status
+      devslice status --json || echo "not ready"
     """
     from rich.markup import escape
     from rich.table import Table
@@ -133,14 +171,16 @@ def status(state: State, handle: str | None, as_json: bool) -> None:
                          or "; ".join(a.reason for a in actions)})
     if as_json:
         print_json(rows)
-        return
-    t = Table(box=None, header_style="bold")
-    for col in ("", "resource", "state"):
-        t.add_column(col)
-    for row in rows:
-        t.add_row("[green]ok[/]" if row["ready"] else "[yellow]![/]", row["resource"],
-                  escape(row["detail"]))
-    console().print(t)
+    else:
+        t = Table(box=None, header_style="bold")
+        for col in ("", "resource", "state"):
+            t.add_column(col)
+        for row in rows:
+            t.add_row("[green]ok[/]" if row["ready"] else "[yellow]![/]", row["resource"],
+                      escape(row["detail"]))
+        console().print(t)
+    if not all(row["ready"] for row in rows):
+        raise click.exceptions.Exit(1)
 
 
 @click.command()
@@ -213,17 +253,21 @@ def _without_docker(actions: Callable[[], list[Any]], names: list[str]) -> list[
 @click.command()
 @SLICE_OPTION
 @JSON_OPTION
+@BUSY_OPTION
 @pass_state
-def down(state: State, handle: str | None, as_json: bool) -> None:
+def down(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) -> None:
     """Stop what `up` started; nothing is deleted (`devslice up` starts it again).
 
     Local processes of the slice are stopped whatever the runtime is now (Docker may have
     started since); a k3d cluster and the containers beside it (emulators, containers:) are
-    stopped; a shared (kube) cluster is left alone.
+    stopped; a shared (kube) cluster is left alone. The emulators the slices of this checkout
+    share stop with the last slice that uses them. Waits for an `up` or `down` of the slice
+    that runs (--fail-if-busy: exit 75 instead).
 
     \b
-    Example:
+    Examples:
       devslice down
+      devslice down --slice cd --fail-if-busy
     """
     from devslice.errors import SliceNotFound
     from devslice.local.runtime import stop_slice
@@ -231,7 +275,8 @@ def down(state: State, handle: str | None, as_json: bool) -> None:
 
     with _tools(state) as (project, tools, chosen):
         try:
-            stopped = stop_slice(project, project.current_handle(handle))
+            current = project.current_handle(handle)
+            stopped = stop_slice(project, current, fail_if_busy, _waiting())
         except SliceNotFound:
             stopped = []
         if chosen == "local" or stopped:

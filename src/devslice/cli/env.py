@@ -104,11 +104,13 @@ def env(state: State, handle: str | None, fmt: str, output: str | None,
     path = Path(output) if output else project.base_dir / ".devslice" / DEFAULT_FILES[fmt].format(
         handle=handle)
     write_private(path, text)
-    console().print(f"wrote {path} (mode 0600, {len(variables)} variables)", style="green")
+    console().print(f"wrote {path} (mode 0600, {len(variables)} variables)", style="green",
+                    markup=False, highlight=False)
 
 
 def _explain(variables: list[Variable]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from devslice.secrets import MASK
 
@@ -119,7 +121,8 @@ def _explain(variables: list[Variable]) -> None:
     t.add_column("source", overflow="fold")
     for v in variables:
         shown = v.value if isinstance(v.value, str) else MASK
-        t.add_row(v.name, shown, v.origin.value, v.source)
+        # Text, not markup: a value such as "[/]" is the team's data (issue 12)
+        t.add_row(*(Text(cell) for cell in (v.name, shown, v.origin.value, v.source)))
     console().print(t)
 
 

@@ -14,8 +14,8 @@ from devslice.cli.output import console, print_json
 def _ttl(value: str | None) -> timedelta | str | None:
     if value is None:
         return "default"
-    if value.lower() in ("none", "never", "0"):
-        return None
+    if value.lower() in ("none", "never"):
+        return None  # 0 is not "never": like every duration, it must be positive
     from devslice.config.duration import parse_duration
 
     try:
@@ -79,7 +79,8 @@ def slice_group() -> None:
 @click.option("--partitions", "-p", type=click.IntRange(1, 32), metavar="K",
               help="Partitions per event hub (default: eventHubs.partitionsPerSlice).")
 @click.option("--ttl", metavar="DURATION",
-              help="Lease length like 4h or 2d; 'none' never expires (default per kind).")
+              help="Lease length like 4h or 2d (at most 365d); 'none' never expires (default "
+              "per kind).")
 @click.option("--owner", help="Who the slice is for (default: $DEVSLICE_OWNER or git email).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_state

@@ -64,6 +64,31 @@ def hub_problems(env: Environment) -> list[tuple[Loc, str]]:
     return issues
 
 
+def distinct_names(names: list[str], rule: str, loc: Loc) -> list[tuple[Loc, str]]:
+    """Each name valid for ``rule`` and listed once, as the service compares names (Event
+    Hubs ignores case, so ``orders`` and ``Orders`` are one event hub), each problem at
+    ``loc[i]``."""
+    issues: list[tuple[Loc, str]] = []
+    seen: dict[str, int] = {}
+    where = ".".join(map(str, loc))
+    for i, name in enumerate(names):
+        problem = RULES[rule].problem(name)
+        if problem:
+            issues.append(((*loc, i), problem))
+            continue
+        key = name.lower() if RULES[rule].ignores_case else name
+        if key in seen:
+            first = names[seen[key]]
+            why = (f"{name!r} is already listed at {where}[{seen[key]}]; list each once"
+                   if name == first else
+                   f"{name!r} and {first!r} at {where}[{seen[key]}] differ only in case, "
+                   f"which the service ignores; list it once")
+            issues.append(((*loc, i), why))
+            continue
+        seen[key] = i
+    return issues
+
+
 def good_hubs(env: Environment) -> list[str]:
     """The hubs :func:`hub_problems` has nothing against, in order."""
     bad = {loc[2] for loc, _ in hub_problems(env)}
@@ -94,10 +119,12 @@ def check(env: Environment) -> list[tuple[Loc, str]]:
     handles = handle_rule(env)
     values = {"team": env.team}
 
-    for i, name in enumerate(env.event_hubs.event_hubs):
-        problem = RULES["eventHub"].problem(name)
-        if problem:
-            issues.append((("eventHubs", "eventHubs", i), problem))
+    issues.extend(distinct_names(env.event_hubs.event_hubs, "eventHub",
+                                 ("eventHubs", "eventHubs")))
+    if env.containers.event_hubs_emulator is not None:
+        issues.extend(distinct_names(env.containers.event_hubs_emulator.consumer_groups,
+                                     "consumerGroup",
+                                     ("containers", "eventHubsEmulator", "consumerGroups")))
     issues.extend(hub_problems(env))
     if len(env.signal_r.hubs) > 1 and "{hub}" not in env.signal_r.hub_template:
         issues.append(
@@ -123,18 +150,27 @@ def check(env: Environment) -> list[tuple[Loc, str]]:
         if not problems:
             good.append(t)
 
-    for a, b in combinations(good, 2):
-        if a.rule != b.rule:
+    # The team's shared event hubs are names too: a per-slice eventHub template must never
+    # produce one of them for any handle (those with problems are reported above).
+    listed = env.event_hubs.event_hubs
+    bad = {loc[2] for loc, _ in distinct_names(listed, "eventHub", ("eventHubs", "eventHubs"))}
+    fixed = [Template(("eventHubs", "eventHubs", i), name, "eventHub")
+             for i, name in enumerate(listed) if i not in bad]
+    for a, b in combinations(fixed + good, 2):
+        if a.rule != b.rule or b in fixed:
             continue
-        example = may_collide(a.template, b.template, handles, values)
+        rule = RULES[b.rule]
+        example = may_collide(a.template, b.template, handles, values, rule.ignores_case)
         if example is not None:
-            where = ".".join(str(p) for p in a.loc)
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in a.loc)[1:]
+            case = (" (the service ignores case)" if rule.ignores_case
+                    and may_collide(a.template, b.template, handles, values) is None else "")
             issues.append(
                 (
                     b.loc,
-                    f"{b.template!r} can produce the same {RULES[b.rule].label} as "
-                    f"{a.template!r} at {where} (for example {example!r}); make their fixed "
-                    f"parts differ",
+                    f"{b.template!r} can produce the same {rule.label} as "
+                    f"{a.template!r} at {where}{case} (for example {example!r}); make their "
+                    f"fixed parts differ",
                 )
             )
     for ns_index, ns in enumerate(env.event_hubs.namespaces):

@@ -50,12 +50,169 @@ def find_config(explicit: str | os.PathLike[str] | None = None, start: Path | No
     )
 
 
+# Limits for files anyone with commit rights writes (issue 12): a config is a few hundred
+# values a few levels deep, so these refuse only what no config needs, before Python's own
+# recursion limit or an alias bomb (billion laughs) is reached.
+MAX_DEPTH = 50
+MAX_VALUES = 20_000
+# The YAML tags a config may use: the core schema's, written or implied. Anything else
+# (!!python/..., !!set, !!binary, local tags) means the file is not a devslice config.
+_TAGS = {f"tag:yaml.org,2002:{t}" for t in
+         ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")}
+
+
+def read_config_text(path: Path) -> str:
+    """A config file's text: UTF-8 (a leading byte order mark is dropped), else a located
+    error at the first byte that is not."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(path), None, None, "",
+                                       f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        column = len(data[start:exc.start].decode("utf-8", errors="replace")) + 1
+        raise ConfigError([ConfigIssue(
+            str(path), line, column, "", f"not UTF-8 text: byte 0x{data[exc.start]:02x} "
+            "cannot start or continue a character")], hint="save the file as UTF-8") from None
+
+
+def _issue(path: str, mark: Any, message: str) -> ConfigError:
+    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    return ConfigError([ConfigIssue(path, line, column, "", message)])
+
+
+def _offset_issue(path: str, text: str, offset: int, message: str) -> ConfigError:
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return ConfigError([ConfigIssue(path, line, column, "", message)])
+
+
+def _check_depth(text: str, path: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, at its line and column, before composing.
+
+    Composing a document 1,000 levels deep raises RecursionError, and ruamel's scanner
+    slows down with the square of the flow nesting (1,000 ``[`` take seconds), so brackets
+    are counted first, cheaply; only where they pass the limit are the YAML tokens read (of
+    that prefix alone), which decides: a bracket inside a scalar or comment is no nesting.
+    Block nesting (by indentation) is found when composing fails: see :func:`_yaml_load`.
+    """
+    depth = 0
+    for i, c in enumerate(text):
+        if c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                _check_depth_tokens(text[: i + 1], path)
+                return
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+
+
+def _check_depth_tokens(text: str, path: str) -> None:
+    from ruamel.yaml import YAML, tokens
+    from ruamel.yaml.error import YAMLError
+
+    opening = (tokens.BlockMappingStartToken, tokens.BlockSequenceStartToken,
+               tokens.FlowMappingStartToken, tokens.FlowSequenceStartToken)
+    closing = (tokens.BlockEndToken, tokens.FlowMappingEndToken, tokens.FlowSequenceEndToken)
+    depth = 0
+    try:
+        for token in YAML(typ="rt").scan(text):
+            if isinstance(token, opening):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _issue(path, token.start_mark, _TOO_DEEP)
+            elif isinstance(token, closing):
+                depth -= 1
+    except YAMLError:
+        return  # not deep, only malformed: composing reports it, located
+
+
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; a devslice config needs a few"
+
+
+def _check_nodes(yaml: Any, root: Any, path: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, tags outside the core schema, scalars that
+    cannot be read as their type (a 13th month, a 5,000-digit number, ``!!int x``),
+    recursive anchors, and aliases that expand to more than MAX_VALUES values (an alias
+    bomb), each at its line and column. Iterative, so nothing here can recurse too deep."""
+    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool, int]] = [(root, False, 0)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, done, depth = stack.pop()
+        if done:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in _children(node))
+            if sizes[id(node)] > MAX_VALUES:
+                raise _issue(path, node.start_mark, f"expands to more than {MAX_VALUES} values "
+                             "through anchors and aliases; write the values out instead")
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in open_nodes:
+            raise _issue(path, node.start_mark, "an anchor refers to itself (a recursive "
+                         "alias); a config cannot hold a value inside itself")
+        tag = str(node.tag)
+        if tag not in _TAGS:
+            raise _issue(path, node.start_mark, f"the tag {tag!r} is not used in devslice "
+                         "config: write plain values, lists and mappings")
+        if isinstance(node, ScalarNode):
+            if tag == "tag:yaml.org,2002:int" and len(node.value) > 100:
+                raise _issue(path, node.start_mark, f"a number of {len(node.value)} digits is "
+                             "too large")
+            if tag != "tag:yaml.org,2002:merge":
+                try:
+                    yaml.constructor.construct_object(node, deep=True)
+                except Exception as exc:  # any reason the scalar cannot be read
+                    kind = tag.rsplit(":", 1)[-1]
+                    raise _issue(path, node.start_mark, f"{node.value!r} is not a valid {kind} "
+                                 f"({exc})") from None
+            sizes[id(node)] = 1
+            continue
+        if not isinstance(node, MappingNode | SequenceNode):
+            continue
+        if depth >= MAX_DEPTH:
+            raise _issue(path, node.start_mark, _TOO_DEEP)
+        open_nodes.add(id(node))
+        stack.append((node, True, depth))
+        stack.extend((c, False, depth + 1) for c in _children(node))
+
+
+def _children(node: Any) -> list[Any]:
+    from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
+
+
 def _yaml_load(text: str, path: str) -> Any:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    from ruamel.yaml.reader import ReaderError
 
+    text = text.removeprefix("\ufeff")
+    yaml = YAML(typ="rt")
     try:
-        return YAML(typ="rt").load(text)
+        _check_depth(text, path)
+        try:
+            root = yaml.compose(text)
+        except RecursionError:
+            _check_depth_tokens(text, path)  # nested by indentation: says where
+            raise _issue(path, None, _TOO_DEEP) from None
+        if root is None:
+            return None
+        _check_nodes(yaml, root, path)
+        # one parse: the checked nodes are what the document is built from
+        return yaml.constructor.construct_document(root)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(p for p in (exc.context, exc.problem) if p)
@@ -65,8 +222,11 @@ def _yaml_load(text: str, path: str) -> Any:
             [ConfigIssue(path, mark.line + 1 if mark else None,
                          mark.column + 1 if mark else None, "", f"not valid YAML: {what}")]
         ) from None
+    except ReaderError as exc:
+        raise _offset_issue(path, text, exc.position, f"not valid YAML: character "
+                            f"#x{exc.character:04x} is not allowed ({exc.reason})") from None
     except YAMLError as exc:
-        raise ConfigError([ConfigIssue(path, None, None, "", f"not valid YAML: {exc}")]) from None
+        raise _issue(path, None, f"not valid YAML: {exc}") from None
 
 
 def _position(root: Any, loc: tuple[Any, ...], key: bool = False) -> tuple[int | None, int | None]:
@@ -92,9 +252,9 @@ def _position(root: Any, loc: tuple[Any, ...], key: bool = False) -> tuple[int |
 def locate(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     """The issues with the line and column of their ``where`` (``services[0].run``,
     ``images[name=orders].context``) in their file, where they have none yet: the deepest
-    part of that path the file writes. An issue is left as it was when its file is not
-    absolute, not YAML, or does not write even the first key (a default). Each file is read
-    once."""
+    part of that path the file writes, or the document's start (1:1) when it writes none
+    of it. An issue is left as it was when its file is not absolute or not YAML. Each file
+    is read once."""
     roots: dict[str, Any] = {}
     return [_locate(i, roots) for i in issues]
 
@@ -108,12 +268,13 @@ def _locate(issue: ConfigIssue, roots: dict[str, Any]) -> ConfigIssue:
         return issue
     if issue.path not in roots:
         try:
-            roots[issue.path] = _yaml_load(Path(issue.path).read_text(encoding="utf-8"),
-                                           issue.path)
-        except (OSError, UnicodeDecodeError, ConfigError):
+            roots[issue.path] = _yaml_load(read_config_text(Path(issue.path)), issue.path)
+        except ConfigError:
             roots[issue.path] = None
     node = roots[issue.path]
-    position: tuple[int, int] | None = None
+    # A key the file leaves out altogether belongs to the document: 1:1, as for a missing
+    # required key (issue 12: every config error has a line and column).
+    position = (0, 0) if isinstance(node, CommentedMap) else None
     for name, index in re.findall(r"([^.\[\]]+)|\[([^\]]+)\]", issue.where):
         if isinstance(node, CommentedMap) and name and name in node:
             position, node = node.lc.key(name), node[name]
@@ -187,7 +348,7 @@ def _message(err: dict[str, Any], model: Any) -> str:
         parent = _model_at(model, loc[:-1])
         allowed = sorted((f.alias or n) for n, f in getattr(parent, "model_fields", {}).items())
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        guess = f"; did you mean {close[0]!r}?" if close else ""
+        guess = f"; did you mean {close[0]!r}?" if close else ";"
         return f"unknown key {loc[-1]!r}{guess} expected one of: {', '.join(allowed)}"
     msg = err["msg"]
     from devslice.config.model import SecretRef
@@ -317,7 +478,10 @@ def parse_config(text: str, path: str, model: type[M]) -> M:  # M is a pydantic 
             loc = tuple(err["loc"])
             if err["type"] == "union_tag_invalid":
                 loc = (*loc, "backend")
-            line, col = _position(data, loc, key=err["type"] == "extra_forbidden")
+            on_key = err["type"] == "extra_forbidden"
+            if loc and loc[-1] == "[key]":  # a mapping's key is wrong, not its value
+                loc, on_key = loc[:-1], True
+            line, col = _position(data, loc, key=on_key)
             where = _where(tuple(p for p in loc if p not in ("sqlite", "azureBlob")))
             issues.append(ConfigIssue(path, line, col, where, _message(dict(err), model)))
         issues.sort(key=lambda i: (i.line or 0, i.column or 0))
@@ -336,9 +500,4 @@ def load_config(path: str | os.PathLike[str] | None = None) -> tuple[Environment
     from devslice.config.model import Environment
 
     found = find_config(path)
-    try:
-        text = found.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        issue = ConfigIssue(str(found), None, None, "", f"cannot read: {exc}")
-        raise ConfigError([issue]) from None
-    return parse_config(text, str(found), Environment), found
+    return parse_config(read_config_text(found), str(found), Environment), found

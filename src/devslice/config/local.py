@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from devslice.config.load import LOCAL_FILENAME, parse_config
+from devslice.config.load import LOCAL_FILENAME, parse_config, read_config_text
 from devslice.config.model import EnvMap, Model
 
 
@@ -20,7 +20,9 @@ class LocalOverrides(Model):
 
     api_version: Literal["devslice.dev/v1alpha1"] = Field(alias="apiVersion")
     kind: Literal["LocalOverrides"]
-    slice: str | None = None
+    # A handle's shape (the team's length limits are checked where it is used): it names
+    # files such as .devslice/HANDLE.env, so nothing else may pass (issue 12).
+    slice: str | None = Field(None, pattern=r"^[a-z][a-z0-9]{0,15}$")
     env: EnvMap = Field(default_factory=dict)
 
     def semantic_issues(self) -> list[tuple[tuple[str | int, ...], str]]:
@@ -34,10 +36,4 @@ def load_local(config_dir: Path) -> tuple[LocalOverrides | None, Path]:
     path = config_dir / LOCAL_FILENAME
     if not path.is_file():
         return None, path
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        from devslice.errors import ConfigError, ConfigIssue
-
-        raise ConfigError([ConfigIssue(str(path), None, None, "", f"cannot read: {exc}")]) from None
-    return parse_config(text, str(path), LocalOverrides), path
+    return parse_config(read_config_text(path), str(path), LocalOverrides), path

@@ -15,6 +15,8 @@ from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -28,7 +30,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from devslice.config.duration import format_duration, parse_duration
+from devslice.config.duration import MAX_SECONDS, format_duration, parse_duration
 
 API_VERSION = "devslice.dev/v1alpha1"
 MAX_PARTITIONS = 32  # Event Hubs Standard tier; the emulator allows 1-32 too
@@ -41,14 +43,20 @@ class Model(BaseModel):
 
 
 def _duration(value: object) -> object:
-    if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        raise ValueError(f"{value!r} has no unit: write it as {value}s, {value}m or {value}h")
+    # timedelta: a default, or a model built in Python; everything written goes through the
+    # one parser (floats, booleans, 0 and negatives are refused there)
+    return value if isinstance(value, timedelta) or value is None else parse_duration(value)
+
+
+# What a shell, dotenv and Kubernetes all accept as a variable name (POSIX portable names).
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _variable_name(value: object) -> object:
+    if value is not None and not (isinstance(value, str) and VARIABLE_NAME.fullmatch(value)):
+        raise ValueError(f"{value!r} is not an environment variable name: expected letters, "
+                         "digits and '_', not starting with a digit")
     return value
-
-
-_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _variables(value: object) -> object:
@@ -57,10 +65,7 @@ def _variables(value: object) -> object:
     if not isinstance(value, dict):
         return value
     out: dict[object, object] = {}
-    for key, item in value.items():
-        if not isinstance(key, str) or not _VARIABLE.fullmatch(key):
-            raise ValueError(f"{key!r} is not an environment variable name: expected letters, "
-                             "digits and '_', not starting with a digit")
+    for key, item in value.items():  # keys are checked as VariableName, each at its line
         if isinstance(item, bool):
             item = "true" if item else "false"
         elif isinstance(item, int | float):
@@ -69,21 +74,25 @@ def _variables(value: object) -> object:
     return out
 
 
-EnvMap = Annotated[dict[str, str], BeforeValidator(_variables)]
+# A name devslice writes into shell output (``"${NAME}"``), so nothing else may pass: issue 12.
+VariableName = Annotated[str, BeforeValidator(_variable_name)]
+EnvMap = Annotated[dict[VariableName, str], BeforeValidator(_variables)]
 
 
 Duration = Annotated[
     timedelta,
     BeforeValidator(_duration),
     PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^(\d+[smhdw])+$", "examples": ["4h", "30m"]}),
+    WithJsonSchema({"oneOf": [{"type": "string", "pattern": r"^(\d+[smhdw])+$|^\d+$"},
+                              {"type": "integer", "minimum": 1, "maximum": MAX_SECONDS}],
+                    "examples": ["4h", "30m"]}),
 ]
 
 
 class SecretRef(Model):
     """Where a secret comes from. Secrets are never written inline in devslice.yaml."""
 
-    from_env: str | None = Field(None, description="Name of an environment variable.")
+    from_env: VariableName | None = Field(None, description="Name of an environment variable.")
     from_file: str | None = Field(None, description="Path of a file holding the secret.")
 
     @model_validator(mode="after")
@@ -317,13 +326,83 @@ class ContractSettings(Model):
         return self
 
 
+# -- cluster: values k3d, Docker and Kubernetes refuse are refused here, at load (issue 13) --
+
+# RFC 1123 label: a cluster name becomes hostnames (k3d-NAME-server-0), a layer name a label
+# value and part of a ConfigMap name, a namespace a DNS label; none may end with '-'.
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+# k3d v5's node filter (pkg/util/filter.go NodeFilterRegexp): GROUP[:SUBSET][:SUFFIX]
+K3D_NODE_FILTER = re.compile(r"(?P<group>server|servers|agent|agents|loadbalancer|all)"
+                             r"(?::(?P<subset>(?:\d+,?)+|\d*-\d*|\*))?"
+                             r"(?::(?P<suffix>[A-Za-z]+))?")
+# Docker's port spec as k3d parses it (nat.ParsePortSpec): [IP:][HOST[-HOST]:]PORT[-PORT][/proto]
+_K3D_PORT = re.compile(r"(?:(?:\d{1,3}\.){3}\d{1,3}:)?(?:\d{1,5}(?:-\d{1,5})?:)?"
+                       r"\d{1,5}(?:-\d{1,5})?(?:/(?:tcp|udp|sctp))?")
+_V4_FILTER = re.compile(r"(server|agent|loadbalancer|all)\[(.*)\]")
+
+
+def dns_label(value: str, what: str, max_length: int = 63) -> str:
+    """``value`` if it is an RFC 1123 label, else a ValueError saying why."""
+    if len(value) > max_length or not _DNS_LABEL.fullmatch(value):
+        end = " (it ends with '-')" if value.endswith("-") else \
+            " (it starts with '-')" if value.startswith("-") else ""
+        raise ValueError(f"{value!r} is not a valid {what}{end}: expected lowercase letters, "
+                         f"digits and '-', starting and ending with a letter or digit, at "
+                         f"most {max_length} characters")
+    return value
+
+
+def node_filter(value: str, suffixes: tuple[str, ...] = ()) -> str:
+    """A k3d v5 node filter (``server:0``, ``agent:*``, ``loadbalancer``), else a ValueError
+    naming the v5 spelling of a v4 one (``server[0]``)."""
+    m = K3D_NODE_FILTER.fullmatch(value)
+    if m is None:
+        v4 = _V4_FILTER.fullmatch(value.lstrip("@"))
+        if v4:
+            subset = v4.group(2).replace(":", "-")
+            fix = f"{v4.group(1)}:{subset}" if subset else v4.group(1)
+            raise ValueError(f"node filter {value!r} is k3d v4 syntax, which k3d v5 refuses: "
+                             f"write {fix!r}")
+        raise ValueError(f"{value!r} is not a k3d node filter: expected GROUP[:SUBSET] with "
+                         "GROUP server, agent, loadbalancer or all and SUBSET an index (0), a "
+                         "list (0,1), a range (0-2) or * (e.g. server:0, agent:*, loadbalancer)")
+    suffix = m.group("suffix")
+    if suffix and suffix not in suffixes:
+        allowed = f": expected one of {', '.join(suffixes)}" if suffixes else " here"
+        raise ValueError(f"node filter {value!r}: k3d takes no suffix {suffix!r}{allowed}")
+    return value
+
+
+NodeFilter = Annotated[str, AfterValidator(node_filter)]
+
+
 class K3sArg(Model):
     arg: str
-    node_filters: list[str] = Field(default_factory=lambda: ["server:*"])
+    node_filters: list[NodeFilter] = Field(default_factory=lambda: ["server:*"],
+                                           examples=[["server:*"], ["agent:0"]])
+
+
+def _cluster_port(value: object) -> object:
+    """``[IP:][HOST:]PORT[/proto][@FILTER[;FILTER]]``, as ``k3d cluster create -p`` takes it."""
+    if not isinstance(value, str):
+        return value
+    port, at, filters = value.partition("@")
+    if not _K3D_PORT.fullmatch(port):
+        raise ValueError(f"{value!r}: {port!r} is not a port mapping k3d accepts: expected "
+                         "[HOST_PORT:]CONTAINER_PORT[/tcp|udp], e.g. 8080:80@loadbalancer")
+    if at and not filters:
+        raise ValueError(f"{value!r} has '@' but no node filter after it, e.g. @loadbalancer")
+    for f in filter(None, filters.split(";")):
+        # port mappings take k3d's proxy/direct suffixes (pkg/client/ports.go)
+        node_filter(f, suffixes=("proxy", "direct"))
+    return value
+
+
+ClusterPort = Annotated[str, BeforeValidator(_cluster_port)]
 
 
 class RegistrySettings(Model):
-    name: str = Field("devslice-registry", pattern=r"^[a-z0-9][a-z0-9.-]{0,50}$",
+    name: str = Field("devslice-registry", pattern=r"^[a-z0-9]([a-z0-9.-]{0,48}[a-z0-9])?$",
                       description="k3d names the container k3d-NAME.")
     port: int = Field(5050, ge=1024, le=65535)
 
@@ -335,6 +414,50 @@ class KubeSettings(Model):
     allowed_contexts: list[str] = Field(
         default_factory=list, description="Contexts devslice may use; others are refused.")
     namespace_template: str = "dev-{slice}"
+    registry: str | None = Field(
+        None, pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*$",
+        description="Where `up` pushes images: for runtime kube, a registry the shared cluster "
+        "pulls from, e.g. myacr.azurecr.io/team (sign in first: az acr login -n myacr).",
+        examples=["myacr.azurecr.io/team"])
+
+    @field_validator("namespace_template")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        # handles and team prefixes are lowercase letters and digits (16 at most), so two
+        # samples show whether every slice's namespace is a DNS label
+        try:
+            short, longest = (value.format(slice=h, team=t)
+                              for h, t in (("ab", "team"), ("a" * 16, "a" * 16)))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{value!r} cannot be filled in: use {{slice}} and {{team}} only "
+                             f"({exc})") from None
+        try:
+            dns_label(short, "namespace")
+        except ValueError as exc:
+            raise ValueError(f"{value!r} gives namespaces such as {exc}") from None
+        if len(longest) > 63:
+            raise ValueError(f"{value!r} gives namespaces longer than 63 characters for the "
+                             "longest handles and team prefixes")
+        return value
+
+
+def _subnet(value: object) -> object:
+    """A network k3d can create, with room for a gateway and nodes (issue 12: an empty or
+    malformed subnet used to pass loading and fail later without a line)."""
+    import ipaddress
+
+    if isinstance(value, str):
+        try:
+            network = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a subnet like 172.18.0.0/16 ({exc})") from None
+        if network.num_addresses < 4:
+            raise ValueError(f"{value} is too small for a cluster network: expected a prefix "
+                             f"of at most /{network.max_prefixlen - 2}")
+    return value
+
+
+Subnet = Annotated[str, BeforeValidator(_subnet)]
 
 
 class ClusterSettings(Model):
@@ -344,17 +467,46 @@ class ClusterSettings(Model):
         "k3d", description="k3d: a local cluster; kube: a namespace of a shared cluster; local: "
         "services as processes on this machine (no Docker); auto: k3d when Docker and k3d are "
         "there, else local.")
-    name: str = Field("devslice", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    name: str = Field("devslice", description="An RFC 1123 hostname label (k3d names its "
+                      "containers k3d-NAME-server-0), at most 32 characters.")
     servers: int = Field(1, ge=1, le=7)
     agents: int = Field(0, ge=0, le=20)
-    subnet: str = Field("172.18.0.0/16", description="Fixed, so its gateway address survives "
+    subnet: Subnet = Field("172.18.0.0/16", description="Fixed, so its gateway address survives "
                         "the laptop-sleep bug of host.k3d.internal (k3d issues 1221, 1360).")
+    # The alias is written out: to_camel would make it k3SArgs, which the README never used;
+    # that spelling is still read, as `devslice schema` once published it.
     k3s_args: list[K3sArg] = Field(
-        default_factory=lambda: [K3sArg(arg="--disable=traefik")],
+        default_factory=lambda: [K3sArg(arg="--disable=traefik")], alias="k3sArgs",
+        validation_alias=AliasChoices("k3sArgs", "k3SArgs"),
         description="The team runs its own Traefik, so the bundled one is off by default.")
-    ports: list[str] = Field(default_factory=list, examples=[["8080:80@loadbalancer"]])
+    ports: list[ClusterPort] = Field(default_factory=list, examples=[["8080:80@loadbalancer"]])
     registry: RegistrySettings = RegistrySettings()
     kube: KubeSettings = KubeSettings()
+
+    @field_validator("name")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        return dns_label(value, "cluster name (k3d uses it in hostnames)", max_length=32)
+
+    @model_validator(mode="after")
+    def _filters_name_nodes_that_exist(self) -> ClusterSettings:
+        # k3d: "Index out of range" when a filter names server 1 of a one-server cluster
+        counts = {"server": self.servers, "servers": self.servers, "agent": self.agents,
+                  "agents": self.agents}
+        filters = [f for a in self.k3s_args for f in a.node_filters] + [
+            f for p in self.ports for f in p.partition("@")[2].split(";") if f]
+        for f in filters:
+            m = K3D_NODE_FILTER.fullmatch(f)
+            if m is None or m.group("group") not in counts:
+                continue
+            n, subset = counts[m.group("group")], m.group("subset") or ""
+            wanted = [int(i) for i in subset.split(",") if i.isdigit()] if "-" not in subset \
+                else [int(i) for i in subset.split("-") if i]
+            if any(i >= n for i in wanted):
+                raise ValueError(f"node filter {f!r} names a node the cluster does not have "
+                                 f"({n} {m.group('group').rstrip('s')}"
+                                 f"{'s' * (n != 1)}, numbered from 0)")
+        return self
 
 
 class ImageSettings(Model):
@@ -369,8 +521,14 @@ class ImageSettings(Model):
 class ManifestLayer(Model):
     """A folder of plain Kubernetes YAML, applied after the layers before it."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
+    name: str = Field(description="A DNS label, at most 41 characters: it becomes a label "
+                      "value and part of a ConfigMap name.")
     path: str = Field(description="Folder of *.yaml files, relative to devslice.yaml.")
+
+    @field_validator("name")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        return dns_label(value, "layer name", max_length=41)
 
 
 class Readiness(Model):
@@ -466,7 +624,7 @@ class ContainerSettings(Model):
     command: list[str] = Field(default_factory=list, description="Arguments after the image "
                                "(its CMD); empty keeps the image's own.")
     env: EnvMap = Field(default_factory=dict)
-    secret_env: dict[str, SecretRef] = Field(
+    secret_env: dict[VariableName, SecretRef] = Field(
         default_factory=dict, description="Variables whose values are secrets, by reference; "
         "they reach the container but never labels, plans or output.")
     ports: list[PortSpec] = Field(default_factory=list, examples=[["27017:27017"]])

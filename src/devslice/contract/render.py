@@ -12,26 +12,58 @@ import json
 import re
 import shlex
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from devslice.contract.variables import Variable
+from devslice.errors import DevsliceError
 from devslice.secrets import MASK, Secret
 
 _PLAIN = re.compile(r"[A-Za-z0-9_./:,@+-]*")
 
+Format = Literal["shell", "dotenv", "k8s"]
 
-def dotenv_value(value: str) -> str:
-    """One value for a .env file, written so that Docker Compose (compose-go) reads it back
-    unchanged.
 
-    Compose and python-dotenv expand variables in unquoted and double-quoted values, so a
-    value with ``$`` goes in single quotes, which Compose takes literally. Nothing is
-    backslash-escaped inside them: python-dotenv reads ``\\\\`` there as one backslash,
-    Compose as two. A value with ``$`` that single quotes cannot hold (a single quote, a
-    backslash or a line break) is double-quoted with ``$`` written ``\\$``, Compose's escape
-    for a literal dollar. Caveats for python-dotenv (1.2): it keeps the backslash of ``\\$``,
-    and expands ``${VAR}`` even in single quotes unless loaded with ``interpolate=False``.
+class UnsafeVariableName(DevsliceError):
+    """A variable name a shell, dotenv file or Kubernetes would not read as one name."""
+
+
+def variable_name(name: str) -> str:
+    """``name`` if every format reads it as one variable name, else an error: the config
+    refuses such names at load, and this keeps any other path from writing one (issue 12)."""
+    from devslice.config.model import VARIABLE_NAME
+
+    if not VARIABLE_NAME.fullmatch(name):
+        raise UnsafeVariableName(
+            f"{name!r} is not an environment variable name, so devslice will not write it",
+            hint="use letters, digits and '_', not starting with a digit")
+    return name
+
+
+def quote(value: str, fmt: Format) -> str:
+    """``value`` written so that ``fmt`` reads it back as exactly this text, never as code:
+    the one place values are quoted for shell, dotenv and Kubernetes output (issue 12).
+
+    shell: one POSIX single-quoted word; nothing inside is expanded, so ``$``, backticks,
+    ``${...}`` and line breaks stay text.
+
+    k8s: a double-quoted YAML scalar; YAML escapes what needs it, and ``8080`` or ``true``
+    stay strings.
+
+    dotenv: as Docker Compose (compose-go) reads it back unchanged. Compose and
+    python-dotenv expand variables in unquoted and double-quoted values, so a value with
+    ``$`` goes in single quotes, which Compose takes literally. Nothing is backslash-escaped
+    inside them: python-dotenv reads ``\\\\`` there as one backslash, Compose as two. A value
+    with ``$`` that single quotes cannot hold (a single quote, a backslash or a line break) is
+    double-quoted with ``$`` written ``\\$``, Compose's escape for a literal dollar. Caveats
+    for python-dotenv (1.2): it keeps the backslash of ``\\$``, and expands ``${VAR}`` even in
+    single quotes unless loaded with ``interpolate=False``.
     """
+    if fmt == "shell":
+        return shlex.quote(value)
+    if fmt == "k8s":
+        from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+        return DoubleQuotedScalarString(value)
     if _PLAIN.fullmatch(value):
         return value
     if "$" in value and not any(c in value for c in "'\\\n\r"):
@@ -45,24 +77,29 @@ def dotenv(variables: Iterable[Variable]) -> str:
     lines = ["# written by devslice; holds secrets, keep it out of version control"]
     for v in variables:
         value = v.value.reveal() if isinstance(v.value, Secret) else v.value
-        lines.append(f"{v.name}={dotenv_value(value)}")
+        lines.append(f"{variable_name(v.name)}={quote(value, 'dotenv')}")
     return "\n".join(lines) + "\n"
 
 
 def shell(variables: Iterable[Variable]) -> str:
+    """``export`` lines for ``eval``. A secret is not printed: the line reads it from its
+    source when evaluated, the variable (``"${VAR}"``, a name checked like every other) or
+    the file (``"$(cat -- 'FILE')"``)."""
     lines = []
     for v in variables:
+        name = variable_name(v.name)
         if isinstance(v.value, Secret):
             kind, _, where = v.value.source.partition(":")
             if kind == "env":
-                lines.append(f'export {v.name}="${{{where}}}"')
+                lines.append(f'export {name}="${{{variable_name(where)}}}"')
             elif kind == "file":
-                lines.append(f'export {v.name}="$(cat {shlex.quote(where)})"')
+                lines.append(f'export {name}="$(cat -- {quote(where, "shell")})"')
             else:  # written in devslice.local.yaml: there is no source to refer to
-                lines.append(f"# {v.name} is a secret from {where or kind}; it is not printed: "
+                origin = " ".join(kind.split())  # a comment ends at a line break
+                lines.append(f"# {name} is a secret from {origin}; it is not printed: "
                              "use --format dotenv")
         else:
-            lines.append(f"export {v.name}={shlex.quote(v.value)}")
+            lines.append(f"export {name}={quote(v.value, 'shell')}")
     return "\n".join(lines) + "\n"
 
 
@@ -106,8 +143,13 @@ def k8s(variables: Iterable[Variable], handle: str, namespace: str | None = None
 
     from ruamel.yaml import YAML
 
+    objects = k8s_objects(variables, handle, namespace)
+    for obj in objects:
+        key = "data" if obj["kind"] == "ConfigMap" else "stringData"
+        obj[key] = {variable_name(k): quote(v, "k8s") for k, v in obj[key].items()}
     yaml = YAML()
     yaml.default_flow_style = False
+    yaml.width = 2**31  # a long value stays on one line, as written
     buf = StringIO()
-    yaml.dump_all(k8s_objects(variables, handle, namespace), buf)
+    yaml.dump_all(objects, buf)
     return buf.getvalue()

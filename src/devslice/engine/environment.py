@@ -99,10 +99,16 @@ class Tools:
 
             return connect(context=kube_context(project, chosen))
 
+        if chosen == "kube" and c.kube.registry:  # the registry the shared cluster pulls from
+            from devslice.adapters.registry import docker_credentials
+
+            registry = Registry.at(c.kube.registry, credentials=docker_credentials)
+        else:
+            registry = Registry.at(f"localhost:{c.registry.port}")
         return cls(
             k3d=K3d(SubprocessRunner(fixes=fixes)),
             docker=Lazy(docker),  # type: ignore[arg-type]
-            registry=Registry.at(f"localhost:{c.registry.port}"),
+            registry=registry,
             kube=Lazy(kube, _cluster_absent if chosen == "k3d" else None),  # type: ignore[arg-type]
         )
 
@@ -165,20 +171,24 @@ Progress = Callable[[str, str], None]  # (resource key, a line of what it is doi
 
 
 def build(project: Project, handle: str, tools: Tools, chosen: str | None = None,
-          progress: Progress | None = None) -> list[Resource]:
+          progress: Progress | None = None, *, force_conflicts: bool = False
+          ) -> list[Resource]:
+    """``force_conflicts``: manifests take over fields other field managers own."""
     chosen = chosen or runtime(project)[0]
     if chosen == "local":
         from devslice.local.runtime import LocalRuntimeResource
 
         # Emulators first, and ready, so the services' first calls find them (the storage SDK
         # waits 15 s after a refused connection before it tries again).
-        return [LocalRuntimeResource(project, handle, shared=True),
-                LocalRuntimeResource(project, handle)]
-    return _cluster_resources(project, handle, tools, k3d=chosen == "k3d", progress=progress)
+        return [LocalRuntimeResource(project, handle, shared=True, progress=progress),
+                LocalRuntimeResource(project, handle, progress=progress)]
+    return _cluster_resources(project, handle, tools, k3d=chosen == "k3d", progress=progress,
+                              force_conflicts=force_conflicts)
 
 
 def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
-                       progress: Progress | None = None) -> list[Resource]:
+                       progress: Progress | None = None, force_conflicts: bool = False
+                       ) -> list[Resource]:
     from devslice.contract.render import k8s_objects
     from devslice.resources.images import ImageResource, image_refs
     from devslice.resources.k3d import ClusterResource, RegistryResource
@@ -218,7 +228,24 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
         from devslice.resources.manifests import kube_target
 
         namespace = kube_target(c.kube, handle, current_context(), env.team).namespace
-        refs = {}
+        # A shared cluster cannot pull what was built on this machine: images go to the
+        # registry it pulls from (issue 13: they were skipped, and pods kept unbuilt names).
+        registry = c.kube.registry
+        if env.images and registry is None:
+            from devslice.errors import ConfigError, ConfigIssue
+
+            raise ConfigError([ConfigIssue(
+                str(project.config_path), None, None, "images",
+                f"runtime kube runs images on a shared cluster, which cannot pull "
+                f"{', '.join(i.name for i in env.images)} from this machine: set "
+                "cluster.kube.registry to a registry the cluster pulls from (e.g. "
+                "myacr.azurecr.io/team, after `az acr login -n myacr`); `devslice up` builds "
+                "and pushes them there and points the manifests at them")])
+        for image in env.images:
+            out.append(ImageResource(image, base, str(registry), tools.docker, tools.registry,
+                                     after=(), config_path=str(project.config_path)))
+        refs = image_refs(env.images, base, str(registry), str(project.config_path)) \
+            if env.images else {}
     # -- containers (issue 5) ------------------------------------------------------------
     # Emulators and the team's own containers beside the cluster. The slice's objects wait
     # for them, so services start against dependencies that are ready.
@@ -267,7 +294,8 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
         resource = ManifestsResource(
             layer, base, tools.kube, handle, after=(previous, *(f"image:{n}" for n in used)),
             images=refs, namespace=namespace, config_hash=config_hash,
-            cluster_may_be_absent=k3d, on_progress=_reporter(progress, key))
+            cluster_may_be_absent=k3d, on_progress=_reporter(progress, key),
+            force=force_conflicts)
         out.append(resource)
         previous = resource.key
     return out

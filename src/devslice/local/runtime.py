@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -12,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,17 @@ from urllib.parse import urlsplit
 from devslice.engine.plan import Action, noop
 from devslice.errors import CommandFailed, ConfigError, ConfigIssue
 from devslice.facts.ports import port_open
-from devslice.local.state import LOGS, SPEC, STATE, alive, read_json, write_json
+from devslice.local.state import (
+    LOGS,
+    SPEC,
+    STATE,
+    alive,
+    busy,
+    locked,
+    process_start,
+    read_json,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from devslice.project import Project
@@ -194,21 +206,50 @@ def spec_hash(specs: list[ServiceSpec]) -> str:
 
 
 def running(directory: Path) -> dict[str, Any] | None:
-    """The supervisor's state, if it runs."""
+    """The supervisor's state, if it runs (the recorded process, not a recycled pid)."""
     state = read_json(directory / STATE)
-    if state and alive((state.get("supervisor") or {}).get("pid"), MARKER):
+    sup = (state or {}).get("supervisor") or {}
+    if state and alive(sup.get("pid"), MARKER, sup.get("started")):
         return state
     return None
+
+
+def orphans(directory: Path) -> dict[str, int]:
+    """Services a dead supervisor left running (name: pid), checked by their start time so a
+    recycled pid is not taken for one of them."""
+    if running(directory) is not None:
+        return {}
+    state = read_json(directory / STATE) or {}
+    return {name: int(s["pid"]) for name, s in (state.get("services") or {}).items()
+            if s.get("pid") and alive(int(s["pid"]), started=s.get("started"))}
+
+
+def in_use(directory: Path) -> bool:
+    """Whether the slice of ``directory`` runs anything (a supervisor, or processes a killed
+    one left behind) or another `up`/`down` is acting on it now."""
+    return running(directory) is not None or bool(orphans(directory)) or busy(directory)
+
+
+def slice_lock(project: Project, handle: str, what: str, fail_if_busy: bool = False,
+               on_wait: Callable[[str], None] | None = None) -> Any:
+    """One `up` or `down` of a slice at a time: hold this around everything that decides
+    and changes what runs (a second waits, telling ``on_wait`` for whom, or with
+    ``fail_if_busy`` raises SliceBusy). The CLI's `up` holds it from plan to ready, which
+    also tells a `down` of another slice that this one is about to use the emulators."""
+    return locked(local_dir(project, handle), f"{what} of slice {handle}", fail_if_busy,
+                  on_wait)
 
 
 class LocalRuntimeResource:
     """A supervisor and the processes it keeps up: the slice's services, or (with
     ``shared=True``) the emulators every slice of the checkout uses."""
 
-    def __init__(self, project: Project, handle: str, shared: bool = False) -> None:
+    def __init__(self, project: Project, handle: str, shared: bool = False,
+                 progress: Callable[[str, str], None] | None = None) -> None:
         self.project = project
         self.handle = handle
         self.shared = shared
+        self.progress = progress
         self.key = SHARED_KEY if shared else KEY
         self.after: tuple[str, ...] = () if shared else (SHARED_KEY,)
         self.directory = shared_dir(project) if shared else local_dir(project, handle)
@@ -227,7 +268,23 @@ class LocalRuntimeResource:
             notes.append(noop(self.key, "containers.mongodb is set but mongod is not installed, "
                                         "so MongoDB does not run here (install MongoDB, or use "
                                         "the k3d runtime, where it runs as a container)"))
-        return notes + self._plan(specs, state)
+        return notes + [dataclasses.replace(a, execute=self._apply)
+                        if a.changes and a.execute is not None else a
+                        for a in self._plan(specs, state)]
+
+    def _apply(self) -> None:
+        """Act under the folder's lock, on facts read again under it: an `up` that waited
+        for another finds the work done and starts no second supervisor."""
+        what = f"devslice up (emulators, for slice {self.handle})" if self.shared else \
+            f"devslice up of slice {self.handle}"
+        with locked(self.directory, what, on_wait=self._say):
+            for a in self._plan(self.specs(), running(self.directory)):
+                if a.changes and a.execute is not None:
+                    a.execute()
+
+    def _say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(self.key, line)
 
     def _plan(self, specs: list[ServiceSpec], state: dict[str, Any] | None) -> list[Action]:
         if not specs:
@@ -238,6 +295,14 @@ class LocalRuntimeResource:
         desired = spec_hash(specs)
         calls = (f"{sys.executable} -m {MARKER} {self.directory}",)
         if state is None:
+            left = orphans(self.directory)
+            if left:
+                sup = ((read_json(self.directory / STATE) or {}).get("supervisor") or {})
+                return [Action(self.key, "restart", (
+                    f"the supervisor (pid {sup.get('pid')}) is gone; orphaned processes it "
+                    "left running: " + ", ".join(f"{n} (pid {p})" for n, p in left.items())
+                    + "; they are stopped and started again"), calls,
+                    lambda: self._restart(specs, desired))]
             return [Action(self.key, "start", f"run {names} as local processes", calls,
                            lambda: self._start(specs, desired))]
         if state["supervisor"]["spec"] != desired:
@@ -247,7 +312,7 @@ class LocalRuntimeResource:
                            calls, lambda: self._restart(specs, desired))]
         broken = [f"{n} {s['state']}" + (f" ({s['detail']})" if s.get("detail") else "")
                   for n, s in state["services"].items()
-                  if s["state"] in ("failed", "unready") or int(s.get("restarts", 0)) >= 3]
+                  if s["state"] in ("failed", "unready") or _crash_looping(s)]
         if broken:
             return [Action(self.key, "restart", f"not healthy: {', '.join(broken)}", calls,
                            lambda: self._restart(specs, desired))]
@@ -311,6 +376,11 @@ class LocalRuntimeResource:
                                 hint="`devslice logs mongodb` shows mongod's side")
 
 
+def _crash_looping(service: dict[str, Any]) -> bool:
+    """Three crashes in a row, each before a healthy run (older state files: restarts)."""
+    return int(service.get("crashes", service.get("restarts", 0))) >= 3
+
+
 def wait_ready(directory: Path, names: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -321,7 +391,7 @@ def wait_ready(directory: Path, names: list[str], timeout: float) -> None:
         if not names and state:
             return
         bad = [n for n in names if services.get(n, {}).get("state") in ("failed", "unready")
-               or services.get(n, {}).get("restarts", 0) >= 3]
+               or _crash_looping(services.get(n, {}))]
         if bad:
             raise CommandFailed(f"{bad[0]} did not become ready "
                                 f"({services[bad[0]].get('detail') or 'it keeps crashing'}):\n"
@@ -332,42 +402,87 @@ def wait_ready(directory: Path, names: list[str], timeout: float) -> None:
                         hint="`devslice status` and `devslice logs` show where they are")
 
 
-def stop_slice(project: Project, handle: str) -> list[int]:
-    """Stop the slice's processes, and the shared emulators when no other slice of the
-    checkout still runs."""
-    stopped = stop(local_dir(project, handle))
-    root = project.base_dir / ".devslice" / "local"
-    others = [d for d in root.iterdir() if d.is_dir() and d.name != shared_dir(project).name
-              and running(d) is not None] if root.exists() else []
-    if not others:
-        stopped += stop(shared_dir(project))
+def stop_slice(project: Project, handle: str, fail_if_busy: bool = False,
+               on_wait: Callable[[str], None] | None = None) -> list[int]:
+    """Stop the slice's processes, then the shared emulators when no slice of the checkout
+    uses them any more: none runs a supervisor, none has processes a killed supervisor left
+    behind, and no `up` of another slice is under way (it holds its slice's lock)."""
+    if not shared_dir(project).parent.exists():
+        return []  # the local runtime never ran in this checkout
+    with slice_lock(project, handle, "devslice down", fail_if_busy, on_wait):
+        stopped = stop(local_dir(project, handle))
+    shared = shared_dir(project)
+    with locked(shared, f"devslice down (emulators, for slice {handle})", fail_if_busy,
+                on_wait):
+        root = shared.parent
+        users = [d for d in root.iterdir() if d.is_dir() and d != shared and in_use(d)]
+        if not users:
+            stopped += stop(shared)
     return stopped
 
 
 def stop(directory: Path) -> list[int]:
     """Stop the supervisor and every process it started; returns the pids it stopped. Works
-    when the supervisor itself was killed: the recorded process groups are stopped directly."""
+    when the supervisor itself was killed: the recorded process groups are stopped directly,
+    each only if its leader is the process recorded (by start time) or gone."""
     state = read_json(directory / STATE) or {}
-    pids = [s["pgid"] for s in (state.get("services") or {}).values() if s.get("pgid")]
-    sup = (state.get("supervisor") or {}).get("pid")
-    if sup and alive(sup, MARKER):
-        os.kill(sup, signal.SIGTERM)
+    services = state.get("services") or {}
+    ours = [s for s in services.values() if s.get("pgid") and _ours(s)]
+    sup = state.get("supervisor") or {}
+    pid = sup.get("pid")
+    stopped: list[int] = []
+    if pid and alive(pid, MARKER, sup.get("started")):
+        stopped.append(pid)
+        os.kill(pid, signal.SIGTERM)  # it stops its services, all at once, then itself
         deadline = time.monotonic() + 15
-        while alive(sup, MARKER) and time.monotonic() < deadline:
+        while alive(pid, MARKER, sup.get("started")) and time.monotonic() < deadline:
             time.sleep(0.05)
-    for pgid in pids:  # anything left (a supervisor killed with SIGKILL leaves its children)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(pgid, sig)
-            except (ProcessLookupError, PermissionError):
-                break
-            time.sleep(0.2)
+    # What is left (a supervisor killed with SIGKILL leaves its children), each group checked
+    # again just before it is signalled: the supervisor may have stopped it meanwhile.
+    groups = [int(s["pgid"]) for s in ours]
+    _stop_groups([int(s["pgid"]) for s in ours if _ours(s)])
     if state:
         state["supervisor"] = {"pid": None, "spec": None}
-        for s in (state.get("services") or {}).values():
-            s.update(pid=None, pgid=None, state="stopped")
+        for s in services.values():
+            s.update(pid=None, pgid=None, started=None, state="stopped")
         write_json(directory / STATE, state)
-    return [p for p in [sup, *pids] if p]
+    return stopped + groups
+
+
+def _ours(service: dict[str, Any]) -> bool:
+    """Whether the recorded process group may be signalled: its leader is the process that
+    was started (same start time), or gone (then no other process can lead a group of that
+    id, and any member left is one of ours). A recycled pid is another program's."""
+    now = process_start(int(service["pid"])) if service.get("pid") else None
+    return now is None or service.get("started") in (None, now)
+
+
+def _stop_groups(groups: list[int], grace: float = 5.0) -> None:
+    """SIGTERM to every group, SIGKILL to those still there after ``grace`` seconds."""
+    left = []
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+            left.append(pgid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + grace
+    while left and time.monotonic() < deadline:
+        left = [g for g in left if _group_exists(g)]
+        time.sleep(0.05)
+    for pgid in left:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def tail(directory: Path, name: str, lines: int) -> list[str]:

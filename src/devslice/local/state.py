@@ -1,17 +1,27 @@
-"""The files the CLI and the supervisor share under ``.devslice/local/``."""
+"""The files the CLI and the supervisor share under ``.devslice/local/``, and the facts read
+from them: which recorded processes still run (the same processes, not a recycled pid), and
+who holds a folder's lock."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from devslice.errors import SliceBusy
 from devslice.files import write_atomic
 
 SPEC = "spec.json"  # what to run (holds the contract, secrets included: mode 0600)
-STATE = "state.json"  # what runs: pids, process groups, states
+STATE = "state.json"  # what runs: pids, process groups, their start times, states
 LOGS = "logs"
+LOCK = "lock"  # flock'ed by the `up` or `down` that acts on the folder; holds who that is
 
 
 def write_json(path: Path, data: Any, private: bool = False) -> None:
@@ -28,9 +38,40 @@ def read_json(path: Path) -> Any:
         return None  # a torn write cannot happen (atomic), but a hand-edited file can
 
 
-def alive(pid: int | None, marker: str | None = None) -> bool:
-    """Whether ``pid`` runs; with ``marker``, also that its command line contains it (a pid
-    reused by an unrelated process after a reboot must not be killed)."""
+def process_start(pid: int, proc: Path = Path("/proc")) -> str | None:
+    """When ``pid`` started, as a string that differs for a later process given the same pid
+    (pids are recycled): the boot id and the start time in clock ticks from /proc on Linux,
+    ``ps -o lstart=`` elsewhere (macOS, the BSDs). None when the process does not run (or is a
+    zombie) or nothing can tell."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except FileNotFoundError:
+        if proc.exists():
+            return None  # /proc is there and the process is not
+    except OSError:
+        return None
+    else:
+        fields = stat[stat.rindex(")") + 2:].split()  # the command (field 2) may hold spaces
+        if fields[0] in "ZX":  # state: a zombie has exited
+            return None
+        try:  # ticks since boot: the boot tells two boots' processes apart
+            boot = (proc / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
+        except OSError:
+            boot = ""
+        return f"{boot}:{fields[19]}"  # starttime
+    try:
+        out = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True,
+                             text=True, timeout=10, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def alive(pid: int | None, marker: str | None = None, started: str | None = None) -> bool:
+    """Whether the process ``pid`` that started at ``started`` (see process_start) still runs.
+    Without ``started`` (a state file of an older devslice), ``marker`` must be in its command
+    line. Either way a pid recycled by an unrelated process is not taken for ours, so it is
+    never killed."""
     if not pid:
         return False
     try:
@@ -38,9 +79,11 @@ def alive(pid: int | None, marker: str | None = None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # runs, as another user: not one of ours unless its start time says so
+    if started is not None:
+        return process_start(pid) == started
     if marker is None:
-        return True
+        return process_start(pid) is not None
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
@@ -48,3 +91,83 @@ def alive(pid: int | None, marker: str | None = None) -> bool:
     if not cmdline:
         return False  # a zombie: exited, not yet reaped
     return marker in cmdline
+
+
+# flock locks belong to an open file, so a second open in this process would wait for the
+# first: the executor's threads act on a folder whose lock the CLI already holds.
+_held: dict[str, int] = {}
+_held_guard = threading.Lock()
+
+
+@contextmanager
+def locked(directory: Path, what: str, fail_if_busy: bool = False,
+           on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold ``directory``'s lock (``fcntl.flock`` on its ``lock`` file) while acting on it.
+    Another process holding it is waited for, after ``on_wait`` is told who that is; with
+    ``fail_if_busy`` that is an error (SliceBusy) instead. The lock goes with the process,
+    so a killed `up` never leaves it taken. Reentrant within one process."""
+    key = str(directory.resolve())
+    with _held_guard:
+        if _held.get(key):
+            _held[key] += 1
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[key] -= 1
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = _holder(fd)
+            if fail_if_busy:
+                raise SliceBusy(f"{holder} is running",
+                                hint="wait for it to finish, or run without --fail-if-busy "
+                                "to wait for it") from None
+            if on_wait is not None:
+                on_wait(f"waiting for {holder} to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{what} (pid {os.getpid()})".encode(), 0)
+        with _held_guard:
+            _held[key] = 1
+        try:
+            yield
+        finally:
+            with _held_guard:
+                del _held[key]
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder(fd: int) -> str:
+    text = os.pread(fd, 200, 0).decode(errors="replace").strip()
+    return text or "another devslice command"
+
+
+def busy(directory: Path) -> bool:
+    """Whether another process holds ``directory``'s lock now (an `up` or `down` on it)."""
+    key = str(directory.resolve())
+    with _held_guard:
+        if _held.get(key):
+            return False  # this process: not another's
+    try:
+        fd = os.open(directory / LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False

@@ -1,25 +1,31 @@
 """The supervisor: runs the services of ``spec.json``, keeps them up, writes ``state.json``.
 
 Run detached by the CLI: ``python -m devslice.local.supervisor DIR``. SIGTERM stops every
-service (SIGTERM to its process group, SIGKILL after a grace period) and then itself.
+service (SIGTERM to each process group, SIGKILL after a grace period) and then itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from devslice.facts.ports import port_open
-from devslice.local.state import LOGS, SPEC, STATE, read_json, write_json
+from devslice.local.state import LOGS, SPEC, STATE, process_start, read_json, write_json
 
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 MAX_BACKOFF = 10.0
+HEALTHY_RUN = 30.0  # a run this long (seconds) was healthy: the next crash backs off from 0.5 s
+
+Clock = Callable[[], float]
+Spawn = Callable[..., "subprocess.Popen[bytes]"]
 
 
 def environment(own: dict[str, str]) -> dict[str, str]:
@@ -35,20 +41,33 @@ def environment(own: dict[str, str]) -> dict[str, str]:
 
 
 class Service:
-    def __init__(self, spec: dict[str, Any], logs: Path) -> None:
+    """One service's process, restarted when it exits. ``spawn`` starts the process
+    (``subprocess.Popen``) and ``clock`` tells the time (``time.monotonic``); tests pass their
+    own to decide which comes first, the process or the supervisor."""
+
+    def __init__(self, spec: dict[str, Any], logs: Path, spawn: Spawn = subprocess.Popen,
+                 clock: Clock = time.monotonic) -> None:
         self.spec = spec
         self.name: str = spec["name"]
         self.log_path = logs / f"{self.name}.log"
+        self.spawn = spawn
+        self.clock = clock
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started: str | None = None  # process_start of proc: a recycled pid is not ours
+        self.started_at = 0.0  # clock() when proc started
         self.state = "starting"
-        self.restarts = 0
+        self.restarts = 0  # all restarts since the supervisor started
+        self.crashes = 0  # crashes since the last healthy run: what the backoff grows with
         self.next_start = 0.0
         self.detail = ""
 
     def start(self) -> None:
+        # The offset of the log before the process exists: a service that prints its ready
+        # line at once must not print it before the watcher starts reading (issue 13, item 8).
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it now
         try:
-            self.proc = subprocess.Popen(
+            self.proc = self.spawn(
                 self.spec["argv"], cwd=self.spec["cwd"], env=environment(self.spec["env"]),
                 stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -59,13 +78,15 @@ class Service:
         finally:
             log.close()
         if self.proc is not None:
+            self.started = process_start(self.proc.pid)
+            self.started_at = self.clock()
             self.state, self.detail = "starting", ""
-            threading.Thread(target=self._await_ready, args=(self.proc,), daemon=True).start()
+            threading.Thread(target=self._await_ready, args=(self.proc, offset),
+                             daemon=True).start()
 
-    def _await_ready(self, proc: subprocess.Popen[bytes]) -> None:
+    def _await_ready(self, proc: subprocess.Popen[bytes], offset: int) -> None:
         ready = self.spec.get("ready") or {}
         deadline = time.monotonic() + float(ready.get("timeout", 60))
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         while time.monotonic() < deadline and proc.poll() is None and self.proc is proc:
             if self._is_ready(ready, offset):
                 self.state = "ready"
@@ -79,43 +100,61 @@ class Service:
             return False
         if ready.get("log"):
             with open(self.log_path, "rb") as f:
-                f.seek(max(0, offset - len(ready["log"])))
+                f.seek(offset)
                 if ready["log"].encode() not in f.read():
                     return False
         return True
 
     def check(self, now: float) -> None:
-        """Restart a crashed service, waiting longer after each crash (0.5 s, 1 s, ... 10 s)."""
+        """Restart a crashed service, waiting longer after each crash (0.5 s, 1 s, ... 10 s);
+        a run of HEALTHY_RUN seconds or more starts the backoff again from 0.5 s, so a service
+        that crashes once a day is not restarted 10 s late forever."""
         if self.proc is not None and self.proc.poll() is not None:
             code = self.proc.returncode
             self.proc = None
+            self.started = None
+            self.crashes = 1 if now - self.started_at >= HEALTHY_RUN else self.crashes + 1
             self.restarts += 1
             self.state, self.detail = "crashed", f"exited with {code}"
-            self.next_start = now + min(MAX_BACKOFF, 0.5 * 2 ** (self.restarts - 1))
+            delay = min(MAX_BACKOFF, 0.5 * 2 ** (self.crashes - 1))
+            self.next_start = now + delay
             with open(self.log_path, "ab") as log:
                 log.write(f"[devslice] {self.name} exited with {code}; restart "
-                          f"{self.restarts} in {self.next_start - now:.1f}s\n".encode())
+                          f"{self.restarts} in {delay:.1f}s\n".encode())
         if self.proc is None and self.state == "crashed" and now >= self.next_start:
             self.start()
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+    def terminate(self) -> None:
+        """SIGTERM to the process group (stop() waits for it)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+
+    def stop(self, deadline: float) -> None:
+        """Wait for the process until ``deadline`` (time.monotonic), then SIGKILL its group."""
+        if self.proc is None:
             return
-        pgid = self.proc.pid
         try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            self.proc.wait(GRACE)
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
     def record(self) -> dict[str, Any]:
         pid = self.proc.pid if self.proc is not None else None
-        return {"pid": pid, "pgid": pid, "state": self.state, "restarts": self.restarts,
+        return {"pid": pid, "pgid": pid, "started": self.started if pid else None,
+                "state": self.state, "restarts": self.restarts, "crashes": self.crashes,
                 "detail": self.detail}
+
+
+def stop_all(services: list[Service], grace: float = GRACE) -> None:
+    """Every service at once: N services that ignore SIGTERM cost one grace period, not N."""
+    for s in services:
+        s.terminate()
+    deadline = time.monotonic() + grace
+    for s in services:
+        s.stop(deadline)
 
 
 def main(directory: str) -> None:
@@ -127,12 +166,17 @@ def main(directory: str) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    me = {"pid": os.getpid(), "spec": spec["hash"], "started": process_start(os.getpid())}
+    written: dict[str, Any] | None = None
 
     def save(running: bool) -> None:
-        write_json(base / STATE, {
-            "supervisor": {"pid": os.getpid() if running else None, "spec": spec["hash"]},
-            "services": {s.name: s.record() for s in services},
-        })
+        """state.json, written only when it changed (it is polled ten times a second)."""
+        nonlocal written
+        state = {"supervisor": me if running else {**me, "pid": None, "started": None},
+                 "services": {s.name: s.record() for s in services}}
+        if state != written:
+            write_json(base / STATE, state)
+            written = state
 
     for s in services:
         s.start()
@@ -143,8 +187,7 @@ def main(directory: str) -> None:
             s.check(now)
         save(True)
         stopping.wait(0.1)
-    for s in services:
-        s.stop()
+    stop_all(services)
     save(False)
 
 

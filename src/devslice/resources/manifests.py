@@ -38,6 +38,7 @@ from devslice.adapters.kube import (
     ContextRefused,
     Kube,
     KubeError,
+    KubeForbidden,
     KubeUnreachable,
 )
 from devslice.config.model import KubeSettings, ManifestLayer
@@ -429,9 +430,12 @@ class ManifestsResource:
             recorded = self._recorded_kinds()
             # Kubernetes has no cross-kind query: search the kinds in the folder and the
             # kinds recorded at the last apply (or, without a record, kubectl's allowlist)
-            kinds = [*((m.obj["apiVersion"], m.obj["kind"]) for m in manifests),
-                     *sorted(recorded if recorded is not None else PRUNE_KINDS)]
-            live = self.kube.list_managed(self.namespace, selector, kinds)
+            own = [(m.obj["apiVersion"], m.obj["kind"]) for m in manifests]
+            kinds = [*own, *sorted(recorded if recorded is not None else PRUNE_KINDS)]
+            # without a record, kubectl's allowlist is searched just in case: kinds a
+            # namespace-scoped Role does not let the user list are skipped (issue 13)
+            optional = set(PRUNE_KINDS) - set(own) if recorded is None else set()
+            live = self.kube.list_managed(self.namespace, selector, kinds, optional)
         except KubeUnreachable:
             if not self.cluster_may_be_absent:
                 raise
@@ -627,13 +631,27 @@ class SliceConfigResource:
     def _plan(self) -> list[Action]:
         actions: list[Action] = []
         for ns in self.namespaces:
-            if self.kube.get("v1", "Namespace", ns) is None:
-                namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-                    "name": ns, "labels": {MANAGED_BY: FIELD_MANAGER, SLICE_LABEL: self.handle}}}
+            namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                "name": ns, "labels": {MANAGED_BY: FIELD_MANAGER, SLICE_LABEL: self.handle}}}
+            try:
+                live_ns = self.kube.get("v1", "Namespace", ns)
+            except KubeForbidden:
+                # a namespace-scoped Role may not read its Namespace object: the admins made
+                # it, and the objects in it are read below
+                live_ns = {"metadata": {"name": ns}}
+            current: dict[str, dict[str, Any] | None] = {}
+            if live_ns is None:
                 actions.append(Action(self.key, "apply", f"namespace {ns}: missing",
                                       (self.kube.apply_call(namespace),),
                                       self._applier(namespace)))
-                current: dict[str, dict[str, Any] | None] = {}
+            elif live_ns["metadata"].get("deletionTimestamp"):
+                # nothing new may be made in a Terminating namespace (403 from the
+                # NamespaceLifecycle admission plugin): wait until it is gone, then remake it
+                actions.append(Action(
+                    self.key, "apply", f"namespace {ns}: being deleted (Terminating); wait "
+                    "until it is gone, then create it",
+                    (f"GET {self.kube.path('v1', 'Namespace', ns)} (until deleted)",
+                     self.kube.apply_call(namespace)), self._recreator(namespace)))
             else:
                 current = {o["kind"]: self.kube.get("v1", o["kind"], o["metadata"]["name"], ns)
                            for o in self.objects}
@@ -655,6 +673,12 @@ class SliceConfigResource:
         def apply() -> None:
             self.kube.apply(obj)
         return apply
+
+    def _recreator(self, namespace: dict[str, Any]) -> Callable[[], None]:
+        def recreate() -> None:
+            self.kube.wait_deleted("v1", "Namespace", namespace["metadata"]["name"])
+            self.kube.apply(namespace)
+        return recreate
 
 
 def _as_data(obj: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,9 @@ class NameRule:
     max_length: int
     expected: str  # the rule in words, for error messages
     reserved_edges: str | None = None  # a prefix/suffix the service reserves
+    # The service compares names ignoring case (SignalR lower-cases hub names; Event Hubs
+    # and consumer group names are case-insensitive), so names differing only in case clash.
+    ignores_case: bool = False
 
     def problem(self, name: str) -> str | None:
         """Why ``name`` breaks this rule, or None if it is valid."""
@@ -74,16 +77,19 @@ RULES: dict[str, NameRule] = {
         NameRule(
             "signalrHub", "SignalR hub name", re.compile(r"[A-Za-z][A-Za-z0-9_`,.\[\]]*"), 1, 128,
             "a letter, then letters, digits, '_', '`', ',', '.', '[' or ']' (no hyphens)",
+            ignores_case=True,
         ),
         NameRule(
             "consumerGroup", "Event Hubs consumer group name",
             re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"), 1, 50,
             "letters, digits, '.', '_' and '-', starting and ending with a letter or digit",
+            ignores_case=True,
         ),
         NameRule(
             "eventHub", "event hub name",
             re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"), 1, 256,
             "letters, digits, '.', '_' and '-', starting and ending with a letter or digit",
+            ignores_case=True,
         ),
         NameRule(
             "generic", "name", re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"), 1, 253,
@@ -134,24 +140,32 @@ def render(template: str, **values: str) -> str:
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
-def _positions(template: str, handle_length: int, values: dict[str, str]) -> list[frozenset[str]]:
-    """The characters allowed at each position of a rendering, for one handle length."""
+def _positions(template: str, handle_length: int, values: dict[str, str],
+               ignore_case: bool = False) -> list[frozenset[str]]:
+    """The characters allowed at each position of a rendering, for one handle length
+    (lower-cased for a service that ignores case)."""
+    def fixed(text: str) -> list[frozenset[str]]:
+        return [frozenset(c.lower() if ignore_case else c) for c in text]
+
     out: list[frozenset[str]] = []
     pos = 0
     for m in PLACEHOLDER.finditer(template):
-        out.extend(frozenset(c) for c in template[pos : m.start()])
-        if m.group(1) == "slice":
+        out.extend(fixed(template[pos : m.start()]))
+        if m.group(1) == "slice":  # handles are lower case already
             out.append(LETTERS)
             out.extend([ALNUM] * (handle_length - 1))
         else:
-            out.extend(frozenset(c) for c in values[m.group(1)])
+            out.extend(fixed(values[m.group(1)]))
         pos = m.end()
-    out.extend(frozenset(c) for c in template[pos:])
+    out.extend(fixed(template[pos:]))
     return out
 
 
-def may_collide(a: str, b: str, handles: HandleRule, values: dict[str, str]) -> str | None:
-    """A name that two different templates could both produce, or None if they never can.
+def may_collide(a: str, b: str, handles: HandleRule, values: dict[str, str],
+                ignore_case: bool = False) -> str | None:
+    """A name that two different templates could both produce, or None if they never can
+    (``ignore_case``: for a service that compares names ignoring case, the example is then
+    in lower case).
 
     Each template, for a fixed handle length, produces names from a product of per-position
     character sets; two such products meet exactly when every position's sets meet. With
@@ -160,8 +174,8 @@ def may_collide(a: str, b: str, handles: HandleRule, values: dict[str, str]) -> 
     """
     lengths = range(handles.min_length, handles.max_length + 1)
     # Each template's positions once per handle length, not once per pair of lengths.
-    per_a = [_positions(a, n, values) for n in lengths]
-    per_b = [_positions(b, n, values) for n in lengths]
+    per_a = [_positions(a, n, values, ignore_case) for n in lengths]
+    per_b = [_positions(b, n, values, ignore_case) for n in lengths]
     for pa in per_a:
         for pb in per_b:
             if len(pa) == len(pb) and all(x & y for x, y in zip(pa, pb, strict=True)):

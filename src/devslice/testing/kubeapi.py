@@ -8,23 +8,35 @@ kubeconfig from :meth:`FakeKubeAPI.kubeconfig`) can be pointed at it. It impleme
   ``in``, ``notin``, exists and ``!key``; ``fieldSelector`` on ``metadata.name`` and
   ``metadata.namespace``). Lists of built-in kinds leave ``apiVersion``/``kind`` out of their
   items, as the real server does; custom resources keep them.
-- PATCH with ``application/apply-patch+yaml`` (server-side apply): creates or updates, requires
-  ``fieldManager``, records it in ``metadata.managedFields``, bumps ``resourceVersion`` only when
-  something changed and ``generation`` only when the spec did, answers 409 when another manager
-  owns a field with a different value (unless ``force=true``). Simplification: lists are owned
-  as a whole, not merged by key as the real server does for containers and ports.
-- POST to a collection (create: 409 ``AlreadyExists`` when the name is taken) and PUT of one
-  object (replace: 409 ``Conflict`` when the body's ``metadata.resourceVersion`` is not the
-  stored one), the optimistic concurrency leases rely on. Simplification: objects written
-  this way record no ``managedFields``, and a later apply does not merge with them.
-- DELETE, with pods of a deleted Deployment going too (garbage collection).
+- Field ownership as the API server keeps it (:mod:`devslice.testing.fieldmanager`):
+  ``metadata.managedFields`` with an Update entry for each manager of a create (POST), replace
+  (PUT) or merge/strategic-merge PATCH (``fieldManager``, else the client's User-Agent), and an
+  Apply entry per server-side applier (PATCH ``application/apply-patch+yaml``, ``fieldManager``
+  required). An apply that changes a field another manager owns is Kubernetes' 409 (``Apply
+  failed with 1 conflict: conflict with "kubectl-client-side-apply" using apps/v1:
+  .spec.replicas``, causes of reason ``FieldManagerConflict``) unless ``force=true``; lists
+  merge by key where Kubernetes' schema keys them (containers, env, ports, volumes, ...).
+  ``resourceVersion`` moves only when something changed, ``generation`` only with the spec.
+  :meth:`FakeKubeAPI.create` seeds what ``kubectl create`` / client-side ``kubectl apply``
+  leave behind.
+- POST 409 ``AlreadyExists`` when the name is taken; PUT 409 ``Conflict`` when the body's
+  ``metadata.resourceVersion`` is not the stored one (the optimistic concurrency leases use).
+- RBAC: with ``rules`` (:class:`Rule`, or :meth:`FakeKubeAPI.restrict`), a request no rule
+  allows is 403 with the real Status (``... is forbidden: User "x" cannot list resource
+  "customresourcedefinitions" in API group "apiextensions.k8s.io" at the cluster scope``).
+  API discovery (``/api/v1``, ``/apis/GROUP/VERSION``) is open to all, as system:discovery is.
+- DELETE, with a deleted Deployment's ReplicaSets and pods going too; a deleted Namespace
+  stays Terminating for ``terminating_reads`` reads of it, refusing new content with 403
+  (``unable to create new content in namespace X because it is being terminated``).
 - Server-side effects the real cluster has: Secrets' ``stringData`` folded into base64
   ``data`` (without the real server's quirk of keeping keys dropped from ``stringData``,
   kubernetes issue 108008), Service ``clusterIP``, Deployment defaults, CRDs established and
   their kinds served.
-- A Deployment controller: after each apply, a Deployment gets a status and Pods. They roll out
-  at once unless :meth:`FakeKubeAPI.rollout` says otherwise (slowly, or failing with a reason
-  such as ``CrashLoopBackOff`` and log lines served from ``pods/NAME/log``).
+- A Deployment controller: a ReplicaSet per template (revision annotations on both), pods as
+  :meth:`FakeKubeAPI.rollout` says (at once, slowly, or failing with a reason such as
+  ``CrashLoopBackOff`` and log lines served from ``pods/NAME/log``); while the new pods are
+  not available the old ReplicaSet's pods keep running beside them, and the status counts
+  both.
 
 Every request is recorded (:attr:`FakeKubeAPI.requests`: method, path, decoded query,
 content type and body) so tests assert the exact calls and validate what was sent::
@@ -46,7 +58,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -56,7 +68,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
+from devslice.testing.fieldmanager import Conflicts, FieldManager, list_type, merge, path_text
+
 APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
 # (group, version, plural, kind, namespaced): the built-in kinds the fake serves.
 _BUILTIN: tuple[tuple[str, str, str, str, bool], ...] = (
@@ -144,10 +160,29 @@ class _Rollout:
     deadline_exceeded: bool = False
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One RBAC rule, as a Role (``namespaces`` listed: a RoleBinding in each) or a
+    ClusterRole bound cluster-wide (``namespaces`` None) grants it. ``*`` matches anything."""
+
+    verbs: tuple[str, ...] = ("*",)
+    resources: tuple[str, ...] = ("*",)  # plurals, or "pods/log" for a subresource
+    groups: tuple[str, ...] = ("*",)  # "" is the core group
+    namespaces: tuple[str, ...] | None = None
+
+    def allows(self, verb: str, group: str, resource: str, namespace: str | None) -> bool:
+        if self.namespaces is not None and (namespace is None or
+                                            namespace not in self.namespaces):
+            return False
+        return (("*" in self.verbs or verb in self.verbs)
+                and ("*" in self.groups or group in self.groups)
+                and ("*" in self.resources or resource in self.resources))
+
+
 @dataclass
 class _Stored:
     obj: dict[str, Any]
-    applied: dict[str, dict[str, Any]] = field(default_factory=dict)  # manager -> its config
+    fields: FieldManager = field(default_factory=FieldManager)  # who owns which fields
 
 
 class ApiFailure(Exception):
@@ -180,7 +215,16 @@ def _now() -> str:
 class FakeKubeAPI:
     """A Kubernetes API server on 127.0.0.1 (a free port), started by ``with`` or start()."""
 
-    def __init__(self, namespaces: Iterable[str] = ("default", "kube-system", "kube-public")):
+    def __init__(self, namespaces: Iterable[str] = ("default", "kube-system", "kube-public"),
+                 *, user: str = "admin", rules: Iterable[Rule] | None = None,
+                 terminating_reads: int = 0):
+        """``rules`` None allows everything (a cluster admin); otherwise requests need a
+        :class:`Rule` that allows them, else 403 as RBAC answers. A deleted namespace stays
+        Terminating for ``terminating_reads`` reads of it before it and its objects go."""
+        self.user = user
+        self.rules: tuple[Rule, ...] | None = None if rules is None else tuple(rules)
+        self.terminating_reads = terminating_reads
+        self._terminating: dict[str, int] = {}  # namespace -> reads left
         self._lock = threading.RLock()
         self._kinds: dict[tuple[str, str, str], _Kind] = {
             (g, v, p): _Kind(g, v, p, k, ns, True) for g, v, p, k, ns in _BUILTIN}
@@ -278,49 +322,73 @@ class FakeKubeAPI:
 
     def rollout(self, name: str, namespace: str = "default", *, fail: str | None = None,
                 message: str | None = None, logs: Iterable[str] = (),
-                reads_until_ready: int = 0, deadline_exceeded: bool = False) -> None:
+                reads_until_ready: int = 0, deadline_exceeded: bool = False,
+                now: bool = True) -> None:
         """How Deployment ``name`` rolls out from now on (and now, if it exists).
 
         ``fail`` is the waiting reason of its containers (``CrashLoopBackOff``,
         ``ImagePullBackOff``, ``CreateContainerConfigError``, ...), ``logs`` what
         ``pods/NAME/log`` serves for them. ``reads_until_ready`` keeps a healthy rollout in
-        progress for that many GETs of the Deployment.
+        progress for that many GETs of the Deployment. ``now`` False leaves the pods of the
+        current ReplicaSet as they are: only the next template change rolls out this way.
         """
         with self._lock:
             self._rollouts[(namespace, name)] = _Rollout(
                 fail, message, tuple(logs), reads_until_ready, deadline_exceeded)
             stored = self._objects.get(("apps/v1", "Deployment", namespace, name))
-            if stored is not None:
-                self._reconcile_deployment(stored.obj)
+            if stored is not None and now:
+                self._reconcile_deployment(stored.obj, restart=True)
+
+    def restrict(self, rules: Iterable[Rule], user: str | None = None) -> None:
+        """From now on, allow only what ``rules`` allow (RBAC for ``user``)."""
+        with self._lock:
+            self.rules = tuple(rules)
+            self.user = user or self.user
+
+    def finish_terminating(self, namespace: str) -> None:
+        """A Terminating namespace is gone now, with everything in it."""
+        with self._lock:
+            self._terminating[namespace] = 1
+            self._read_namespace(namespace)
 
     # -- the API ---------------------------------------------------------------------------
 
     def handle(self, method: str, target: str, content_type: str | None,
-               body: bytes) -> tuple[int, str, bytes]:
+               body: bytes, user_agent: str | None = None) -> tuple[int, str, bytes]:
         """Answer one request: (status, content type, body)."""
         parts = urlsplit(target)
         query = "&".join(f"{k}={v}" for k, v in parse_qsl(parts.query, keep_blank_values=True))
         with self._lock:
             self.requests.append(KubeRequest(method, parts.path, query, content_type, body))
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        # the server names an unnamed manager after the client (its User-Agent up to "/")
+        params["_client"] = (user_agent or "unknown").split("/")[0]
         try:
             with self._lock:
                 result = self._route(method, parts.path, params, content_type, body)
         except ApiFailure as exc:
             return exc.code, "application/json", json.dumps(exc.status()).encode()
+        except Exception as exc:  # a bug in the fake: answer, do not drop the connection
+            failure = ApiFailure(500, "InternalError", f"the fake API server failed: {exc!r}")
+            return 500, "application/json", json.dumps(failure.status()).encode()
         if isinstance(result, str):
             return 200, "text/plain", result.encode()
         return 200, "application/json", json.dumps(result).encode()
 
     def _route(self, method: str, path: str, params: dict[str, str], content_type: str | None,
                body: bytes) -> dict[str, Any] | str:
+        segs = [s for s in path.split("/") if s]
+        if method == "GET" and (segs == ["api", "v1"] or (len(segs) == 3 and segs[0] == "apis")):
+            return self._discovery(segs)  # system:discovery lets every user read these
         kind, namespace, name, sub = self._parse_path(path)
+        self._authorize(method, kind, namespace, name, sub, params)
         if params.get("watch") in ("true", "1"):
             raise ApiFailure(405, "MethodNotAllowed", "the fake API server does not serve watch")
         if method == "GET" and name is None:
             return self._list(kind, namespace, params)
+        manager = params.get("fieldManager") or params["_client"]
         if method == "POST" and name is None:
-            return self._create(kind, namespace or "", body)
+            return self._create(kind, namespace or "", body, manager)
         if name is None:
             raise ApiFailure(405, "MethodNotAllowed",
                              f"{method} on a collection is not served by the fake")
@@ -333,7 +401,7 @@ class FakeKubeAPI:
         if method == "PATCH":
             return self._patch(kind, namespace or "", name, params, content_type, body)
         if method == "PUT":
-            return self._replace(kind, namespace or "", name, body)
+            return self._replace(kind, namespace or "", name, body, manager)
         if method == "DELETE":
             return self._delete(kind, namespace or "", name)
         raise ApiFailure(405, "MethodNotAllowed", f"{method} is not served by the fake")
@@ -362,6 +430,71 @@ class FakeKubeAPI:
             raise ApiFailure(404, "NotFound", "the server could not find the requested resource")
         return kind, namespace, name, sub
 
+    def _discovery(self, segs: list[str]) -> dict[str, Any]:
+        """``GET /api/v1`` or ``/apis/GROUP/VERSION``: the APIResourceList of a group version."""
+        group, version = ("", "v1") if segs[0] == "api" else (segs[1], segs[2])
+        kinds = [k for k in self._kinds.values() if (k.group, k.version) == (group, version)]
+        if not kinds:
+            raise ApiFailure(404, "NotFound", "the server could not find the requested resource")
+        verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update",
+                 "watch"]
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version,
+                "resources": [{"name": k.plural, "singularName": k.kind.lower(),
+                               "namespaced": k.namespaced, "kind": k.kind, "verbs": verbs}
+                              for k in kinds]}
+
+    def _authorize(self, method: str, kind: _Kind, namespace: str | None, name: str | None,
+                   sub: str | None, params: dict[str, str]) -> None:
+        """RBAC as the API server applies it; 403 with its Status when no rule allows."""
+        if self.rules is None:
+            return
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+            method, "get" if name is not None else "list")
+        if params.get("watch") in ("true", "1"):
+            verb = "watch"
+        resource = f"{kind.plural}/{sub}" if sub else kind.plural
+        # a Namespace is in its own namespace for RBAC (RequestInfo's special case)
+        scope = name if kind.kind == "Namespace" and name is not None else namespace
+        for rule in self.rules:
+            if rule.allows(verb, kind.group, resource, scope):
+                return
+        what = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
+        subject = f'{what} "{name}"' if name is not None else what
+        where = f'in the namespace "{scope}"' if scope else "at the cluster scope"
+        details: dict[str, Any] = {"group": kind.group, "kind": kind.plural}
+        if name is not None:
+            details = {"name": name, **details}
+        raise ApiFailure(403, "Forbidden", f'{subject} is forbidden: User "{self.user}" cannot '
+                         f'{verb} resource "{resource}" in API group "{kind.group}" {where}',
+                         details)
+
+    def _admit_create(self, kind: _Kind, namespace: str, name: str) -> None:
+        """The NamespaceLifecycle admission plugin: no new objects in a Terminating
+        namespace."""
+        if not kind.namespaced or namespace not in self._terminating:
+            return
+        what = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
+        raise ApiFailure(403, "Forbidden", f'{what} "{name}" is forbidden: unable to create new '
+                         f"content in namespace {namespace} because it is being terminated",
+                         {"name": name, "group": kind.group, "kind": kind.plural, "causes": [
+                             {"reason": "NamespaceTerminating", "field": "metadata.namespace",
+                              "message": f"namespace {namespace} is being terminated"}]})
+
+    def _read_namespace(self, namespace: str) -> None:
+        """One more look at a Terminating namespace; the last one finds it gone."""
+        left = self._terminating.get(namespace)
+        if left is None:
+            return
+        if left > 1:
+            self._terminating[namespace] = left - 1
+            return
+        del self._terminating[namespace]
+        if ("v1", "Namespace", "", namespace) in self._objects:
+            del self._objects[("v1", "Namespace", "", namespace)]
+        for k in [k for k in self._objects if k[2] == namespace]:
+            del self._objects[k]
+
     def _kind_of(self, api_version: str, kind: str) -> _Kind:
         for k in self._kinds.values():
             if k.api_version == api_version and k.kind == kind:
@@ -370,6 +503,8 @@ class FakeKubeAPI:
                          f'"{api_version}"')
 
     def _get(self, kind: _Kind, namespace: str, name: str) -> dict[str, Any]:
+        if kind.kind == "Namespace":
+            self._read_namespace(name)
         stored = self._objects.get((kind.api_version, kind.kind, namespace, name))
         if stored is None:
             raise _not_found(kind, name)
@@ -403,10 +538,14 @@ class FakeKubeAPI:
 
     def _patch(self, kind: _Kind, namespace: str, name: str, params: dict[str, str],
                content_type: str | None, body: bytes) -> dict[str, Any]:
-        if (content_type or "").split(";")[0].strip() != APPLY_PATCH:
+        ctype = (content_type or "").split(";")[0].strip()
+        if ctype in (MERGE_PATCH, STRATEGIC_PATCH):
+            return self._merge_patch(kind, namespace, name, body, ctype == STRATEGIC_PATCH,
+                                     params.get("fieldManager") or params["_client"])
+        if ctype != APPLY_PATCH:
             raise ApiFailure(415, "UnsupportedMediaType",
-                             f"the fake serves only server-side apply ({APPLY_PATCH}), "
-                             f"not {content_type}")
+                             f"the fake serves server-side apply ({APPLY_PATCH}), merge and "
+                             f"strategic merge patches, not {content_type}")
         manager = params.get("fieldManager")
         if not manager:
             raise ApiFailure(400, "BadRequest",
@@ -429,6 +568,22 @@ class FakeKubeAPI:
         force = params.get("force") in ("true", "1")
         return self._apply(kind, namespace, name, obj, manager, force)
 
+    def _merge_patch(self, kind: _Kind, namespace: str, name: str, body: bytes,
+                     strategic: bool, manager: str) -> dict[str, Any]:
+        """A JSON merge patch (RFC 7386), or a strategic one (lists merged by key): an Update
+        of the fields it changes."""
+        stored = self._objects.get((kind.api_version, kind.kind, namespace, name))
+        if stored is None:
+            raise _not_found(kind, name)
+        try:
+            patch = json.loads(body.decode() or "null")
+        except ValueError as exc:
+            raise ApiFailure(400, "BadRequest", f"error decoding JSON: {exc}") from None
+        if not isinstance(patch, dict):
+            raise ApiFailure(400, "BadRequest", "the patch is not an object")
+        new = _json_merge(stored.obj, patch, strategic)
+        return self._write(kind, stored, new, manager)
+
     def _body(self, kind: _Kind, namespace: str, body: bytes) -> dict[str, Any]:
         """The object of a create or replace, checked as the server checks it."""
         try:
@@ -449,7 +604,8 @@ class FakeKubeAPI:
             meta["namespace"] = namespace
         return obj
 
-    def _create(self, kind: _Kind, namespace: str, body: bytes) -> dict[str, Any]:
+    def _create(self, kind: _Kind, namespace: str, body: bytes, manager: str
+                ) -> dict[str, Any]:
         obj = self._body(kind, namespace, body)
         meta = obj["metadata"]
         key = (kind.api_version, kind.kind, namespace, meta["name"])
@@ -457,17 +613,32 @@ class FakeKubeAPI:
             what = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
             raise ApiFailure(409, "AlreadyExists", f'{what} "{meta["name"]}" already exists',
                              {"name": meta["name"], "group": kind.group, "kind": kind.plural})
-        self._uids += 1
-        self._rv += 1
-        meta.update({"uid": f"00000000-0000-4000-8000-{self._uids:012d}",
-                     "creationTimestamp": _now(), "resourceVersion": str(self._rv)})
-        if "spec" in obj:
-            meta["generation"] = 1
-        self._server_side_effects(kind, obj, {})
-        self._objects[key] = _Stored(obj)
-        return copy.deepcopy(obj)
+        return self.create(obj, manager)
 
-    def _replace(self, kind: _Kind, namespace: str, name: str, body: bytes) -> dict[str, Any]:
+    def create(self, obj: Mapping[str, Any], manager: str = "kubectl-create"
+               ) -> dict[str, Any]:
+        """Create an object as POST does (an Update manager owning every field it set,
+        defaults included), without HTTP: to seed what ``kubectl create`` or a client-side
+        ``kubectl apply`` (manager ``kubectl-client-side-apply``) left behind."""
+        kind = self._kind_of(str(obj["apiVersion"]), str(obj["kind"]))
+        new: dict[str, Any] = copy.deepcopy(dict(obj))
+        meta = new.setdefault("metadata", {})
+        ns = (meta.get("namespace") or "default") if kind.namespaced else ""
+        if kind.namespaced:
+            meta["namespace"] = ns
+        with self._lock:
+            self._admit_create(kind, ns, meta["name"])
+            self._uids += 1
+            meta.update({"uid": f"00000000-0000-4000-8000-{self._uids:012d}",
+                         "creationTimestamp": _now()})
+            stored = _Stored({"apiVersion": kind.api_version, "kind": kind.kind,
+                              "metadata": {k: meta[k] for k in ("name", "namespace", "uid",
+                                                                "creationTimestamp")
+                                           if k in meta}})
+            return self._write(kind, stored, new, manager, creating=True)
+
+    def _replace(self, kind: _Kind, namespace: str, name: str, body: bytes, manager: str
+                 ) -> dict[str, Any]:
         obj = self._body(kind, namespace, body)
         meta = obj["metadata"]
         if meta["name"] != name:
@@ -476,29 +647,81 @@ class FakeKubeAPI:
         stored = self._objects.get((kind.api_version, kind.kind, namespace, name))
         if stored is None:
             raise _not_found(kind, name)
-        old = stored.obj
         wanted = meta.get("resourceVersion")
-        if wanted is not None and str(wanted) != old["metadata"]["resourceVersion"]:
+        if wanted is not None and str(wanted) != stored.obj["metadata"]["resourceVersion"]:
             what = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
             raise ApiFailure(409, "Conflict", f'Operation cannot be fulfilled on {what} '
                              f'"{name}": the object has been modified; please apply your '
                              "changes to the latest version and try again",
                              {"name": name, "group": kind.group, "kind": kind.plural})
-        for k in ("uid", "creationTimestamp", "generation"):
+        return self._write(kind, stored, obj, manager)
+
+    def _write(self, kind: _Kind, stored: _Stored, obj: dict[str, Any], manager: str,
+               creating: bool = False) -> dict[str, Any]:
+        """Store ``obj`` as an Update by ``manager`` (create, replace, merge patch)."""
+        old = stored.obj
+        meta = obj.setdefault("metadata", {})
+        for k in ("uid", "creationTimestamp", "generation", "resourceVersion",
+                  "deletionTimestamp"):
             if k in old["metadata"]:
                 meta[k] = old["metadata"][k]
-        if "status" in old and "status" not in obj:
+            else:
+                meta.pop(k, None)
+        obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
+        if "status" in old:
             obj["status"] = old["status"]
+        # defaults first: a create owns what the server defaulted, as for real
         self._server_side_effects(kind, obj, old)
-        if obj.get("spec") != old.get("spec"):
-            meta["generation"] = int(old["metadata"].get("generation", 0)) + 1
+        stored.fields.update(old, obj, manager, kind.api_version)
+        return self._commit(kind, stored, obj, creating)
+
+    def _commit(self, kind: _Kind, stored: _Stored, new: dict[str, Any], creating: bool
+                ) -> dict[str, Any]:
+        """Keep ``new`` with its managed fields; resourceVersion and generation move only when
+        something changed."""
+        old = stored.obj
+        meta = new["metadata"]
+        before = [{k: v for k, v in e.items() if k != "time"}
+                  for e in old["metadata"].get("managedFields", [])]
+        entries = stored.fields.entries(_now())
+        after = [{k: v for k, v in e.items() if k != "time"} for e in entries]
+
+        def body(o: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in o.items() if k not in ("metadata", "status")}
+
+        def meta_of(o: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in o.get("metadata", {}).items() if k != "managedFields"}
+
+        spec_changed = body(new) != body(old)
+        if not (creating or spec_changed or meta_of(new) != meta_of(old) or before != after):
+            return copy.deepcopy(old)
         self._rv += 1
         meta["resourceVersion"] = str(self._rv)
-        stored.obj = obj
-        return copy.deepcopy(obj)
+        if "spec" in new and (creating or spec_changed):
+            meta["generation"] = int(old["metadata"].get("generation", 0)) + 1
+        elif "generation" in old["metadata"]:
+            meta["generation"] = old["metadata"]["generation"]
+        meta["managedFields"] = entries
+        stored.obj = new
+        key = (kind.api_version, kind.kind, meta.get("namespace", ""), meta["name"])
+        self._objects[key] = stored
+        if kind.kind == "Deployment" and (creating or spec_changed):
+            self._reconcile_deployment(stored.obj)
+        if kind.kind == "CustomResourceDefinition":
+            self._serve_crd(stored.obj)
+        return copy.deepcopy(stored.obj)
 
     def _delete(self, kind: _Kind, namespace: str, name: str) -> dict[str, Any]:
         key = (kind.api_version, kind.kind, namespace, name)
+        if kind.kind == "Namespace" and self.terminating_reads > 0 and key in self._objects:
+            ns_obj = self._objects[key].obj
+            if name not in self._terminating:
+                self._terminating[name] = self.terminating_reads
+                self._rv += 1
+                ns_obj["metadata"].update(deletionTimestamp=_now(),
+                                          resourceVersion=str(self._rv))
+                ns_obj["status"] = {"phase": "Terminating"}
+            return copy.deepcopy(ns_obj)  # the real server answers with the namespace
         stored = self._objects.pop(key, None)
         if stored is None:
             raise _not_found(kind, name)
@@ -546,68 +769,30 @@ class FakeKubeAPI:
         if kind.namespaced:
             config.setdefault("metadata", {})["namespace"] = namespace
         stored = self._objects.get(key)
+        creating = stored is None
         if stored is None:
+            self._admit_create(kind, namespace, name)
             self._uids += 1
-            stored = _Stored({"metadata": {
-                "uid": f"00000000-0000-4000-8000-{self._uids:012d}",
-                "creationTimestamp": _now()}})
-            creating = True
-        else:
-            creating = False
-        conflicts = []
-        for other, other_config in stored.applied.items():
-            if other == manager:
-                continue
-            for path, value in _leaves(config):
-                if path[:2] in (("metadata", "name"), ("metadata", "namespace")):
-                    continue
-                theirs = _at(other_config, path)
-                if theirs is not _MISSING and theirs != value:
-                    conflicts.append((other, path))
-        if conflicts and not force:
-            fields = [f".{'.'.join(p)}" for _, p in conflicts]
-            raise ApiFailure(409, "Conflict", f"Apply failed with {len(conflicts)} conflict"
-                             f"{'s' * (len(conflicts) != 1)}: conflict with \"{conflicts[0][0]}\" "
-                             f"using {kind.api_version}: {', '.join(fields)}",
-                             {"causes": [{"type": "FieldManagerConflict", "field": f,
-                                          "message": f'conflict with "{m}"'}
-                                         for (m, _), f in zip(conflicts, fields, strict=True)]})
-        for other, path in conflicts:  # forced: the other manager loses those fields
-            _drop(stored.applied[other], path)
-        stored.applied[manager] = config
-
+            base: dict[str, Any] = {"name": name, "uid":
+                                    f"00000000-0000-4000-8000-{self._uids:012d}",
+                                    "creationTimestamp": _now()}
+            if kind.namespaced:
+                base["namespace"] = namespace
+            stored = _Stored({"apiVersion": kind.api_version, "kind": kind.kind,
+                              "metadata": base})
         old = stored.obj
-        merged: dict[str, Any] = {}
-        for applied in stored.applied.values():
-            _merge(merged, copy.deepcopy(applied))
+        try:
+            merged = stored.fields.apply(old, config, manager, kind.api_version, force)
+        except Conflicts as exc:
+            what = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
+            raise ApiFailure(409, "Conflict", str(exc), {
+                "name": name, "group": kind.group, "kind": what.split(".")[0],
+                "causes": [{"reason": "FieldManagerConflict",
+                            "message": f"conflict with {m.shown()}", "field": path_text(p)}
+                           for m, p in exc.found]}) from None
         merged["apiVersion"], merged["kind"] = kind.api_version, kind.kind
-        meta = merged.setdefault("metadata", {})
-        keep = ("uid", "creationTimestamp", "resourceVersion", "generation")
-        meta.update({k: old["metadata"][k] for k in keep if k in old["metadata"]})
-        if "status" in old:
-            merged["status"] = old["status"]
         self._server_side_effects(kind, merged, old)
-
-        spec_changed = {k: v for k, v in merged.items() if k not in ("metadata", "status")} != {
-            k: v for k, v in old.items() if k not in ("metadata", "status")}
-        meta_changed = {k: v for k, v in merged["metadata"].items() if k != "managedFields"} != {
-            k: v for k, v in old["metadata"].items() if k != "managedFields"}
-        if creating or spec_changed or meta_changed or manager not in _managers(old):
-            self._rv += 1
-            meta["resourceVersion"] = str(self._rv)
-            if "spec" in merged and (creating or spec_changed):
-                meta["generation"] = int(old["metadata"].get("generation", 0)) + 1
-            meta["managedFields"] = [
-                {"manager": m, "operation": "Apply", "apiVersion": kind.api_version,
-                 "time": _now(), "fieldsType": "FieldsV1", "fieldsV1": _fields_v1(c)}
-                for m, c in stored.applied.items()]
-            stored.obj = merged
-            self._objects[key] = stored
-            if kind.kind == "Deployment":
-                self._reconcile_deployment(stored.obj)
-            if kind.kind == "CustomResourceDefinition":
-                self._serve_crd(stored.obj)
-        return copy.deepcopy(stored.obj)
+        return self._commit(kind, stored, merged, creating)
 
     def _server_side_effects(self, kind: _Kind, obj: dict[str, Any], old: dict[str, Any]
                              ) -> None:
@@ -644,7 +829,7 @@ class FakeKubeAPI:
                                    if v.get("storage")]}
         if kind.kind == "Namespace":
             obj["spec"] = {"finalizers": ["kubernetes"]}
-            obj["status"] = {"phase": "Active"}
+            obj["status"] = old.get("status") or {"phase": "Active"}
             obj["metadata"].setdefault("labels", {})[
                 "kubernetes.io/metadata.name"] = obj["metadata"]["name"]
 
@@ -665,9 +850,12 @@ class FakeKubeAPI:
         if behaviour is not None and behaviour.reads_until_ready > 0:
             behaviour.reads_until_ready -= 1
             if behaviour.reads_until_ready == 0:
-                self._reconcile_deployment(dep)
+                self._reconcile_deployment(dep, restart=True)
 
-    def _reconcile_deployment(self, dep: dict[str, Any]) -> None:
+    def _reconcile_deployment(self, dep: dict[str, Any], restart: bool = False) -> None:
+        """The Deployment controller: a ReplicaSet per template, the newest with the pods as
+        :meth:`rollout` says; while they are not available, the old ReplicaSet's pods keep
+        running beside them (a surge), and the status counts both, as for real."""
         meta, spec = dep["metadata"], dep["spec"]
         ns, name = meta["namespace"], meta["name"]
         b = self._rollouts.get((ns, name), _Rollout())
@@ -676,16 +864,40 @@ class FakeKubeAPI:
         template_hash = hashlib.sha256(json.dumps(template, sort_keys=True).encode()
                                        ).hexdigest()[:10]
         rs_name = f"{name}-{template_hash}"
-        self._delete_pods(ns, name)
+        sets = self._replica_sets(ns, name)
+        current = sets.get(rs_name)
+        revision = int((current or {}).get("metadata", {}).get("annotations", {}).get(
+            _REVISION, 0)) if current else 0
+        if current is None or revision < max((_revision(r) for r in sets.values()), default=0):
+            revision = max((_revision(r) for r in sets.values()), default=0) + 1
+            restart = True
+        meta.setdefault("annotations", {})[_REVISION] = str(revision)
+        self._objects[("apps/v1", "ReplicaSet", ns, rs_name)] = _Stored(self._replica_set(
+            dep, rs_name, template, template_hash, replicas, revision))
         healthy = b.fail is None and b.reads_until_ready == 0
-        for i in range(replicas):
-            pod_name = f"{rs_name}-{_suffix(template_hash, i)}"
-            self._objects[("v1", "Pod", ns, pod_name)] = _Stored(
-                self._pod(ns, pod_name, rs_name, template, template_hash, b, healthy))
-            for c in template.get("spec", {}).get("containers", []):
-                self._logs[(ns, pod_name, c["name"])] = list(b.logs)
+        if restart or not self._pods_of(ns, rs_name):
+            for key in self._pods_of(ns, rs_name):
+                del self._objects[key]
+            for i in range(replicas):
+                pod_name = f"{rs_name}-{_suffix(template_hash + str(revision), i)}"
+                self._objects[("v1", "Pod", ns, pod_name)] = _Stored(
+                    self._pod(ns, pod_name, rs_name, template, template_hash, b, healthy))
+                for c in template.get("spec", {}).get("containers", []):
+                    self._logs[(ns, pod_name, c["name"])] = list(b.logs)
+        old_pods = [k for other in sets if other != rs_name for k in self._pods_of(ns, other)]
+        if healthy:  # the new pods are available: the old ReplicaSets scale to zero
+            for key in old_pods:
+                del self._objects[key]
+            for other, rs in sets.items():
+                if other != rs_name:
+                    rs["spec"]["replicas"] = 0
+                    rs["status"] = {"replicas": 0, "observedGeneration": 1}
+            old_pods = []
+        old_ready = sum(1 for k in old_pods
+                        if self._objects[k].obj["status"]["conditions"][0]["status"] == "True")
         status: dict[str, Any] = {"observedGeneration": meta.get("generation", 1),
-                                  "replicas": replicas, "updatedReplicas": replicas}
+                                  "replicas": replicas + len(old_pods),
+                                  "updatedReplicas": replicas}
         now = _now()
         if healthy:
             status.update(readyReplicas=replicas, availableReplicas=replicas)
@@ -695,18 +907,55 @@ class FakeKubeAPI:
                 ("Progressing", "True", "NewReplicaSetAvailable",
                  f'ReplicaSet "{rs_name}" has successfully progressed.')]
         else:
-            status["unavailableReplicas"] = replicas
+            if old_ready:
+                status.update(readyReplicas=old_ready, availableReplicas=old_ready)
+            status["unavailableReplicas"] = max(replicas - old_ready, 0)
             progressing = (("Progressing", "False", "ProgressDeadlineExceeded",
                             f'ReplicaSet "{rs_name}" has timed out progressing.')
                            if b.deadline_exceeded else
                            ("Progressing", "True", "ReplicaSetUpdated",
                             f'ReplicaSet "{rs_name}" is progressing.'))
-            conditions = [("Available", "False", "MinimumReplicasUnavailable",
-                           "Deployment does not have minimum availability."), progressing]
+            available = ("Available", "True", "MinimumReplicasAvailable",
+                         "Deployment has minimum availability.") if old_ready >= replicas else (
+                "Available", "False", "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.")
+            conditions = [available, progressing]
         status["conditions"] = [
             {"type": t, "status": s, "reason": r, "message": m, "lastUpdateTime": now,
              "lastTransitionTime": now} for t, s, r, m in conditions]
         dep["status"] = status
+
+    def _replica_sets(self, ns: str, deployment: str) -> dict[str, dict[str, Any]]:
+        return {key[3]: stored.obj for key, stored in self._objects.items()
+                if key[:3] == ("apps/v1", "ReplicaSet", ns) and any(
+                    o["name"] == deployment for o in
+                    stored.obj["metadata"].get("ownerReferences", []))}
+
+    def _pods_of(self, ns: str, rs_name: str) -> list[tuple[str, str, str, str]]:
+        return [key for key, stored in self._objects.items()
+                if key[:3] == ("v1", "Pod", ns) and any(
+                    o["name"] == rs_name for o in
+                    stored.obj["metadata"].get("ownerReferences", []))]
+
+    def _replica_set(self, dep: dict[str, Any], rs_name: str, template: dict[str, Any],
+                     template_hash: str, replicas: int, revision: int) -> dict[str, Any]:
+        meta = dep["metadata"]
+        labels = {**(template.get("metadata", {}).get("labels") or {}),
+                  "pod-template-hash": template_hash}
+        selector = dict((dep["spec"].get("selector") or {}).get("matchLabels") or {})
+        self._uids += 1
+        return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {
+                    "name": rs_name, "namespace": meta["namespace"], "labels": labels,
+                    "annotations": {_REVISION: str(revision)},
+                    "uid": f"00000000-0000-4000-8000-{self._uids:012d}",
+                    "resourceVersion": str(self._rv), "creationTimestamp": _now(),
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                         "name": meta["name"], "uid": meta.get("uid", ""),
+                                         "controller": True}]},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": {
+                    **selector, "pod-template-hash": template_hash}},
+                    "template": copy.deepcopy(template)},
+                "status": {"replicas": replicas, "observedGeneration": 1}}
 
     def _pod(self, ns: str, name: str, rs_name: str, template: dict[str, Any],
              template_hash: str, b: _Rollout, healthy: bool) -> dict[str, Any]:
@@ -748,12 +997,11 @@ class FakeKubeAPI:
                            "containerStatuses": statuses}}
 
     def _delete_pods(self, ns: str, deployment: str) -> None:
-        for key, stored in list(self._objects.items()):
-            if key[:3] != ("v1", "Pod", ns):
-                continue
-            owners = stored.obj["metadata"].get("ownerReferences", [])
-            if any(o["name"].rsplit("-", 1)[0] == deployment for o in owners):
+        """Garbage collection: a deleted Deployment's ReplicaSets and pods go with it."""
+        for rs_name in self._replica_sets(ns, deployment):
+            for key in self._pods_of(ns, rs_name):
                 del self._objects[key]
+            del self._objects[("apps/v1", "ReplicaSet", ns, rs_name)]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -767,7 +1015,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         code, ctype, out = self.fake.handle(self.command, self.path,
-                                            self.headers.get("Content-Type"), body)
+                                            self.headers.get("Content-Type"), body,
+                                            self.headers.get("User-Agent"))
         self.send_response(code, HTTPStatus(code).phrase)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(out)))
@@ -824,48 +1073,31 @@ def _field_selector(text: str) -> dict[str, str]:
 
 # -- helpers for the apply merge ---------------------------------------------------------------
 
-_MISSING = object()
-
-
-def _leaves(obj: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
-    if isinstance(obj, dict) and obj:
-        for k, v in obj.items():
-            yield from _leaves(v, (*prefix, str(k)))
-    else:
-        yield prefix, obj
-
-
-def _at(obj: Any, path: tuple[str, ...]) -> Any:
-    for part in path:
-        if not isinstance(obj, dict) or part not in obj:
-            return _MISSING
-        obj = obj[part]
-    return obj
-
-
-def _drop(obj: dict[str, Any], path: tuple[str, ...]) -> None:
-    parent = _at(obj, path[:-1])
-    if isinstance(parent, dict):
-        parent.pop(path[-1], None)
-
-
-def _merge(into: dict[str, Any], src: Mapping[str, Any]) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _merge(into[k], v)
+def _json_merge(old: Any, patch: Any, strategic: bool, path: tuple[Any, ...] = ()) -> Any:
+    """RFC 7386 (null deletes, maps merge, the rest replaces); a strategic merge patch also
+    merges the lists Kubernetes keys (containers by name, ...)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(old) if isinstance(old, dict) else {}
+    for k, v in patch.items():
+        sub = (*path, ("f", str(k)))
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict):
+            out[k] = _json_merge(out.get(k), v, strategic, sub)
+        elif strategic and isinstance(v, list) and isinstance(out.get(k), list) and \
+                list_type(sub) is not None:
+            out[k] = merge(out[k], v, sub)
         else:
-            into[k] = v
+            out[k] = copy.deepcopy(v)
+    return out
 
 
-def _fields_v1(config: Any) -> dict[str, Any]:
-    if not isinstance(config, dict):
-        return {}
-    return {f"f:{k}": _fields_v1(v) for k, v in config.items()
-            if k not in ("apiVersion", "kind")}
+_REVISION = "deployment.kubernetes.io/revision"
 
 
-def _managers(obj: dict[str, Any]) -> set[str]:
-    return {m["manager"] for m in obj.get("metadata", {}).get("managedFields", [])}
+def _revision(rs: dict[str, Any]) -> int:
+    return int(rs["metadata"].get("annotations", {}).get(_REVISION, 0))
 
 
 def _suffix(seed: str, i: int) -> str:
