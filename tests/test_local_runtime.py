@@ -380,7 +380,7 @@ def _supervisors(directory: Path) -> list[int]:
 def starter(workdir: Path) -> Iterator[Path]:
     port = free_port()
     (workdir / "starter.py").write_text(STARTER)
-    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+    (workdir / "devslice.yaml").write_text(BASE + SOLO + textwrap.dedent(f"""\
         cluster: {{runtime: local}}
         storage: {{mode: shared}}
         services:

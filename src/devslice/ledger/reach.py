@@ -61,11 +61,12 @@ def reach_issue(env: Environment, config_path: Path, ledger: Ledger) -> ConfigEr
     message = (f"the ledger {ledger.location} is a file only this machine sees, but {listed} "
                f"{'are' if len(services) > 1 else 'is'} shared: another developer's ledger "
                "would hand out the same slice")
-    # Point at the ledger key when the file writes one, else at the first shared service.
-    (issue,) = locate([ConfigIssue(path, None, None, "ledger.backend", message)])
-    if issue.line is None:
-        (issue,) = locate([ConfigIssue(path, None, None, services[0], message)])
-    return ConfigError([issue], hint=FIX)
+    # Point at the ledger key when the file writes one, else at the first shared service
+    # (locate puts a key the file leaves out at the document's start, 1:1).
+    ledger_key, service_key = locate([ConfigIssue(path, None, None, "ledger.backend", message),
+                                      ConfigIssue(path, None, None, services[0], message)])
+    written = ledger_key.line is not None and (ledger_key.line, ledger_key.column) != (1, 1)
+    return ConfigError([ledger_key if written else service_key], hint=FIX)
 
 
 def describe(env: Environment, ledger: Ledger) -> str:
