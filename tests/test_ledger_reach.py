@@ -4,7 +4,9 @@ the team's blob (a real Azurite); the Azure Blob ledger checks its whole documen
 
 from __future__ import annotations
 
+import gc
 import json
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -107,6 +109,9 @@ def test_migrate_copies_every_slice_and_its_history_and_leaves_the_source(
                                                                   "--force"]):
         assert run(args) == 0, args
     source = workdir / ".devslice" / "ledger.db"
+    gc.collect()  # the commands' connections, so that the WAL is all in the file
+    with sqlite3.connect(source) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     before = source.read_bytes()
     local = Project.load()
     state, history = local.ledger.read(), local.ledger.history(limit=None)
