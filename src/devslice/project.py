@@ -246,7 +246,17 @@ class Project:
                 hint=f"renew it (`devslice slice renew {handle}`) or claim a new one")
         mine = self.overrides(handle) if overrides else None
         return slice_variables(self.env, s, self.base_dir, mine.env if mine else None,
-                               mine.source if mine else "", environ, secrets)
+                               mine.source if mine else "", environ, secrets,
+                               host_address=self.host_address())
+
+    def host_address(self) -> str | None:
+        """This machine as k3d pods reach it: the gateway of the cluster's network; None
+        when the runtime is kube (auto and local may still become k3d)."""
+        if self.env.cluster.runtime == "kube":
+            return None
+        from devslice.resources.k3d import cluster_subnet, host_gateway
+
+        return host_gateway(cluster_subnet(self.env.cluster, self.base_dir))
 
     def overrides(self, handle: str) -> Overrides:
         """The personal overrides slice ``handle`` gets: those of devslice.local.yaml when it

@@ -165,9 +165,9 @@ def runtime(project: Project) -> tuple[str, str]:
 
 def machine_only(env: Any) -> list[str]:
     """The services whose mode serves processes of this machine only (embedded stand-ins)."""
-    return [f"{key}.mode is embedded" for key, settings in
-            (("eventHubs", env.event_hubs), ("storage", env.storage), ("signalR", env.signal_r))
-            if settings.mode == "embedded"]
+    from devslice.services import machine_only as services_machine_only
+
+    return services_machine_only(env)
 
 
 Progress = Callable[[str, str], None]  # (resource key, a line of what it is doing)
@@ -263,18 +263,10 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     # -- containers (issue 5) ------------------------------------------------------------
     # Emulators and the team's own containers beside the cluster. The slice's objects wait
     # for them, so services start against dependencies that are ready.
-    containers: list[Resource] = list(container_resources(project, tools,
-                                                          "k3d" if k3d else "kube"))
-    if env.data_explorer.mode == "emulator":
-        from devslice.config.model import KustoEmulatorSettings
-        from devslice.emulators import kusto_emulator_url
-        from devslice.resources.dataexplorer import EmulatorDatabaseResource
-        from devslice.slices.derive import derive_names
+    from devslice.services import cluster_resources
 
-        containers.append(EmulatorDatabaseResource(
-            derive_names(env, handle).data_explorer_database,
-            kusto_emulator_url((env.containers.kusto_emulator or KustoEmulatorSettings()).port),
-            after=("container:kusto-emulator",)))
+    containers: list[Resource] = [*container_resources(project, tools, "k3d" if k3d else "kube"),
+                                  *cluster_resources(env, handle)]
     out += containers
     ready += [r.key for r in containers]
     # -- end containers -------------------------------------------------------------------
@@ -327,15 +319,12 @@ def container_resources(project: Project, tools: Tools, runtime: str) -> list[Re
     """``container:<name>`` for every container of ``containers:`` (and the Event Hubs
     emulator with Azurite when ``eventHubs.mode`` is emulator). Azurite gets an account for
     each slice in the ledger, so the ledger is read only when Azurite runs."""
-    from devslice.resources.builtins import container_specs
     from devslice.resources.containers import ContainerResource
+    from devslice.services import container_specs, wants_accounts
 
     env = project.env
-    c = env.containers
-    needs_accounts = c.azurite is not None or c.event_hubs_emulator is not None or \
-        env.event_hubs.mode == "emulator" or env.storage.mode == "emulator"
     accounts: list[str] = []
-    if needs_accounts:
+    if wants_accounts(env):
         from devslice.slices.derive import derive_names
 
         accounts = [derive_names(env, s.handle).storage_account for s in project.slices()]
