@@ -150,42 +150,46 @@ def for_pods(variables: list[Variable], runtime: str, gateway: str | None) -> li
         elif v.reach is Reach.machine or runtime != "k3d" or gateway is None:
             unreachable.append(v)
         else:
-            text = v.value.reveal() if isinstance(v.value, Secret) else v.value
-            text = _LOOPBACK.sub(gateway, text)
-            left = _LEFT_LOOPBACK.search(text.replace(gateway, ""))
-            if left:
-                # a host devslice does not know how to rewrite: refuse rather than hand pods
-                # an address that is their own loopback
-                raise PodsCannotReach(
-                    f"{v.name} names this machine as {left.group(0)!r}, which devslice does not "
-                    f"rewrite for pods ({v.source})",
-                    hint="write the template with 127.0.0.1 or localhost, which devslice "
-                    "rewrites to the gateway for pods")
-            value: str | Secret = Secret(text, v.value.source) if isinstance(
-                v.value, Secret) else text
-            out.append(replace(v, value=value, source=f"{v.source}, for pods at the gateway "
-                               f"{gateway}"))
+            out.append(_at_gateway(v, gateway))
     if unreachable:
-        keys = sorted({v.mode_key or v.name for v in unreachable})
-        modes = [k for k in keys if k.endswith(".mode")]
-        if runtime == "k3d":
-            why = ("embedded stand-ins live in files and processes of this machine, which "
-                   "pods cannot open")
-            fixes = [f"set {', '.join(f'{k}: emulator' for k in modes)} (a container pods "
-                     "reach through the gateway), or shared"] if modes else []
-            fixes.append("or run the services as processes with cluster.runtime: local")
-        else:
-            why = ("pods of a shared cluster cannot reach emulators or stand-ins on this "
-                   "machine")
-            fixes = [f"set {', '.join(f'{k}: shared' for k in modes)} (a slice of the team's "
-                     "cloud service)"] if modes else []
-            fixes += [f"remove {k} and give pods a {k.split('.')[-1]} they reach (e.g. a "
-                      "shared one, in a variable of contract.env)"
-                      for k in keys if not k.endswith(".mode")]
-        fix = "; ".join(fixes)
-        names = [v.name for v in unreachable]
-        verb = "points" if len(names) == 1 else "point"
-        raise PodsCannotReach(
-            f"runtime {runtime}: {', '.join(names)} {verb} at this machine "
-            f"({', '.join(keys)}); {why}", hint=fix)
+        raise _unreachable(unreachable, runtime)
     return out
+
+
+def _at_gateway(v: Variable, gateway: str) -> Variable:
+    """``v`` with this machine's loopback rewritten to the gateway."""
+    text = v.value.reveal() if isinstance(v.value, Secret) else v.value
+    text = _LOOPBACK.sub(gateway, text)
+    left = _LEFT_LOOPBACK.search(text.replace(gateway, ""))
+    if left:
+        # a host devslice does not know how to rewrite: refuse rather than hand pods an
+        # address that is their own loopback
+        raise PodsCannotReach(
+            f"{v.name} names this machine as {left.group(0)!r}, which devslice does not "
+            f"rewrite for pods ({v.source})",
+            hint="write the template with 127.0.0.1 or localhost, which devslice rewrites to "
+            "the gateway for pods")
+    value: str | Secret = Secret(text, v.value.source) if isinstance(v.value, Secret) else text
+    return replace(v, value=value, source=f"{v.source}, for pods at the gateway {gateway}")
+
+
+def _unreachable(unreachable: list[Variable], runtime: str) -> PodsCannotReach:
+    """Why pods cannot use these variables, and which modes to change."""
+    keys = sorted({v.mode_key or v.name for v in unreachable})
+    modes = [k for k in keys if k.endswith(".mode")]
+    if runtime == "k3d":
+        why = ("embedded stand-ins live in files and processes of this machine, which pods "
+               "cannot open")
+        fixes = [f"set {', '.join(f'{k}: emulator' for k in modes)} (a container pods reach "
+                 "through the gateway), or shared"] if modes else []
+        fixes.append("or run the services as processes with cluster.runtime: local")
+    else:
+        why = "pods of a shared cluster cannot reach emulators or stand-ins on this machine"
+        fixes = [f"set {', '.join(f'{k}: shared' for k in modes)} (a slice of the team's "
+                 "cloud service)"] if modes else []
+        fixes += [f"remove {k} and give pods a {k.split('.')[-1]} they reach (e.g. a shared "
+                  "one, in a variable of contract.env)" for k in keys if not k.endswith(".mode")]
+    names = [v.name for v in unreachable]
+    verb = "points" if len(names) == 1 else "point"
+    return PodsCannotReach(f"runtime {runtime}: {', '.join(names)} {verb} at this machine "
+                           f"({', '.join(keys)}); {why}", hint="; ".join(fixes))

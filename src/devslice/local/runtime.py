@@ -207,24 +207,13 @@ class LocalRuntimeResource:
         desired = spec_hash(specs)
         calls = (f"{sys.executable} -m {MARKER} {self.directory}",)
         if state is None:
-            left = orphans(self.directory)
-            if left:
-                sup = ((read_json(self.directory / STATE) or {}).get("supervisor") or {})
-                return [Action(self.key, "restart", (
-                    f"the supervisor (pid {sup.get('pid')}) is gone; orphaned processes it "
-                    "left running: " + ", ".join(f"{n} (pid {p})" for n, p in left.items())
-                    + "; they are stopped and started again"), calls,
-                    lambda: self._restart(specs, desired))]
-            return [Action(self.key, "start", f"run {names} as local processes", calls,
-                           lambda: self._start(specs, desired))]
+            return [self._not_running(specs, desired, names, calls)]
         if state["supervisor"]["spec"] != desired:
             old = {s["name"] for s in (read_json(self.directory / SPEC) or {}).get("services", [])}
             changed = sorted({s.name for s in specs} ^ old) or [names]
             return [Action(self.key, "restart", f"the services changed ({', '.join(changed)})",
                            calls, lambda: self._restart(specs, desired))]
-        broken = [f"{n} {s['state']}" + (f" ({s['detail']})" if s.get("detail") else "")
-                  for n, s in state["services"].items()
-                  if s["state"] in ("failed", "unready") or _crash_looping(s)]
+        broken = _unhealthy(state)
         if broken:
             return [Action(self.key, "restart", f"not healthy: {', '.join(broken)}", calls,
                            lambda: self._restart(specs, desired))]
@@ -232,6 +221,20 @@ class LocalRuntimeResource:
         states = ", ".join(f"{n} {s['state']}" + (f" :{ports[n]}" if ports.get(n) else "")
                            for n, s in state["services"].items())
         return [noop(self.key, f"running: {states}")]
+
+    def _not_running(self, specs: list[ServiceSpec], desired: str, names: str,
+                     calls: tuple[str, ...]) -> Action:
+        """No supervisor: start one, after stopping what a dead one left running."""
+        left = orphans(self.directory)
+        if left:
+            sup = ((read_json(self.directory / STATE) or {}).get("supervisor") or {})
+            return Action(self.key, "restart", (
+                f"the supervisor (pid {sup.get('pid')}) is gone; orphaned processes it left "
+                "running: " + ", ".join(f"{n} (pid {p})" for n, p in left.items())
+                + "; they are stopped and started again"), calls,
+                lambda: self._restart(specs, desired))
+        return Action(self.key, "start", f"run {names} as local processes", calls,
+                      lambda: self._start(specs, desired))
 
     def _stop(self) -> None:
         stop(self.directory)
@@ -266,6 +269,13 @@ class LocalRuntimeResource:
                    max((float(s.ready.get("timeout", 0)) for s in specs), default=0) + 10)
         if self.shared:
             services.after_start(self.project, specs)
+
+
+def _unhealthy(state: dict[str, Any]) -> list[str]:
+    """The supervised services that failed, never got ready, or keep crashing."""
+    return [f"{n} {s['state']}" + (f" ({s['detail']})" if s.get("detail") else "")
+            for n, s in state["services"].items()
+            if s["state"] in ("failed", "unready") or _crash_looping(s)]
 
 
 def _crash_looping(service: dict[str, Any]) -> bool:
