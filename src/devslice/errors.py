@@ -42,6 +42,7 @@ The runtime SDK adds its own, beside the code that raises them:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -79,15 +80,23 @@ class ConfigIssue:
         return f"{pos}:{where} {self.message}"
 
 
+def _as_given(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    return issues
+
+
+# How a ConfigError finds the line and column of an issue that names only its key (a check at
+# plan time). devslice.config.load sets it when it is imported, which every loaded config has
+# done: errors sits below config and imports nothing of it.
+locate_issues: Callable[[list[ConfigIssue]], list[ConfigIssue]] = _as_given
+
+
 class ConfigError(DevsliceError):
     exit_code = 2
 
     def __init__(self, issues: list[ConfigIssue], hint: str | None = None) -> None:
-        from devslice.config.load import locate
-
         # An issue found after loading (a check at plan time) names its key; the file says
         # where that key is written.
-        self.issues = issues = locate(issues)
+        self.issues = issues = locate_issues(issues)
         lines = [str(i) for i in issues]
         super().__init__("\n".join(lines), hint)
 

@@ -151,7 +151,7 @@ class Project:
         assert result.value is not None
         s, created = result.value
         if created and s.claim is not None:  # issue 11: where the new holder's view begins
-            from devslice.slices.fences import fence_new_slice
+            from devslice.services.fences import fence_new_slice
 
             s, _ = fence_new_slice(self, s)
         return s, created

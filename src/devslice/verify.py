@@ -451,7 +451,7 @@ def start_fence_check(project: Project, handle: str) -> Check:
     (overrides included) must carry the ledger's fences; on the embedded hub a SliceConsumer
     reads every event hub of the slice from the beginning, and must deliver no event
     enqueued before the claim."""
-    from devslice.slices.fences import contract_fences
+    from devslice.services.fences import contract_fences
 
     name = "a consumer of the slice sees nothing from before its claim"
     s = project.get(handle)

@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from devslice import errors
 from devslice.errors import ConfigError, ConfigIssue
 
 if TYPE_CHECKING:
@@ -257,6 +258,9 @@ def locate(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     is read once."""
     roots: dict[str, Any] = {}
     return [_locate(i, roots) for i in issues]
+
+
+errors.locate_issues = locate  # ConfigError locates its issues with it
 
 
 def _locate(issue: ConfigIssue, roots: dict[str, Any]) -> ConfigIssue:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from devslice.services import dataexplorer, eventhubs, mongodb, sftp, signalr, storage
 from devslice.services.base import (
+    CloudInputs,
     ContainerInputs,
     Contract,
     Origin,
@@ -51,10 +52,11 @@ SERVICES: tuple[Service, ...] = (
     signalr.SERVICE,
 )
 
-__all__ = ["SERVICES", "ContainerInputs", "Contract", "Origin", "ProcessSpec", "Reach",
-           "Service", "ToolNeed", "Variable", "cluster_resources", "container_names",
-           "container_only", "container_specs", "contract_variables", "machine_only",
-           "processes", "team_services", "tools", "wants_accounts"]
+__all__ = ["SERVICES", "CloudInputs", "ContainerInputs", "Contract", "Origin", "ProcessSpec",
+           "Reach", "Service", "ToolNeed", "Variable", "after_start", "cloud_resources",
+           "cluster_resources", "container_names", "container_only", "container_specs",
+           "contract_variables", "machine_only", "process_notes", "processes", "team_services",
+           "tools", "wants_accounts"]
 
 
 def contract_variables(c: Contract) -> None:
@@ -136,3 +138,8 @@ def tools(env: Environment, processes: bool) -> list[ToolNeed]:
     """Programs the config asks to run on this machine (``processes``: the local runtime
     may run)."""
     return [need for s in SERVICES for need in s.tools(env, processes)]
+
+
+def cloud_resources(inputs: CloudInputs) -> list[Resource]:
+    """The slice's resources in the cloud, as each service says (issue 15)."""
+    return [r for s in SERVICES for r in s.cloud_resources(inputs)]

@@ -22,7 +22,7 @@ from devslice.secrets import Secret, resolve
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment, SecretRef
-    from devslice.engine.plan import Action, Resource
+    from devslice.engine.plan import Resource
     from devslice.project import Project
     from devslice.resources.containers import ContainerSpec
     from devslice.sdk.context import SliceContext
@@ -134,6 +134,18 @@ class ContainerInputs:
 
 
 @dataclass(frozen=True)
+class CloudInputs:
+    """What a service's cloud hooks need: the slice, the management clients
+    (``devslice.cloud.azure.Azure``), and how `up` was asked to act."""
+
+    project: Project
+    handle: str
+    azure: Any
+    adopt: bool = False  # tag same-named resources made without devslice as the slice's
+    progress: Callable[[str, str], None] | None = None  # (resource key, a line)
+
+
+@dataclass(frozen=True)
 class ToolNeed:
     """A program this devslice.yaml asks to run on this machine (`devslice doctor`)."""
 
@@ -223,10 +235,14 @@ class Service:
         return None
 
     # -- hooks for the cloud (issue 15) ----------------------------------------------------
-    def provision(self, env: Environment, s: Slice, names: SliceNames) -> list[Action]:
-        """Actions creating the slice's share of the team's cloud service (mode shared)."""
+    def cloud_resources(self, inputs: CloudInputs) -> list[Resource]:
+        """The slice's share of the team's cloud service that `plan` and `up` keep in shape
+        (in ``mode: shared``: the storage account, the database, consumer groups), built
+        from :mod:`devslice.cloud`; or what the emulator needs made before a consumer starts
+        (the checkpoint container in Azurite)."""
         return []
 
-    def teardown(self, env: Environment, s: Slice, names: SliceNames) -> list[Action]:
-        """Actions deleting what :meth:`provision` created for the slice."""
+    def cloud_leftovers(self, inputs: CloudInputs) -> list[Any]:
+        """What `slice release --delete-resources` may delete of the slice's: the resources
+        :meth:`cloud_resources` created, as the cloud package's candidates."""
         return []

@@ -28,6 +28,7 @@ from devslice.services.base import (
     Service,
     require_eula,
 )
+from devslice.services.fences import contract_fences
 from devslice.text import plural
 
 if TYPE_CHECKING:
@@ -134,8 +135,6 @@ class EventHubs(Service):
         return settings
 
     def variables(self, c: Contract) -> None:
-        from devslice.slices.fences import contract_fences
-
         env, s, p = c.env, c.slice, c.prefix
         mode = env.event_hubs.mode
         ns = next((n for n in env.event_hubs.namespaces if n.name == s.event_hubs.namespace),

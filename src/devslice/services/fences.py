@@ -118,9 +118,9 @@ def fence_new_slice(project: Project, s: Slice,
 
 
 def contract_client_factory(project: Project, s: Slice) -> ClientFactory:
-    """Consumer clients built from the slice's contract, as its services would build them:
-    the embedded hub's, or the official SDK's for the emulator and shared Event Hubs."""
-    from devslice.contract.variables import slice_variables
+    """Consumer clients built from the slice's contract (the team's values, without personal
+    overrides), as its services would build them: the embedded hub's, or the official SDK's
+    for the emulator and shared Event Hubs."""
     from devslice.sdk.context import SliceContext
     from devslice.sdk.eventhubs import partition_properties_client
     from devslice.secrets import Secret
@@ -129,7 +129,7 @@ def contract_client_factory(project: Project, s: Slice) -> ClientFactory:
 
     def open_client(hub: str) -> PartitionPropertiesClient:
         if not contexts:  # once, and only when a client is asked for: it resolves secrets
-            variables = slice_variables(project.env, s, project.base_dir)
+            variables = project.variables(s.handle, overrides=False)
             environ = {v.name: v.value.reveal() if isinstance(v.value, Secret) else v.value
                        for v in variables}
             contexts.append(SliceContext.from_env(
