@@ -9,6 +9,7 @@ kube).
     eventhubs.py     eventHubs: the team's namespaces, the emulator, or the embedded hub
     dataexplorer.py  dataExplorer: the team's cluster, or the Kusto emulator
     signalr.py       signalR: the team's service, or asrs-emulator (container or process)
+    fences.py        Event Hubs start fences: where a partition's new holder begins
 
 The contract (``contract.variables``), the engine, the local runtime, `doctor`, `verify` and
 ``ledger.reach`` ask the functions below, which ask each service in :data:`SERVICES` order
