@@ -33,6 +33,8 @@ from devslice.sdk.context import (
     SliceContext,
     variable_key,
 )
+from devslice.services.eventhubs import SERVICE as EVENTHUBS
+from devslice.services.fences import contract_fences
 from devslice.slices.derive import SliceNames, derive_names
 from devslice.text import plural
 
@@ -440,8 +442,6 @@ def _canary(project: Project, handle: str, ctx: SliceContext) -> Check:
     """Canaries through the slice's producer, built from the ledger's contract (no override):
     a value an override names never decides where a canary goes. The Event Hubs service
     knows where they can be read back."""
-    from devslice.services.eventhubs import SERVICE as EVENTHUBS
-
     probe = EVENTHUBS.probe(project, handle, ctx)
     return Check("a canary on each partition arrives there only", probe.status, probe.detail)
 
@@ -451,8 +451,6 @@ def start_fence_check(project: Project, handle: str) -> Check:
     (overrides included) must carry the ledger's fences; on the embedded hub a SliceConsumer
     reads every event hub of the slice from the beginning, and must deliver no event
     enqueued before the claim."""
-    from devslice.services.fences import contract_fences
-
     name = "a consumer of the slice sees nothing from before its claim"
     s = project.get(handle)
     fences = contract_fences(s)
@@ -470,8 +468,6 @@ def start_fence_check(project: Project, handle: str) -> Check:
                      if f.sequence_number is None)
     note = f"; fenced at the claim time (sequence number unread): {', '.join(by_time)}" \
         if by_time else ""
-    from devslice.services.eventhubs import SERVICE as EVENTHUBS
-
     hubs = project.env.event_hubs.event_hubs
     why = EVENTHUBS.read_back_skip(project.env)
     if why is not None:

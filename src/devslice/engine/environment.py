@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from devslice.errors import DevsliceError
@@ -233,39 +234,23 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
         ready.append("cluster")
         push_host = f"localhost:{c.registry.port}"
         pull_host = f"k3d-{c.registry.name}:{c.registry.port}"  # inside the cluster
-        for image in env.images:
-            out.append(ImageResource(image, base, push_host, tools.docker, tools.registry,
-                                     config_path=str(project.config_path)))
+        out += [ImageResource(image, base, push_host, tools.docker, tools.registry,
+                              config_path=str(project.config_path)) for image in env.images]
         refs = image_refs(env.images, base, pull_host, str(project.config_path))
     else:
         from devslice.adapters.kube import current_context
         from devslice.resources.manifests import kube_target
 
         namespace = kube_target(c.kube, handle, current_context(), env.team).namespace
-        # A shared cluster cannot pull what was built on this machine: images go to the
-        # registry it pulls from (issue 13: they were skipped, and pods kept unbuilt names).
-        registry = c.kube.registry
-        if env.images and registry is None:
-            from devslice.errors import ConfigError, ConfigIssue
-
-            raise ConfigError([ConfigIssue(
-                str(project.config_path), None, None, "images",
-                f"runtime kube runs images on a shared cluster, which cannot pull "
-                f"{', '.join(i.name for i in env.images)} from this machine: set "
-                "cluster.kube.registry to a registry the cluster pulls from (e.g. "
-                "myacr.azurecr.io/team, after `az acr login -n myacr`); `devslice up` builds "
-                "and pushes them there and points the manifests at them")])
-        for image in env.images:
-            out.append(ImageResource(image, base, str(registry), tools.docker, tools.registry,
-                                     after=(), config_path=str(project.config_path)))
-        refs = image_refs(env.images, base, str(registry), str(project.config_path)) \
-            if env.images else {}
+        images, refs = _kube_images(project, tools)
+        out += images
     # -- containers (issue 5) ------------------------------------------------------------
     # Emulators and the team's own containers beside the cluster. The slice's objects wait
     # for them, so services start against dependencies that are ready.
     from devslice.services import cluster_resources
 
-    containers: list[Resource] = [*container_resources(project, tools, "k3d" if k3d else "kube"),
+    chosen = "k3d" if k3d else "kube"
+    containers: list[Resource] = [*container_resources(project, tools, chosen),
                                   *cluster_resources(env, handle)]
     out += containers
     ready += [r.key for r in containers]
@@ -274,11 +259,11 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     from devslice.contract.variables import for_pods
     from devslice.resources.k3d import cluster_subnet, host_gateway
 
-    pod_variables = for_pods(project.variables(handle), "k3d" if k3d else "kube",
+    pod_variables = for_pods(project.variables(handle), chosen,
                              host_gateway(cluster_subnet(c, base)) if k3d else None)
     objects = k8s_objects(pod_variables, handle)
     layers = {layer.name: load_layer(base / layer.path, layer.path) for layer in env.manifests}
-    loaded = [m for ms in layers.values() for m in ms]
+    loaded = list(chain.from_iterable(layers.values()))
     if namespace:
         namespaces = [namespace]
     else:  # every namespace whose workloads read the slice's ConfigMap and Secret
@@ -305,6 +290,32 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
         out.append(resource)
         previous = resource.key
     return out
+
+
+def _kube_images(project: Project, tools: Tools) -> tuple[list[Resource], dict[str, str]]:
+    """The image resources of runtime kube, and the references manifests get. A shared
+    cluster cannot pull what was built on this machine: images go to the registry it pulls
+    from (issue 13: they were skipped, and pods kept unbuilt names)."""
+    from devslice.resources.images import ImageResource, image_refs
+
+    env, base, config_path = project.env, project.base_dir, str(project.config_path)
+    if not env.images:
+        return [], {}
+    registry = env.cluster.kube.registry
+    if registry is None:
+        from devslice.errors import ConfigError, ConfigIssue
+
+        raise ConfigError([ConfigIssue(
+            config_path, None, None, "images",
+            f"runtime kube runs images on a shared cluster, which cannot pull "
+            f"{', '.join(i.name for i in env.images)} from this machine: set "
+            "cluster.kube.registry to a registry the cluster pulls from (e.g. "
+            "myacr.azurecr.io/team, after `az acr login -n myacr`); `devslice up` builds "
+            "and pushes them there and points the manifests at them")])
+    images: list[Resource] = [ImageResource(image, base, registry, tools.docker, tools.registry,
+                                            after=(), config_path=config_path)
+                              for image in env.images]
+    return images, image_refs(env.images, base, registry, config_path)
 
 
 def _reporter(progress: Progress | None, key: str) -> Callable[[str], None] | None:

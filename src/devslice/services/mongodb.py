@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devslice.adapters.docker import Mount, PortBinding
+from devslice.adapters.runner import CommandRunner, SubprocessRunner
 from devslice.errors import CommandFailed
 from devslice.resources.builtins import setup_scripts
 from devslice.resources.containers import ContainerSpec, Readiness, Setup
@@ -160,7 +160,8 @@ class MongoDb(Service):
                     "container)"]
         return []
 
-    def after_start(self, project: Project, specs: Iterable[ProcessSpec]) -> None:
+    def after_start(self, project: Project, specs: Iterable[ProcessSpec],
+                    runner: CommandRunner | None = None) -> None:
         """The one-node replica set, initiated with a member host this machine reaches (the
         same script the container runs; it does nothing once initiated)."""
         mongodb = project.env.containers.mongodb
@@ -172,8 +173,9 @@ class MongoDb(Service):
                                 "replica set",
                                 hint="install mongosh (MongoDB Shell), then `devslice up` again")
         script = init_script(mongodb.replica_set, f"127.0.0.1:{mongodb.port}")
-        done = subprocess.run([mongosh, "--quiet", "--port", str(mongodb.port), "--eval", script],
-                              capture_output=True, text=True, timeout=120, check=False)
+        done = (runner or SubprocessRunner()).run(
+            [mongosh, "--quiet", "--port", str(mongodb.port), "--eval", script], check=False,
+            timeout=120)
         if done.returncode != 0:
             raise CommandFailed("initiating the MongoDB replica set failed:\n"
                                 + (done.stdout + done.stderr).strip()[-2000:],
