@@ -165,6 +165,10 @@ def _estimated_size(event: EventData) -> int:
 class EmbeddedHub:
     """The log file. One instance per process and file; it is thread-safe."""
 
+    # The leases' clock (seconds since the epoch); tests set one they move, to expire a lease
+    # without waiting out its TTL.
+    lease_clock: Callable[[], float] = staticmethod(time.time)
+
     def __init__(self, path: str | Path, partitions: int = 32) -> None:
         self.path = Path(path)
         self.partitions = partitions
@@ -335,7 +339,7 @@ class EmbeddedHub:
     def acquire_lease(self, name: str, holder: str, ttl: float) -> LeaseInfo | None:
         """Take or renew a lease in one statement: SQLite serialises writers, so two
         processes cannot both win. An expired lease of another holder is taken over."""
-        now = int(time.time() * 1000)
+        now = int(self.lease_clock() * 1000)
         expires = now + int(ttl * 1000)
         row = self._retry(lambda conn: conn.execute(
             "INSERT INTO leases VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
@@ -353,7 +357,7 @@ class EmbeddedHub:
         try:
             row = self._conn().execute(
                 "SELECT holder, expires_ms FROM leases WHERE name = ? AND expires_ms > ?",
-                (name, int(time.time() * 1000))).fetchone()
+                (name, int(self.lease_clock() * 1000))).fetchone()
         except sqlite3.Error as exc:
             raise EmbeddedHubError(f"cannot read the leases in {self.path}: {exc}") from exc
         return None if row is None else LeaseInfo(name, row[0], int(row[1]))
