@@ -798,3 +798,25 @@ def test_down_without_a_docker_engine_says_so_and_stops_the_rest(
     out = capsys.readouterr().out
     assert "azurite: not running, the Docker engine does not answer" in out
     assert "the shared cluster keeps running" in out
+
+
+def test_the_fake_gives_built_images_the_command_the_dockerfile_gives(
+        world: World, tmp_path: Path) -> None:
+    """As moby's builder: CMD/ENTRYPOINT of the last stage, else its base's; scratch has none."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "app").write_text("x")
+    for tag, dockerfile, runs in [
+            ("bare:1", "FROM scratch\nCOPY app /app\n", False),
+            ("cmd:1", 'FROM scratch\nCOPY app /app\nCMD ["/app"]\n', True),
+            ("entry:1", "FROM scratch\nENTRYPOINT /app\n", True),
+            ("inherits:1", "FROM cmd:1\nCOPY app /app2\n", True),
+            ("reset:1", 'FROM cmd:1\nENTRYPOINT ["/app"]\nFROM bare:1\n', False)]:
+        (ctx / "Dockerfile").write_text(dockerfile)
+        world.docker.image_build(ctx, "Dockerfile", tag)
+        name = f"devslice-{tag.split(':')[0]}"
+        if runs:
+            world.docker.container_create(name, tag)
+        else:
+            with pytest.raises(CommandFailed, match="No command specified"):
+                world.docker.container_create(name, tag)
