@@ -183,3 +183,32 @@ def test_a_size_cap_deletes_the_oldest_events(tmp_path: Path) -> None:
     assert events[-1].sequence_number == 40 * 50 - 1
     assert len(events) < 40 * 50 // 2
     assert hub.used_bytes() < 400_000
+
+
+def test_configured_retention_reaches_the_services_hub(workdir: Path) -> None:
+    from devslice.project import Project
+    from devslice.sdk.eventhubs import _embedded
+
+    from .helpers import BASE
+
+    (workdir / "devslice.yaml").write_text(
+        BASE + "eventHubs: {mode: embedded, eventHubs: [orders], embeddedRetention: 2h, "
+        "embeddedMaxSizeMb: 64}\n")
+    project = Project.load()
+    project.claim("ab")
+    env = {v.name: v.value for v in project.variables("ab") if isinstance(v.value, str)}
+    connection = env["LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING"]
+    assert connection == (f"embedded:{(workdir / '.devslice/eventhubs.db').resolve()}"
+                          f"?retention=7200&maxBytes={64 * 1024 * 1024}")
+    ctx = SliceContext.from_env(env)
+    assert ctx.embedded_path == str((workdir / ".devslice/eventhubs.db").resolve())
+    hub = _embedded(ctx)
+    assert (hub.retention, hub.max_bytes) == (7200.0, 64 * 1024 * 1024)
+
+
+def test_default_retention_keeps_the_plain_connection(tmp_path: Path) -> None:
+    from devslice.sdk.context import embedded_connection
+
+    assert embedded_connection("/x/y.db") == "embedded:/x/y.db"
+    odd = SliceContext.from_env({"LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING": "embedded:/a?b.db"})
+    assert (odd.embedded_path, odd.embedded_options) == ("/a?b.db", {})

@@ -141,7 +141,11 @@ def slice_variables(
     if env.event_hubs.mode == "embedded":
         # Not a secret: a file on this machine, read by the SDK's embedded hub.
         path = (base_dir / env.event_hubs.embedded_path).resolve()
-        add(f"{p}EVENTHUBS_CONNECTIONSTRING", f"embedded:{path}", Origin.team,
+        from devslice.sdk.context import embedded_connection
+
+        add(f"{p}EVENTHUBS_CONNECTIONSTRING", embedded_connection(
+            path, env.event_hubs.embedded_retention.total_seconds(),
+            env.event_hubs.embedded_max_size_mb), Origin.team,
             "devslice.yaml eventHubs.embeddedPath", Reach.machine, "eventHubs.mode")
     elif env.event_hubs.mode == "emulator":
         from devslice.emulators import eventhubs_emulator_connection_string

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from azure.eventhub import EventData, EventDataBatch
 
 from devslice.errors import DevsliceError
+from devslice.sdk.context import DEFAULT_RETENTION
 from devslice.sdk.leases import LeaseInfo
 
 SCHEMA = """
@@ -56,7 +57,7 @@ CREATE TABLE IF NOT EXISTS leases (
 
 NAMESPACE = "embedded"
 MAX_BATCH_BYTES = 1024 * 1024  # Standard tier's limit per publish
-RETENTION = 24 * 3600.0  # seconds: Event Hubs' shortest retention, one day
+RETENTION = DEFAULT_RETENTION  # seconds: Event Hubs' shortest retention, one day
 PRUNE_EVERY = 1.0  # seconds between a producer's retention passes
 PRUNE_MIN = 500  # rows a retention pass may delete at least (more after a burst)
 IDLE_POLL = 1.0  # seconds: an idle consumer that is woken on change still looks this often

@@ -545,9 +545,14 @@ def _resume_positions(partitions: Iterable[str], original: Any, seen: dict[str, 
 # -- building clients from the contract -----------------------------------------------------------
 def _embedded(ctx: SliceContext) -> Any:
     from devslice.embedded import EmbeddedHub
+    from devslice.embedded.eventhub import RETENTION
 
     assert ctx.embedded_path is not None
-    return EmbeddedHub(ctx.embedded_path, partitions=ctx.partition_count or 32)
+    options = ctx.embedded_options
+    max_bytes = options.get("max_bytes")
+    return EmbeddedHub(ctx.embedded_path, partitions=ctx.partition_count or 32,
+                       retention=options.get("retention", RETENTION),
+                       max_bytes=int(max_bytes) if max_bytes else None)
 
 
 def _no_connection() -> DevsliceError:
