@@ -15,9 +15,9 @@ import time
 from datetime import UTC, datetime
 from importlib.metadata import version
 
-from benchmarks import claims, engine, sdk, startup
+from benchmarks import claims, engine, local, sdk, startup
 
-SUITES = ("claims", "startup", "sdk", "engine")
+SUITES = ("claims", "startup", "local", "sdk", "engine")
 OPTIONAL = ("engine-real",)  # needs a Docker engine and registry
 
 
@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     if "startup" in chosen:
         print("\n## Start-up time\n", flush=True)
         print(startup.report(startup.run(args.quick)), flush=True)
+
+    if "local" in chosen:
+        print("\n## The local runtime (the shop)\n", flush=True)
+        measured_local = local.run(args.quick)
+        print(local.report(measured_local), flush=True)
+        bad = bad or bool(measured_local.problems)
 
     if "sdk" in chosen:
         print("\n## Runtime SDK\n", flush=True)
