@@ -114,7 +114,8 @@ def slice_variables(
     add(f"{p}SLICE", s.handle, Origin.allocation, ledger)
     add(f"{p}SLICE_KIND", s.kind.value, Origin.allocation, ledger)
     add(f"{p}TEAM", env.team, Origin.team, "devslice.yaml team")
-    if env.cluster.runtime != "kube":  # k3d, or auto/local that may become k3d
+    if env.cluster.runtime not in ("kube", "local"):  # k3d, or auto that may become k3d
+        # (local: no pods, and no need to ask a Docker engine for its networks; issue 17)
         from devslice.resources.k3d import cluster_subnet, host_gateway
 
         # The developer's machine as pods see it, instead of host.k3d.internal, which stops
