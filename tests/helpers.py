@@ -10,16 +10,18 @@ from pathlib import Path
 from devslice.config import Environment, parse_config
 
 REPO = Path(__file__).resolve().parent.parent
-# the steering repo's shared/ sits beside the main checkout (../shared), two levels up from a
-# worktree (wt/NAME)
-SHARED = next((p for p in (REPO.parent / "shared", REPO.parent.parent / "shared")
-               if p.is_dir()), REPO.parent / "shared")
+# Copies of the reference files tests compare with (schemas, facts), with their source and
+# licence in tests/data/README.md: a clone placed anywhere runs every test, none skips.
+SHARED = Path(__file__).parent / "data"
 
 BASE = """\
 apiVersion: devslice.dev/v1alpha1
 kind: Environment
 team: company1
 """
+# A developer alone with the team's shared services: a SQLite ledger is then enough
+# (docs/ledger.md); without it a claim of a service in mode: shared is refused.
+SOLO = "ledger: {soloTeam: true}\n"
 
 
 def env_from(text: str = "", path: str = "devslice.yaml") -> Environment:

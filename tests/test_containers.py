@@ -1,6 +1,6 @@
 """Local containers (issue 5): plans and applies against the wire-level fake Docker Engine,
 driven by the real Docker SDK; the generated MongoDB init, SFTP users and Event Hubs emulator
-Config.json checked against ../shared/reference and the emulator's published schema."""
+Config.json checked against tests/data/reference and the emulator's published schema."""
 
 from __future__ import annotations
 
@@ -48,16 +48,12 @@ from devslice.resources.containers import (
 )
 from devslice.testing.dockerapi import FakeContainer, FakeDockerEngine, RecordedRequest
 
-from .helpers import BASE, SHARED, env_from, free_port, free_port_block, free_ports
+from .helpers import BASE, SHARED, SOLO, env_from, free_port, free_port_block, free_ports
 
 
 def _reference(name: str) -> str:
-    """A file of ../shared/reference; the checks against it skip where it is absent (CI may
-    run on a clone without the steering folder beside it)."""
-    path = SHARED / "reference" / name
-    if not path.exists():
-        pytest.skip(f"{path} is not here")
-    return path.read_text()
+    """A reference file (tests/data/reference, copied with its source noted)."""
+    return (SHARED / "reference" / name).read_text()
 
 # The emulator's Config-schema.json (Azure/azure-event-hubs-emulator-installer,
 # EventHub-Emulator/Schema/Config-schema.json), transcribed without its descriptions.
@@ -129,7 +125,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
 def custom(port: int, *, image: str = "redis:7", ready: str = "{port: 6379}",
            setup: str = "") -> Environment:
-    return env_from(textwrap.dedent(f"""\
+    return env_from(SOLO + textwrap.dedent(f"""\
         storage: {{mode: shared}}  # else storage's default mode, emulator, adds Azurite
         containers:
           custom:
@@ -371,8 +367,7 @@ def test_failing_setup_shows_its_output_and_tears_nothing_down(world: World) -> 
         return 0, []
 
     world.engine.exec_handler = handler
-    env = env_from(f"""\
-        storage: {{mode: shared}}  # not emulator: its Azurite would publish the fixed 10000
+    env = env_from(textwrap.dedent(f"""\
         containers:
           custom:
             - name: cache
@@ -382,7 +377,7 @@ def test_failing_setup_shows_its_output_and_tears_nothing_down(world: World) -> 
             - name: queue
               image: rabbitmq:3
               ports: ["127.0.0.1:{other_port}:5672"]
-        """)
+        """) + azurite_on_free_ports())
     with pytest.raises(SetupFailed) as info:
         world.apply(world.resources(env))
     message = str(info.value)
@@ -435,7 +430,7 @@ def _facts_initiate(host: str) -> str:
 
 
 def test_mongodb_is_a_one_node_replica_set_both_sides_reach(world: World) -> None:
-    env = env_from("storage: {mode: shared}\n"
+    env = env_from(SOLO + "storage: {mode: shared}\n"
                    "containers:\n  mongodb: {replicaSet: rs0, oplogSizeMB: 50}\n")
     (k3d,) = container_specs(env, world.base, runtime="k3d")
     assert k3d.command == ("mongod", "--replSet", "rs0", "--bind_ip_all", "--oplogSize", "50")
@@ -459,14 +454,14 @@ def test_mongodb_apply_initiates_after_ready_then_runs_ddl(world: World) -> None
     port = free_port()
     (world.base / "db").mkdir(parents=True)
     (world.base / "db" / "ddl.js").write_text("db.getSiblingDB('orders').createCollection('o')\n")
-    env = env_from(f"""\
+    env = env_from(SOLO + textwrap.dedent(f"""\
         storage: {{mode: shared}}
         containers:
           mongodb:
             port: {port}
             volume: mongodata
             setup: [{{name: ddl, file: db/ddl.js}}]
-        """)
+        """))
     resources = world.resources(env)
     assert [a.verb for a in plan_of(resources).actions] == ["create", "setup", "setup"]
     world.apply(resources)
@@ -514,10 +509,17 @@ def test_sftp_users_match_the_seed_article_format() -> None:
     assert sftp_users_conf(env.containers.sftp, ["pass"]) == m.group(1) + "\n"
 
 
+def azurite_on_free_ports() -> str:
+    """Azurite (storage's default mode brings it) on ephemeral host ports, under
+    ``containers:``: the machine may run another Azurite on 10000-10002."""
+    blob, queue, table = free_ports(3)
+    return f"  azurite: {{blobPort: {blob}, queuePort: {queue}, tablePort: {table}}}\n"
+
+
 def test_sftp_passwords_reach_only_a_private_file(world: World) -> None:
     port = free_port()
     password = "Sup3r-s3cret"
-    env = env_from(SFTP.format(port=port))
+    env = env_from(SFTP.format(port=port) + azurite_on_free_ports())
     resources = world.resources(env, environ={"SFTP_FOO_PASSWORD": password})
     plan = plan_of(resources)
     assert password not in plan.render()
@@ -695,7 +697,7 @@ def test_down_stops_every_running_state_and_destroy_removes_only_devslices_volum
     from devslice.resources.containers import remove_actions, stop_actions
 
     a, b = free_ports(2)
-    env = env_from(TWO.format(a=a, b=b))
+    env = env_from(SOLO + TWO.format(a=a, b=b))
     world.engine.volumes["weblogs"] = {"Name": "weblogs", "Labels": None}  # the team's own
     world.apply(world.resources(env))
     names = container_names(env)
