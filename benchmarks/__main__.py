@@ -1,7 +1,7 @@
 """Run the benchmarks and print a markdown summary: ``.venv/bin/python -m benchmarks`` runs
 them all, ``.venv/bin/python -m benchmarks sdk`` (or ``claims``, ``storm``, ``startup``,
-``local``, ``engine``) only those named; ``engine-real`` (not in "all") times the image and container
-steps on the real engine and registry ``scripts/docker-engine.sh start`` exports."""
+``local``, ``engine``) only those named; ``engine-real`` (not in "all") times the image and
+container steps on the real engine and registry ``scripts/docker-engine.sh start`` exports."""
 
 from __future__ import annotations
 
