@@ -8,7 +8,8 @@ publish-to-receive latency across processes. Every figure has a baseline from th
    hand, which is what the wrapper sends. All build their ``EventData`` from the same ``str``
    bodies. The variants take turns within each repeat (the order rotating); garbage
    collection is off while timing, as in timeit.
-2. The embedded hub on one core: producing batches of 100 events (~200-byte bodies, five
+2. The embedded hub on one core (CPU time of this process, all threads: the machine is shared
+   and its wall times too noisy): producing batches of 100 events (~200-byte bodies, five
    properties) through ``EmbeddedProducerClient`` (with an ``EventDataBatch``, and with a
    plain list, which skips the SDK's size accounting), through ``SliceProducer`` over it, and
    straight into ``EmbeddedHub.append`` with the ``EventData`` built before timing, against
@@ -208,12 +209,12 @@ def produce_sqlite(path: Path, total: int) -> float:
                          json.dumps(props(i)), None)
                         for j, i in enumerate(range(first, first + BATCH))])
         seqs[pid] += BATCH
-    started = time.perf_counter()
+    started = time.process_time()
     for rows in batches:
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         conn.execute("COMMIT")
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     conn.close()
     return seconds
 
@@ -234,7 +235,7 @@ def produce_hub(path: Path, total: int, how: str) -> float:
     built = [events(first) for first in range(0, total, BATCH)] if how == APPENDED else []
     bodies = ([[body(i) for i in range(first, first + BATCH)] for first in range(0, total, BATCH)]
               if how == SLICE_BODIES else [])
-    started = time.perf_counter()
+    started = time.process_time()
     for n, first in enumerate(range(0, total, BATCH)):
         pid = OWN[n % len(OWN)]
         if how == SLICE_BODIES:
@@ -252,7 +253,7 @@ def produce_hub(path: Path, total: int, how: str) -> float:
             client.send_batch(batch)
         else:
             client.send_batch(batch_events, partition_id=pid)
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     hub.close()
     return seconds
 
@@ -264,13 +265,13 @@ def produce(path: Path, total: int, how: str) -> float:
 def consume_select(path: Path) -> tuple[float, int]:
     conn = sqlite3.connect(path)
     got = 0
-    started = time.perf_counter()
+    started = time.process_time()
     for pid in OWN:
         for _row in conn.execute(
             "SELECT seq, enqueued_ms, body, properties, partition_key FROM events "
             "WHERE hub = ? AND partition = ? ORDER BY seq", (HUB, int(pid))):
             got += 1
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     conn.close()
     return seconds, got
 
@@ -278,13 +279,13 @@ def consume_select(path: Path) -> tuple[float, int]:
 def consume_read(path: Path) -> tuple[float, int]:
     hub = EmbeddedHub(path, partitions=PARTITIONS)
     got = 0
-    started = time.perf_counter()
+    started = time.process_time()
     for pid in OWN:
         after = -1
         while page := hub.read(HUB, pid, after):
             got += len(page)
             after = page[-1].sequence_number
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     hub.close()
     return seconds, got
 
@@ -304,9 +305,9 @@ def receive_all(hub: EmbeddedHub, pid: str, expected: int) -> int:
 
 def consume_receive(path: Path, per_partition: int) -> tuple[float, int]:
     hub = EmbeddedHub(path, partitions=PARTITIONS)
-    started = time.perf_counter()
+    started = time.process_time()
     got = sum(receive_all(hub, pid, per_partition) for pid in OWN)
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     hub.close()
     return seconds, got
 
@@ -334,9 +335,9 @@ def consume_slice(path: Path, per_partition: int) -> tuple[float, int]:
             if len(done) == len(OWN):
                 consumer.close()
 
-    started = time.perf_counter()
+    started = time.process_time()
     consumer.receive(on_event, starting_position="-1")
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     hub.close()
     return seconds, sum(counts.values())
 
