@@ -212,3 +212,23 @@ def test_default_retention_keeps_the_plain_connection(tmp_path: Path) -> None:
     assert embedded_connection("/x/y.db") == "embedded:/x/y.db"
     odd = SliceContext.from_env({"LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING": "embedded:/a?b.db"})
     assert (odd.embedded_path, odd.embedded_options) == ("/a?b.db", {})
+
+
+def test_services_get_the_users_pydantic_plugin_setting_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from devslice import PLUGINS_OFF_MARKER
+    from devslice.local.supervisor import environment
+
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    monkeypatch.setenv(PLUGINS_OFF_MARKER, "1")  # the CLI turned the plugins off itself
+    assert "PYDANTIC_DISABLE_PLUGINS" not in environment({"A": "1"})
+    monkeypatch.delenv(PLUGINS_OFF_MARKER)  # the user's own setting stays
+    assert environment({})["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
+
+
+def test_finding_azurite_loads_neither_the_hub_nor_azure_eventhub() -> None:
+    code = ("import sys, devslice.testing.azurite; "
+            "print(any(m.startswith(('azure.eventhub', 'devslice.embedded')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "False"
