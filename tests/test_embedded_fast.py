@@ -227,8 +227,8 @@ def test_services_get_the_users_pydantic_plugin_setting_back(
 
 
 def test_finding_azurite_loads_neither_the_hub_nor_azure_eventhub() -> None:
-    code = ("import sys, devslice.testing.azurite; "
-            "print(any(m.startswith(('azure.eventhub', 'devslice.embedded')) for m in sys.modules))")
+    code = ("import sys, devslice.testing.azurite; print(any(m.startswith(("
+            "'azure.eventhub', 'devslice.embedded')) for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert out.strip() == "False"
