@@ -243,25 +243,25 @@ class Changes:
                 self._cond.wait(timeout)
 
 
-_watchers: dict[Path, Changes | None] = {}
+_watchers: dict[tuple[int, Path], Changes | None] = {}  # by process: a fork has no thread
 _watchers_lock = threading.Lock()
 
 
 def changes(path: Path) -> Changes | None:
     """The process's watcher of ``path``, or None where inotify is not available (then
     consumers fall back to polling)."""
-    path = path.resolve()
+    key = (os.getpid(), path.resolve())
     with _watchers_lock:
-        if path not in _watchers:
+        if key not in _watchers:
             watcher = None
             if sys.platform.startswith("linux"):
                 try:
                     libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-                    watcher = Changes(path, libc)
+                    watcher = Changes(key[1], libc)
                 except (OSError, AttributeError):
                     watcher = None
-            _watchers[path] = watcher
-        return _watchers[path]
+            _watchers[key] = watcher
+        return _watchers[key]
 
 
 class EmbeddedHub:
