@@ -566,7 +566,7 @@ def test_debug_help_has_an_example() -> None:
 def test_embedded_hub_leases(tmp_path: Path) -> None:
     hub = EmbeddedHub(tmp_path / "hub.db")
     now = [time.time()]
-    hub.lease_clock = lambda: now[0]  # type: ignore[method-assign]
+    hub.clock = lambda: now[0]
     first = hub.acquire_lease("consumers/ab/orders", "me", 30)
     assert first is not None and first.holder == "me" and first.seconds_left > 29
     assert hub.acquire_lease("consumers/ab/orders", "you", 30) is None  # live: refused
@@ -639,10 +639,10 @@ def test_a_consumer_steps_aside_while_a_lease_is_held_and_resumes(tmp_path: Path
         info = hub.live_lease(name)
         return info is not None and info.expires_ms == due_ms
 
-    hub.lease_clock = lambda: now[0]  # type: ignore[method-assign]
+    hub.clock = lambda: now[0]
     with PodConsumer(ctx) as pod:
         assert pod.consumer.lease is not None
-        pod.consumer.lease.store.lease_clock = consumer_clock  # type: ignore[attr-defined]
+        pod.consumer.lease.store.clock = consumer_clock  # type: ignore[attr-defined]
         publish(ctx, "e0")
         wait_for(lambda: pod.received == ["e0"], what="e0")
         lease = HeldLease(hub, name, "debugger", ttl=0.6)
@@ -689,7 +689,7 @@ def test_exclusive_session_pauses_the_pods_consumer(world: World, ending: str) -
 
     with PodConsumer(ctx) as pod:
         assert pod.consumer.lease is not None
-        pod.consumer.lease.store.lease_clock = consumer_clock  # type: ignore[attr-defined]
+        pod.consumer.lease.store.clock = consumer_clock  # type: ignore[attr-defined]
         publish(ctx, "e0")
         wait_for(lambda: pod.received == ["e0"], what="e0")
         session = subprocess.Popen(
