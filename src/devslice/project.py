@@ -251,8 +251,9 @@ class Project:
 
     def host_address(self) -> str | None:
         """This machine as k3d pods reach it: the gateway of the cluster's network; None
-        when the runtime is kube (auto and local may still become k3d)."""
-        if self.env.cluster.runtime == "kube":
+        when the runtime is kube or local (auto may still become k3d). Local: no pods, and
+        no need to ask a Docker engine for its networks (issue 17)."""
+        if self.env.cluster.runtime in ("kube", "local"):
             return None
         from devslice.resources.k3d import cluster_subnet, host_gateway
 

@@ -18,6 +18,7 @@ from devslice.adapters.docker import Mount, PortBinding
 from devslice.config.model import EventHubsEmulatorSettings
 from devslice.errors import ConfigError, ConfigIssue
 from devslice.resources.containers import STATE_DIR, ContainerSpec, GeneratedFile, Readiness
+from devslice.sdk.context import embedded_connection
 from devslice.services.base import (
     HOST_GATEWAY,
     ContainerInputs,
@@ -157,8 +158,10 @@ class EventHubs(Service):
         if mode == "embedded":
             # Not a secret: a file on this machine, read by the SDK's embedded hub.
             path = (c.base_dir / env.event_hubs.embedded_path).resolve()
-            c.add(variable, f"embedded:{path}", Origin.team,
-                  "devslice.yaml eventHubs.embeddedPath", Reach.machine, "eventHubs.mode")
+            c.add(variable, embedded_connection(
+                path, env.event_hubs.embedded_retention.total_seconds(),
+                env.event_hubs.embedded_max_size_mb), Origin.team,
+                "devslice.yaml eventHubs.embeddedPath", Reach.machine, "eventHubs.mode")
         elif mode == "emulator":
             # Not a secret: the emulator's fixed, documented key (its README).
             emulator = env.containers.event_hubs_emulator
