@@ -80,14 +80,17 @@ class ConfigIssue:
         return f"{pos}:{where} {self.message}"
 
 
-def _as_given(issues: list[ConfigIssue]) -> list[ConfigIssue]:
-    return issues
+Locator = Callable[[list[ConfigIssue]], list[ConfigIssue]]
+_locator: Locator = list  # issues as given, until devslice.config.load registers its own
 
 
-# How a ConfigError finds the line and column of an issue that names only its key (a check at
-# plan time). devslice.config.load sets it when it is imported, which every loaded config has
-# done: errors sits below config and imports nothing of it.
-locate_issues: Callable[[list[ConfigIssue]], list[ConfigIssue]] = _as_given
+def set_locator(locate: Locator) -> None:
+    """How a ConfigError finds the line and column of an issue's key in its file.
+    ``devslice.config.load`` registers its YAML locator when it is imported, which every
+    command reading devslice.yaml does first; this module imports nothing of devslice, so
+    every package may import it (issue 14: no import cycles between packages)."""
+    global _locator
+    _locator = locate
 
 
 class ConfigError(DevsliceError):
@@ -96,7 +99,7 @@ class ConfigError(DevsliceError):
     def __init__(self, issues: list[ConfigIssue], hint: str | None = None) -> None:
         # An issue found after loading (a check at plan time) names its key; the file says
         # where that key is written.
-        self.issues = issues = locate_issues(issues)
+        self.issues = issues = _locator(issues)
         lines = [str(i) for i in issues]
         super().__init__("\n".join(lines), hint)
 

@@ -255,6 +255,7 @@ class Project:
         no need to ask a Docker engine for its networks (issue 17)."""
         if self.env.cluster.runtime in ("kube", "local"):
             return None
+        # lazy: resources.k3d brings the k3d adapter; runtime kube and local never need it
         from devslice.resources.k3d import cluster_subnet, host_gateway
 
         return host_gateway(cluster_subnet(self.env.cluster, self.base_dir))

@@ -60,7 +60,7 @@ def _needed_by_config(project: Any) -> list[dict[str, Any]]:
     say."""
     import shutil
 
-    from devslice.services import tools
+    from devslice.services import tools  # lazy: start-up time of every other command
 
     env = project.env
     processes = env.cluster.runtime in ("local", "auto")  # auto may pick the local runtime

@@ -10,8 +10,7 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from devslice import errors
-from devslice.errors import ConfigError, ConfigIssue
+from devslice.errors import ConfigError, ConfigIssue, set_locator
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
@@ -258,9 +257,6 @@ def locate(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     is read once."""
     roots: dict[str, Any] = {}
     return [_locate(i, roots) for i in issues]
-
-
-errors.locate_issues = locate  # ConfigError locates its issues with it
 
 
 def _locate(issue: ConfigIssue, roots: dict[str, Any]) -> ConfigIssue:
@@ -515,3 +511,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> tuple[Environment
 
     found = find_config(path)
     return parse_config(read_config_text(found), str(found), Environment), found
+
+
+set_locator(locate)  # ConfigErrors raised anywhere name the line and column of their key

@@ -168,6 +168,7 @@ def runtime(project: Project) -> tuple[str, str]:
 
 def machine_only(env: Any) -> list[str]:
     """The services whose mode serves processes of this machine only (embedded stand-ins)."""
+    # lazy: the services bring their containers' modules, which `runtime` may not need
     from devslice.services import machine_only as services_machine_only
 
     return services_machine_only(env)
@@ -249,7 +250,7 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     # -- containers (issue 5) ------------------------------------------------------------
     # Emulators and the team's own containers beside the cluster. The slice's objects wait
     # for them, so services start against dependencies that are ready.
-    from devslice.services import cluster_resources
+    from devslice.services import cluster_resources  # lazy: like every import here
 
     chosen = "k3d" if k3d else "kube"
     containers: list[Resource] = [*container_resources(project, tools, chosen),
@@ -333,7 +334,7 @@ def container_resources(project: Project, tools: Tools, runtime: str) -> list[Re
     emulator with Azurite when ``eventHubs.mode`` is emulator). Azurite gets an account for
     each slice in the ledger, so the ledger is read only when Azurite runs."""
     from devslice.resources.containers import ContainerResource
-    from devslice.services import container_specs, wants_accounts
+    from devslice.services import container_specs, wants_accounts  # lazy: as above
 
     env = project.env
     accounts: list[str] = []

@@ -27,6 +27,7 @@ FIX = ("share an azureBlob ledger with the team (ledger: {backend: azureBlob, ac
 def shared_services(env: Environment) -> list[str]:
     """The config keys of services that are the team's cloud services (``mode: shared``
     with somewhere to connect to), as each service says."""
+    # lazy: the services bring their containers' modules; only this check needs them
     from devslice.services import team_services
 
     return team_services(env)

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devslice.resources.builtins import custom_spec
 from devslice.services import dataexplorer, eventhubs, mongodb, sftp, signalr, storage
 from devslice.services.base import (
     CloudInputs,
@@ -39,10 +40,9 @@ from devslice.services.base import (
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
-    from devslice.engine.plan import Resource
     from devslice.errors import ConfigIssue
-    from devslice.project import Project
     from devslice.resources.containers import ContainerSpec
+    from devslice.services.base import Project, Resource
 
 SERVICES: tuple[Service, ...] = (
     mongodb.SERVICE,
@@ -101,9 +101,8 @@ def container_specs(env: Environment, base_dir: Path, *, runtime: str,
     """Every container of the environment: the services' (enabled under ``containers:``, or
     implied by a ``mode: emulator``), then the team's own. ``storage_accounts``: the live
     slices' accounts, for Azurite."""
-    from devslice.resources.builtins import custom_spec
-
     def subnet() -> str:
+        # lazy: resources.k3d brings the k3d adapter; only k3d's MongoDB asks for the subnet
         from devslice.resources.k3d import cluster_subnet
 
         return cluster_subnet(env.cluster, base_dir)

@@ -15,15 +15,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from devslice.errors import ConfigError, ConfigIssue
 from devslice.secrets import Secret, resolve
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment, SecretRef
-    from devslice.engine.plan import Resource
-    from devslice.project import Project
+    from devslice.ledger.base import Ledger
     from devslice.resources.containers import ContainerSpec
     from devslice.sdk.context import SliceContext
     from devslice.slices.derive import SliceNames
@@ -43,6 +42,30 @@ def require_eula(accepted: bool, key: str, what: str, url: str, config_path: str
             f"devslice does not accept it for you ({what} runs because containers.{key} is set "
             f"or a service's mode is emulator)")],
             hint=f"read {url}, then set containers.{key}.acceptEula: true{note}")
+
+
+# What services return as engine resources (devslice.engine.plan.Resource: a key, what it
+# waits for, and a plan). Named loosely here so that services import nothing of the engine,
+# which asks them.
+Resource = Any
+
+
+class Project(Protocol):
+    """What the services read of a :class:`devslice.project.Project` (which imports them)."""
+
+    env: Environment
+    base_dir: Path
+    config_path: Path
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    def slices(self) -> list[Slice]: ...
+
+    def get(self, handle: str) -> Slice: ...
+
+    def variables(self, handle: str, environ: dict[str, str] | None = None,
+                  secrets: bool = True, overrides: bool = True) -> list[Variable]: ...
 
 
 class Reach(StrEnum):

@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING
 
 from devslice.adapters.docker import Mount, PortBinding
 from devslice.config.model import KustoEmulatorSettings
+from devslice.errors import ConfigIssue
 from devslice.resources.containers import ContainerSpec, Readiness
-from devslice.resources.dataexplorer import KUSTO_DATA
+from devslice.resources.dataexplorer import KUSTO_DATA, EmulatorDatabaseResource
 from devslice.services.base import ContainerInputs, Contract, Origin, Reach, Service, require_eula
+from devslice.slices.derive import derive_names
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
-    from devslice.engine.plan import Resource
-    from devslice.errors import ConfigIssue
+    from devslice.services.base import Resource
 
 EMULATOR_PORT = 8080  # inside the container, and its default host port; HTTP only, no sign-in
 EMULATOR_READY = "Hit 'CTRL-C' or 'CTRL-BREAK' to quit"  # Azure/adx-mon waits for it too
@@ -92,9 +93,6 @@ class DataExplorer(Service):
         """The slice's database in the emulator, created when missing."""
         if env.data_explorer.mode != "emulator":
             return []
-        from devslice.resources.dataexplorer import EmulatorDatabaseResource
-        from devslice.slices.derive import derive_names
-
         port = (env.containers.kusto_emulator or KustoEmulatorSettings()).port
         return [EmulatorDatabaseResource(derive_names(env, handle).data_explorer_database,
                                          emulator_url(port),
@@ -103,8 +101,6 @@ class DataExplorer(Service):
     def container_only(self, env: Environment, config_path: str) -> ConfigIssue | None:
         if env.data_explorer.mode != "emulator":
             return None
-        from devslice.errors import ConfigIssue
-
         return ConfigIssue(config_path, None, None, "dataExplorer.mode",
                            "emulator: the Kusto emulator comes only as a container image, and "
                            "the local runtime runs no containers; expected shared here")

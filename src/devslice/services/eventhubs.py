@@ -30,12 +30,13 @@ from devslice.services.base import (
     require_eula,
 )
 from devslice.services.fences import contract_fences
+from devslice.services.storage import SERVICE as STORAGE
 from devslice.text import plural
 
 if TYPE_CHECKING:
     from devslice.config.model import AzuriteSettings, Environment, EventHubsSettings
-    from devslice.project import Project
     from devslice.sdk.context import SliceContext
+    from devslice.services.base import Project
 
 EMULATOR_PORT = 5672  # AMQP, inside the container and the emulator's default host port
 # The Event Hubs emulator's documented, fixed key (its README): not a secret.
@@ -186,8 +187,6 @@ class EventHubs(Service):
         return self.emulator(env) is not None  # it keeps its data in Azurite
 
     def containers(self, env: Environment, inputs: ContainerInputs) -> list[ContainerSpec]:
-        from devslice.services.storage import SERVICE as STORAGE
-
         settings = self.emulator(env)
         if settings is None:
             return []
@@ -223,11 +222,10 @@ class EventHubs(Service):
 
 
 def _canary(hub_name: str, ctx: SliceContext) -> Probe:
-    # Deliberately lazy: azure-eventhub and the embedded hub load only for `verify`.
-    from azure.eventhub import EventData
+    from azure.eventhub import EventData  # lazy: azure-eventhub loads for `verify` only
 
-    from devslice.embedded import EmbeddedHub
-    from devslice.sdk.eventhubs import CANARY, SliceProducer
+    from devslice.embedded import EmbeddedHub  # lazy: so does the embedded hub
+    from devslice.sdk.eventhubs import CANARY, SliceProducer  # lazy: and the SDK's producer
 
     assert ctx.embedded_path is not None
     hub = EmbeddedHub(ctx.embedded_path, partitions=ctx.partition_count or 32)

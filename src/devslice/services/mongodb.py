@@ -28,7 +28,7 @@ from devslice.services.base import (
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment, MongoDbSettings
-    from devslice.project import Project
+    from devslice.services.base import Project
 
 PORT = 27017  # inside the container
 
@@ -53,6 +53,7 @@ def member_host(settings: MongoDbSettings, runtime: str, subnet: str) -> str:
       itself; nothing outside the machine connects.
     """
     if runtime == "k3d":
+        # lazy: resources.k3d brings the k3d adapter, needed for this runtime only
         from devslice.resources.k3d import host_gateway
 
         return f"{host_gateway(subnet)}:{settings.port}"

@@ -25,7 +25,7 @@ from devslice.services.base import (
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
-    from devslice.project import Project
+    from devslice.services.base import Project
 
 EMULATOR_PORT = 8888  # asrs-emulator's default, inside the container
 TOOLS = "/tools"  # where the container installs the .NET tool (a volume)

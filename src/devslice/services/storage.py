@@ -29,10 +29,11 @@ from devslice.services.base import (
     Reach,
     Service,
 )
+from devslice.slices.derive import derive_names
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
-    from devslice.project import Project
+    from devslice.services.base import Project
 
 BLOB_PORT, QUEUE_PORT, TABLE_PORT = 10000, 10001, 10002  # Azurite's defaults
 # The well-known development account every Azure SDK documents; not a secret.
@@ -123,6 +124,7 @@ class Storage(Service):
     def azurite(self, env: Environment) -> AzuriteSettings | None:
         """Azurite's container settings when it runs: enabled under containers:, implied by
         ``mode: emulator``, or by the Event Hubs emulator, which keeps its data there."""
+        # lazy: the Event Hubs service imports this module (its emulator keeps data here)
         from devslice.services.eventhubs import SERVICE as EVENTHUBS
 
         settings = env.containers.azurite
@@ -170,8 +172,6 @@ class Storage(Service):
 
     def processes(self, project: Project, folder: Path) -> list[ProcessSpec]:
         """Azurite from its npm package, when storage runs in emulator or embedded mode."""
-        from devslice.slices.derive import derive_names
-
         env = project.env
         if env.storage.mode == "shared":
             return []
