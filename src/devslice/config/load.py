@@ -322,7 +322,7 @@ def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
 def _unwrap(current: Any, part: Any) -> Any:
     """The type under Annotated, list, dict and unions that ``part`` of a location goes
     into: a union's member whose ``backend`` is ``part`` (a tagged union), else its first."""
-    from pydantic import BaseModel
+    from pydantic import BaseModel  # lazy: as in _model_at, for errors only
 
     while True:
         origin = typing.get_origin(current)
@@ -430,7 +430,7 @@ def _scalars_as_text(data: Any, text: str, maps: tuple[tuple[str, ...], ...]) ->
 
 def _written_scalars(root: Any, loc: tuple[str, ...]) -> dict[str, str]:
     """The scalars of the map at ``loc`` as the file spells them."""
-    from ruamel.yaml.nodes import MappingNode, ScalarNode
+    from ruamel.yaml.nodes import MappingNode, ScalarNode  # lazy: as in _scalars_as_text
 
     node: Any = root
     for part in loc:

@@ -22,7 +22,6 @@ from devslice.secrets import Secret, resolve
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment, SecretRef
-    from devslice.ledger.base import Ledger
     from devslice.resources.containers import ContainerSpec
     from devslice.sdk.context import SliceContext
     from devslice.slices.derive import SliceNames
@@ -58,7 +57,7 @@ class Project(Protocol):
     config_path: Path
 
     @property
-    def ledger(self) -> Ledger: ...
+    def ledger(self) -> Any: ...  # devslice.ledger.base.Ledger, which imports nothing here
 
     def slices(self) -> list[Slice]: ...
 
