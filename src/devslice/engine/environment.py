@@ -6,7 +6,9 @@
            registry -> image:<name> ... --------+-> slice-config -> manifests:<layer> -> ...
     kube:  (an existing cluster, the slice's namespace) slice-config -> manifests:<layer> ...
 
-The adapters come in through :class:`Tools`; the CLI builds the real ones with
+The shared services' containers (``container:<name>``) and the resources beside them come
+from :mod:`devslice.services`, which alone decides by a service's mode; the slice's objects
+wait for them. The adapters come in through :class:`Tools`; the CLI builds the real ones with
 :meth:`Tools.real`, tests hand in the same adapters pointed at fakes.
 """
 
