@@ -14,7 +14,9 @@ publish-to-receive latency across processes. Every figure has a baseline from th
    straight into ``EmbeddedHub.append`` with the ``EventData`` built before timing, against
    ``executemany`` of the same rows into devslice's own schema with the same PRAGMAs and one
    transaction per batch; then reading them all back through
-   ``EmbeddedConsumerClient.receive`` and ``EmbeddedHub.read`` against a plain ``SELECT``.
+   ``EmbeddedConsumerClient.receive``, ``SliceConsumer.receive`` over it (canaries and the
+   slice's start fences checked per event) and ``EmbeddedHub.read`` against a plain
+   ``SELECT``.
    Each repeat writes new files; the order of the variants rotates.
 3. Latency: this process publishes single events at a steady rate, each carrying
    ``time.time_ns()`` (as a string) in its properties; a consumer in a spawned process
@@ -44,7 +46,7 @@ from benchmarks.stats import median, ms, percentile, ratio, table, us
 from devslice.embedded import EmbeddedConsumerClient, EmbeddedHub, EmbeddedProducerClient
 from devslice.embedded.eventhub import SCHEMA
 from devslice.sdk import SliceContext
-from devslice.sdk.eventhubs import SliceProducer, partition_for_key
+from devslice.sdk.eventhubs import SliceConsumer, SliceProducer, partition_for_key
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
@@ -296,6 +298,36 @@ def consume_receive(path: Path, per_partition: int) -> tuple[float, int]:
     return seconds, got
 
 
+# The slice's start fences (issue 11), one per partition: every event is checked against one.
+FENCED = {**CONTRACT, "LOCAL_DEV_SLICE_CLAIM": "ab-20261207020000000000",
+          "LOCAL_DEV_EVENTHUBS_STARTFENCE": ",".join(f"{HUB}/{p}=-1" for p in OWN)
+          + ",*=2026-12-07T02:00:00Z"}
+
+
+def consume_slice(path: Path, per_partition: int) -> tuple[float, int]:
+    """``SliceConsumer.receive`` over ``EmbeddedConsumerClient``: one receiver thread per
+    partition, canaries and start fences checked per event."""
+    hub = EmbeddedHub(path, partitions=PARTITIONS)
+    consumer = SliceConsumer(lambda: EmbeddedConsumerClient(hub, HUB),
+                             SliceContext.from_env(FENCED))
+    counts = dict.fromkeys(OWN, 0)
+    done: set[str] = set()
+
+    def on_event(context: Any, _event: Any) -> None:
+        pid = context.partition_id
+        counts[pid] += 1  # one thread per partition: no lock needed
+        if counts[pid] == per_partition:
+            done.add(pid)
+            if len(done) == len(OWN):
+                consumer.close()
+
+    started = time.perf_counter()
+    consumer.receive(on_event, starting_position="-1")
+    seconds = time.perf_counter() - started
+    hub.close()
+    return seconds, sum(counts.values())
+
+
 def stored(path: Path) -> int:
     with closing(sqlite3.connect(path)) as conn:
         return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
@@ -329,6 +361,7 @@ def bench_throughput(tmp: str, total: int, repeats: int, problems: list[str]) ->
         "SELECT (baseline)": lambda: consume_select(path),
         "EmbeddedHub.read, pages of 300": lambda: consume_read(path),
         "EmbeddedConsumerClient.receive": lambda: consume_receive(path, total // len(OWN)),
+        "SliceConsumer.receive, start fences": lambda: consume_slice(path, total // len(OWN)),
     }
     result.consume.update({name: [] for name in consumers})
     for r in range(repeats + 1):

@@ -55,8 +55,13 @@ def test_contract_variables_and_their_origins(shared: Project) -> None:
     got = {v.name: (v.value if not v.is_secret else "SECRET", v.origin)
            for v in shared.variables("ab")}
     a, t, s = Origin.allocation, Origin.team, Origin.secret
+    claimed = shared.get("ab").created_at
     assert got == {
         "LOCAL_DEV_SLICE": ("ab", a),
+        # no event hub listed: every one is fenced at the claim time (issue 11)
+        "LOCAL_DEV_SLICE_CLAIM": (f"ab-{claimed:%Y%m%d%H%M%S%f}", a),
+        "LOCAL_DEV_EVENTHUBS_STARTFENCE": (
+            f"*={claimed.replace(tzinfo=None).isoformat(timespec='microseconds')}Z", a),
         "LOCAL_DEV_SLICE_KIND": ("developer", a),
         "LOCAL_DEV_TEAM": ("company1", t),
         "LOCAL_DEV_HOST_ADDRESS": ("172.18.0.1", t),  # not host.k3d.internal: k3d sleep bug

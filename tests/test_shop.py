@@ -243,8 +243,10 @@ def test_orders_become_invoices_in_the_slice_and_down_leaves_nothing(
         assert set(where.values()) <= set(own)
         for order_id, (customer, _) in placed.items():
             assert where[order_id] == partition_for_key(customer, own)
+        # checkpoints are kept per claim of the slice (issue 11)
+        group = f"billing/{env['LOCAL_DEV_SLICE_CLAIM']}"
         checkpoints = {c["partition_id"]: c["sequence_number"] for c in hub.list_checkpoints(
-            "embedded", "orders", "billing")}
+            "embedded", "orders", group)}
         assert set(checkpoints) <= set(own) and sum(s + 1 for s in checkpoints.values()) \
             == len(placed)  # billing checkpointed every event it handled
     finally:

@@ -130,7 +130,12 @@ class Project:
             lambda state: ops.claim(state, request, self.pool, self.handle_rule, now, self.actor)
         )
         assert result.value is not None
-        return result.value
+        s, created = result.value
+        if created and s.claim is not None:  # issue 11: where the new holder's view begins
+            from devslice.slices.fences import fence_new_slice
+
+            s, _ = fence_new_slice(self, s)
+        return s, created
 
     def release(self, handle: str, force: bool = False, owner: str | None = None) -> Slice:
         who = owner or identity.owner()

@@ -23,6 +23,7 @@ import binascii
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from devslice.errors import DevsliceError, SecretUnavailable
@@ -120,6 +121,7 @@ def verify(project: Project, handle: str, kube: Kube | None = None,
             checks.append(Check(name, "ok", _ok_detail(area, expected, contract, note)))
     checks.append(_running(project, handle, mine, owners, kube, runtime))
     checks.append(_canary(project, handle, expected))
+    checks.append(start_fence_check(project, handle))
     return checks
 
 
@@ -473,3 +475,81 @@ def _canary(project: Project, handle: str, ctx: SliceContext) -> Check:
     if wrong:
         return Check(name, "failed", "; ".join(wrong))
     return Check(name, "ok", f"{len(canaries)} canaries on {hubs[0]}, each only in its partition")
+
+
+def start_fence_check(project: Project, handle: str) -> Check:
+    """Issue 11: a consumer of the slice sees nothing from before its claim. The contract
+    (overrides included) must carry the ledger's fences; on the embedded hub a SliceConsumer
+    reads every event hub of the slice from the beginning, and must deliver no event
+    enqueued before the claim."""
+    from devslice.slices.fences import contract_fences
+
+    name = "a consumer of the slice sees nothing from before its claim"
+    s = project.get(handle)
+    fences = contract_fences(s)
+    if fences is None:
+        return Check(name, "skipped", f"slice {handle!r} was claimed before start fences "
+                     f"existed; release it and claim again to get them")
+    variables = {v.name: str(v.value) for v in project.variables(handle, secrets=False)}
+    p = project.env.contract.prefix
+    given = variables.get(f"{p}SLICE_CLAIM"), variables.get(f"{p}EVENTHUBS_STARTFENCE")
+    if given != (s.claim, fences.format()):
+        return Check(name, "failed", f"the contract gives {p}SLICE_CLAIM={given[0]} and "
+                     f"{p}EVENTHUBS_STARTFENCE={given[1]}, but the ledger has claim {s.claim} "
+                     f"with fences {fences.format()} (an override in devslice.local.yaml?)")
+    by_time = sorted(f"{f.event_hub}/{f.partition}" for f in s.start_fences
+                     if f.sequence_number is None)
+    note = f"; fenced at the claim time (sequence number unread): {', '.join(by_time)}" \
+        if by_time else ""
+    hubs = project.env.event_hubs.event_hubs
+    if project.env.event_hubs.mode != "embedded" or not hubs:
+        why = "no event hub in eventHubs.eventHubs" if not hubs else \
+            "real Event Hubs: read back only on the embedded hub"
+        return Check(name, "skipped", f"the contract carries the ledger's fences; {why}{note}")
+    ctx = SliceContext.from_env(variables, prefix=p,
+                                partition_ids_variable=project.env.contract.partition_ids_variable)
+    read, old = 0, []
+    for hub in hubs:
+        got = _read_from_the_beginning(ctx, hub)
+        read += len(got)
+        old += [f"{hub}/{pid}#{seq}" for pid, seq, at in got if at < s.created_at]
+    if old:
+        return Check(name, "failed", f"{len(old)} event(s) from before the claim "
+                     f"({s.created_at:%Y-%m-%d %H:%M:%S}Z) reached a consumer: "
+                     f"{', '.join(old[:5])}", )
+    return Check(name, "ok", f"read {len(hubs)} event hub(s) from the beginning: {read} "
+                 f"event(s), none from before the claim{note}")
+
+
+def _read_from_the_beginning(ctx: SliceContext, hub: str) -> list[tuple[str, int, datetime]]:
+    """(partition, sequence number, enqueued time) of every event a SliceConsumer of the
+    slice delivers from "-1", in a consumer group no service checkpoints in; it stops once
+    every partition has been idle for a moment (the embedded client then reports None)."""
+    import threading
+
+    from devslice.embedded import EmbeddedConsumerClient, EmbeddedHub
+    from devslice.sdk.eventhubs import SliceConsumer
+
+    assert ctx.embedded_path is not None
+    log = EmbeddedHub(ctx.embedded_path, partitions=ctx.partition_count or 32)
+    consumer = SliceConsumer(lambda: EmbeddedConsumerClient(log, hub, "devslice-verify"), ctx,
+                             eventhub_name=hub)
+    partitions = set(consumer.partitions())
+    idle: set[str] = set()
+    got: list[tuple[str, int, datetime]] = []
+    lock = threading.Lock()
+
+    def on_event(context: Any, event: Any) -> None:
+        with lock:
+            if event is None:
+                idle.add(context.partition_id)
+                if idle >= partitions:
+                    consumer.close()
+            else:
+                got.append((context.partition_id, event.sequence_number, event.enqueued_time))
+
+    try:
+        consumer.receive(on_event, starting_position="-1", max_wait_time=0.1)
+    finally:
+        log.close()
+    return got

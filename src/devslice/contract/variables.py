@@ -132,6 +132,12 @@ def slice_variables(
             "devslice.yaml eventHubs.namespaces")
     add(env.contract.partition_ids_variable, ",".join(map(str, s.event_hubs.partitions)),
         Origin.allocation, ledger)
+    from devslice.slices.fences import contract_fences
+
+    fences = contract_fences(s)  # issue 11: a new holder never sees an old holder's events
+    if fences is not None and s.claim is not None:
+        add(f"{p}SLICE_CLAIM", s.claim, Origin.allocation, ledger)
+        add(f"{p}EVENTHUBS_STARTFENCE", fences.format(), Origin.allocation, ledger)
     if env.event_hubs.mode == "embedded":
         # Not a secret: a file on this machine, read by the SDK's embedded hub.
         path = (base_dir / env.event_hubs.embedded_path).resolve()

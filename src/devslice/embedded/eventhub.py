@@ -281,6 +281,29 @@ class EmbeddedHub:
         ).fetchone()
         return -1 if row[0] is None else int(row[0])
 
+    def partition_properties(self, hub: str, partition_id: str) -> dict[str, Any]:
+        """``EventHubConsumerClient.get_partition_properties``'s answer, key for key (an empty
+        partition: beginning 0, last -1, offset "-1", the epoch, ``is_empty``)."""
+        key = (hub, self._partition(hub, partition_id))
+        conn = self._conn()
+        # both by the primary key: no scan of the partition
+        first = conn.execute("SELECT MIN(seq) FROM events WHERE hub = ? AND partition = ?",
+                             key).fetchone()[0]
+        last, ms = conn.execute(
+            "SELECT seq, enqueued_ms FROM events WHERE hub = ? AND partition = ? "
+            "ORDER BY seq DESC LIMIT 1", key).fetchone() or (None, 0)
+        if last is None:
+            first, last = 0, -1
+        return {
+            "eventhub_name": hub,
+            "id": partition_id,
+            "beginning_sequence_number": int(first),
+            "last_enqueued_sequence_number": int(last),
+            "last_enqueued_offset": str(last),
+            "last_enqueued_time_utc": datetime.fromtimestamp(ms / 1000, UTC),
+            "is_empty": last == -1,
+        }
+
     def last_sequence_number(self, hub: str, partition_id: str) -> int:
         row = self._conn().execute(
             "SELECT MAX(seq) FROM events WHERE hub = ? AND partition = ?",
@@ -410,7 +433,9 @@ class EmbeddedConsumerClient:
     ``receive(on_event, partition_id=...)`` blocks, polling the log, until :meth:`close` is
     called from another thread (as with the real client). Like the real client, it starts
     after the partition's checkpoint when the store has one, else at ``starting_position``
-    ("-1" = the beginning, "@latest" = new events only, or a sequence number, exclusive).
+    ("-1" = the beginning, "@latest" = new events only, or a sequence number, exclusive),
+    and with ``max_wait_time`` calls ``on_event(context, None)`` whenever that many seconds
+    pass without an event.
     """
 
     def __init__(self, hub: EmbeddedHub, eventhub_name: str, consumer_group: str = "$Default",
@@ -428,6 +453,11 @@ class EmbeddedConsumerClient:
 
     def get_partition_ids(self) -> list[str]:
         return self.hub.partition_ids(self.eventhub_name)
+
+    def get_partition_properties(self, partition_id: str) -> dict[str, Any]:
+        """As the SDK's: ``last_enqueued_sequence_number`` and the rest (start fences read
+        it)."""
+        return self.hub.partition_properties(self.eventhub_name, str(partition_id))
 
     def close(self) -> None:
         self._closed.set()
@@ -457,10 +487,12 @@ class EmbeddedConsumerClient:
                                         inclusive=bool(inclusive))
         return int(starting_position) - back  # offsets here are sequence numbers
 
-    def receive(self, on_event: Callable[[EmbeddedPartitionContext, ReceivedEvent], None], *,
+    def receive(self, on_event: Callable[[EmbeddedPartitionContext, ReceivedEvent | None], None],
+                *,
                 partition_id: str | None = None, starting_position: Any = None,
                 starting_position_inclusive: Any = False,
                 on_error: Callable[[EmbeddedPartitionContext, Exception], None] | None = None,
+                max_wait_time: float | None = None,
                 **kwargs: Any) -> None:
         if partition_id is None:
             raise EmbeddedHubError(
@@ -471,6 +503,7 @@ class EmbeddedConsumerClient:
                                            self.checkpoint_store)
         after = self._start_after(partition_id, starting_position, starting_position_inclusive)
         wait = self.poll_interval
+        last_event = time.monotonic()
         while not self._closed.is_set():
             try:
                 events = self.hub.read(self.eventhub_name, partition_id, after)
@@ -487,6 +520,10 @@ class EmbeddedConsumerClient:
                 after = event.sequence_number
             if events:
                 wait = self.poll_interval
+                last_event = time.monotonic()
+            elif max_wait_time and time.monotonic() - last_event >= max_wait_time:
+                on_event(context, None)  # the SDK's "nothing came"
+                last_event = time.monotonic()
             else:  # back off while idle: poll_interval, then twice that, up to the maximum
-                self._closed.wait(wait)
+                self._closed.wait(min(wait, max_wait_time or wait))
                 wait = min(wait * 2, self.max_poll_interval)

@@ -117,10 +117,11 @@ class AzureBlobLedger(Ledger):
             return LedgerState()
         try:
             slices = {h: Slice.model_validate(s) for h, s in doc.get("slices", {}).items()}
+            state = LedgerState(slices=slices, released=doc.get("released", {}))
         except (ValueError, AttributeError) as exc:
             what = f"holds a slice devslice cannot read ({exc.__class__.__name__})"
             raise self._corrupt(what) from exc
-        return LedgerState(slices=slices)
+        return state
 
     def _history(self, doc: dict[str, Any] | None) -> list[dict[str, Any]]:
         return list(doc.get("history", [])) if doc else []
@@ -187,6 +188,7 @@ class AzureBlobLedger(Ledger):
                 "kind": KIND,
                 "team": self.team,
                 "slices": {h: s.model_dump(mode="json") for h, s in result.state.slices.items()},
+                "released": result.state.model_dump(mode="json", include={"released"})["released"],
                 "history": (self._history(doc)
                             + [c.model_dump(mode="json") for c in result.changes])[-HISTORY_KEPT:],
             }, indent=1)

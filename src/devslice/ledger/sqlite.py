@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS partitions (
     handle TEXT NOT NULL REFERENCES slices(handle) ON DELETE CASCADE,
     PRIMARY KEY (namespace, partition)
 );
+CREATE TABLE IF NOT EXISTS released (
+    namespace TEXT NOT NULL, partition INTEGER NOT NULL, at TEXT NOT NULL,
+    PRIMARY KEY (namespace, partition)
+);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
@@ -134,7 +138,10 @@ class SqliteLedger(Ledger):
                     f"slice {handle!r} in {self.path} is unreadable: {exc.__class__.__name__}",
                     hint="inspect the file with sqlite3; devslice will not overwrite it",
                 ) from exc
-        return LedgerState(slices=slices)
+        released: dict[str, dict[int, str]] = {}  # when partitions were given back (issue 11)
+        for ns, partition, at in conn.execute("SELECT namespace, partition, at FROM released"):
+            released.setdefault(ns, {})[partition] = at
+        return LedgerState.model_validate({"slices": slices, "released": released})
 
     def read(self) -> LedgerState:
         if self._conn is None and not self.path.exists():
@@ -207,6 +214,9 @@ class SqliteLedger(Ledger):
                 "INSERT INTO partitions VALUES (?, ?, ?)",
                 [(s.event_hubs.namespace, p, handle) for p in s.event_hubs.partitions],
             )
+        conn.executemany("INSERT OR REPLACE INTO released VALUES (?, ?, ?)", [
+            (ns, p, at.isoformat()) for ns, parts in after.released.items()
+            for p, at in parts.items() if before.released.get(ns, {}).get(p) != at])
         conn.executemany(
             "INSERT INTO history (at, actor, action, handle, detail) VALUES (?, ?, ?, ?, ?)",
             [(c.at.isoformat(), c.actor, c.action, c.handle, c.detail) for c in result.changes],

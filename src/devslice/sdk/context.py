@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from devslice.errors import DevsliceError
 
@@ -22,6 +24,74 @@ class SliceViolation(DevsliceError):
 
 class ContractError(DevsliceError):
     """The environment contract's variables are malformed."""
+
+
+@dataclass(frozen=True)
+class StartFences:
+    """Where the slice's view of each partition begins: ``LOCAL_DEV_EVENTHUBS_STARTFENCE``.
+
+    The variable is a comma-separated list of ``EVENTHUB/PARTITION=VALUE`` and one
+    ``*=TIME`` for the event hubs it does not list. A VALUE is a sequence number (deliver
+    only events after it; -1: the partition was empty) or an ISO-8601 UTC time (deliver only
+    events enqueued from then on, used when the sequence number could not be read):
+    ``orders/0=1234,orders/1=-1,payments/0=2026-12-07T02:07:49.123456Z,*=2026-12-07T02:07:49.123456Z``.
+    """
+
+    positions: Mapping[tuple[str, str], int | datetime] = field(default_factory=dict)
+    default: datetime | None = None  # "*": the claim time
+
+    def fence(self, eventhub_name: str | None, partition_id: str) -> int | datetime | None:
+        """The fence of one partition: a sequence number, a time, or None (no fence)."""
+        if eventhub_name is not None:
+            found = self.positions.get((eventhub_name, partition_id))
+            if found is not None:
+                return found
+        return self.default
+
+    def format(self) -> str:
+        parts = [f"{hub}/{pid}={_fence_text(v)}" for (hub, pid), v in self.positions.items()]
+        if self.default is not None:
+            parts.append(f"*={_fence_text(self.default)}")
+        return ",".join(parts)
+
+    @classmethod
+    def parse(cls, raw: str, variable: str = "LOCAL_DEV_EVENTHUBS_STARTFENCE") -> StartFences:
+        positions: dict[tuple[str, str], int | datetime] = {}
+        default = None
+        for entry in (e.strip() for e in raw.split(",") if e.strip()):
+            key, sep, value = entry.partition("=")
+            hub, slash, pid = key.partition("/")
+            fence: int | datetime | None = _fence_value(value.strip())
+            if key == "*" and isinstance(fence, datetime):
+                default = fence
+            elif sep and slash and hub and pid.isdigit() and fence is not None:
+                positions[(hub, pid)] = fence
+            else:
+                raise ContractError(
+                    f"{variable} has {entry!r}, which is not EVENTHUB/PARTITION=VALUE or *=TIME",
+                    hint="expected e.g. orders/0=1234,orders/1=-1,*=2026-12-07T02:07:49Z (a "
+                    "sequence number or an ISO-8601 UTC time); `devslice env` gives it")
+        return cls(positions, default)
+
+
+_SEQUENCE = re.compile(r"-1|0|[1-9][0-9]*")
+
+
+def _fence_value(text: str) -> int | datetime | None:
+    if _SEQUENCE.fullmatch(text):
+        return int(text)
+    if not text.endswith("Z"):  # UTC only: a local time would move the fence
+        return None
+    try:
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _fence_text(value: int | datetime) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -47,6 +117,8 @@ class SliceContext:
     signalr_hubs: Mapping[str, str] = field(default_factory=dict)  # HUB (upper) -> slice hub
     signalr_connection_string: str | None = field(default=None, repr=False)
     names: Mapping[str, str] = field(default_factory=dict)  # KEY (upper) -> name
+    claim: str | None = None  # this claim of the slice: checkpoints are kept per claim
+    start_fences: StartFences | None = None  # None: no fence (shared, or an older slice)
 
     @classmethod
     def from_env(
@@ -84,6 +156,7 @@ class SliceContext:
         hubs = {k[len(p + "SIGNALR_HUB_"):]: v for k, v in env.items()
                 if k.startswith(p + "SIGNALR_HUB_") and v}
         names = {k[len(p + "NAME_"):]: v for k, v in env.items() if k.startswith(p + "NAME_") and v}
+        fences = get("EVENTHUBS_STARTFENCE")
         return cls(
             handle=get("SLICE"),
             partition_ids=ids,
@@ -104,6 +177,8 @@ class SliceContext:
             signalr_hubs=hubs,
             signalr_connection_string=get("SIGNALR_CONNECTIONSTRING"),
             names=names,
+            claim=get("SLICE_CLAIM"),
+            start_fences=StartFences.parse(fences, p + "EVENTHUBS_STARTFENCE") if fences else None,
         )
 
     # -- questions services ask ---------------------------------------------------------------

@@ -10,6 +10,12 @@ Consuming: one receiver per own partition (the pattern of the Azure SDK's "stati
 assignment" sample), checkpointing through the store given, by default the official
 ``BlobCheckpointStore`` in the slice's own storage account.
 
+Start fences (issue 11): a partition's new holder never sees its previous holder's events.
+The consumer delivers no event at or below the partition's fence
+(``LOCAL_DEV_EVENTHUBS_STARTFENCE``), whatever start position or checkpoint it is given, and
+keeps checkpoints per claim (``LOCAL_DEV_SLICE_CLAIM``), so a new holder never resumes from
+an old holder's checkpoint.
+
 Without a slice (shared environments) both behave like the plain SDK on every partition.
 The clients are injected; ``from_context`` builds real ``azure-eventhub`` clients, or the
 embedded hub's when the contract's connection is ``embedded:PATH``.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -47,11 +54,112 @@ class ConsumerClient(Protocol):
 
 
 CANARY = "DevsliceCanary"  # property of `devslice verify`'s test events
+_CANARY_BYTES = CANARY.encode()
 
 
 def is_canary(event: Any) -> bool:
     props = getattr(event, "properties", None) or {}
-    return CANARY in props or CANARY.encode() in props  # received keys are bytes
+    return CANARY in props or _CANARY_BYTES in props  # received keys are bytes
+
+
+Fence = int | datetime  # a sequence number (deliver only later ones) or an enqueued time
+
+
+def behind_fence(on_event: Callable[[Any, Any], None], fence: Fence | None
+                 ) -> Callable[[Any, Any], None]:
+    """``on_event`` for one partition, without the events below its start fence and without
+    canaries. The per-event cost is one int comparison: a time fence turns into a sequence
+    number at the first event enqueued from then on (enqueued times only grow within a
+    partition)."""
+    floor = -1  # sequence numbers start at 0: nothing is below -1
+    since: datetime | None = None
+    if isinstance(fence, datetime):
+        floor, since = sys.maxsize, fence
+    elif fence is not None:
+        floor = fence
+
+    def admit(context: Any, event: Any) -> None:
+        nonlocal floor
+        if event is not None:
+            if event.sequence_number <= floor:
+                if since is None or event.enqueued_time < since:
+                    return  # the previous holder's
+                floor = event.sequence_number - 1
+            props = event.properties
+            if props and (CANARY in props or _CANARY_BYTES in props):
+                return
+        on_event(context, event)
+
+    return admit
+
+
+def fenced_start(position: Any, inclusive: Any, partition_id: str, fence: Fence | None
+                 ) -> tuple[Any, bool]:
+    """The start position and inclusiveness for one partition, moved up to its fence when
+    the one asked for lies below it: "-1", a lower sequence number, an earlier time. Other
+    positions ("@latest", an offset) stay; :func:`behind_fence` drops what they reach below
+    the fence, so this only saves reading old events."""
+    if isinstance(position, dict):
+        position = position.get(partition_id)
+    if isinstance(inclusive, dict):
+        inclusive = inclusive.get(partition_id, False)
+    inclusive = bool(inclusive)
+    if isinstance(fence, datetime):
+        if position in ("-1", -1) or (isinstance(position, datetime) and position < fence):
+            return fence, True
+    elif fence is not None and fence >= 0:
+        first = (position if inclusive else position + 1) if isinstance(position, int) else None
+        if position in ("-1", -1) or (first is not None and first <= fence):
+            return fence, False
+    return position, inclusive
+
+
+class ClaimCheckpoints:
+    """A checkpoint store seen through one claim of the slice: consumer group G is kept as
+    ``G/CLAIM``, so a partition's new holder never resumes from its previous holder's
+    checkpoints (nor load-balances against its ownerships). Wraps the official
+    ``BlobCheckpointStore`` or the embedded hub; callers see their own consumer group."""
+
+    def __init__(self, store: Any, claim: str) -> None:
+        self.store = store
+        self.claim = claim
+
+    def _group(self, consumer_group: str) -> str:
+        return f"{consumer_group}/{self.claim}"
+
+    def _in(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {**record, "consumer_group": self._group(record["consumer_group"])}
+
+    @staticmethod
+    def _out(record: dict[str, Any], consumer_group: str) -> dict[str, Any]:
+        return {**record, "consumer_group": consumer_group}
+
+    def list_checkpoints(self, fully_qualified_namespace: str, eventhub_name: str,
+                         consumer_group: str, **kwargs: Any) -> list[dict[str, Any]]:
+        return [self._out(c, consumer_group) for c in self.store.list_checkpoints(
+            fully_qualified_namespace, eventhub_name, self._group(consumer_group), **kwargs)]
+
+    def update_checkpoint(self, checkpoint: dict[str, Any], **kwargs: Any) -> None:
+        self.store.update_checkpoint(self._in(checkpoint), **kwargs)
+
+    def list_ownership(self, fully_qualified_namespace: str, eventhub_name: str,
+                       consumer_group: str, **kwargs: Any) -> list[dict[str, Any]]:
+        return [self._out(o, consumer_group) for o in self.store.list_ownership(
+            fully_qualified_namespace, eventhub_name, self._group(consumer_group), **kwargs)]
+
+    def claim_ownership(self, ownership_list: Iterable[dict[str, Any]], **kwargs: Any
+                        ) -> list[dict[str, Any]]:
+        asked = list(ownership_list)
+        groups = {o["partition_id"]: o["consumer_group"] for o in asked}
+        claimed = self.store.claim_ownership([self._in(o) for o in asked], **kwargs)
+        return [self._out(o, groups.get(o["partition_id"], o["consumer_group"]))
+                for o in claimed]
+
+
+def per_claim(store: Any, ctx: SliceContext) -> Any:
+    """``store`` seen through the slice's claim (unchanged without one: a shared environment,
+    or a slice claimed before claims had ids)."""
+    return store if ctx.claim is None or store is None else ClaimCheckpoints(store, ctx.claim)
 
 
 def partition_for_key(key: str | bytes, partition_ids: Sequence[str]) -> str:
@@ -206,10 +314,14 @@ class SliceConsumer:
     """
 
     def __init__(self, client_factory: Callable[[], ConsumerClient],
-                 ctx: SliceContext | None = None, lease: LeaseWatch | None = None) -> None:
+                 ctx: SliceContext | None = None, lease: LeaseWatch | None = None,
+                 eventhub_name: str | None = None) -> None:
         self.client_factory = client_factory
         self.ctx = ctx or SliceContext.from_env()
         self.lease = lease
+        # Whose start fences apply; default: the client's own ``eventhub_name`` (the SDK's
+        # clients and the embedded hub's have one).
+        self.eventhub_name = eventhub_name
         self._clients: list[ConsumerClient] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -236,7 +348,8 @@ class SliceConsumer:
         elif service and (in_pod := pod_lease_store()) is not None:
             lease = LeaseWatch.for_service(in_pod, service, ctx.handle, poll=lease_poll)
         return cls(lambda: _consumer_client(ctx, eventhub_name, consumer_group,
-                                            checkpoint_store, credential), ctx, lease)
+                                            checkpoint_store, credential), ctx, lease,
+                   eventhub_name)
 
     def partitions(self) -> tuple[str, ...]:
         probe = self.client_factory()
@@ -256,16 +369,10 @@ class SliceConsumer:
         shares all partitions among the service's replicas, as without devslice.
 
         ``devslice verify``'s canary events (property ``DevsliceCanary``) never reach
-        ``on_event``: a service's own code need not know about them.
+        ``on_event``: a service's own code need not know about them. Nor do events below a
+        partition's start fence (its previous holder's), whatever ``starting_position`` or
+        checkpoint says.
         """
-        users_on_event = on_event
-
-        def without_canaries(context: Any, event: Any) -> None:
-            if event is not None and is_canary(event):
-                return
-            users_on_event(context, event)
-
-        on_event = without_canaries
         if self.lease is None:
             self._round(on_event, starting_position, on_error, kwargs)
             return
@@ -274,7 +381,8 @@ class SliceConsumer:
 
         def tracked(context: Any, event: Any) -> None:
             on_event(context, event)
-            seen[str(context.partition_id)] = int(event.sequence_number)
+            if event is not None:  # None: max_wait_time passed without an event
+                seen[str(context.partition_id)] = int(event.sequence_number)
 
         position = starting_position
         while not self._closed:
@@ -301,15 +409,28 @@ class SliceConsumer:
         True when it ended for a lease."""
         failures: list[BaseException] = []
         stepping_aside = threading.Event()
+        kwargs = dict(kwargs)
+        given = "starting_position_inclusive" in kwargs  # passed on only when asked or needed
+        inclusive = kwargs.pop("starting_position_inclusive", False)
 
         def run(partition_id: str | None, client: ConsumerClient) -> None:
             with self._lock:  # close() may have come first; a closed client must not start
                 if self._closed or stepping_aside.is_set():
                     return
-            extra = {} if partition_id is None else {"partition_id": partition_id}
             try:
-                client.receive(on_event, starting_position=starting_position,
-                               on_error=on_error, **extra, **kwargs)
+                if partition_id is None:  # shared environment: one load-balanced receive
+                    extra = {"starting_position_inclusive": inclusive} if given else {}
+                    client.receive(behind_fence(on_event, None),
+                                   starting_position=starting_position, on_error=on_error,
+                                   **extra, **kwargs)
+                    return
+                fence = self._fence(partition_id, client)
+                start, start_inclusive = fenced_start(starting_position, inclusive,
+                                                      partition_id, fence)
+                extra = ({"starting_position_inclusive": start_inclusive}
+                         if given or start_inclusive else {})
+                client.receive(behind_fence(on_event, fence), starting_position=start,
+                               on_error=on_error, partition_id=partition_id, **extra, **kwargs)
             except BaseException as exc:  # handed to the caller below
                 failures.append(exc)
                 self.close()
@@ -358,6 +479,25 @@ class SliceConsumer:
         self._wake.set()
         for c in clients:
             c.close()
+
+    def _fence(self, partition_id: str, client: Any) -> Fence | None:
+        """The partition's start fence, from the contract. A sequence fence beyond the
+        partition's last event means its log started again (an embedded hub's file deleted,
+        an event hub recreated): nothing in it is the previous holder's, so no fence."""
+        fences = self.ctx.start_fences
+        if fences is None:
+            return None
+        fence = fences.fence(self.eventhub_name or getattr(client, "eventhub_name", None),
+                             partition_id)
+        if isinstance(fence, int) and fence >= 0 and hasattr(client, "get_partition_properties"):
+            try:
+                last = int(client.get_partition_properties(partition_id)
+                           ["last_enqueued_sequence_number"])
+            except Exception:  # unknown: keep the fence, which errs on the side of isolation
+                return fence
+            if last < fence:
+                return -1
+        return fence
 
 
 def _resume_positions(partitions: Iterable[str], original: Any, seen: dict[str, int],
@@ -435,11 +575,12 @@ def _consumer_client(ctx: SliceContext, eventhub_name: str, consumer_group: str,
     if ctx.embedded_path:
         from devslice.embedded import EmbeddedConsumerClient
 
-        return EmbeddedConsumerClient(_embedded(ctx), eventhub_name, consumer_group,
-                                      checkpoint_store=checkpoint_store)
+        hub = _embedded(ctx)
+        return EmbeddedConsumerClient(hub, eventhub_name, consumer_group,
+                                      checkpoint_store=per_claim(checkpoint_store or hub, ctx))
     from azure.eventhub import EventHubConsumerClient
 
-    store = checkpoint_store or checkpoint_store_for(ctx, credential=credential)
+    store = per_claim(checkpoint_store or checkpoint_store_for(ctx, credential=credential), ctx)
     if ctx.eventhubs_connection_string:
         return EventHubConsumerClient.from_connection_string(
             ctx.eventhubs_connection_string, consumer_group, eventhub_name=eventhub_name,
@@ -448,6 +589,28 @@ def _consumer_client(ctx: SliceContext, eventhub_name: str, consumer_group: str,
         return EventHubConsumerClient(ctx.fully_qualified_namespace, eventhub_name,
                                       consumer_group, _credential(credential),
                                       checkpoint_store=store)
+    raise _no_connection()
+
+
+def partition_properties_client(ctx: SliceContext, eventhub_name: str,
+                                credential: Any = None) -> Any:
+    """A consumer client that answers ``get_partition_properties`` (start fences): the
+    embedded hub's, or the official SDK's for the emulator and shared Event Hubs, with one
+    retry, so that an unreachable namespace falls back to a time fence soon."""
+    if ctx.embedded_path:
+        from devslice.embedded import EmbeddedConsumerClient
+
+        return EmbeddedConsumerClient(_embedded(ctx), eventhub_name)
+    from azure.eventhub import EventHubConsumerClient
+
+    if ctx.eventhubs_connection_string:
+        return EventHubConsumerClient.from_connection_string(
+            ctx.eventhubs_connection_string, "$Default", eventhub_name=eventhub_name,
+            retry_total=1, retry_backoff_factor=0.2)
+    if ctx.fully_qualified_namespace:
+        return EventHubConsumerClient(ctx.fully_qualified_namespace, eventhub_name,
+                                      "$Default", _credential(credential), retry_total=1,
+                                      retry_backoff_factor=0.2)
     raise _no_connection()
 
 

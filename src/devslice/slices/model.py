@@ -30,6 +30,23 @@ class PartitionLease(BaseModel):
     partitions: tuple[int, ...]
 
 
+class StartFence(BaseModel):
+    """Where a new holder's view of one partition of one event hub begins (issue 11).
+
+    ``sequence_number`` is the partition's last enqueued sequence number when the slice got
+    it (-1: the partition was empty); the slice's consumers deliver only events after it.
+    When it could not be read, ``enqueued_time`` is the claim time and they deliver only
+    events enqueued from then on.
+    """
+
+    model_config = RECORD
+
+    event_hub: str
+    partition: int
+    sequence_number: int | None = None
+    enqueued_time: datetime | None = None
+
+
 class Slice(BaseModel):
     """One developer's (or pipeline's) share of the team's services."""
 
@@ -45,6 +62,10 @@ class Slice(BaseModel):
     expires_at: datetime | None = None
     ttl_seconds: int | None = None
     event_hubs: PartitionLease
+    # Set on every claim since issue 11 (None: claimed before, with no fences): the claim's
+    # id, which keeps checkpoints per claim, and the start fences of its partitions.
+    claim: str | None = None
+    start_fences: tuple[StartFence, ...] = ()
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -69,3 +90,6 @@ class LedgerState(BaseModel):
 
     slices: dict[str, Slice] = Field(default_factory=dict)
     history: tuple[Change, ...] = ()
+    # namespace -> partition -> when a slice last gave it back (release or gc): allocation
+    # prefers partitions never used, then the ones released longest ago (issue 11).
+    released: dict[str, dict[int, datetime]] = Field(default_factory=dict)

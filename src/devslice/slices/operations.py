@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from devslice.errors import InvalidHandle, SliceConflict, SliceNotFound
-from devslice.slices.model import Change, LedgerState, Slice, SliceKind
+from devslice.slices.model import Change, LedgerState, Slice, SliceKind, StartFence
 from devslice.slices.names import HandleRule
 from devslice.slices.partitions import PartitionPool
 
@@ -76,6 +76,22 @@ def suggest_handle(owner: str, kind: SliceKind, state: LedgerState, rule: Handle
     raise SliceConflict(f"no free handle starting with {base!r}", hint="pass a handle")
 
 
+def claim_id(handle: str, created_at: datetime) -> str:
+    """One claim of a handle, unique across releases and claims again: ``ab-20261207020749123456``.
+    Lower-case letters, digits and one hyphen, so it fits a blob container name or path."""
+    return f"{handle}-{created_at:%Y%m%d%H%M%S%f}"
+
+
+def _given_back(state: LedgerState, gone: list[Slice], now: datetime
+                ) -> dict[str, dict[int, datetime]]:
+    """``state.released`` with the partitions of ``gone`` given back at ``now``."""
+    released = {ns: dict(parts) for ns, parts in state.released.items()}
+    for s in gone:
+        for p in s.event_hubs.partitions:
+            released.setdefault(s.event_hubs.namespace, {})[p] = now
+    return released
+
+
 def collect(state: LedgerState, now: datetime, actor: str) -> Transition[list[Slice]]:
     """Remove slices whose lease expired, freeing their partitions and names."""
     expired = [s for s in state.slices.values() if s.expired(now)]
@@ -87,7 +103,9 @@ def collect(state: LedgerState, now: datetime, actor: str) -> Transition[list[Sl
                detail=f"lease expired at {s.expires_at:%Y-%m-%d %H:%M:%S}Z")
         for s in expired
     ]
-    return Transition(LedgerState(slices=kept), changes, expired)
+    after = state.model_copy(update={"slices": kept,
+                                     "released": _given_back(state, expired, now)})
+    return Transition(after, changes, expired)
 
 
 def _check_settings(held: Slice, request: ClaimRequest) -> None:
@@ -142,7 +160,7 @@ def claim(
             )
         _check_settings(held, request)
         return Transition(state, gc.changes, (held, False))
-    lease = pool.allocate(request.partitions, state.slices.values())
+    lease = pool.allocate(request.partitions, state.slices.values(), state.released)
     ttl = request.ttl
     created = Slice(
         handle=handle,
@@ -155,13 +173,15 @@ def claim(
         expires_at=now + ttl if ttl else None,
         ttl_seconds=int(ttl.total_seconds()) if ttl else None,
         event_hubs=lease,
+        claim=claim_id(handle, now),
     )
     partitions = ",".join(map(str, lease.partitions))
     change = Change(at=now, actor=actor, action="claim", handle=handle,
                     detail=f"{request.kind.value} for {request.owner}; {lease.namespace} "
                     f"partitions {partitions}")
     slices = {**state.slices, handle: created}
-    return Transition(LedgerState(slices=slices), [*gc.changes, change], (created, True))
+    return Transition(state.model_copy(update={"slices": slices}), [*gc.changes, change],
+                      (created, True))
 
 
 def release(
@@ -176,7 +196,25 @@ def release(
     slices = {h: s for h, s in state.slices.items() if h != handle}
     change = Change(at=now, actor=actor, action="release", handle=handle,
                     detail=f"owner {held.owner}" + (" (forced)" if held.owner != owner else ""))
-    return Transition(LedgerState(slices=slices), [change], held)
+    after = state.model_copy(update={"slices": slices,
+                                     "released": _given_back(state, [held], now)})
+    return Transition(after, [change], held)
+
+
+def record_fences(state: LedgerState, handle: str, claim: str,
+                  fences: tuple[StartFence, ...]) -> Transition[Slice | None]:
+    """Store the start fences read for claim ``claim`` of ``handle``.
+
+    Fences are read after the claim (reading them is I/O, operations are pure), so the slice
+    may be gone or claimed again by then: only the same claim, still without fences, gets
+    them; otherwise nothing changes and the value is None.
+    """
+    held = state.slices.get(handle)
+    if held is None or held.claim != claim or held.start_fences:
+        return Transition(state, [], None)
+    fenced = held.model_copy(update={"start_fences": fences})
+    return Transition(state.model_copy(update={"slices": {**state.slices, handle: fenced}}),
+                      [], fenced)
 
 
 def renew(
@@ -207,7 +245,8 @@ def renew(
     if owner is not None and held.owner != owner:
         until += f" (forced; owner {held.owner})"
     change = Change(at=now, actor=actor, action="renew", handle=handle, detail=until)
-    return Transition(LedgerState(slices={**state.slices, handle: renewed}), [change], renewed)
+    return Transition(state.model_copy(update={"slices": {**state.slices, handle: renewed}}),
+                      [change], renewed)
 
 
 def get_slice(state: LedgerState, handle: str) -> Slice:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from devslice.errors import CapacityError
 from devslice.slices.model import PartitionLease, Slice
@@ -40,15 +41,27 @@ class PartitionPool:
             for ns in self.namespaces
         }
 
-    def allocate(self, count: int, slices: Iterable[Slice]) -> PartitionLease:
-        """The lowest free partitions of the first namespace with ``count`` free.
+    def allocate(self, count: int, slices: Iterable[Slice],
+                 released: Mapping[str, Mapping[int, datetime]] | None = None
+                 ) -> PartitionLease:
+        """``count`` free partitions of the first namespace with that many free: those never
+        used first, then those released longest ago (``released``: namespace -> partition ->
+        when it was last given back), lowest ids first among equals.
+
+        A partition's next holder must not see its previous holder's events (issue 11); the
+        start fence guarantees that, and handing out the partition that rested longest keeps
+        the old events fewer (retention may have dropped them) and a lingering consumer of
+        the previous holder less likely.
 
         A slice's partitions lie in one namespace, so that one connection string serves it.
         """
         free = self.free(slices)
+        released = released or {}
         for ns in self.namespaces:
             if len(free[ns.name]) >= count:
-                return PartitionLease(namespace=ns.name, partitions=tuple(free[ns.name][:count]))
+                when = released.get(ns.name, {})
+                rested = sorted(free[ns.name], key=lambda p: (p in when, when.get(p), p))
+                return PartitionLease(namespace=ns.name, partitions=tuple(sorted(rested[:count])))
         total = sum(len(v) for v in free.values())
         per_ns = ", ".join(f"{name} has {len(v)}" for name, v in free.items())
         largest = max((len(v) for v in free.values()), default=0)
