@@ -69,8 +69,9 @@ class AzureNameTaken(AzureError):
 
 def claim_of(s: Slice) -> str:
     """Identifies one claim of a handle: a handle released and claimed again is a new claim,
-    so a resource tagged for the old one is not the new one's."""
-    return f"{s.handle}@{s.created_at.strftime('%Y%m%dT%H%M%SZ')}"
+    so a resource tagged for the old one is not the new one's (the ledger's claim id since
+    issue 11; the claim time for a slice claimed before)."""
+    return s.claim or f"{s.handle}@{s.created_at.strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def slice_tags(team: str, s: Slice, extra: dict[str, str] | None = None) -> dict[str, str]:
