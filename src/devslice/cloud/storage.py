@@ -212,3 +212,83 @@ class StorageAccountResource:
         with translated(f"create {name} in {self.account}"):
             getattr(self.azure.storage, group).create(self.azure.resource_group, self.account,
                                                       name, {"properties": {}})
+
+
+class EmulatorContainersResource:
+    """``storage-containers:<account>``: the slice's blob containers (the checkpoint container
+    among them) and queues in Azurite (``storage.mode`` emulator or embedded), created before
+    the slice's services start, over the storage data plane."""
+
+    def __init__(self, env: Environment, handle: str, *, after: tuple[str, ...] = (),
+                 connect: Callable[[], tuple[Any, Any]] | None = None) -> None:
+        from devslice.emulators import azurite_connection_string
+        from devslice.slices.derive import derive_names
+
+        names = derive_names(env, handle)
+        self.account = names.storage_account
+        self.key = f"storage-containers:{self.account}"
+        self.after = after
+        self.containers, self.queues = wanted_children(env, handle)
+        conn = azurite_connection_string(names.storage_account, names.blob_endpoint,
+                                         names.queue_endpoint)
+        self._connect = connect or (lambda: _data_clients(conn))
+
+    def plan(self) -> list[Action]:
+        from azure.core.exceptions import AzureError as SdkError
+
+        blobs, queues = self._connect()
+        try:
+            have = {c.name for c in blobs.list_containers()}
+            have_queues = {q.name for q in queues.list_queues()} if self.queues else set()
+        except (SdkError, OSError):
+            # Azurite not started yet (a fresh machine): the executor plans again once the
+            # emulators are up, so this is what a plan shows.
+            have, have_queues = set(), set()
+        finally:
+            blobs.close()
+            queues.close()
+        out: list[Action] = []
+        for name in self.containers:
+            out.append(noop(self.key, f"blob container {self.account}/{name} exists")
+                       if name in have else
+                       Action(self.key, "create", f"blob container {self.account}/{name} is "
+                              "missing in the storage emulator",
+                              (f"PUT {self.account}/{name}?restype=container",),
+                              lambda n=name: self._create("container", n)))  # type: ignore[misc]
+        for name in self.queues:
+            out.append(noop(self.key, f"queue {self.account}/{name} exists")
+                       if name in have_queues else
+                       Action(self.key, "create", f"queue {self.account}/{name} is missing in "
+                              "the storage emulator", (f"PUT {self.account}/{name} (queue)",),
+                              lambda n=name: self._create("queue", n)))  # type: ignore[misc]
+        return out
+
+    def _create(self, kind: str, name: str) -> None:
+        from azure.core.exceptions import AzureError as SdkError
+        from azure.core.exceptions import ResourceExistsError
+
+        from devslice.errors import CommandFailed
+
+        blobs, queues = self._connect()
+        try:
+            if kind == "container":
+                blobs.create_container(name)
+            else:
+                queues.create_queue(name)
+        except ResourceExistsError:
+            pass  # a service of the slice made it first
+        except (SdkError, OSError) as exc:
+            raise CommandFailed(f"cannot create {kind} {self.account}/{name} in the storage "
+                                f"emulator: {str(exc).splitlines()[0]}") from exc
+        finally:
+            blobs.close()
+            queues.close()
+
+
+def _data_clients(conn: str) -> tuple[Any, Any]:
+    from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueServiceClient
+
+    # No retries: a plan on a machine where Azurite is not started yet must not wait.
+    return (BlobServiceClient.from_connection_string(conn, retry_total=0),
+            QueueServiceClient.from_connection_string(conn, retry_total=0))

@@ -302,6 +302,9 @@ class DataExplorerSettings(Model):
         default=timedelta(days=7), description="Provisioned databases: how long data is kept.")
     hot_cache_period: Duration = Field(
         default=timedelta(days=1), description="Provisioned databases: how long data is cached.")
+    schema_script: str | None = Field(
+        None, description="The team's KQL schema script (relative to devslice.yaml), applied "
+        "to a database devslice creates (as `devslice adx apply`).")
     data_connection: DataConnectionRef | None = Field(
         None, description="The team's Event Hubs data connection; plan and verify check that "
         "it allows multi-database routing (devslice never changes it).")

@@ -73,11 +73,13 @@ class Tools:
     docker: Docker
     registry: Registry
     kube: Kube
+    azure: Any = None  # devslice.cloud.azure.Azure: the management clients (issue 15)
 
     def close(self) -> None:
         """Close what was opened; a Lazy adapter never connected is left alone."""
-        for adapter in (self.docker, self.registry, self.kube):
-            adapter.close()
+        for adapter in (self.docker, self.registry, self.kube, self.azure):
+            if adapter is not None:
+                adapter.close()
 
     @classmethod
     def real(cls, project: Project, chosen: str = "k3d") -> Tools:
@@ -105,11 +107,17 @@ class Tools:
             registry = Registry.at(c.kube.registry, credentials=docker_credentials)
         else:
             registry = Registry.at(f"localhost:{c.registry.port}")
+        def azure() -> Any:
+            from devslice.cloud.azure import Azure
+
+            return Azure.from_settings(project.env.azure)
+
         return cls(
             k3d=K3d(SubprocessRunner(fixes=fixes)),
             docker=Lazy(docker),  # type: ignore[arg-type]
             registry=registry,
             kube=Lazy(kube, _cluster_absent if chosen == "k3d" else None),  # type: ignore[arg-type]
+            azure=Lazy(azure),
         )
 
 
@@ -176,14 +184,35 @@ def build(project: Project, handle: str, tools: Tools, chosen: str | None = None
     """``force_conflicts``: manifests take over fields other field managers own."""
     chosen = chosen or runtime(project)[0]
     if chosen == "local":
-        from devslice.local.runtime import LocalRuntimeResource
+        from devslice.local.runtime import SHARED_KEY, LocalRuntimeResource
 
         # Emulators first, and ready, so the services' first calls find them (the storage SDK
-        # waits 15 s after a refused connection before it tries again).
+        # waits 15 s after a refused connection before it tries again); the slice's Azure
+        # resources and its containers in Azurite before any service (a consumer) starts.
+        first = slice_storage(project, handle, tools, after=(SHARED_KEY,), progress=progress)
+        services = LocalRuntimeResource(project, handle, progress=progress)
+        services.after = (*services.after, *(r.key for r in first))
         return [LocalRuntimeResource(project, handle, shared=True, progress=progress),
-                LocalRuntimeResource(project, handle, progress=progress)]
+                *first, services]
     return _cluster_resources(project, handle, tools, k3d=chosen == "k3d", progress=progress,
                               force_conflicts=force_conflicts)
+
+
+def slice_storage(project: Project, handle: str, tools: Tools, after: tuple[str, ...],
+                  progress: Progress | None = None) -> list[Resource]:
+    """What the slice's services need before they start, besides emulators: its resources in
+    Azure (shared services) and its containers and queues in Azurite (the consumers'
+    checkpoint container among them; issue 15)."""
+    from devslice.cloud.plan import slice_resources
+
+    out: list[Resource] = list(slice_resources(project, handle, tools.azure, progress=progress))
+    if project.env.storage.mode in ("emulator", "embedded"):
+        from devslice.cloud.storage import EmulatorContainersResource
+
+        emulated = EmulatorContainersResource(project.env, handle, after=after)
+        if emulated.containers or emulated.queues:
+            out.append(emulated)
+    return out
 
 
 def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
@@ -261,6 +290,9 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
             derive_names(env, handle).data_explorer_database,
             kusto_emulator_url((env.containers.kusto_emulator or KustoEmulatorSettings()).port),
             after=("container:kusto-emulator",)))
+    azurite = [r.key for r in containers if r.key in ("container:azurite",
+                                                        "container:eventhubs-emulator")]
+    containers += slice_storage(project, handle, tools, after=tuple(azurite), progress=progress)
     out += containers
     ready += [r.key for r in containers]
     # -- end containers -------------------------------------------------------------------

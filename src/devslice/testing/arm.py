@@ -227,7 +227,8 @@ class FakeAzure:
     def _group_location(self, group: str | None) -> str | None:
         return self.groups.get((group or "").lower())
 
-    def _parent_missing(self, rid: str, parsed: Parsed) -> dict[str, Any] | None:
+    def _parent_missing(self, rid: str, parsed: Parsed
+                        ) -> tuple[int, dict[str, str], Any] | None:
         if parsed.group is not None and parsed.group.lower() not in self.groups:
             return _error(404, "ResourceGroupNotFound",
                           f"Resource group '{parsed.group}' could not be found.")
@@ -345,12 +346,13 @@ class FakeAzure:
         self._operations[op] = {"left": self.lro_polls, "rid": rid, "result": stored,
                                 "delete": False}
         base = f"{self._base}/subscriptions/{self.subscription}/providers/{parsed.provider}"
+        api = f"api-version={self._api}"
         if parsed.type in LOCATION_POLLED:
-            return 202, {"Location": f"{base}/operations/{op}?monitor=true&api-version={self._api}",
+            return 202, {"Location": f"{base}/operations/{op}?monitor=true&{api}",
                          "Retry-After": "0"}, None
         creating = dict(stored, properties={**stored["properties"],
                                             "provisioningState": "Creating"})
-        return 201, {"Azure-AsyncOperation": f"{base}/locations/x/operationresults/{op}?api-version={self._api}",
+        return 201, {"Azure-AsyncOperation": f"{base}/locations/x/operationresults/{op}?{api}",
                      "Retry-After": "0"}, creating
 
     def _delete(self, rid: str, parsed: Parsed) -> tuple[int, dict[str, str], Any]:
@@ -363,9 +365,10 @@ class FakeAzure:
             op = uuid.uuid4().hex
             self._operations[op] = {"left": self.lro_polls, "rid": rid, "result": None,
                                     "delete": True}
-            base = f"{self._base}/subscriptions/{self.subscription}/providers/{parsed.provider}"
-            return 202, {"Azure-AsyncOperation": f"{base}/locations/x/operationresults/{op}?api-version={self._api}",
-                         "Location": f"{base}/locations/x/operationresults/{op}?monitor=true&api-version={self._api}",
+            base = f"{self._base}/subscriptions/{self.subscription}/providers/{parsed.provider}" \
+                f"/locations/x/operationresults/{op}"
+            return 202, {"Azure-AsyncOperation": f"{base}?api-version={self._api}",
+                         "Location": f"{base}?monitor=true&api-version={self._api}",
                          "Retry-After": "0"}, None
         prefix = key + "/"
         for k in [k for k in self.resources if k == key or k.startswith(prefix)]:
