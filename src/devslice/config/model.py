@@ -97,10 +97,6 @@ class KeyVaultRef(Model):
     secret: str = Field(pattern=r"^[0-9A-Za-z-]{1,127}$",
                         description="The secret's name (letters, digits and hyphens).")
 
-    @property
-    def url(self) -> str:
-        return self.vault if self.vault.startswith("https://") else ""
-
 
 class SecretRef(Model):
     """Where a secret comes from. Secrets are never written inline in devslice.yaml."""

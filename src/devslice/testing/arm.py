@@ -412,7 +412,8 @@ class FakeAzure:
             return 404, {}, {"error": {"code": "SecretNotFound", "message":
                                        f"A secret with (name/id) {parts[1]} was not found in "
                                        "this key vault."}}
-        sid = f"{self.vault_url(vault)}/secrets/{parts[1]}/{uuid.uuid4().hex}"
+        # The id a real vault gives: its own host, /secrets/NAME/VERSION.
+        sid = f"https://{vault}.vault.azure.net/secrets/{parts[1]}/{uuid.uuid4().hex}"
         return 200, {}, {"value": value, "id": sid, "attributes": {"enabled": True}}
 
     _base = ""
