@@ -79,13 +79,13 @@ def slice_tags(team: str, s: Slice, extra: dict[str, str] | None = None) -> dict
             TAG_CLAIM: claim_of(s)}
 
 
-def ownership(tags: dict[str, str] | None, team: str, s: Slice) -> str:
+def ownership(tags: dict[str, str] | None, team: str, claim: str) -> str:
     """``ours`` (this claim's), ``other`` (devslice's, another slice or claim) or
     ``untagged`` (made by someone else: never adopted or deleted without --adopt)."""
     tags = tags or {}
     if tags.get(TAG_MANAGED_BY) != "devslice":
         return "untagged"
-    if tags.get(TAG_TEAM) == team and tags.get(TAG_CLAIM) == claim_of(s):
+    if tags.get(TAG_TEAM) == team and tags.get(TAG_CLAIM) == claim:
         return "ours"
     return "other"
 

@@ -63,6 +63,7 @@ class DatabaseResource:
     def __init__(self, azure: Azure, env: Environment, database: str, *,
                  after: tuple[str, ...] = (),
                  apply_schema: Callable[[str], None] | None = None,
+                 on_created: Callable[[str], None] | None = None,
                  progress: Callable[[str], None] | None = None) -> None:
         cluster = env.data_explorer.azure_cluster_name
         if cluster is None:
@@ -73,6 +74,7 @@ class DatabaseResource:
         self.key = f"azure:database:{database}"
         self.after = after
         self.apply_schema = apply_schema
+        self.on_created = on_created  # the ledger records it: a database has no tags
         self.progress = progress
 
     def _path(self) -> tuple[str, ...]:
@@ -117,6 +119,8 @@ class DatabaseResource:
                  "properties": {"softDeletePeriod": iso_duration(settings.soft_delete_period),
                                 "hotCachePeriod": iso_duration(settings.hot_cache_period)}})
         wait(poller, what, self.progress)
+        if self.on_created is not None:
+            self.on_created(self.azure.rid(PROVIDER, *self._path()))
         if settings.schema_script and self.apply_schema is not None:
             self.apply_schema(self.database)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from devslice.cloud.azure import Azure, ownership, slice_tags, translated
+from devslice.cloud.azure import Azure, claim_of, ownership, slice_tags, translated
 from devslice.engine.plan import Action, noop
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class ConsumerGroupsResource:
                                          note="userMetadata: devslice's tags"),),
                         lambda h=hub, g=group: self._create(h, g)))  # type: ignore[misc]
                     continue
-                owner = ownership(metadata_tags(have[group]), self.env.team, self.slice)
+                owner = ownership(metadata_tags(have[group]), self.env.team, claim_of(self.slice))
                 out.append(noop(self.key, f"{where} exists" + (
                     "" if owner == "ours" else " (not tagged by devslice: used as it is, never "
                     "deleted)")))

@@ -83,8 +83,21 @@ def slice_resources(project: Project, handle: str, azure: Azure | Any, *,
         storage.progress = report(storage.key)
         out.append(storage)
     if env.data_explorer.mode == "shared" and env.data_explorer.cluster_url:
-        db = DatabaseResource(azure, env, derive_names(env, handle).data_explorer_database,
-                              apply_schema=apply_schema or schema_applier(project))
+        from devslice.cloud.azure import claim_of
+        from devslice.cloud.teardown import CREATED, record
+
+        claim = claim_of(s)
+
+        def created(rid: str) -> None:
+            from devslice.ledger import open_ledger
+
+            # The executor's thread: a ledger of its own (SQLite connections stay in theirs).
+            with open_ledger(env, project.base_dir) as ledger:
+                record(ledger, CREATED, handle, {"id": rid, "kind": "database", "claim": claim})
+
+        db = DatabaseResource(
+            azure, env, derive_names(env, handle).data_explorer_database,
+            apply_schema=apply_schema or schema_applier(project), on_created=created)
         db.progress = report(db.key)
         out.append(db)
     if env.event_hubs.mode == "shared" and wanted_groups(env, handle):

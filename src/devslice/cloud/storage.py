@@ -19,6 +19,7 @@ from devslice.cloud.azure import (
     AzureError,
     AzureNameTaken,
     as_dict,
+    claim_of,
     get_or_none,
     ownership,
     slice_tags,
@@ -91,7 +92,7 @@ class StorageAccountResource:
         else:
             props = account.get("properties") or {}
             state = props.get("provisioningState")
-            owner = ownership(account.get("tags"), self.env.team, self.slice)
+            owner = ownership(account.get("tags"), self.env.team, claim_of(self.slice))
             if state not in (None, "Succeeded"):
                 actions.append(Action(
                     self.key, "wait", f"storage account {self.account} is {state} (an earlier "
