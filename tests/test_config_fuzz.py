@@ -244,7 +244,7 @@ def exercise(path: Path) -> None:
     from devslice.contract.variables import PodsCannotReach, for_pods
     from devslice.engine.environment import Tools, build
     from devslice.engine.plan import make_plan
-    from devslice.resources.k3d import host_gateway
+    from devslice.resources.k3d import cluster_subnet, host_gateway
 
     LOADED[0] = False
     project = Project.load(path)
@@ -257,7 +257,8 @@ def exercise(path: Path) -> None:
     render.as_json(variables)
     render.k8s(variables, "ab")
     with contextlib.suppress(PodsCannotReach):
-        for_pods(variables, "k3d", host_gateway(project.env.cluster.subnet))
+        for_pods(variables, "k3d", host_gateway(cluster_subnet(project.env.cluster,
+                                                               project.base_dir)))
     # The local runtime's plan reads only this machine (its state files, programs on PATH);
     # the k3d runtime's resources are built from the config, their facts need the tools.
     tools = Tools(k3d=None, docker=None, registry=None, kube=None)  # type: ignore[arg-type]

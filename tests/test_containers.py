@@ -372,6 +372,7 @@ def test_failing_setup_shows_its_output_and_tears_nothing_down(world: World) -> 
 
     world.engine.exec_handler = handler
     env = env_from(f"""\
+        storage: {{mode: shared}}  # not emulator: its Azurite would publish the fixed 10000
         containers:
           custom:
             - name: cache
@@ -494,6 +495,7 @@ def test_contract_gives_host_clients_the_mongodb_connection_string(
 
 
 SFTP = """\
+storage: {{mode: shared}}  # not emulator: its Azurite would publish the fixed 10000
 containers:
   sftp:
     port: {port}

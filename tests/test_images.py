@@ -182,7 +182,7 @@ def test_first_plan_builds_and_pushes_with_the_exact_calls(world: World) -> None
                                                        ("image:orders", "push")]
     build, push = actions
     assert build.reason == f"context changed: no image {tag} in the registry"
-    assert build.calls == (f'POST /build?t={ref}&dockerfile=Dockerfile&rm=True'
+    assert build.calls == (f'POST /build?t={ref}&dockerfile=Dockerfile&rm=True&forcerm=True'
                            f'&buildargs={{"PYTHON_VERSION": "3.12"}}',)
     assert push.calls == (f"POST /images/{HOST}/orders/push?tag={tag}",)
     # Planning only read: the registry (HEAD) and the engine's image cache (GET).
@@ -278,9 +278,48 @@ def test_failing_build_shows_the_engines_error_and_output(world: World) -> None:
     assert "Step 3/3 : RUN pip install -r /app/requirements.txt" in message
     assert changing(world.engine.requests) == ["POST /build"]  # nothing pushed
     assert world.registry.tags("orders") == []
+    assert world.engine.containers == {}  # forcerm: the failed RUN's container is gone
     # Fixed, the next plan still builds.
     world.engine.build_failure = None
     assert [a.verb for a in world.resource().plan()] == ["build", "push"]
+
+
+def test_the_fake_keeps_a_failed_runs_container_without_forcerm(world: World) -> None:
+    """What forcerm prevents, as the real engine does it (tests/test_docker_real_images.py)."""
+    world.engine.build_failure = BuildFailure(code=2)
+    client = world.docker.client.api
+    for _ in client.build(path=str(world.ctx), tag=f"{HOST}/orders:x", rm=True, decode=True):
+        pass
+    assert [c.status for c in world.engine.containers.values()] == ["exited"]
+
+
+@pytest.mark.parametrize(("dockerfile", "where", "what"), [
+    ("FROM python:3.12\nRUN --mount=type=cache,target=/root/.cache pip install httpx\n",
+     ":2:5:", "`RUN --mount` needs BuildKit"),
+    ("FROM python:3.12\nRUN <<EOF\npip install httpx\nEOF\n", ":2:5:", "a heredoc"),
+    ("# syntax=docker/dockerfile:1\nFROM python:3.12\n", ":1:1:", "`# syntax=docker/"),
+    ("FROM python:3.12\nCOPY --link . /app\n", ":2:6:", "`COPY --link`"),
+])
+def test_buildkit_only_syntax_is_refused_before_building(world: World, dockerfile: str,
+                                                         where: str, what: str) -> None:
+    (world.ctx / "Dockerfile").write_text(dockerfile)
+    with pytest.raises(ConfigError, match="classic builder") as caught:
+        world.resource().plan()
+    assert f"{world.ctx / 'Dockerfile'}{where}" in str(caught.value) and what in str(caught.value)
+    assert world.engine.builds == []  # said before anything was sent
+
+
+@pytest.mark.parametrize(("dockerfile", "message"), [
+    ("FROM python:3.12\nRUN --mount=type=cache,target=/x true\n",
+     "the --mount option requires BuildKit"),
+    ("FROM python:3.12\nRUN <<EOF\necho hi\nEOF\n",
+     "dockerfile parse error line 3: unknown instruction: ECHO"),
+])
+def test_the_fake_builder_refuses_buildkit_syntax_as_the_classic_one_does(
+        world: World, dockerfile: str, message: str) -> None:
+    (world.ctx / "Dockerfile").write_text(dockerfile)
+    with pytest.raises(CommandFailed, match=message):
+        world.docker.image_build(world.ctx, "Dockerfile", f"{HOST}/orders:x", {})
 
 
 def test_missing_dockerfile_in_the_context_is_the_engines_http_error(world: World) -> None:

@@ -115,7 +115,8 @@ def settings(**changes: Any) -> ClusterSettings:
 
 
 def resources(k3d: K3d, s: ClusterSettings, base: Path) -> list[Any]:
-    return [ClusterResource(k3d, s, base), RegistryResource(k3d, s.registry)]
+    # networks: none besides the clusters (tests/test_subnet.py gives the engine some)
+    return [ClusterResource(k3d, s, base, networks=dict), RegistryResource(k3d, s.registry)]
 
 
 def render(plan: Plan | list[Any], base: Path) -> str:
@@ -251,7 +252,7 @@ def test_generated_config() -> None:
     s = settings(agents=2, ports=["8080:80@loadbalancer", "8443:443"],
                  k3s_args=[K3sArg(arg="--disable=traefik"),
                            K3sArg(arg="--node-label=pool=x", node_filters=["agent:0", "agent:1"])])
-    assert k3d_config(s) == {
+    assert k3d_config(s, subnet="172.18.0.0/16") == {
         "apiVersion": "k3d.io/v1alpha5",
         "kind": "Simple",
         "metadata": {"name": "devslice"},
@@ -307,7 +308,7 @@ def test_written_config_is_readable_yaml(tmp_path: Path) -> None:
 def test_host_gateway_is_the_first_address_of_the_subnet() -> None:
     assert host_gateway("172.18.0.0/16") == "172.18.0.1"
     assert host_gateway("10.5.7.0/24") == "10.5.7.1"
-    assert host_gateway(ClusterSettings().subnet) == "172.18.0.1"
+    assert ClusterSettings().subnet == "auto"  # resolved by cluster_subnet, then kept
     with pytest.raises(ConfigError, match=r"cluster\.subnet: 'auto' is not a subnet"):
         host_gateway("auto")
     with pytest.raises(ConfigError, match="has host bits set"):
@@ -375,7 +376,7 @@ def test_up_runs_exactly_these_commands_and_keeps_the_config(
          str(project / ".devslice" / "k3d-devslice.yaml")],
     ]
     written = read_config(config_path(project, "devslice"))
-    assert written == k3d_config(settings())
+    assert written == k3d_config(settings(), subnet="172.18.0.0/16")  # auto: the first free
     assert read_config(applied_path(project, "devslice")) == written
     world = fake.world()
     assert world["clusters"]["devslice"]["k3sArgs"] == [

@@ -21,13 +21,16 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
+import docker.tls
 import requests
 
 from devslice.errors import CommandFailed, ToolMissing
+from devslice.facts.tools import DockerEndpoint, docker_endpoint
 
 START_DOCKER = "start Docker Desktop, or the engine with `sudo systemctl start docker`"
 TAIL_LINES = 15  # build output shown when a build fails
@@ -155,7 +158,7 @@ def build_call(tag: str, dockerfile: str, build_args: Mapping[str, str]) -> str:
     docker CLI, proxy settings from ``~/.docker/config.json`` as extra build args; those are
     left out here because they do not depend on the image.
     """
-    query = f"t={tag}&dockerfile={dockerfile}&rm=True"
+    query = f"t={tag}&dockerfile={dockerfile}&rm=True&forcerm=True"
     if build_args:
         query += f"&buildargs={json.dumps(dict(build_args))}"
     return f"POST /build?{query}"
@@ -166,18 +169,37 @@ def push_call(repository: str, tag: str) -> str:
     return f"POST /images/{repository}/push?tag={tag}"
 
 
-def connect(base_url: str | None = None, *, timeout: int = 600) -> Docker:
-    """The real engine: ``DOCKER_HOST`` and friends, or ``base_url`` (``tcp://``, ``unix://``).
+def connect(base_url: str | None = None, *, timeout: int = 600,
+            endpoint: DockerEndpoint | None = None) -> Docker:
+    """The real engine: ``endpoint`` (resolved as the Docker CLI does, with its context:
+    :func:`devslice.facts.tools.docker_endpoint`), or ``base_url`` (``tcp://``, ``unix://``).
 
-    The SDK asks the engine for its API version while constructing the client, so an engine
-    that is not running fails here already.
+    ``docker.from_env()`` alone would ignore the CLI's current context and reach another
+    engine, or none, under Colima, Rancher Desktop or rootless Docker (issue 13). The SDK asks
+    the engine for its API version while constructing the client, so an engine that is not
+    running fails here already.
     """
+    if base_url is None:
+        endpoint = endpoint or docker_endpoint()
+        base_url = endpoint.host
+    where = f" at {base_url}" + (f" ({endpoint.source})" if endpoint else "")
+    if base_url.startswith("unix://") and not os.path.exists(base_url[len("unix://"):]):
+        # Said at once (docker-py would leave the socket it tried unclosed).
+        raise ToolMissing(f"the Docker engine{where} is not running: no such socket",
+                          hint=START_DOCKER)
     try:
-        client = (docker.DockerClient(base_url=base_url, timeout=timeout) if base_url
-                  else docker.from_env(timeout=timeout))
+        tls: docker.tls.TLSConfig | bool = False
+        if endpoint is not None and endpoint.tls_dir:
+            d = Path(endpoint.tls_dir)
+            tls = docker.tls.TLSConfig(
+                client_cert=(str(d / "cert.pem"), str(d / "key.pem")),
+                ca_cert=str(d / "ca.pem") if endpoint.tls_verify else None,
+                verify=endpoint.tls_verify)
+        client = docker.DockerClient(base_url=base_url, timeout=timeout, tls=tls,
+                                     use_ssh_client=base_url.startswith("ssh://"))
     except docker.errors.DockerException as exc:
-        raise ToolMissing(f"the Docker engine is not running or cannot be reached: {exc}",
-                          hint=START_DOCKER) from exc
+        raise ToolMissing(f"the Docker engine{where} is not running or cannot be reached: "
+                          f"{exc}", hint=START_DOCKER) from exc
     return Docker(client)
 
 
@@ -240,6 +262,17 @@ class Docker:
         with self._translate("list volumes"):
             data = self.client.api.volumes(filters=filters)
         return sorted(str(v["Name"]) for v in (data or {}).get("Volumes") or [])
+
+    def network_subnets(self) -> dict[str, list[str]]:
+        """``{network name: [its IPv4 subnets]}`` (``docker network ls`` with IPAM), which a
+        new network must not overlap: Docker's IPAM refuses one that does ("Pool overlaps
+        with other one on this address space", 403)."""
+        with self._translate("list networks"):
+            rows = self.client.api.networks()
+        return {str(n.get("Name", "")): [str(c["Subnet"]) for c in
+                                         ((n.get("IPAM") or {}).get("Config") or [])
+                                         if c.get("Subnet") and ":" not in str(c["Subnet"])]
+                for n in rows or []}
 
     def container_logs(self, name: str, tail: int | None = None) -> str:
         """What the container wrote to stdout and stderr (the last ``tail`` lines)."""
@@ -356,10 +389,12 @@ class Docker:
         error: str | None = None
         what = f"docker build of {tag}"
         with self._translate(what):
-            # rm=True removes intermediate containers, as `docker build` does by default.
+            # rm=True removes intermediate containers after a successful build, as `docker
+            # build` does; forcerm also after a failed RUN, which would leave its stopped
+            # container behind on every failing `up` (seen on a real engine, issue 13).
             stream = self.client.api.build(path=os.fspath(context_dir), dockerfile=dockerfile,
                                            tag=tag, buildargs=dict(build_args or {}), rm=True,
-                                           decode=True)
+                                           forcerm=True, decode=True)
             for chunk in _chunks(stream):
                 error = error or _error(chunk)
                 text = chunk.get("stream")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike, fspath
 from typing import Any
@@ -235,14 +235,16 @@ def parse_registry_list(done: Completed) -> list[RegistryFact]:
 class K3d:
     """k3d through an injected :class:`CommandRunner` (the CLI passes a SubprocessRunner)."""
 
-    def __init__(self, runner: CommandRunner, timeout: float = 600) -> None:
+    def __init__(self, runner: CommandRunner, timeout: float = 600,
+                 env: Mapping[str, str] | None = None) -> None:
         self.runner = runner
         self.timeout = timeout
+        self.env = dict(env) if env else None  # DOCKER_HOST of the engine devslice resolved
         self._version: K3dVersion | None = None
 
     def _run(self, argv: Sequence[str], timeout: float | None = None) -> Completed:
         try:
-            return self.runner.run(argv, timeout=timeout or self.timeout)
+            return self.runner.run(argv, timeout=timeout or self.timeout, env=self.env)
         except ToolMissing as exc:
             raise ToolMissing(exc.message, hint=INSTALL_HINT) from exc
 

@@ -225,15 +225,20 @@ def logs(state: State, service: str | None, follow: bool, lines: int,
             return
 
 
-def _run(actions: list[Any], as_json: bool) -> None:
+def _run(actions: list[Any], as_json: bool, parallel: bool = False) -> None:
+    """Say and execute each action; ``parallel`` for independent ones (`down`'s stops)."""
     for a in actions:
         if as_json:
             print_json(a.as_dict())
         else:
             console().print(f"{a.resource}: {a.verb if a.changes else 'nothing to do'} "
                             f"({a.reason})", markup=False)
-        if a.changes and a.execute is not None:
+        if not parallel and a.changes and a.execute is not None:
             a.execute()
+    if parallel:
+        from devslice.engine import Executor
+
+        Executor().run_actions(actions)
 
 
 def _without_docker(actions: Callable[[], list[Any]], names: list[str]) -> list[Any]:
@@ -294,7 +299,7 @@ def down(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) ->
             if chosen == "k3d":
                 actions = stop_actions(tools.k3d, project.env.cluster) + actions
             if actions:
-                _run(actions, as_json)
+                _run(actions, as_json, parallel=True)
         if chosen == "kube" and not as_json:
             console().print("runtime kube: the shared cluster keeps running; the slice's "
                             "objects stay in its namespace")

@@ -65,7 +65,7 @@ def env(state: State, handle: str | None, fmt: str, output: str | None,
         import os
 
         from devslice.contract.variables import PodsCannotReach, for_pods
-        from devslice.resources.k3d import host_gateway
+        from devslice.resources.k3d import cluster_subnet, host_gateway
 
         c = project.env.cluster
         # pods run in k3d, or in a shared cluster with runtime kube (the local runtime and
@@ -74,7 +74,8 @@ def env(state: State, handle: str | None, fmt: str, output: str | None,
             else "k3d"
         try:
             variables = for_pods(variables, cluster,
-                                 host_gateway(c.subnet) if cluster == "k3d" else None)
+                                 host_gateway(cluster_subnet(c, project.base_dir))
+                                 if cluster == "k3d" else None)
         except PodsCannotReach as exc:
             exc.hint = f"{exc.hint}; or `devslice env --for host` for processes on this machine"
             raise

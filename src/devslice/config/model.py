@@ -486,11 +486,12 @@ def _subnet(value: object) -> object:
     malformed subnet used to pass loading and fail later without a line)."""
     import ipaddress
 
-    if isinstance(value, str):
+    if isinstance(value, str) and value != "auto":  # auto: chosen free, then kept (issue 13)
         try:
             network = ipaddress.ip_network(value, strict=True)
         except ValueError as exc:
-            raise ValueError(f"{value!r} is not a subnet like 172.18.0.0/16 ({exc})") from None
+            raise ValueError(f"{value!r} is not a subnet like 172.18.0.0/16, nor auto "
+                             f"({exc})") from None
         if network.num_addresses < 4:
             raise ValueError(f"{value} is too small for a cluster network: expected a prefix "
                              f"of at most /{network.max_prefixlen - 2}")
@@ -511,8 +512,10 @@ class ClusterSettings(Model):
                       "containers k3d-NAME-server-0), at most 32 characters.")
     servers: int = Field(1, ge=1, le=7)
     agents: int = Field(0, ge=0, le=20)
-    subnet: Subnet = Field("172.18.0.0/16", description="Fixed, so its gateway address survives "
-                        "the laptop-sleep bug of host.k3d.internal (k3d issues 1221, 1360).")
+    subnet: Subnet = Field("auto", description="auto: a free /16 chosen against the Docker "
+                        "engine's networks, then kept in .devslice/; or a fixed one. Fixed "
+                        "either way, so its gateway address survives the laptop-sleep bug of "
+                        "host.k3d.internal (k3d issues 1221, 1360).")
     # The alias is written out: to_camel would make it k3SArgs, which the README never used;
     # that spelling is still read, as `devslice schema` once published it.
     k3s_args: list[K3sArg] = Field(

@@ -115,11 +115,11 @@ def slice_variables(
     add(f"{p}SLICE_KIND", s.kind.value, Origin.allocation, ledger)
     add(f"{p}TEAM", env.team, Origin.team, "devslice.yaml team")
     if env.cluster.runtime != "kube":  # k3d, or auto/local that may become k3d
-        from devslice.resources.k3d import host_gateway
+        from devslice.resources.k3d import cluster_subnet, host_gateway
 
         # The developer's machine as pods see it, instead of host.k3d.internal, which stops
         # resolving after the laptop sleeps (k3d issues 1221, 1360).
-        add(f"{p}HOST_ADDRESS", host_gateway(env.cluster.subnet), Origin.team,
+        add(f"{p}HOST_ADDRESS", host_gateway(cluster_subnet(env.cluster, base_dir)), Origin.team,
             "devslice.yaml cluster.subnet (its gateway)")
 
     add(f"{p}EVENTHUBS_MODE", env.event_hubs.mode, Origin.team, "devslice.yaml eventHubs.mode")

@@ -86,15 +86,18 @@ class Tools:
         from devslice.adapters.k3d import K3d
         from devslice.adapters.registry import Registry
         from devslice.adapters.runner import SubprocessRunner
-        from devslice.facts.tools import TOOLS
+        from devslice.facts.tools import TOOLS, docker_endpoint
 
         c = project.env.cluster
         fixes = {t.name: t.fix for t in TOOLS}
+        # One engine for docker-py, the registry check and k3d, as the Docker CLI picks it
+        # (DOCKER_HOST, DOCKER_CONTEXT, the current context; issue 13).
+        endpoint = docker_endpoint()
 
         def docker() -> Docker:
             from devslice.adapters.docker import connect
 
-            return connect()
+            return connect(endpoint=endpoint)
 
         def kube() -> Kube:
             from devslice.adapters.kube import connect
@@ -106,14 +109,15 @@ class Tools:
 
             registry = Registry.at(c.kube.registry, credentials=docker_credentials)
         else:
-            registry = Registry.at(f"localhost:{c.registry.port}")
+            registry = Registry.at(f"{endpoint.machine}:{c.registry.port}")
+
         def azure() -> Any:
             from devslice.cloud.azure import Azure
 
             return Azure.from_settings(project.env.azure)
 
         return cls(
-            k3d=K3d(SubprocessRunner(fixes=fixes)),
+            k3d=K3d(SubprocessRunner(fixes=fixes), env=endpoint.env()),
             docker=Lazy(docker),  # type: ignore[arg-type]
             registry=registry,
             kube=Lazy(kube, _cluster_absent if chosen == "k3d" else None),  # type: ignore[arg-type]
@@ -240,11 +244,22 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     namespace: str | None = None
     if k3d:
         from devslice.resources.hostdns import HostDnsResource
-        from devslice.resources.k3d import host_gateway
+        from devslice.resources.k3d import cluster_subnet, host_gateway
 
+        def networks() -> dict[str, list[str]] | None:
+            try:
+                return tools.docker.network_subnets()
+            except DevsliceError:
+                return None  # no engine: the cluster's plan says what is missing
+
+        # One subnet for the cluster, the host DNS entry and the pods' contract (auto: chosen
+        # against the engine's networks once per command, then kept; issue 13). No adapter is
+        # used here: building the list needs no engine (cluster_subnet asks it if it can).
+        subnet = cluster_subnet(c, base)
         out += [RegistryResource(tools.k3d, c.registry),
-                ClusterResource(tools.k3d, c, base),
-                HostDnsResource(tools.kube, host_gateway(c.subnet))]
+                ClusterResource(tools.k3d, c, base, networks,
+                                config_path=str(project.config_path)),
+                HostDnsResource(tools.kube, host_gateway(subnet))]
         ready.append("cluster")
         push_host = f"localhost:{c.registry.port}"
         pull_host = f"k3d-{c.registry.name}:{c.registry.port}"  # inside the cluster
@@ -298,10 +313,10 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     # -- end containers -------------------------------------------------------------------
     # The contract as pods see it: emulators' host ports through the gateway (for_pods).
     from devslice.contract.variables import for_pods
-    from devslice.resources.k3d import host_gateway
+    from devslice.resources.k3d import cluster_subnet, host_gateway
 
     pod_variables = for_pods(project.variables(handle), "k3d" if k3d else "kube",
-                             host_gateway(c.subnet) if k3d else None)
+                             host_gateway(cluster_subnet(c, base)) if k3d else None)
     objects = k8s_objects(pod_variables, handle)
     layers = {layer.name: load_layer(base / layer.path, layer.path) for layer in env.manifests}
     loaded = [m for ms in layers.values() for m in ms]

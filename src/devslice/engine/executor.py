@@ -112,6 +112,18 @@ class Executor:
             raise failures[0]
         return [reports[r.key] for r in ordered]
 
+    def run_actions(self, actions: Sequence[Action]) -> None:
+        """Execute independent changing actions at once (`down`: N containers that ignore
+        SIGTERM cost one stop timeout, not N; issue 13). Raises the first error after every
+        action ended."""
+        changing = [a for a in actions if a.changes and a.execute is not None]
+        if not changing:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(changing))) as pool:
+            futures = [pool.submit(a.execute) for a in changing]  # type: ignore[arg-type]
+        for future in futures:
+            future.result()
+
     @staticmethod
     def _dependents(key: str, waiting: dict[str, set[str]]) -> list[str]:
         out: list[str] = []

@@ -440,6 +440,14 @@ def container_names(env: Environment) -> list[str]:
             if on is not None] + [s.name for s in c.custom]
 
 
+def _subnet(env: Environment, base_dir: Path, runtime: str) -> str:
+    if runtime != "k3d":
+        return env.cluster.subnet  # unused: only k3d's gateway is needed
+    from devslice.resources.k3d import cluster_subnet
+
+    return cluster_subnet(env.cluster, base_dir)
+
+
 def container_specs(env: Environment, base_dir: Path, *, runtime: str,
                     storage_accounts: Iterable[str] = (),
                     environ: dict[str, str] | None = None,
@@ -452,7 +460,8 @@ def container_specs(env: Environment, base_dir: Path, *, runtime: str,
     out: list[ContainerSpec] = []
     if c.mongodb is not None:
         out.append(mongodb_spec(c.mongodb, base_dir, runtime=runtime,
-                                subnet=env.cluster.subnet, config_path=config_path))
+                                subnet=_subnet(env, base_dir, runtime),
+                                config_path=config_path))
     if c.sftp is not None:
         out.append(sftp_spec(c.sftp, base_dir, environ, config_path))
     if e.azurite is not None:

@@ -446,9 +446,11 @@ def _managed(docker: Docker, names: list[str]) -> list[Any]:
                    if f.labels.get(LABEL_CONTAINER) in wanted), key=lambda f: f.name)
 
 
-def stop_actions(docker: Docker, names: list[str]) -> list[Action]:
+def stop_actions(docker: Docker, names: list[str], timeout: int = 10) -> list[Action]:
     """`devslice down`: stop the containers; nothing is deleted, and `up` starts them again
-    (a container someone stopped stays stopped under ``unless-stopped``)."""
+    (a container someone stopped stays stopped under ``unless-stopped``). Each waits up to
+    ``timeout`` seconds after SIGTERM; the actions are independent, so the CLI runs them at
+    once (:meth:`Executor.run_actions`)."""
     out = []
     for fact in _managed(docker, names):
         key = f"container:{fact.labels[LABEL_CONTAINER]}"
@@ -456,8 +458,8 @@ def stop_actions(docker: Docker, names: list[str]) -> list[Action]:
             out.append(noop(key, f"container {fact.name} already stopped ({fact.status})"))
         else:
             out.append(Action(key, "stop", f"stop container {fact.name}; its data stays",
-                              (stop_call(fact.name),),
-                              _bind_name(docker.container_stop, fact.name)))
+                              (stop_call(fact.name, timeout),),
+                              _stop(docker, fact.name, timeout)))
     return out
 
 
@@ -494,6 +496,10 @@ def remove_actions(docker: Docker, names: list[str], base_dir: Path,
                               (volume_remove_call(volume),),
                               _bind_name(docker.volume_remove, volume)))
     return out
+
+
+def _stop(docker: Docker, name: str, timeout: int) -> Callable[[], None]:
+    return lambda: docker.container_stop(name, timeout)
 
 
 def _bind_name(fn: Callable[[str], None], name: str) -> Callable[[], None]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -104,6 +105,58 @@ def image_tag(settings: ImageSettings, base_dir: str | os.PathLike[str],
     return context_hash(context, settings.dockerfile, settings.build_args)
 
 
+# BuildKit-only Dockerfile syntax. devslice builds through the Docker SDK, which speaks the
+# engine's classic builder only (docker-py has no BuildKit session; Debian's docker.io ships no
+# buildx). The classic builder refuses these mid-build ("the --mount option requires BuildKit")
+# or misreads a heredoc's body as instructions ("unknown instruction: ECHO"), so they are
+# named before anything is built (issue 13).
+_RUN_FLAG = re.compile(r"^RUN\s+(?:--\S+\s+)*?(--(?:mount|network|security))\b", re.IGNORECASE)
+_COPY_FLAG = re.compile(r"^(?:COPY|ADD)\s+(?:--\S+\s+)*?(--(?:link|parents|exclude|checksum|"
+                        r"keep-git-dir))\b", re.IGNORECASE)
+_HEREDOC = re.compile(r"^(?:RUN|COPY|ADD)\s(?:.*\s)?<<-?[\"']?[A-Za-z_][A-Za-z0-9_]*[\"']?",
+                      re.IGNORECASE)
+_SYNTAX = re.compile(r"^#\s*syntax\s*=\s*(\S+)", re.IGNORECASE)
+
+
+def buildkit_syntax(dockerfile: str) -> list[tuple[int, int, str]]:
+    """``(line, column, what)`` for each BuildKit-only construct in a Dockerfile's text."""
+    out: list[tuple[int, int, str]] = []
+    directives = True  # parser directives come first, before any comment or instruction
+    for number, raw in enumerate(dockerfile.splitlines(), 1):
+        line = raw.strip()
+        column = len(raw) - len(raw.lstrip()) + 1
+        syntax = _SYNTAX.match(line) if directives else None
+        if syntax:
+            out.append((number, column, f"the parser directive `# syntax={syntax.group(1)}`"))
+            continue
+        directives = directives and line.startswith("#") and "=" in line
+        for pattern in (_RUN_FLAG, _COPY_FLAG):
+            m = pattern.match(line)
+            if m:
+                out.append((number, column + m.start(1),
+                            f"`{line.split(None, 1)[0].upper()} {m.group(1)}`"))
+        if _HEREDOC.match(line):
+            out.append((number, column + line.index("<<"), "a heredoc (`<<EOF`)"))
+    return out
+
+
+def check_classic_builder(settings: ImageSettings, base_dir: str | os.PathLike[str]) -> None:
+    """Refuse a Dockerfile the classic builder cannot build, naming line and construct."""
+    path = Path(base_dir) / settings.context / settings.dockerfile
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return  # image_tag reports a missing Dockerfile
+    found = buildkit_syntax(text)
+    if found:
+        raise ConfigError([ConfigIssue(
+            str(path), line, column, "",
+            f"{what} needs BuildKit; devslice builds image {settings.name!r} with the Docker "
+            "engine's classic builder, which refuses it") for line, column, what in found],
+            hint="write the step without it (a plain RUN, COPY then RUN instead of a heredoc), "
+            "or build and push the image yourself and reference it in the manifests")
+
+
 def image_refs(images: Sequence[ImageSettings], base_dir: str | os.PathLike[str],
                registry_host: str, config_path: str = "devslice.yaml") -> dict[str, str]:
     """``{name: "localhost:5050/name:ds-..."}``, for rewriting manifests' image references.
@@ -144,6 +197,7 @@ class ImageResource:
 
     def plan(self) -> list[Action]:
         tag = self.tag()
+        check_classic_builder(self.settings, self.base_dir)
         name, ref = self.settings.name, f"{self.repository}:{tag}"
         try:
             if self.registry.manifest_exists(name, tag):

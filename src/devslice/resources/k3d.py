@@ -23,10 +23,12 @@ Plans never write: the config files are written by the actions that run k3d.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import ipaddress
 import json
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ from devslice.adapters.k3d import (
 from devslice.config.model import ClusterSettings, RegistrySettings
 from devslice.engine.plan import Action, noop
 from devslice.errors import ConfigError, ConfigIssue
+from devslice.files import write_atomic
 
 API_VERSION = "k3d.io/v1alpha5"
 KIND = "Simple"
@@ -74,8 +77,10 @@ def _port(spec: str) -> dict[str, Any]:
 
 
 def k3d_config(settings: ClusterSettings, *,
-               registry: RegistrySettings | None = None) -> dict[str, Any]:
-    """The k3d config for ``settings`` (``registry`` defaults to ``settings.registry``).
+               registry: RegistrySettings | None = None,
+               subnet: str | None = None) -> dict[str, Any]:
+    """The k3d config for ``settings`` (``registry`` defaults to ``settings.registry``,
+    ``subnet`` to ``settings.subnet``; ``auto`` is resolved by :func:`cluster_subnet`).
 
     Validates against k3d's published schema (``pkg/config/v1alpha5/schema.json``).
     """
@@ -87,7 +92,7 @@ def k3d_config(settings: ClusterSettings, *,
         "servers": settings.servers,
         "agents": settings.agents,
         # Fixed, so the gateway address manifests use survives sleep and reboot (host_gateway).
-        "subnet": settings.subnet,
+        "subnet": subnet or settings.subnet,
     }
     if settings.ports:
         config["ports"] = [_port(p) for p in settings.ports]
@@ -120,6 +125,99 @@ def host_gateway(subnet: str) -> str:
         raise ConfigError([ConfigIssue("devslice.yaml", None, None, "cluster.subnet",
                                        f"{subnet} is too small for a cluster network")])
     return str(network.network_address + 1)
+
+
+# ------------------------------------------------------------------ the subnet (issue 13)
+
+AUTO = "auto"
+# /16s devslice may choose for `subnet: auto`, in order: the pools Docker gives user-defined
+# networks (172.17 is its default bridge), then a private range Docker does not hand out.
+CANDIDATES = tuple(f"172.{n}.0.0/16" for n in range(18, 32)) + tuple(
+    f"10.{n}.0.0/16" for n in range(200, 256))
+_chosen: dict[tuple[str, str], str] = {}  # per command: one choice for every reader
+_chosen_lock = threading.Lock()
+
+Networks = Mapping[str, list[str]]  # network name -> its IPv4 subnets
+
+
+def subnet_path(base_dir: Path, name: str) -> Path:
+    """Where an auto subnet is kept once the cluster was made with it (survives destroy)."""
+    return Path(base_dir) / STATE_DIR / f"k3d-{name}.subnet"
+
+
+def engine_networks() -> Networks | None:
+    """The Docker engine's networks (the one the CLI would use), or None without an engine."""
+    from devslice.adapters.docker import connect
+    from devslice.errors import DevsliceError
+
+    try:
+        docker = connect(timeout=10)
+    except DevsliceError:
+        return None
+    try:
+        return docker.network_subnets()
+    except DevsliceError:
+        return None
+    finally:
+        docker.close()
+
+
+def overlapping(subnet: str, networks: Networks, own: str) -> str | None:
+    """``"NAME (SUBNET)"`` of the first network other than ``own`` that overlaps ``subnet``."""
+    wanted = ipaddress.ip_network(subnet, strict=False)
+    for name, subnets in sorted(networks.items()):
+        if name == own:
+            continue
+        for other in subnets:
+            if wanted.overlaps(ipaddress.ip_network(other, strict=False)):
+                return f"{name} ({other})"
+    return None
+
+
+def cluster_subnet(settings: ClusterSettings, base_dir: Path,
+                   networks: Networks | None = None) -> str:
+    """The cluster network's subnet: ``cluster.subnet``, or for ``auto`` the one kept in
+    ``.devslice/k3d-<name>.subnet``, else the first candidate /16 no network of the engine
+    overlaps (asked once per command; k3d's own `auto` would let Docker pick a different one
+    at every create, and manifests need a gateway that stays). A kept subnet that another
+    network took meanwhile (the cluster was destroyed) is chosen afresh."""
+    if settings.subnet != AUTO:
+        return settings.subnet
+    key = (str(Path(base_dir).resolve()), settings.name)
+    with _chosen_lock:
+        if key in _chosen and networks is None:
+            return _chosen[key]
+        own = f"k3d-{settings.name}"
+        kept = None
+        with contextlib.suppress(OSError):
+            kept = subnet_path(base_dir, settings.name).read_text(encoding="utf-8").strip()
+        if networks is None:
+            networks = engine_networks()
+        if kept and (networks is None or overlapping(kept, networks, own) is None):
+            chosen = kept
+        else:
+            chosen = next((c for c in CANDIDATES
+                           if networks is None or overlapping(c, networks, own) is None),
+                          CANDIDATES[0])
+        _chosen[key] = chosen
+        return chosen
+
+
+def check_subnet(settings: ClusterSettings, subnet: str, networks: Networks | None,
+                 config_path: str = "devslice.yaml") -> None:
+    """An explicit subnet another network of the engine overlaps is refused at plan time:
+    Docker's IPAM would refuse k3d's network ("Pool overlaps with other one on this address
+    space") after the registry was already made."""
+    if networks is None:
+        return
+    other = overlapping(subnet, networks, f"k3d-{settings.name}")
+    if other is not None:
+        raise ConfigError([ConfigIssue(
+            config_path, None, None, "cluster.subnet",
+            f"{subnet} overlaps Docker network {other}; Docker refuses a network whose subnet "
+            "overlaps another (\"Pool overlaps with other one on this address space\")")],
+            hint="set cluster.subnet: auto (a free /16 is chosen and kept), or a subnet no "
+            "network uses (`docker network inspect $(docker network ls -q)` lists them)")
 
 
 # ------------------------------------------------------------------ config files
@@ -276,10 +374,14 @@ class ClusterResource:
     key: str = "cluster"
     after: tuple[str, ...] = ("registry",)
 
-    def __init__(self, k3d: K3d, settings: ClusterSettings, base_dir: Path) -> None:
+    def __init__(self, k3d: K3d, settings: ClusterSettings, base_dir: Path,
+                 networks: Callable[[], Networks | None] | None = None,
+                 config_path: str = "devslice.yaml") -> None:
         self.k3d = k3d
         self.settings = settings
         self.base_dir = Path(base_dir)
+        self.networks = networks or engine_networks  # the engine's, read at each plan
+        self.config_file = config_path  # for error locations only
 
     @property
     def config_path(self) -> Path:
@@ -291,10 +393,13 @@ class ClusterResource:
 
     def plan(self) -> list[Action]:
         name = self.settings.name
-        desired = k3d_config(self.settings)
+        networks = self.networks()
+        subnet = cluster_subnet(self.settings, self.base_dir, networks)
+        desired = k3d_config(self.settings, subnet=subnet)
         create = show(argv_for_cluster_create(self.config_path))
         fact = self.k3d.cluster_get(name)
         if fact is None:
+            check_subnet(self.settings, subnet, networks, self.config_file)
             self.k3d.require_config_support()
             return [Action(self.key, "create", f"cluster {name} does not exist", (create,),
                            lambda: self._create(desired))]
@@ -334,6 +439,9 @@ class ClusterResource:
         write_config(self.config_path, desired)
         self.k3d.cluster_create(self.config_path)
         write_config(self.applied_path, desired)  # only once k3d has made it
+        if self.settings.subnet == AUTO:  # kept: the gateway pods use stays
+            write_atomic(subnet_path(self.base_dir, self.settings.name),
+                         f"{desired['subnet']}\n")
 
     def _recreate(self, desired: Mapping[str, Any]) -> None:
         self.k3d.cluster_delete(self.settings.name)

@@ -26,7 +26,12 @@ start hijacks the connection (101 UPGRADED, then the multiplexed stdout/stderr f
 come as multiplexed frames. The fake runs nothing: ``exec_handler`` decides what a command
 prints and exits with, and ``container_output`` what a started container logs.
 
-Not faked: BuildKit (``version=2`` builds need a session), remote contexts, auth, networks,
+Networks: ``GET /networks`` and ``POST /networks/create``, with IPAM's refusal of an overlapping
+subnet (403 "Pool overlaps with other one on this address space"); with ``networks_file`` (the
+fake k3d's ``FAKE_DOCKER_NETWORKS``) the networks live in a JSON file the fake k3d shares, so a
+cluster network overlapping another is refused there as Docker refuses it for k3d.
+
+Not faked: BuildKit (``version=2`` builds need a session), remote contexts, auth,
 multi-platform pushes. The engine does not run instructions; ``BuildFailure`` makes a build fail
 at its first ``RUN`` as the classic builder reports it.
 """
@@ -36,7 +41,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import ipaddress
 import json
+import os
 import re
 import socket
 import struct
@@ -47,6 +54,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -470,8 +478,13 @@ class FakeDockerEngine(_HTTPFake):
 
     def __init__(self, registries: Iterable[FakeRegistry] = (), *, version: str = "27.0.1",
                  api_version: str = "1.47", min_api_version: str = "1.24",
-                 push_media_type: str = DOCKER_MANIFEST) -> None:
+                 push_media_type: str = DOCKER_MANIFEST,
+                 networks_file: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
+        # {name: IPv4 subnet}; Docker's default bridge holds 172.17.0.0/16
+        self.networks_file = Path(networks_file) if networks_file is not None else None
+        self._networks: dict[str, str | None] = {"bridge": "172.17.0.0/16", "host": None,
+                                                 "none": None}
         self.registries = {r.host: r for r in registries}
         self.version = version
         self.api_version = api_version
@@ -510,6 +523,26 @@ class FakeDockerEngine(_HTTPFake):
                         _with_tag(ref) in img.tags:
                     return img
         return None
+
+    @property
+    def networks(self) -> dict[str, str | None]:
+        if self.networks_file is not None and self.networks_file.exists():
+            data: dict[str, str | None] = json.loads(self.networks_file.read_text())
+            return data
+        return dict(self._networks)
+
+    def add_network(self, name: str, subnet: str | None) -> None:
+        """A network as `docker network create --subnet` makes it (IPAM's overlap check
+        included: ValueError with the engine's message)."""
+        networks = self.networks
+        overlapping = network_overlap(subnet, networks) if subnet else None
+        if overlapping is not None:
+            raise ValueError(POOL_OVERLAPS)
+        networks[name] = subnet
+        if self.networks_file is not None:
+            self.networks_file.write_text(json.dumps(networks))
+        else:
+            self._networks = networks
 
     def remove_all_images(self) -> None:
         """As `docker image prune -a`: the local cache is gone."""
@@ -591,6 +624,10 @@ class FakeDockerEngine(_HTTPFake):
     _EXEC = re.compile(r"^/exec/(?P<id>[^/]+)/(?P<verb>start|json)$")
 
     def _container_route(self, method: str, path: str) -> tuple[Any, str] | None:
+        if path == "/networks" and method == "GET":
+            return self._networks_list, ""
+        if path == "/networks/create" and method == "POST":
+            return self._network_create, ""
         if path == "/containers/json" and method == "GET":
             return self._containers_list, ""
         if path == "/containers/create" and method == "POST":
@@ -710,14 +747,29 @@ class FakeDockerEngine(_HTTPFake):
             # remotecontext.Detect, before any output: a plain HTTP error
             return ex.json(500, {"message": f"Cannot locate specified Dockerfile: {dockerfile}"},
                            headers)
-        steps = _instructions(source.decode(errors="replace"))
+        text = source.decode(errors="replace")
+        unknown = _unknown_instruction(text)
+        if unknown is not None:  # the classic builder's parser, before any output
+            with self._lock:
+                self.builds.append(record)
+            return ex.json(400, {"message": f"dockerfile parse error line {unknown[0]}: "
+                                 f"unknown instruction: {unknown[1].upper()}"}, headers)
+        steps = _instructions(text)
         image_id = _sha256(json.dumps([sorted(members), buildargs], default=repr).encode())
         out = ex.stream(headers)
         failed = self._run_steps(out, steps, image_id, self.build_failure)
         if failed:
             out.close()
+            forcerm = (q.get("forcerm") or [""])[-1] in ("1", "True", "true")
             with self._lock:
                 self.builds.append(record)
+                if failed == "run" and not forcerm:
+                    # The failed RUN's container stays, stopped, unless forcerm is set
+                    # (moby builder/dockerfile: rm removes only after success).
+                    cid = _sha256(f"{image_id}/leftover/{len(self.builds)}".encode())
+                    self.containers[cid] = FakeContainer(
+                        cid, f"builder-{_short(cid)}", image_id, image_id, {"Labels": {}},
+                        status="exited", exit_code=1)
             return
         out.line({"aux": {"ID": image_id}})  # emitImageID, API >= 1.30
         out.line({"stream": f"Successfully built {_short(image_id)}\n"})
@@ -733,8 +785,9 @@ class FakeDockerEngine(_HTTPFake):
 
     @staticmethod
     def _run_steps(out: _Stream, steps: list[str], image_id: str,
-                   failure: BuildFailure | None) -> bool:
-        """Print the classic builder's progress; True when ``failure`` stopped the build."""
+                   failure: BuildFailure | None) -> str | None:
+        """Print the classic builder's progress; what stopped the build ("run": ``failure``
+        at a RUN, "buildkit": a BuildKit-only flag), or None."""
         fail_at = None
         if failure is not None:
             runs = [i for i, s in enumerate(steps) if s.split(None, 1)[0].upper() == "RUN"]
@@ -743,6 +796,11 @@ class FakeDockerEngine(_HTTPFake):
             out.line({"stream": f"Step {i + 1}/{len(steps)} : {step}"})
             out.line({"stream": "\n"})  # printCommand writes the newline separately
             layer = _short(_sha256(f"{image_id}/{i}".encode()))
+            flag = _buildkit_flag(step)
+            if flag is not None:
+                out.error(f"the {flag} option requires BuildKit. Refer to https://docs.docker"
+                          ".com/go/buildkit/ to learn how to build images with BuildKit enabled")
+                return "buildkit"
             if step.split(None, 1)[0].upper() == "RUN":
                 out.line({"stream": f" ---> Running in {_short(_sha256(layer.encode()))}\n"})
             if i == fail_at and failure is not None:
@@ -751,9 +809,9 @@ class FakeDockerEngine(_HTTPFake):
                 cmd = step.split(None, 1)[1] if " " in step else step
                 out.error(f"The command '/bin/sh -c {cmd}' returned a non-zero code: "
                           f"{failure.code}", failure.code)
-                return True
+                return "run" if step.split(None, 1)[0].upper() == "RUN" else "step"
             out.line({"stream": f" ---> {layer}\n"})
-        return False
+        return None
 
     def _push(self, ex: _Exchange, name: str, headers: dict[str, str]) -> None:
         tag = (ex.query.get("tag") or [""])[-1]
@@ -1112,6 +1170,30 @@ class FakeDockerEngine(_HTTPFake):
 
     # -- volumes --
 
+    def _networks_list(self, ex: _Exchange, _: str, headers: dict[str, str]) -> None:
+        rows = [{"Name": name, "Id": _sha256(name.encode()).removeprefix("sha256:"),
+                 "Driver": "bridge" if subnet else name,
+                 "IPAM": {"Driver": "default", "Options": None,
+                          "Config": [{"Subnet": subnet, "Gateway": _gateway(subnet)}]
+                          if subnet else []}}
+                for name, subnet in self.networks.items()]
+        ex.json(200, rows, headers)
+
+    def _network_create(self, ex: _Exchange, _: str, headers: dict[str, str]) -> None:
+        body = json.loads(ex.body or b"{}")
+        name = str(body.get("Name") or "")
+        configs = (body.get("IPAM") or {}).get("Config") or []
+        subnet = str(configs[0]["Subnet"]) if configs and configs[0].get("Subnet") else None
+        if name in self.networks:
+            return ex.json(409, {"message": f"network with name {name} already exists"},
+                           headers)
+        try:
+            self.add_network(name, subnet)
+        except ValueError as exc:
+            return ex.json(403, {"message": str(exc)}, headers)
+        ex.json(201, {"Id": _sha256(name.encode()).removeprefix("sha256:"), "Warning": ""},
+                headers)
+
     def _volumes_list(self, ex: _Exchange, _: str, headers: dict[str, str]) -> None:
         try:
             filters = json.loads((ex.query.get("filters") or ["{}"])[-1] or "{}")
@@ -1199,6 +1281,54 @@ def _read_tar(body: bytes) -> list[tuple[str, bytes]]:
             f = tar.extractfile(member) if member.isfile() else None
             out.append((member.name, f.read() if f is not None else b""))
     return out
+
+
+_INSTRUCTIONS = {"ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM",
+                 "HEALTHCHECK", "LABEL", "MAINTAINER", "ONBUILD", "RUN", "SHELL",
+                 "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"}
+
+
+def _unknown_instruction(dockerfile: str) -> tuple[int, str] | None:
+    """The first line the classic parser refuses: a heredoc's body reads as instructions
+    (``RUN <<EOF`` then ``echo hi``: "unknown instruction: ECHO", as engine 20.10 says)."""
+    continued = False
+    for number, raw in enumerate(dockerfile.splitlines(), 1):
+        line = raw.strip()
+        if not continued and line and not line.startswith("#"):
+            word = line.split(None, 1)[0]
+            if word.upper() not in _INSTRUCTIONS:
+                return number, word
+        continued = line.endswith("\\") or (continued and not line)
+    return None
+
+
+def _buildkit_flag(step: str) -> str | None:
+    """``--mount`` and friends, which the classic builder refuses at their step."""
+    parts = step.split()
+    if parts and parts[0].upper() == "RUN":
+        for part in parts[1:]:
+            if not part.startswith("--"):
+                break
+            name = part.split("=", 1)[0]
+            if name in ("--mount", "--network", "--security"):
+                return name
+    return None
+
+
+POOL_OVERLAPS = "Pool overlaps with other one on this address space"  # moby IPAM, 403
+
+
+def network_overlap(subnet: str, networks: dict[str, str | None]) -> str | None:
+    """The first network whose subnet overlaps ``subnet``, as Docker's IPAM checks it."""
+    wanted = ipaddress.ip_network(subnet, strict=False)
+    for name, other in networks.items():
+        if other and wanted.overlaps(ipaddress.ip_network(other, strict=False)):
+            return name
+    return None
+
+
+def _gateway(subnet: str) -> str:
+    return str(ipaddress.ip_network(subnet, strict=False).network_address + 1)
 
 
 def _instructions(dockerfile: str) -> list[str]:
