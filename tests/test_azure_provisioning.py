@@ -219,3 +219,22 @@ def test_the_clouds_endpoints_follow_the_setting(project: Project) -> None:
                                             cloud="usgovernment"), environ={})
     assert gov.endpoint == "https://management.usgovcloudapi.net"
     assert gov.cloud.vault_suffix == "vault.usgovcloudapi.net"
+
+
+def test_verify_reports_the_data_connections_routing(project: Project, fake: FakeAzure) -> None:
+    from devslice.verify import verify
+
+    def routing() -> tuple[str, str]:
+        checks = {c.name: c for c in verify(project, "ab", runtime="local",
+                                            azure=azure_for(project, fake))}
+        c = checks["events reach the slice's database"]
+        return c.status, c.detail
+
+    assert routing() == ("ok", "data connection ingest/orders-connection allows "
+                               "multi-database routing")
+    conn = fake.rid("rg1", "Microsoft.Kusto", ("clusters", "company1adx"),
+                    ("databases", "ingest"), ("dataConnections", "orders-connection"))
+    fake.get(conn)["properties"]["databaseRouting"] = "Single"  # type: ignore[index]
+    status, detail = routing()
+    assert status == "failed" and "databaseRouting Single" in detail
+    assert fake.changing() == []

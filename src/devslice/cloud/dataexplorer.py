@@ -137,3 +137,27 @@ class DatabaseResource:
                        self.azure.resource_group, self.cluster, self.database) is not None:
             self.delete()
         self._create()
+
+
+def routing_status(env: Environment, azure: Azure | None = None) -> tuple[str, str]:
+    """`devslice verify`'s view of the team's data connection: (ok|failed|skipped, detail)."""
+    from devslice.cloud.plan import provisioning
+    from devslice.errors import DevsliceError
+
+    if env.data_explorer.mode != "shared" or env.data_explorer.data_connection is None:
+        return "skipped", "no dataExplorer.dataConnection to check"
+    if azure is None and not provisioning(env):
+        return "skipped", "not checked: azure.subscription / resourceGroup are not set"
+    own = azure is None
+    try:
+        azure = azure or Azure.from_settings(env.azure)
+        checked = routing_check(azure, env)
+    except DevsliceError as exc:
+        return "skipped", f"not checked: {exc.message}"
+    finally:
+        if own and azure is not None:
+            azure.close()
+    if checked is None:
+        return "skipped", "no data connection to check"
+    ok, what = checked
+    return ("ok" if ok else "failed"), what
