@@ -68,12 +68,18 @@ def test_a_key_vault_secret_reaches_the_pods_secret_and_nothing_else(
         (workdir / ".devslice" / "ab.k8s.yaml").read_text())
     assert secret["stringData"] == {"LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING": SECRET}
     assert SECRET not in json.dumps(config_map)
-    for argv in (["env", "--slice", "ab"], ["env", "--slice", "ab", "--format", "json"],
-                 ["env", "--slice", "ab", "--explain"]):
+    capsys.readouterr()
+    assert run(["env", "--slice", "ab", "--format", "json"]) == 0
+    out = capsys.readouterr()
+    assert SECRET not in out.out + out.err
+    assert json.loads(out.out)["LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING"] == "********"
+    for argv in (["env", "--slice", "ab"], ["env", "--slice", "ab", "--explain"]):
         assert run(argv) == 0
     out = capsys.readouterr()
     assert SECRET not in out.out + out.err
-    assert "keyvault:company1-kv/eventhubs-connection" in out.out  # where it comes from
+    # eval "$(devslice env)" reads it with the Azure CLI, as it reads fromEnv and fromFile.
+    assert 'export LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING="$(az keyvault secret show ' \
+        "--vault-name company1-kv --name eventhubs-connection --query value -o tsv)" in out.out
     # The vault was asked with a bearer token after its challenge, as the real one demands.
     reads = [r for r in vault.requests if r.path.rstrip("/") == "/vaults/company1-kv/secrets/"
              "eventhubs-connection"]
