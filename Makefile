@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench docs clean
 
 $(BIN)/devslice: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ lint: setup
 
 test: lint
 	DEVSLICE_REQUIRE_AZURITE=1 $(BIN)/python -m pytest -n 2 -q
+
+docs: setup   # regenerate docs/config.md's key reference from the schema
+	$(BIN)/python -m devslice.config.explain --write docs/config.md
 
 bench: setup
 	$(BIN)/python -m benchmarks

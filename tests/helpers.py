@@ -10,10 +10,9 @@ from pathlib import Path
 from devslice.config import Environment, parse_config
 
 REPO = Path(__file__).resolve().parent.parent
-# the steering repo's shared/ sits beside the main checkout (../shared), two levels up from a
-# worktree (wt/NAME)
-SHARED = next((p for p in (REPO.parent / "shared", REPO.parent.parent / "shared")
-               if p.is_dir()), REPO.parent / "shared")
+# Copies of the reference files tests compare with (schemas, facts), with their source and
+# licence in tests/data/README.md: a clone placed anywhere runs every test, none skips.
+SHARED = Path(__file__).parent / "data"
 
 BASE = """\
 apiVersion: devslice.dev/v1alpha1

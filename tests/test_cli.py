@@ -300,7 +300,7 @@ def test_claiming_again_with_other_settings_is_a_conflict_not_the_old_slice(
     capsys.readouterr()
     assert run(["slice", "claim", "--partitions", "3"]) == 1
     err = capsys.readouterr().err
-    assert ("error: you already hold slice 'ab' as developer with 1 partition(s), not "
+    assert ("error: you already hold slice 'ab' as developer with 1 partition, not "
             "developer with 3") in err
     assert "release it first (`devslice slice release ab`)" in err
 

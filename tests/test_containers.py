@@ -1,6 +1,6 @@
 """Local containers (issue 5): plans and applies against the wire-level fake Docker Engine,
 driven by the real Docker SDK; the generated MongoDB init, SFTP users and Event Hubs emulator
-Config.json checked against ../shared/reference and the emulator's published schema."""
+Config.json checked against tests/data/reference and the emulator's published schema."""
 
 from __future__ import annotations
 
@@ -52,12 +52,8 @@ from .helpers import BASE, SHARED, env_from, free_port, free_port_block, free_po
 
 
 def _reference(name: str) -> str:
-    """A file of ../shared/reference; the checks against it skip where it is absent (CI may
-    run on a clone without the steering folder beside it)."""
-    path = SHARED / "reference" / name
-    if not path.exists():
-        pytest.skip(f"{path} is not here")
-    return path.read_text()
+    """A reference file (tests/data/reference, copied with its source noted)."""
+    return (SHARED / "reference" / name).read_text()
 
 # The emulator's Config-schema.json (Azure/azure-event-hubs-emulator-installer,
 # EventHub-Emulator/Schema/Config-schema.json), transcribed without its descriptions.
@@ -371,8 +367,7 @@ def test_failing_setup_shows_its_output_and_tears_nothing_down(world: World) -> 
         return 0, []
 
     world.engine.exec_handler = handler
-    env = env_from(f"""\
-        storage: {{mode: shared}}  # not emulator: its Azurite would publish the fixed 10000
+    env = env_from(textwrap.dedent(f"""\
         containers:
           custom:
             - name: cache
@@ -382,7 +377,7 @@ def test_failing_setup_shows_its_output_and_tears_nothing_down(world: World) -> 
             - name: queue
               image: rabbitmq:3
               ports: ["127.0.0.1:{other_port}:5672"]
-        """)
+        """) + azurite_on_free_ports())
     with pytest.raises(SetupFailed) as info:
         world.apply(world.resources(env))
     message = str(info.value)
@@ -514,10 +509,17 @@ def test_sftp_users_match_the_seed_article_format() -> None:
     assert sftp_users_conf(env.containers.sftp, ["pass"]) == m.group(1) + "\n"
 
 
+def azurite_on_free_ports() -> str:
+    """Azurite (storage's default mode brings it) on ephemeral host ports, under
+    ``containers:``: the machine may run another Azurite on 10000-10002."""
+    blob, queue, table = free_ports(3)
+    return f"  azurite: {{blobPort: {blob}, queuePort: {queue}, tablePort: {table}}}\n"
+
+
 def test_sftp_passwords_reach_only_a_private_file(world: World) -> None:
     port = free_port()
     password = "Sup3r-s3cret"
-    env = env_from(SFTP.format(port=port))
+    env = env_from(SFTP.format(port=port) + azurite_on_free_ports())
     resources = world.resources(env, environ={"SFTP_FOO_PASSWORD": password})
     plan = plan_of(resources)
     assert password not in plan.render()

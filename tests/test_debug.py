@@ -127,8 +127,6 @@ def kube(world: World) -> Iterator[Kube]:
 
 
 def schema_validator() -> Any:
-    if not SCHEMA.exists():
-        pytest.skip("../shared/schemas is not here")
     import jsonschema
 
     return jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
@@ -149,13 +147,13 @@ def test_the_newest_running_ready_pod_is_chosen(world: World, kube: Kube) -> Non
     target = find_target(kube, "orders", "ab", None)
 
     assert (target.pod, target.namespace, target.container) == ("orders-new", "default", None)
-    assert target.path == "pod/orders-new"
+    assert target.path == "deployment/orders"  # not the pod: the next rollout replaces it
 
 
 def test_a_pod_with_sidecars_names_the_services_container(world: World, kube: Kube) -> None:
     world.deployment()
     world.pod("orders-1", containers=("istio-proxy", "orders"))
-    assert find_target(kube, "orders", "ab", None).path == "pod/orders-1/container/orders"
+    assert find_target(kube, "orders", "ab", None).path == "deployment/orders/container/orders"
 
 
 def test_no_running_pod_lists_the_pods_and_their_states(
@@ -244,13 +242,13 @@ def test_exact_argv_config_and_exit_code(world: World,
     config = json.loads(config_file.read_text())
     assert config == {
         "kube_context": "k3d-devslice",
-        "target": {"path": "pod/orders-1", "namespace": "default"},
+        "target": {"path": "deployment/orders", "namespace": "default"},
         "feature": {"network": {"incoming": "steal"}, "env": {"exclude": ["PATH"]},
                     "fs": {"mode": "write"}},
         "agent": {"startup_timeout": 90}}
-    if SCHEMA.exists():
-        assert list(schema_validator().iter_errors(config)) == []
-    assert "pod/orders-1 in namespace default" in capsys.readouterr().err
+    assert list(schema_validator().iter_errors(config)) == []
+    err = capsys.readouterr().err
+    assert "deployment/orders in namespace default" in err and "pod now: orders-1" in err
 
 
 def test_a_successful_child_exits_zero(world: World) -> None:
@@ -303,6 +301,16 @@ def test_the_fake_accepts_only_mirrords_flags(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert "unexpected argument '--exclusive'" in refused.stderr
     assert fake("exec", "--fs-mode", "remote", "--", "true").returncode == 2
+    for good in ("deployment/orders", "deployment/orders/container/orders", "pod/x",
+                 "targetless"):
+        config.write_text(json.dumps({"target": {"path": good}}))
+        assert fake("exec", "-f", str(config), "--", "true").returncode == 0, good
+    for bad in ("deployments/orders", "deployment/orders/orders", "deployment/"):
+        config.write_text(json.dumps({"target": bad}))
+        refused = fake("exec", "-f", str(config), "--", "true")
+        assert refused.returncode == 1 and "failed to parse the provided target" in \
+            refused.stderr, bad
+    assert fake("exec", "--target", "pods/x", "--", "true").returncode == 1
     missing = fake("exec", "-f", str(tmp_path / "none.json"), "--", "true")
     assert missing.returncode == 1 and "Couldn't open config file" in missing.stderr
     config.write_text("not json")
@@ -382,6 +390,158 @@ def test_jetbrains_run_configuration(world: World) -> None:
     assert options["PARAMETERS"] == "--port 8080"
     envs = {e.get("name"): e.get("value") for e in conf.findall("envs/env")}
     assert envs == {"MIRRORD_CONFIG_FILE": "$PROJECT_DIR$/.mirrord/orders.mirrord.json"}
+
+
+CSPROJ = """<Project Sdk="Microsoft.NET.Sdk.Web">
+  <PropertyGroup>
+    <TargetFramework>{tfm}</TargetFramework>
+    <AssemblyName>Company1.Orders</AssemblyName>
+  </PropertyGroup>
+  <PropertyGroup Condition="'$(Configuration)' == 'Release'">
+    <TargetFramework>ignored</TargetFramework>
+  </PropertyGroup>
+</Project>
+"""
+
+
+def dotnet_project(root: Path, tfm: str = "net8.0", folder: str = "services/Orders") -> Path:
+    path = root / folder / "Orders.csproj"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(CSPROJ.format(tfm=tfm))
+    return path
+
+
+def expand(value: str, root: Path) -> Path:
+    assert value.startswith("$PROJECT_DIR$/"), value
+    return root / value.removeprefix("$PROJECT_DIR$/")
+
+
+@pytest.mark.parametrize("ide", ["rider", "jetbrains"])
+def test_rider_run_configuration_for_dotnet_run(world: World, ide: str) -> None:
+    world.deployment()
+    world.pod("orders-1")
+    project = dotnet_project(world.root)
+    assert run(["debug", "orders", "--ide", ide, "--", "dotnet", "run", "--project",
+                "services/Orders", "--", "--urls", "http://+:8080"]) == 0
+
+    root = ET.parse(world.root / ".run" / "orders.run.xml").getroot()
+    assert root.tag == "component" and root.get("name") == "ProjectRunConfigurationManager"
+    (conf,) = root.findall("configuration")
+    assert (conf.get("type"), conf.get("factoryName"), conf.get("name")) == (
+        "DotNetProject", ".NET Project", "orders (devslice debug)")
+    options = {o.get("name"): o.get("value") for o in conf.findall("option")}
+    assert expand(options["PROJECT_PATH"], world.root) == project
+    assert options["PROJECT_KIND"] == "DotNetCore" and options["PROJECT_TFM"] == "net8.0"
+    assert expand(options["EXE_PATH"], world.root) == (
+        project.parent / "bin" / "Debug" / "net8.0" / "Company1.Orders.dll")
+    assert options["PROGRAM_PARAMETERS"] == "--urls http://+:8080"
+    assert options["WORKING_DIRECTORY"] == "$PROJECT_DIR$"  # where `dotnet run` ran
+    assert options["PASS_PARENT_ENVS"] == "1" and options["PROJECT_ARGUMENTS_TRACKING"] == "0"
+    assert [o.get("name") for o in conf.findall("method/option")] == ["Build"]
+    envs = {e.get("name"): e.get("value") for e in conf.findall("envs/env")}
+    config = expand(envs["MIRRORD_CONFIG_FILE"], world.root)
+    document = json.loads(config.read_text())
+    assert list(schema_validator().iter_errors(document)) == []
+    assert document["target"]["path"] == "deployment/orders"
+    assert world.mirrord_calls() == []
+
+
+def test_plain_dotnet_run_in_the_projects_folder(world: World,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's case, `debug --ide rider -- dotnet run`, run where the project is."""
+    world.deployment()
+    world.pod("orders-1")
+    project = dotnet_project(world.root)
+    monkeypatch.chdir(project.parent)  # devslice.yaml is found in a parent folder
+    assert run(["debug", "orders", "--ide", "rider", "--", "dotnet", "run"]) == 0
+    conf = ET.parse(world.root / ".run" / "orders.run.xml").getroot().find("configuration")
+    assert conf is not None
+    options = {o.get("name"): o.get("value") for o in conf.findall("option")}
+    assert options["PROJECT_PATH"] == "$PROJECT_DIR$/services/Orders/Orders.csproj"
+    assert options["WORKING_DIRECTORY"] == "$PROJECT_DIR$/services/Orders"
+    assert options["PROGRAM_PARAMETERS"] == ""
+
+
+def test_a_saved_configuration_survives_a_rollout(world: World) -> None:
+    world.deployment()
+    world.pod("orders-1")
+    dotnet_project(world.root)
+    argv = ["debug", "orders", "--ide", "rider", "--", "dotnet", "run", "--project",
+            "services/Orders"]
+    assert run(argv) == 0
+    written = {p: p.read_text() for p in (world.root / ".run" / "orders.run.xml",
+                                          world.root / ".mirrord" / "orders.mirrord.json")}
+    world.pod("orders-1", terminating=True)  # a rollout: a new pod replaces the old one
+    world.pod("orders-2", started="2026-01-01T11:00:00Z")
+    assert run(argv) == 0
+    assert {p: p.read_text() for p in written} == written  # nothing names the old pod
+    assert "orders-1" not in "".join(written.values())
+    # and mirrord takes the target as it would (its own target syntax)
+    code = run(["debug", "orders", "--", sys.executable, "-c", "pass"])
+    assert code == 0 and world.mirrord_calls()[-1][3] == str(
+        world.root / ".mirrord" / "orders.mirrord.json")
+
+
+def test_vscode_gets_coreclr_for_dotnet(world: World) -> None:
+    world.deployment()
+    world.pod("orders-1")
+    project = dotnet_project(world.root)
+    assert run(["debug", "orders", "--ide", "vscode", "--", "dotnet", "run", "--project",
+                str(project), "-c", "Release", "-f", "net9.0", "--", "-v"]) == 0
+    assert run(["debug", "orders", "--ide", "vscode", "--", "dotnet",
+                "out/Company1.Orders.dll", "--port", "1"]) == 0  # replaces the entry
+    (entry,) = json.loads((world.root / ".vscode" / "launch.json").read_text())[
+        "configurations"]
+    assert entry["type"] == "coreclr" and entry["request"] == "launch"
+    assert entry["program"] == "${workspaceFolder}/out/Company1.Orders.dll"
+    assert entry["args"] == ["--port", "1"]
+    assert entry["env"]["MIRRORD_CONFIG_FILE"] == (
+        "${workspaceFolder}/.mirrord/orders.mirrord.json")
+
+
+def test_vscode_coreclr_runs_the_assembly_dotnet_run_builds(world: World) -> None:
+    world.deployment()
+    world.pod("orders-1")
+    dotnet_project(world.root)
+    assert run(["debug", "orders", "--ide", "vscode", "--", "dotnet", "run", "--project",
+                "services/Orders", "-c", "Release", "--", "-v"]) == 0
+    (entry,) = json.loads((world.root / ".vscode" / "launch.json").read_text())[
+        "configurations"]
+    assert entry["program"] == (
+        "${workspaceFolder}/services/Orders/bin/Release/net8.0/Company1.Orders.dll")
+    assert entry["args"] == ["-v"]
+
+
+@pytest.mark.parametrize(("setup", "command", "message"), [
+    ("several", ["dotnet", "run", "--project", "services/Orders"],
+     "targets several frameworks (net8.0, net9.0)"),
+    ("none", ["dotnet", "run"], "must hold exactly one project file"),
+    ("one", ["dotnet", "run", "--project", "services/Orders", "--launch-profile", "https"],
+     "cannot carry `dotnet run --launch-profile`"),
+    ("one", ["dotnet", "bin/App.dll"], "Rider launches .NET projects, not an assembly"),
+])
+def test_dotnet_commands_rider_cannot_take_are_refused_before_anything_is_written(
+        world: World, capsys: pytest.CaptureFixture[str], setup: str, command: list[str],
+        message: str) -> None:
+    world.deployment()
+    world.pod("orders-1")
+    if setup == "several":
+        dotnet_project(world.root, tfm="").write_text(
+            "<Project><PropertyGroup><TargetFrameworks>net8.0;net9.0</TargetFrameworks>"
+            "</PropertyGroup></Project>")
+    elif setup == "one":
+        dotnet_project(world.root)
+    assert run(["debug", "orders", "--ide", "rider", "--", *command]) == 1
+    assert message in capsys.readouterr().err
+    assert not (world.root / ".run").exists() and not (world.root / ".mirrord").exists()
+
+
+def test_the_cli_offers_every_ide_the_library_knows() -> None:
+    from devslice.cli.debug import debug
+    from devslice.debug import IDES
+
+    (ide,) = [p for p in debug.params if p.name == "ide"]
+    assert tuple(ide.type.choices) == IDES  # type: ignore[attr-defined]
 
 
 def test_an_ide_cannot_take_an_arbitrary_command(

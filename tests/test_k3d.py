@@ -268,7 +268,6 @@ def test_generated_config() -> None:
     }
 
 
-@pytest.mark.skipif(not SCHEMA.exists(), reason="../shared/schemas is not checked out")
 @pytest.mark.parametrize("s", [
     settings(),
     settings(name="team-a", servers=3, agents=2, subnet="10.42.0.0/16",

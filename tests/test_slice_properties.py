@@ -193,7 +193,7 @@ def test_claim_without_a_handle_refuses_other_settings_like_a_named_claim() -> N
             try:
                 project.claim(handle, owner="Anna Berg", partitions=2)
             except SliceConflict as exc:
-                assert "already hold slice 'ab' as developer with 1 partition(s)" in exc.message
+                assert "already hold slice 'ab' as developer with 1 partition" in exc.message
             else:
                 raise AssertionError(f"claim({handle!r}) with 2 partitions returned slice ab")
         assert project.claim(owner="Anna Berg", partitions=1) == (s, False)

@@ -648,7 +648,7 @@ def test_verify_reads_the_slice_from_the_beginning_and_finds_nothing_old(workdir
     publish(contract(project, "bb"), "orders", [f"bb-{i}" for i in range(5)])
     [check] = [c for c in verify(project, "bb") if c.name == FENCE_CHECK]
     assert (check.status, check.detail) == (
-        "ok", "read 2 event hub(s) from the beginning: 5 event(s), none from before the claim")
+        "ok", "read 2 event hubs from the beginning: 5 events, none from before the claim")
 
 
 def test_verify_fails_when_old_events_get_through(workdir: Path) -> None:
@@ -667,7 +667,7 @@ def test_verify_fails_when_old_events_get_through(workdir: Path) -> None:
         )})}})))
     check = start_fence_check(project, "bb")
     assert check.status == "failed"
-    assert check.detail.startswith("3 event(s) from before the claim (")
+    assert check.detail.startswith("3 events from before the claim (")
     assert "orders/" in check.detail
 
 

@@ -4,21 +4,24 @@ The seed article's last step, done by hand there: find the pod, write a mirrord 
 launch, hand off to the IDE. Here:
 
 1. :func:`find_target` resolves the service's Deployment in the slice's namespace (a shared
-   cluster's slice namespace, or any namespace of the developer's own k3d cluster) to its
-   newest running, ready pod; with none, the error lists every pod and its state.
-2. :func:`mirrord_config` renders the config (target ``pod/NAME``, namespace, kube context,
+   cluster's slice namespace, or any namespace of the developer's own k3d cluster) and checks
+   that it has a running, ready pod; with none, the error lists every pod and its state.
+2. :func:`mirrord_config` renders the config (target ``deployment/NAME``, so a saved IDE
+   configuration outlives the next rollout, which replaces the pods; namespace, kube context,
    incoming traffic mirrored or stolen, environment include/exclude, file system mode, agent
    startup timeout) and :func:`write_config` puts it at ``.mirrord/<service>.mirrord.json``,
    where the IDE plugins look for ``*mirrord.json``.
 3. :func:`run_session` runs ``mirrord exec -f CONFIG -- COMMAND``, with the consumer lease
    (``--exclusive``, :mod:`devslice.sdk.leases`) held while it runs, and returns the child's
-   exit code. :func:`vscode_launch` and :func:`jetbrains_run` write IDE configurations instead.
+   exit code. :func:`vscode_launch` and :func:`jetbrains_run` write IDE configurations instead
+   (Python, Node and .NET: ``dotnet run``; Rider is a JetBrains IDE).
 
 Facts (reading the cluster) and rendering are separate, so each is testable on its own.
 
     DebugError
     ├── ServiceNotFound   no Deployment of that name in the slice
     └── NoRunningPod      the Deployment has no running, ready pod (pods and states listed)
+    dotnet.DotnetProjectError  --ide: a ``dotnet`` command that names no launchable project
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from devslice.adapters.kube import SLICE_LABEL, KubeError
 from devslice.adapters.mirrord import FS_MODES
+from devslice.dotnet import DotnetRun, parse_run
 from devslice.errors import DevsliceError
 from devslice.sdk.leases import (
     DEFAULT_TTL,
@@ -52,7 +56,8 @@ if TYPE_CHECKING:
 
 CONFIG_DIR = ".mirrord"
 SIDECARS = frozenset({"istio-proxy", "linkerd-proxy", "mirrord-agent"})  # never the target
-Ide = Literal["vscode", "jetbrains"]
+Ide = Literal["vscode", "jetbrains", "rider"]
+IDES: tuple[Ide, ...] = ("vscode", "jetbrains", "rider")
 
 
 class DebugError(DevsliceError):
@@ -124,20 +129,24 @@ def newest_usable(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None
 
 @dataclass(frozen=True)
 class DebugTarget:
-    """What mirrord attaches to: a pod (and container) of the service's Deployment."""
+    """What mirrord attaches to: the service's Deployment (and container), with the pod that
+    is its newest running, ready one now (for messages and the variables the pod sees)."""
 
     service: str
     namespace: str
     pod: str
     container: str | None  # named only when the pod has several
     pod_object: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    deployment: str = ""  # the Deployment's name; the service's when empty
 
     @property
     def path(self) -> str:
-        """mirrord's target path: ``pod/NAME[/container/NAME]``."""
-        base = f"pod/{self.pod}"
+        """mirrord's target path, ``deployment/NAME[/container/NAME]`` (mirrord's
+        config/src/target.rs). Not ``pod/NAME``: a rollout replaces the pod, and a saved IDE
+        configuration naming it would go stale; mirrord resolves the Deployment to one of its
+        pods when a session starts."""
+        base = f"deployment/{self.deployment or self.service}"
         return f"{base}/container/{self.container}" if self.container else base
-
 
 
 
@@ -184,12 +193,18 @@ def find_target(kube: Kube, service: str, handle: str, namespace: str | None) ->
         raise NoRunningPod(f"Deployment {service} in {ns} has no running, ready pod:{listing}",
                            hint="`devslice status` shows why the service is not up; "
                                 "`kubectl describe pod NAME -n " + ns + "` shows its events")
-    containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+    # The container is chosen from the Deployment's pod template, which future pods follow
+    # (injected sidecars appear in pods only, hence the pod's list as the fallback).
+    template = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {})
+    containers = [c["name"] for c in template.get("containers") or []] or \
+        [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+    pod_containers = {c["name"] for c in (pod.get("spec") or {}).get("containers") or []}
     own = [c for c in containers if c not in SIDECARS]
     container = None
-    if len(containers) > 1:  # mirrord would take the first; name the service's own
+    if len(set(containers) | pod_containers) > 1:  # mirrord would pick one: name ours
         container = service if service in own else (own or containers)[0]
-    return DebugTarget(service, ns, pod["metadata"]["name"], container, pod)
+    return DebugTarget(service, ns, pod["metadata"]["name"], container, pod,
+                       deployment=dep["metadata"]["name"])
 
 
 def event_variables(kube: Kube, target: DebugTarget, prefix: str) -> list[str]:
@@ -285,16 +300,22 @@ def write_config(base_dir: Path, service: str, config: Mapping[str, Any]) -> Pat
 class Program:
     """A command as an IDE debugger launches it: which runtime, and what it runs."""
 
-    runtime: Literal["python", "node"]
+    runtime: Literal["python", "node", "dotnet"]
     interpreter: str
-    target: str  # a script path, or a module name when ``module``
+    target: str  # a script path, a module name when ``module``, an assembly (.dll) for dotnet
     args: tuple[str, ...]
     module: bool = False
+    project: DotnetRun | None = None  # `dotnet run`: the project it builds
 
 
-def program_of(command: Sequence[str]) -> Program:
-    """Understand ``python [-m MODULE | SCRIPT] ARGS`` and ``node SCRIPT ARGS``; IDE debuggers
-    launch a runtime, not an arbitrary command, so other commands cannot be handed off."""
+UNDERSTOOD = ("--ide understands `python SCRIPT|-m MODULE ...`, `node SCRIPT ...`, `dotnet run "
+              "[--project P] [-f TFM] [-- ARGS]` and (VS Code) `dotnet APP.dll ...`")
+
+
+def program_of(command: Sequence[str], base_dir: Path | None = None) -> Program:
+    """Understand ``python [-m MODULE | SCRIPT] ARGS``, ``node SCRIPT ARGS``, ``dotnet run
+    ...`` (:mod:`devslice.dotnet`) and ``dotnet APP.dll ARGS``; IDE debuggers launch a runtime
+    or a project, not an arbitrary command, so other commands cannot be handed off."""
     if not command:
         raise DebugError("--ide needs the command to debug after `--`",
                          hint="e.g. devslice debug orders --ide vscode -- python app.py")
@@ -307,10 +328,15 @@ def program_of(command: Sequence[str]) -> Program:
             return Program("python", exe, rest[0], tuple(rest[1:]))
     if name in ("node", "nodejs") and rest and not rest[0].startswith("-"):
         return Program("node", exe, rest[0], tuple(rest[1:]))
+    if name in ("dotnet", "dotnet.exe") and rest:
+        if rest[0] == "run":
+            run = parse_run(rest[1:], Path.cwd(), (base_dir or Path.cwd()).resolve())
+            return Program("dotnet", exe, str(run.assembly), run.args, project=run)
+        if rest[0].endswith(".dll"):
+            return Program("dotnet", exe, rest[0], tuple(rest[1:]))
     raise DebugError(f"cannot hand `{shlex.join(command)}` to an IDE debugger",
-                     hint="--ide understands `python SCRIPT|-m MODULE ...` and `node SCRIPT "
-                          "...`; for others run without --ide, or add a launch configuration "
-                          "with MIRRORD_CONFIG_FILE set to the generated config")
+                     hint=UNDERSTOOD + "; for others run without --ide, or add a launch "
+                          "configuration with MIRRORD_CONFIG_FILE set to the generated config")
 
 
 def _in_project(base_dir: Path, path: str, variable: str) -> str:
@@ -338,7 +364,7 @@ def vscode_launch(base_dir: Path, service: str, config: Path, command: Sequence[
                   extra_env: Mapping[str, str] | None = None) -> Path:
     """Add or replace the service's entry in ``.vscode/launch.json``. The mirrord extension
     uses the file named by MIRRORD_CONFIG_FILE in a launch configuration's env."""
-    program = program_of(command)
+    program = program_of(command, base_dir)
     env = {"MIRRORD_CONFIG_FILE": _in_project(base_dir, str(config), "${workspaceFolder}"),
            **(extra_env or {})}
     entry: dict[str, Any] = {"name": entry_name(service), "request": "launch",
@@ -352,6 +378,12 @@ def vscode_launch(base_dir: Path, service: str, config: Path, command: Sequence[
         if os.sep in program.interpreter:
             entry["python"] = _in_project(base_dir, program.interpreter, "${workspaceFolder}")
         entry["console"] = "integratedTerminal"
+    elif program.runtime == "dotnet":
+        # The C# extension's debugger launches the built assembly; `dotnet build` it first.
+        entry["type"] = "coreclr"
+        entry["program"] = _in_project(base_dir, program.target, "${workspaceFolder}")
+        entry["console"] = "integratedTerminal"
+        entry["stopAtEntry"] = False
     else:
         entry["type"] = "node"
         entry["program"] = _in_project(base_dir, program.target, "${workspaceFolder}")
@@ -383,9 +415,10 @@ def vscode_launch(base_dir: Path, service: str, config: Path, command: Sequence[
 
 def jetbrains_run(base_dir: Path, service: str, config: Path, command: Sequence[str],
                   extra_env: Mapping[str, str] | None = None) -> Path:
-    """Write ``.run/<service>.run.xml``, a shared run configuration JetBrains IDEs load from
-    the project; the mirrord plugin reads MIRRORD_CONFIG_FILE from its environment."""
-    program = program_of(command)
+    """Write ``.run/<service>.run.xml``, a shared run configuration JetBrains IDEs (PyCharm,
+    WebStorm, Rider) load from the project; the mirrord plugin reads MIRRORD_CONFIG_FILE from
+    its environment. ``dotnet run`` becomes Rider's ".NET Project" configuration."""
+    program = program_of(command, base_dir)
     env = {"MIRRORD_CONFIG_FILE": _in_project(base_dir, str(config), "$PROJECT_DIR$"),
            **(extra_env or {})}
     root = ET.Element("component", name="ProjectRunConfigurationManager")
@@ -399,6 +432,11 @@ def jetbrains_run(base_dir: Path, service: str, config: Path, command: Sequence[
                    "MODULE_MODE": "true" if program.module else "false"}
         for key, value in options.items():
             ET.SubElement(conf, "option", name=key, value=value)
+    elif program.runtime == "dotnet":
+        conf = ET.SubElement(root, "configuration", default="false", name=entry_name(service),
+                             type="DotNetProject", factoryName=".NET Project")
+        for key, value in _rider_project(base_dir, program).items():
+            ET.SubElement(conf, "option", name=key, value=value)
     else:
         conf = ET.SubElement(root, "configuration", {
             "default": "false", "name": entry_name(service), "type": "NodeJSConfigurationType",
@@ -408,12 +446,40 @@ def jetbrains_run(base_dir: Path, service: str, config: Path, command: Sequence[
     envs = ET.SubElement(conf, "envs")
     for key, value in env.items():
         ET.SubElement(envs, "env", name=key, value=value)
-    ET.SubElement(conf, "method", v="2")
+    method = ET.SubElement(conf, "method", v="2")
+    if program.runtime == "dotnet":
+        ET.SubElement(method, "option", name="Build")  # before launch, as Rider's own do
     ET.indent(root)
     path = base_dir / ".run" / f"{service}.run.xml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(ET.tostring(root, encoding="unicode") + "\n", encoding="utf-8")
     return path
+
+
+def _rider_project(base_dir: Path, program: Program) -> dict[str, str]:
+    """The options of Rider's ".NET Project" run configuration (type DotNetProject, as Rider
+    writes it to .run/*.run.xml) for ``dotnet run``: Rider builds the project, then runs its
+    assembly with the arguments, in the folder `dotnet run` ran in."""
+    run = program.project
+    if run is None:
+        raise DebugError(f"Rider launches .NET projects, not an assembly ({program.target})",
+                         hint="give the project: `dotnet run --project PATH -- ARGS`")
+    here = _in_project(base_dir, ".", "$PROJECT_DIR$")
+    return {
+        "EXE_PATH": _in_project(base_dir, str(run.assembly), "$PROJECT_DIR$"),
+        "PROGRAM_PARAMETERS": shlex.join(run.args),
+        "WORKING_DIRECTORY": here.removesuffix("/."),
+        "PASS_PARENT_ENVS": "1",
+        "USE_EXTERNAL_CONSOLE": "0",
+        "USE_MONO": "0",
+        "RUNTIME_ARGUMENTS": "",
+        "PROJECT_PATH": _in_project(base_dir, str(run.project), "$PROJECT_DIR$"),
+        "PROJECT_EXE_PATH_TRACKING": "1",  # Rider follows the project's output path
+        "PROJECT_ARGUMENTS_TRACKING": "0",  # the arguments given here, not the project's
+        "PROJECT_WORKING_DIRECTORY_TRACKING": "0",
+        "PROJECT_KIND": "DotNetCore",
+        "PROJECT_TFM": run.framework,
+    }
 
 
 # -- the session -------------------------------------------------------------------------------
@@ -448,6 +514,10 @@ def prepare(project: Project, kube: Kube, service: str, *, handle: str,
             settings: MirrordSettings, exclusive: bool = False,
             ide: Ide | None = None, command: Sequence[str] = ()) -> Prepared:
     """Find the pod, write the config (and the IDE's configuration when asked)."""
+    if ide is not None:  # a command the IDE cannot launch fails before anything is written
+        program = program_of(command, project.base_dir)
+        if ide != "vscode" and program.runtime == "dotnet":
+            _rider_project(project.base_dir, program)
     target = find_target(kube, service, handle, slice_namespace(project, handle))
     if exclusive:
         settings = replace(settings, env_override={**settings.env_override,
@@ -459,7 +529,7 @@ def prepare(project: Project, kube: Kube, service: str, *, handle: str,
     if ide == "vscode":
         ide_file = vscode_launch(project.base_dir, service, path, command,
                                  session_env(service, exclusive))
-    elif ide == "jetbrains":
+    elif ide in ("jetbrains", "rider"):
         ide_file = jetbrains_run(project.base_dir, service, path, command,
                                  session_env(service, exclusive))
     return Prepared(handle, target, config, path, tuple(seen), ide_file)

@@ -35,6 +35,7 @@ from devslice.sdk.context import (
     variable_key,
 )
 from devslice.slices.derive import SliceNames, derive_names
+from devslice.text import plural
 
 if TYPE_CHECKING:
     from devslice.adapters.kube import Kube
@@ -291,8 +292,9 @@ def _ok_detail(area: str, expected: SliceContext, contract: _Contract, note: str
     from devslice.contract.variables import Origin
 
     overridden = sorted(n for n, v in contract.variables.items() if v.origin is Origin.override)
-    return (f"database {expected.data_explorer_database}, {len(expected.signalr_hubs)} hubs, "
-            f"{len(expected.names)} names, none another slice's"
+    return (f"database {expected.data_explorer_database}, "
+            f"{plural(len(expected.signalr_hubs), 'hub')}, {plural(len(expected.names), 'name')}, "
+            "none another slice's"
             + (f" (overridden: {', '.join(overridden)})" if overridden else ""))
 
 
@@ -349,7 +351,7 @@ def _processes(project: Project, handle: str, mine: Slice, owners: Owners) -> Ch
         return Check(RUNNING, "skipped", f"local runtime: no service of slice {handle} runs "
                      "(`devslice up` starts them)")
     if not environ_readable():
-        return Check(RUNNING, "skipped", f"local runtime: {len(pids)} services run, not "
+        return Check(RUNNING, "skipped", f"local runtime: {plural(len(pids), 'service')} run, not "
                      "checked: reading a process's environment needs Linux /proc/PID/environ")
     marker = f"{project.env.contract.prefix}SLICE"  # every contract sets it
     seen, unread = [], []
@@ -478,7 +480,8 @@ def _canary(project: Project, handle: str, ctx: SliceContext) -> Check:
              for m, p in canaries.items() if found.get(m) != [p]]
     if wrong:
         return Check(name, "failed", "; ".join(wrong))
-    return Check(name, "ok", f"{len(canaries)} canaries on {hubs[0]}, each only in its partition")
+    return Check(name, "ok", f"{plural(len(canaries), 'canary')} on {hubs[0]}, each only in its "
+                 "partition")
 
 
 def start_fence_check(project: Project, handle: str) -> Check:
@@ -518,11 +521,11 @@ def start_fence_check(project: Project, handle: str) -> Check:
         read += len(got)
         old += [f"{hub}/{pid}#{seq}" for pid, seq, at in got if at < s.created_at]
     if old:
-        return Check(name, "failed", f"{len(old)} event(s) from before the claim "
+        return Check(name, "failed", f"{plural(len(old), 'event')} from before the claim "
                      f"({s.created_at:%Y-%m-%d %H:%M:%S}Z) reached a consumer: "
                      f"{', '.join(old[:5])}", )
-    return Check(name, "ok", f"read {len(hubs)} event hub(s) from the beginning: {read} "
-                 f"event(s), none from before the claim{note}")
+    return Check(name, "ok", f"read {plural(len(hubs), 'event hub')} from the beginning: "
+                 f"{plural(read, 'event')}, none from before the claim{note}")
 
 
 def _read_from_the_beginning(ctx: SliceContext, hub: str) -> list[tuple[str, int, datetime]]:

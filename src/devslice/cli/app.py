@@ -95,6 +95,33 @@ def schema(kind: str) -> None:
 
 
 @cli.command()
+@click.argument("key", required=False, shell_complete=lambda ctx, param, incomplete:
+                _complete_keys(incomplete))
+def explain(key: str | None) -> None:
+    """Describe a key of devslice.yaml: type, default, example, and the keys under it.
+
+    Like `kubectl explain`, from the schema devslice validates with. Without KEY, lists the
+    top-level keys. Items of a list are written KEY[] (or just KEY).
+
+    \b
+    Examples:
+      devslice explain cluster.registry.port
+      devslice explain services
+    """
+    from devslice.config.explain import explain as describe
+
+    click.echo(describe(key), nl=False)
+
+
+def _complete_keys(incomplete: str) -> list[Any]:
+    from click.shell_completion import CompletionItem
+
+    from devslice.config.explain import keys
+
+    return [CompletionItem(k.path) for k in keys() if k.path.startswith(incomplete)]
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_state
 def doctor(state: State, as_json: bool) -> None:
@@ -125,6 +152,11 @@ def _register() -> None:
     from devslice.cli.debug import debug
 
     cli.add_command(debug)
+    from devslice.cli.completion import attach, completion, full_summaries
+
+    cli.add_command(completion)
+    attach(cli)
+    full_summaries(cli)
 
 
 _register()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from devslice.cli.output import console
+from devslice.text import plural
 
 COLORS = ["cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta",
           "bright_green", "bright_yellow", "bright_blue", "bright_red"]
@@ -39,9 +40,9 @@ def print_map(project: Any, namespaces: list[Any], state: Any) -> None:
     total_free = sum(ns.free for ns in namespaces if ns.configured)
     per_slice = project.env.event_hubs.partitions_per_slice
     room = sum(ns.free // per_slice for ns in namespaces if ns.configured)
-    c.print(f"\n{len(handles)} slice{'s' * (len(handles) != 1)} live, {total_free} partitions "
-            f"free: room for {room} more slice{'s' * (room != 1)} at {per_slice} "
-            f"partition{'s' * (per_slice != 1)} each")
+    c.print(f"\n{plural(len(handles), 'slice')} live, {plural(total_free, 'partition')} "
+            f"free: room for {room} more slice{'s' * (room != 1)} at "
+            f"{plural(per_slice, 'partition')} each")
     if handles:
         legend = Text("  ")
         for h in handles:

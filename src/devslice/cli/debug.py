@@ -29,8 +29,9 @@ def _say(message: str, style: str = "") -> None:
 @click.option("--exclusive", is_flag=True,
               help="Make the pod's event consumers of this service step aside while the "
                    "session runs (they resume after it, even if it is killed).")
-@click.option("--ide", type=click.Choice(["vscode", "jetbrains"]),
-              help="Write an IDE launch/run configuration for COMMAND instead of running it.")
+@click.option("--ide", type=click.Choice(["vscode", "jetbrains", "rider"]),
+              help="Write an IDE launch/run configuration for COMMAND instead of running it "
+                   "(rider and jetbrains write the same .run/SERVICE.run.xml).")
 @click.option("--slice", "handle", metavar="HANDLE",
               help="Which slice (default: your current slice).")
 @click.option("--fs-mode", type=click.Choice(FS_MODES), default="read", show_default=True,
@@ -51,16 +52,19 @@ def debug(state: State, service: str, command: tuple[str, ...], steal: bool, exc
           env_exclude: tuple[str, ...], agent_timeout: int, lease_ttl: float) -> None:
     """Run COMMAND locally as SERVICE, inside its pod's environment, network and files.
 
-    Finds the newest running, ready pod of the SERVICE Deployment in your slice, writes
-    .mirrord/SERVICE.mirrord.json and runs `mirrord exec -f CONFIG -- COMMAND`; exits with
-    COMMAND's exit code. With --ide, writes a VS Code or JetBrains configuration that runs
-    COMMAND under the debugger with that config instead (the mirrord plugins read it).
+    Checks that the SERVICE Deployment of your slice has a running, ready pod, writes
+    .mirrord/SERVICE.mirrord.json (target deployment/SERVICE, so it survives rollouts) and
+    runs `mirrord exec -f CONFIG -- COMMAND`; exits with COMMAND's exit code. With --ide,
+    writes a VS Code or JetBrains/Rider configuration that runs COMMAND under the debugger
+    with that config instead (the mirrord plugins read it). Python, Node and .NET (`dotnet
+    run`) commands can be handed to an IDE.
 
     \b
     Examples:
       devslice debug orders -- python app.py
       devslice debug orders --steal --exclusive -- python -m orders.main
       devslice debug orders --ide vscode -- python app.py
+      devslice debug orders --ide rider -- dotnet run --project services/Orders
     """
     from devslice.adapters.kube import KubeConfigError, connect
     from devslice.adapters.mirrord import INSTALL, Mirrord, TerminalRunner
@@ -94,8 +98,8 @@ def debug(state: State, service: str, command: tuple[str, ...], steal: bool, exc
     finally:
         kube.close()
     t = prepared.target
-    _say(f"debug {service}: {t.path} in namespace {t.namespace} (context {context}); "
-         f"config {prepared.config_path}")
+    _say(f"debug {service}: {t.path} in namespace {t.namespace} (context {context}; its "
+         f"newest ready pod now: {t.pod}); config {prepared.config_path}")
     if prepared.event_variables and not exclusive:
         _say(f"warning: {service} sees the slice's Event Hubs variables "
              f"({', '.join(prepared.event_variables)}): if it consumes events, the pod and "

@@ -11,6 +11,7 @@ import click
 
 from devslice.cli.app import State, pass_state
 from devslice.cli.output import console, print_json
+from devslice.text import plural
 
 if TYPE_CHECKING:
     from devslice.engine.plan import Resource
@@ -288,7 +289,7 @@ def down(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) ->
             if as_json:
                 print_json({"stopped": stopped})
             else:
-                console().print(f"stopped {len(stopped)} local process group(s)"
+                console().print(f"stopped {plural(len(stopped), 'local process group')}"
                                 if stopped else "nothing was running")
         if chosen != "local":
             from devslice.resources.builtins import container_names

@@ -10,6 +10,7 @@ import click
 
 from devslice.cli.app import State, pass_state
 from devslice.cli.output import console
+from devslice.text import plural
 
 if TYPE_CHECKING:
     from devslice.contract.variables import Variable
@@ -105,8 +106,8 @@ def env(state: State, handle: str | None, fmt: str, output: str | None,
     path = Path(output) if output else project.base_dir / ".devslice" / DEFAULT_FILES[fmt].format(
         handle=handle)
     write_private(path, text)
-    console().print(f"wrote {path} (mode 0600, {len(variables)} variables)", style="green",
-                    markup=False, highlight=False)
+    console().print(f"wrote {path} (mode 0600, {plural(len(variables), 'variable')})",
+                    style="green", markup=False, highlight=False)
 
 
 def _explain(variables: list[Variable]) -> None:

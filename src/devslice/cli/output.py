@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -16,21 +16,54 @@ _console: Console | None = None
 _err_console: Console | None = None
 
 
+PLAIN_WIDTH = 1000  # piped output: wide enough that no table row wraps
+
+
+def _make(stderr: bool) -> Console:
+    """A terminal gets rich's output at its width (tables wrap between words). Piped or
+    redirected output (grep, CI logs, `| less`) is plain: no colour or escape codes, and
+    tables at their natural width, one row per line, never cut at rich's 80 columns."""
+    from rich.console import Console
+
+    terminal = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if terminal.is_terminal:
+        return terminal
+    return Console(file=cast("IO[str]", _Unpadded(stderr)), highlight=False, soft_wrap=True,
+                   width=PLAIN_WIDTH, color_system=None)
+
+
+class _Unpadded:
+    """sys.stdout or sys.stderr (looked up at each write, as rich does, so a redirected
+    stream is followed) without the spaces rich pads table rows with to their width."""
+
+    def __init__(self, stderr: bool) -> None:
+        self.stderr = stderr
+
+    def _stream(self) -> Any:
+        return sys.stderr if self.stderr else sys.stdout
+
+    def write(self, text: str) -> int:
+        return int(self._stream().write("\n".join(line.rstrip(" ") for line in
+                                                  text.split("\n"))))
+
+    def flush(self) -> None:
+        self._stream().flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
 def console() -> Console:
     global _console
     if _console is None:
-        from rich.console import Console
-
-        _console = Console(highlight=False, soft_wrap=True)
+        _console = _make(stderr=False)
     return _console
 
 
 def err_console() -> Console:
     global _err_console
     if _err_console is None:
-        from rich.console import Console
-
-        _err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+        _err_console = _make(stderr=True)
     return _err_console
 
 

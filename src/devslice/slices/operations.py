@@ -15,6 +15,7 @@ from devslice.errors import InvalidHandle, SliceConflict, SliceNotFound
 from devslice.slices.model import Change, LedgerState, Slice, SliceKind, StartFence
 from devslice.slices.names import HandleRule
 from devslice.slices.partitions import PartitionPool
+from devslice.text import plural
 
 T = TypeVar("T")
 
@@ -113,8 +114,8 @@ def _check_settings(held: Slice, request: ClaimRequest) -> None:
     if held.kind is not request.kind or len(held.event_hubs.partitions) != request.partitions:
         raise SliceConflict(
             f"you already hold slice {held.handle!r} as {held.kind.value} with "
-            f"{len(held.event_hubs.partitions)} partition(s), not {request.kind.value} with "
-            f"{request.partitions}",
+            f"{plural(len(held.event_hubs.partitions), 'partition')}, not "
+            f"{request.kind.value} with {request.partitions}",
             hint=f"release it first (`devslice slice release {held.handle}`) to claim it "
             f"with other settings",
         )
