@@ -238,3 +238,44 @@ def test_verify_reports_the_data_connections_routing(project: Project, fake: Fak
     status, detail = routing()
     assert status == "failed" and "databaseRouting Single" in detail
     assert fake.changing() == []
+
+
+def test_the_fake_answers_as_resource_manager_documents(project: Project,
+                                                         fake: FakeAzure) -> None:
+    """What the fake must refuse, through the official client: a missing parent is 404, a
+    name taken elsewhere is 409, a missing resource is 404, no token is 401."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+    )
+    from azure.mgmt.storage import StorageManagementClient
+
+    azure = azure_for(project, fake)
+    with pytest.raises(ResourceNotFoundError, match="ParentResourceNotFound"):
+        azure.storage.blob_containers.create("rg1", "nosuchaccount", "c1", {"properties": {}})
+    with pytest.raises(ResourceNotFoundError, match="ResourceGroupNotFound"):
+        azure.storage.storage_accounts.get_properties("rg-missing", "company1stacc4ab")
+    with pytest.raises(ResourceNotFoundError, match="ResourceNotFound"):
+        azure.storage.storage_accounts.get_properties("rg1", "company1stacc4ab")
+    fake.taken_elsewhere.add("takenname1")
+    with pytest.raises(HttpResponseError) as info:
+        azure.storage.storage_accounts.begin_create(
+            "rg1", "takenname1", {"location": "westeurope", "kind": "StorageV2",
+                                  "sku": {"name": "Standard_LRS"}}).result()
+    assert info.value.status_code == 409 and "StorageAccountAlreadyTaken" in str(info.value)
+    check = azure.storage.storage_accounts.check_name_availability(
+        {"name": "takenname1", "type": "Microsoft.Storage/storageAccounts"})
+    assert check.name_available is False and check.reason == "AlreadyExists"
+
+    class NoToken:
+        def get_token(self, *scopes: str, **kwargs: object) -> object:
+            from azure.core.credentials import AccessToken
+
+            return AccessToken("", 4070908800)
+
+    bare = StorageManagementClient(NoToken(), SUB, base_url=fake.url,  # type: ignore[arg-type]
+                                   connection_verify=str(fake.ca_path))
+    with pytest.raises((ClientAuthenticationError, HttpResponseError)) as denied:
+        bare.storage_accounts.get_properties("rg1", "company1stacc4ab")
+    assert denied.value.status_code == 401

@@ -467,7 +467,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {}, {"error": {"code": "InvalidJson", "message": "bad JSON"}})
             return
         fake = self.azure
-        authorized = (self.headers.get("Authorization") or "").startswith("Bearer ")
+        auth = self.headers.get("Authorization") or ""
+        authorized = auth.startswith("Bearer ") and bool(auth[len("Bearer "):].strip())
         with fake._lock:
             fake.requests.append(Seen(self.command, url.path, query.get("api-version")))
             if url.path.startswith("/vaults/"):
