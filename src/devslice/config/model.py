@@ -92,9 +92,10 @@ Duration = Annotated[
 class KeyVaultRef(Model):
     """A secret in Azure Key Vault, read with azure-keyvault-secrets (issue 15)."""
 
-    vault: str = Field(description="The vault's name (its URL follows azure.cloud), or its "
+    vault: str = Field(examples=["company1-dev-kv"],
+                       description="The vault's name (its URL follows azure.cloud), or its "
                        "https:// URL.")
-    secret: str = Field(pattern=r"^[0-9A-Za-z-]{1,127}$",
+    secret: str = Field(pattern=r"^[0-9A-Za-z-]{1,127}$", examples=["eventhubs-connection"],
                         description="The secret's name (letters, digits and hyphens).")
 
 
@@ -277,8 +278,9 @@ class StorageSettings(Model):
 class DataConnectionRef(Model):
     """The team's Event Hubs data connection, which must route to other databases."""
 
-    database: str = Field(description="The database the data connection belongs to.")
-    name: str = Field(description="The data connection's name.")
+    database: str = Field(description="The database the data connection belongs to.",
+                          examples=["ingest"])
+    name: str = Field(description="The data connection's name.", examples=["orders-to-adx"])
 
 
 class DataExplorerSettings(Model):
@@ -292,17 +294,20 @@ class DataExplorerSettings(Model):
     database_template: str = "db4{slice}"
     routing: RoutingSettings = RoutingSettings()
     cluster_name: str | None = Field(
-        None, description="shared mode, for provisioning: the cluster's Azure resource name "
+        None, examples=["company1dev"],
+        description="shared mode, for provisioning: the cluster's Azure resource name "
         "(default: the first label of clusterUrl's host).")
     soft_delete_period: Duration = Field(
         default=timedelta(days=7), description="Provisioned databases: how long data is kept.")
     hot_cache_period: Duration = Field(
         default=timedelta(days=1), description="Provisioned databases: how long data is cached.")
     schema_script: str | None = Field(
-        None, description="The team's KQL schema script (relative to devslice.yaml), applied "
+        None, examples=["adx/schema.kql"],
+        description="The team's KQL schema script (relative to devslice.yaml), applied "
         "to a database devslice creates (as `devslice adx apply`).")
     data_connection: DataConnectionRef | None = Field(
-        None, description="The team's Event Hubs data connection; plan and verify check that "
+        None, examples=[{"database": "ingest", "name": "orders-to-adx"}],
+        description="The team's Event Hubs data connection; plan and verify check that "
         "it allows multi-database routing (devslice never changes it).")
 
     @property
@@ -813,18 +818,22 @@ class AzureSettings(Model):
     """Where devslice provisions a slice's Azure resources (`mode: shared`; issue 15)."""
 
     subscription: str | None = Field(
-        None, description="The subscription id; AZURE_SUBSCRIPTION_ID overrides it.")
+        None, examples=["00000000-0000-0000-0000-000000000000"],
+        description="The subscription id; AZURE_SUBSCRIPTION_ID overrides it.")
     resource_group: str | None = Field(
-        None, description="The resource group holding the team's resources and the slices'; "
+        None, examples=["rg-company1-dev"],
+        description="The resource group holding the team's resources and the slices'; "
         "AZURE_RESOURCE_GROUP overrides it.")
-    location: str | None = Field(None, description="Region of new storage accounts, e.g. "
+    location: str | None = Field(None, examples=["westeurope"],
+                                 description="Region of new storage accounts, e.g. "
                                  "westeurope (needed to create one).")
     cloud: AzureCloud = Field("public", description="public, china or usgovernment: the "
                               "management, storage and Key Vault endpoints follow.")
     management_endpoint: str | None = Field(
-        None, description="Overrides the cloud's Resource Manager endpoint (Azure Stack, "
+        None, examples=["https://management.azure.com"],
+        description="Overrides the cloud's Resource Manager endpoint (Azure Stack, "
         "tests).")
-    tags: dict[str, str] = Field(default_factory=dict,
+    tags: dict[str, str] = Field(default_factory=dict, examples=[{"costCenter": "4711"}],
                                  description="Extra tags on everything devslice creates.")
     storage_sku: str = Field("Standard_LRS", description="SKU of new storage accounts.")
     storage_kind: str = Field("StorageV2", description="Kind of new storage accounts.")
