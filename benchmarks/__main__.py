@@ -1,7 +1,7 @@
 """Run the benchmarks and print a markdown summary: ``.venv/bin/python -m benchmarks`` runs
-them all, ``.venv/bin/python -m benchmarks sdk`` (or ``claims``, ``startup``, ``engine``) only
-those named; ``engine-real`` (not in "all") times the image and container steps on the real
-engine and registry ``scripts/docker-engine.sh start`` exports."""
+them all, ``.venv/bin/python -m benchmarks sdk`` (or ``claims``, ``storm``, ``startup``,
+``engine``) only those named; ``engine-real`` (not in "all") times the image and container
+steps on the real engine and registry ``scripts/docker-engine.sh start`` exports."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import time
 from datetime import UTC, datetime
 from importlib.metadata import version
 
-from benchmarks import claims, engine, sdk, startup
+from benchmarks import claims, engine, sdk, startup, storm
 
-SUITES = ("claims", "startup", "sdk", "engine")
+SUITES = ("claims", "storm", "startup", "sdk", "engine")
 OPTIONAL = ("engine-real",)  # needs a Docker engine and registry
 
 
@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         results = claims.run(args.quick)
         print(claims.report(results), flush=True)
         bad = any(r.failed or r.duplicates or r.problems for r in results)
+
+    if "storm" in chosen:
+        print(f"\n## SQLite ledger, a mixed storm of {storm.WORKERS} writers\n", flush=True)
+        print(storm.report(storm.run(args.quick)), flush=True)
 
     if "startup" in chosen:
         print("\n## Start-up time\n", flush=True)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from multiprocessing.queues import Queue
 
     from devslice.config.model import Environment
+    from devslice.ledger.records import Problem
     from devslice.slices.model import Change, LedgerState
     from devslice.slices.operations import Transition
 
@@ -47,6 +48,7 @@ CONFIG = f"""\
 apiVersion: devslice.dev/v1alpha1
 kind: Environment
 team: {TEAM}
+ledger: {{soloTeam: true}}  # the SQLite rounds: every claimer is on this machine
 eventHubs:
   mode: shared
   namespaces:
@@ -104,13 +106,17 @@ class CountingLedger(Ledger):
     def __init__(self, inner: Ledger) -> None:
         self.inner = inner
         self.location = inner.location
+        self.shared = inner.shared
         self.attempts = 0
 
     def read(self) -> LedgerState:
         return self.inner.read()
 
-    def history(self, handle: str | None = None, limit: int = 50) -> list[Change]:
+    def history(self, handle: str | None = None, limit: int | None = 50) -> list[Change]:
         return self.inner.history(handle, limit)
+
+    def check(self) -> list[Problem]:
+        return self.inner.check()
 
     def transact(self, operation: Callable[[LedgerState], Transition[T]]) -> Transition[T]:
         def counted(state: LedgerState) -> Transition[T]:

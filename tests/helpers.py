@@ -19,6 +19,9 @@ apiVersion: devslice.dev/v1alpha1
 kind: Environment
 team: company1
 """
+# A developer alone with the team's shared services: a SQLite ledger is then enough
+# (docs/ledger.md); without it a claim of a service in mode: shared is refused.
+SOLO = "ledger: {soloTeam: true}\n"
 
 
 def env_from(text: str = "", path: str = "devslice.yaml") -> Environment:

@@ -48,7 +48,7 @@ from devslice.resources.containers import (
 )
 from devslice.testing.dockerapi import FakeContainer, FakeDockerEngine, RecordedRequest
 
-from .helpers import BASE, SHARED, env_from, free_port, free_port_block, free_ports
+from .helpers import BASE, SHARED, SOLO, env_from, free_port, free_port_block, free_ports
 
 
 def _reference(name: str) -> str:
@@ -125,7 +125,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
 def custom(port: int, *, image: str = "redis:7", ready: str = "{port: 6379}",
            setup: str = "") -> Environment:
-    return env_from(textwrap.dedent(f"""\
+    return env_from(SOLO + textwrap.dedent(f"""\
         storage: {{mode: shared}}  # else storage's default mode, emulator, adds Azurite
         containers:
           custom:
@@ -430,7 +430,7 @@ def _facts_initiate(host: str) -> str:
 
 
 def test_mongodb_is_a_one_node_replica_set_both_sides_reach(world: World) -> None:
-    env = env_from("storage: {mode: shared}\n"
+    env = env_from(SOLO + "storage: {mode: shared}\n"
                    "containers:\n  mongodb: {replicaSet: rs0, oplogSizeMB: 50}\n")
     (k3d,) = container_specs(env, world.base, runtime="k3d")
     assert k3d.command == ("mongod", "--replSet", "rs0", "--bind_ip_all", "--oplogSize", "50")
@@ -454,14 +454,14 @@ def test_mongodb_apply_initiates_after_ready_then_runs_ddl(world: World) -> None
     port = free_port()
     (world.base / "db").mkdir(parents=True)
     (world.base / "db" / "ddl.js").write_text("db.getSiblingDB('orders').createCollection('o')\n")
-    env = env_from(f"""\
+    env = env_from(SOLO + textwrap.dedent(f"""\
         storage: {{mode: shared}}
         containers:
           mongodb:
             port: {port}
             volume: mongodata
             setup: [{{name: ddl, file: db/ddl.js}}]
-        """)
+        """))
     resources = world.resources(env)
     assert [a.verb for a in plan_of(resources).actions] == ["create", "setup", "setup"]
     world.apply(resources)
@@ -697,7 +697,7 @@ def test_down_stops_every_running_state_and_destroy_removes_only_devslices_volum
     from devslice.resources.containers import remove_actions, stop_actions
 
     a, b = free_ports(2)
-    env = env_from(TWO.format(a=a, b=b))
+    env = env_from(SOLO + TWO.format(a=a, b=b))
     world.engine.volumes["weblogs"] = {"Name": "weblogs", "Labels": None}  # the team's own
     world.apply(world.resources(env))
     names = container_names(env)

@@ -19,10 +19,10 @@ from devslice.emulators import azurite_account_key
 from devslice.errors import SecretUnavailable
 from devslice.project import Project
 
-from .helpers import BASE
+from .helpers import BASE, SOLO
 
 SECRET = "Endpoint=sb://company1-ehns1.servicebus.windows.net/;SharedAccessKey=s3cr3t+K3y="
-SHARED = BASE + textwrap.dedent("""\
+SHARED = BASE + SOLO + textwrap.dedent("""\
     eventHubs:
       mode: shared
       namespaces:

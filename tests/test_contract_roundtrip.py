@@ -18,7 +18,7 @@ from devslice.sdk import SliceContext
 from devslice.sdk.context import ContractError
 from devslice.testing import Azurite
 
-from .helpers import BASE
+from .helpers import BASE, SOLO
 
 
 def contract(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, str]:
@@ -79,7 +79,7 @@ def test_overriding_a_secret_keeps_it_secret(
 ) -> None:
     monkeypatch.setenv("SIG", "Endpoint=https://x.service.signalr.net;AccessKey=k1;Version=1.0;")
     (workdir / "devslice.yaml").write_text(
-        BASE + "signalR:\n  connectionString: {fromEnv: SIG}\n")
+        BASE + SOLO + "signalR:\n  connectionString: {fromEnv: SIG}\n")
     (workdir / "devslice.local.yaml").write_text(
         "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\nslice: ab\n"
         "env: {LOCAL_DEV_SIGNALR_CONNECTIONSTRING: 'AccessKey=MINE'}\n")
@@ -99,7 +99,7 @@ def test_file_secrets_work_from_any_folder(
     (workdir / "secrets").mkdir()
     (workdir / "secrets" / "signalr.txt").write_text("Endpoint=https://x;AccessKey=FROMFILE;\n")
     (workdir / "devslice.yaml").write_text(
-        BASE + "signalR:\n  connectionString: {fromFile: secrets/signalr.txt}\n")
+        BASE + SOLO + "signalR:\n  connectionString: {fromFile: secrets/signalr.txt}\n")
     assert run(["slice", "claim"]) == 0
     sub = workdir / "services" / "orders"
     sub.mkdir(parents=True)
@@ -150,7 +150,8 @@ def test_a_secret_overridden_locally_is_not_printed_by_shell_output(
     workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SIG", "Endpoint=https://x;AccessKey=k1;Version=1.0;")
-    (workdir / "devslice.yaml").write_text(BASE + "signalR:\n  connectionString: {fromEnv: SIG}\n")
+    (workdir / "devslice.yaml").write_text(
+        BASE + SOLO + "signalR:\n  connectionString: {fromEnv: SIG}\n")
     (workdir / "devslice.local.yaml").write_text(
         "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\nslice: ab\n"
         "env: {LOCAL_DEV_SIGNALR_CONNECTIONSTRING: 'AccessKey=MINE'}\n")

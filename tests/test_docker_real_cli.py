@@ -24,7 +24,7 @@ from devslice.cli.app import run
 from devslice.facts.tools import DockerEndpoint
 from devslice.testing.kubeapi import FakeKubeAPI
 
-from .helpers import BASE, FAKES, free_port
+from .helpers import BASE, FAKES, SOLO, free_port
 
 pytestmark = pytest.mark.docker
 
@@ -97,7 +97,7 @@ def world(real_engine: DockerEndpoint, busybox_image: str, real_registry: str,
         (project / "deploy" / "services").mkdir(parents=True)
         (project / "deploy" / "services" / "orders.yaml").write_text(
             DEPLOYMENT.replace("image: orders", f"image: orders-{uid}"))
-        (project / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+        (project / "devslice.yaml").write_text(BASE + SOLO + textwrap.dedent(f"""\
             eventHubs:
               mode: shared
               namespaces: [{{name: company1-ehns1, partitions: 4}}]

@@ -103,7 +103,8 @@ def test_endless_interference_gives_up_clearly(container: ContainerClient) -> No
         (b'{"apiVersion": "devslice.dev/v1alpha1", "kind": "Ledger", "team": "other"}',
          "has team 'other', expected 'company1'"),
         (b'{"apiVersion": "devslice.dev/v1alpha1", "kind": "Ledger", "team": "company1", '
-         b'"slices": {"ab": {"handle": 1}}}', "holds a slice devslice cannot read"),
+         b'"slices": {"ab": {"handle": 1}}}',
+         "holds records devslice will not act on: slice .ab.: is unreadable"),
     ],
 )
 def test_foreign_or_corrupt_document_is_reported_not_overwritten(

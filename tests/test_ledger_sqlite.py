@@ -108,7 +108,7 @@ def test_unreadable_slice_row_is_reported(tmp_path: Path) -> None:
     conn.execute("UPDATE slices SET doc = '{\"handle\": 3}'")
     conn.commit()
     conn.close()
-    with pytest.raises(LedgerCorrupt, match=r"slice 'ab' in .* is unreadable"):
+    with pytest.raises(LedgerCorrupt, match=r"l.db holds records .*slice 'ab': is unreadable"):
         project(tmp_path / "l.db").slices()
 
 

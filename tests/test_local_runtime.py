@@ -20,7 +20,7 @@ import pytest
 from devslice.cli.app import run
 from devslice.local.state import read_json
 
-from .helpers import BASE, FAKES, free_port, free_ports, gone, wait_for
+from .helpers import BASE, FAKES, SOLO, free_port, free_ports, gone, wait_for
 
 WORKER = """\
 import os, sys, time
@@ -45,7 +45,7 @@ def project(workdir: Path) -> Iterator[Path]:
     port = free_port()
     (workdir / "worker.py").write_text(WORKER)
     (workdir / "crasher.py").write_text(CRASHER)
-    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+    (workdir / "devslice.yaml").write_text(BASE + SOLO + textwrap.dedent(f"""\
         cluster: {{runtime: local}}
         storage: {{mode: shared}}
         services:
@@ -134,7 +134,7 @@ def test_a_port_already_taken_is_a_clear_error(
 def test_a_service_without_run_is_refused(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent("""\
+    (workdir / "devslice.yaml").write_text(BASE + SOLO + textwrap.dedent("""\
         cluster: {runtime: local}
         storage: {mode: shared}
         services:
@@ -155,7 +155,7 @@ def test_two_slices_of_one_checkout_run_side_by_side(
         "os.environ['LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS'])\n"
         "print('worker ready', flush=True)\n"
         "while True: time.sleep(1)\n")
-    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+    (workdir / "devslice.yaml").write_text(BASE + SOLO + textwrap.dedent(f"""\
         cluster: {{runtime: local}}
         storage: {{mode: shared}}
         services:
@@ -219,7 +219,7 @@ def test_mongod_runs_as_a_process_and_its_replica_set_is_initiated(
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     port = free_port()
-    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+    (workdir / "devslice.yaml").write_text(BASE + SOLO + textwrap.dedent(f"""\
         cluster: {{runtime: local}}
         storage: {{mode: shared}}
         containers:
@@ -244,7 +244,7 @@ def test_without_mongod_the_plan_says_so(
     workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no mongod there
-    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent("""\
+    (workdir / "devslice.yaml").write_text(BASE + SOLO + textwrap.dedent("""\
         cluster: {runtime: local}
         storage: {mode: shared}
         containers:
@@ -292,7 +292,7 @@ def test_signalr_and_storage_emulators_run_as_processes_and_services_use_them(
     messages = tmp_path / "messages.jsonl"
     monkeypatch.setenv("FAKE_ASRS_MESSAGES", str(messages))
     signalr, blob, queue = free_ports(3)
-    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+    (workdir / "devslice.yaml").write_text(BASE + SOLO + textwrap.dedent(f"""\
         cluster: {{runtime: local}}
         signalR: {{mode: emulator, emulatorPort: {signalr}, hubs: [notifications]}}
         storage:
@@ -334,7 +334,7 @@ def test_signalr_emulator_mode_without_the_tool_says_how_to_install_it(
         workdir: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    (workdir / "devslice.yaml").write_text(BASE + "cluster: {runtime: local}\n"
+    (workdir / "devslice.yaml").write_text(BASE + SOLO + "cluster: {runtime: local}\n"
                                            "storage: {mode: shared}\n"
                                            "signalR: {mode: emulator}\n")
     assert run(["slice", "claim"]) == 0
@@ -380,7 +380,7 @@ def _supervisors(directory: Path) -> list[int]:
 def starter(workdir: Path) -> Iterator[Path]:
     port = free_port()
     (workdir / "starter.py").write_text(STARTER)
-    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+    (workdir / "devslice.yaml").write_text(BASE + SOLO + textwrap.dedent(f"""\
         cluster: {{runtime: local}}
         storage: {{mode: shared}}
         services:

@@ -19,7 +19,7 @@ from devslice.project import Project
 from devslice.resources.builtins import container_names, container_specs
 from devslice.testing.azurite import Azurite
 
-from .helpers import BASE, FAKES, env_from
+from .helpers import BASE, FAKES, SOLO, env_from
 
 GATEWAY = "172.18.0.1"
 
@@ -39,7 +39,7 @@ containers:
 
 
 def claimed(workdir: Path, text: str) -> Project:
-    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(text))
+    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(text) + SOLO)
     project = Project.load()
     project.claim("ab")
     return project

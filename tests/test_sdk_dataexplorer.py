@@ -39,7 +39,7 @@ from devslice.sdk.dataexplorer import (
 )
 from devslice.testing.kusto import FakeKusto, Seen
 
-from .helpers import BASE
+from .helpers import BASE, SOLO
 
 
 @pytest.fixture
@@ -406,7 +406,8 @@ def test_a_cluster_that_cannot_create_databases_gets_the_azure_way_out(
 @pytest.fixture
 def slice_ab(workdir: Path, kusto: FakeKusto) -> Path:
     """A project whose devslice.yaml points at the fake engine, with slice ab claimed."""
-    (workdir / "devslice.yaml").write_text(BASE + f"dataExplorer:\n  clusterUrl: {kusto.url}\n")
+    (workdir / "devslice.yaml").write_text(
+        BASE + SOLO + f"dataExplorer:\n  clusterUrl: {kusto.url}\n")
     assert run(["slice", "claim", "ab"]) == 0
     (workdir / "schema.kql").write_text(SCHEMA)
     return workdir
@@ -492,7 +493,8 @@ def test_cli_errors_are_messages(workdir: Path, kusto: FakeKusto,
     err = capsys.readouterr().err
     assert "error: slice ab has no Data Explorer cluster" in err
     assert "hint: set dataExplorer.clusterUrl in devslice.yaml" in err
-    (workdir / "devslice.yaml").write_text(BASE + f"dataExplorer: {{clusterUrl: {kusto.url}}}\n")
+    (workdir / "devslice.yaml").write_text(
+        BASE + SOLO + f"dataExplorer: {{clusterUrl: {kusto.url}}}\n")
     assert run(["adx", "apply", "s.kql"]) == 2
     assert "error: s.kql:2: the multi-line string opened with ``` is never closed" in (
         capsys.readouterr().err)

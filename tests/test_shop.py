@@ -37,7 +37,7 @@ from devslice.sdk.eventhubs import partition_for_key
 from devslice.secrets import MASK
 from devslice.testing import AzuriteNotFound, find_azurite
 
-from .helpers import REPO, free_ports, gone
+from .helpers import REPO, SOLO, free_ports, gone
 
 EXAMPLE = REPO / "examples" / "shop"
 SIGNALR_KEY = "c2hvcC10ZXN0LWFjY2Vzcy1rZXktMzItYnl0ZXMtbG9uZw=="  # shaped like an AccessKey
@@ -131,7 +131,7 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signalr: SignalRHub) -
     config = rewrite(config, "ready: {port: 8080}", f"ready: {{port: {web}}}")
     config = rewrite(config, "  hubs: [notifications]\n", "  hubs: [notifications]\n"
                      "  connectionString: {fromEnv: SHOP_SIGNALR_CONNECTION_STRING}\n")
-    (root / "devslice.yaml").write_text(config)
+    (root / "devslice.yaml").write_text(config + SOLO)  # SignalR is shared (a fake here)
     monkeypatch.setenv("SHOP_SIGNALR_CONNECTION_STRING", signalr.connection_string)
     # The example's `run: python -m ...` finds the interpreter on PATH, as from an activated
     # venv; and the copy has no node_modules above it to find Azurite in.

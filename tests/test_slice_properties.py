@@ -20,9 +20,9 @@ from devslice.slices.derive import derive_names
 from devslice.slices.model import SliceKind
 from devslice.slices.names import RULES
 
-from .helpers import env_from
+from .helpers import SOLO, env_from
 
-ENV = env_from("""\
+ENV = env_from(SOLO + """\
 eventHubs:
   mode: shared
   namespaces:

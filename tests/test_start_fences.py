@@ -38,7 +38,7 @@ from devslice.slices.model import LedgerState, SliceKind
 from devslice.slices.names import HandleRule
 from devslice.slices.partitions import NamespaceCapacity, PartitionPool
 
-from .helpers import BASE, free_ports
+from .helpers import BASE, SOLO, free_ports
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -314,7 +314,7 @@ def shared_log(old: int, new: int, claimed: datetime) -> dict[str, Partition]:
     return log
 
 
-SHARED = BASE + """\
+SHARED = BASE + SOLO + """\
 eventHubs:
   mode: shared
   eventHubs: [orders]
@@ -542,7 +542,7 @@ def test_a_time_fence_becomes_a_sequence_number_at_the_first_new_event() -> None
 
 
 def test_allocation_prefers_partitions_never_used_then_released_longest_ago() -> None:
-    pool = PartitionPool((NamespaceCapacity("ns", 4, frozenset()),))
+    pool = PartitionPool((NamespaceCapacity("company1-ns", 4, frozenset()),))
     rule = HandleRule()
     state = LedgerState()
 
@@ -560,7 +560,8 @@ def test_allocation_prefers_partitions_never_used_then_released_longest_ago() ->
 
     assert claim("aa", T0, 2) == (0, 1)
     release("aa", T0 + timedelta(minutes=1))
-    assert state.released == {"ns": {0: T0 + timedelta(minutes=1), 1: T0 + timedelta(minutes=1)}}
+    assert state.released == {
+        "company1-ns": {0: T0 + timedelta(minutes=1), 1: T0 + timedelta(minutes=1)}}
     assert claim("bb", T0 + timedelta(minutes=2), 2) == (2, 3)  # never used first
     release("bb", T0 + timedelta(minutes=3))
     assert claim("cc", T0 + timedelta(minutes=4)) == (0,)  # released longest ago
@@ -573,19 +574,19 @@ def test_allocation_prefers_partitions_never_used_then_released_longest_ago() ->
     state = result.state
     assert result.value is not None and result.value[0].event_hubs.partitions == (3,)
     state = ops.collect(state, T0 + timedelta(hours=1), "gc").state
-    assert state.released["ns"][3] == T0 + timedelta(hours=1)
-    assert state.released["ns"][0] == T0 + timedelta(minutes=5)
+    assert state.released["company1-ns"][3] == T0 + timedelta(hours=1)
+    assert state.released["company1-ns"][0] == T0 + timedelta(minutes=5)
 
 
 def test_release_times_survive_the_sqlite_ledger(tmp_path: Path) -> None:
     ledger = SqliteLedger(tmp_path / "ledger.db", team="company1")
-    pool = PartitionPool((NamespaceCapacity("ns", 4, frozenset()),))
+    pool = PartitionPool((NamespaceCapacity("company1-ns", 4, frozenset()),))
     request = ops.ClaimRequest(owner="aa", handle="aa", partitions=2)
     ledger.transact(lambda s: ops.claim(s, request, pool, HandleRule(), T0, "t"))
     ledger.transact(lambda s: ops.release(s, "aa", "aa", T0 + timedelta(minutes=1), "t"))
     ledger.close()
     again = SqliteLedger(tmp_path / "ledger.db", team="company1")
-    assert again.read().released == {"ns": {0: T0 + timedelta(minutes=1),
+    assert again.read().released == {"company1-ns": {0: T0 + timedelta(minutes=1),
                                             1: T0 + timedelta(minutes=1)}}
     request = ops.ClaimRequest(owner="bb", handle="bb", partitions=2)
     result = again.transact(lambda s: ops.claim(s, request, pool, HandleRule(),
@@ -602,7 +603,7 @@ def test_release_times_and_fences_survive_the_blob_ledger(azurite: Any) -> None:
     container = ContainerClient.from_connection_string(
         azurite.connection_string(), f"ledger-{uuid.uuid4().hex[:12]}")
     ledger = AzureBlobLedger(container, "ledger.json", "company1")
-    pool = PartitionPool((NamespaceCapacity("ns", 4, frozenset()),))
+    pool = PartitionPool((NamespaceCapacity("company1-ns", 4, frozenset()),))
     request = ops.ClaimRequest(owner="aa", handle="aa", partitions=2)
     result = ledger.transact(lambda s: ops.claim(s, request, pool, HandleRule(), T0, "t"))
     assert result.value is not None
@@ -616,11 +617,11 @@ def test_release_times_and_fences_survive_the_blob_ledger(azurite: Any) -> None:
     assert contract_fences(held) is not None
     ledger.transact(lambda s: ops.release(s, "aa", "aa", T0 + timedelta(minutes=1), "t"))
     assert AzureBlobLedger(container, "ledger.json", "company1").read().released == {
-        "ns": {0: T0 + timedelta(minutes=1), 1: T0 + timedelta(minutes=1)}}
+        "company1-ns": {0: T0 + timedelta(minutes=1), 1: T0 + timedelta(minutes=1)}}
 
 
 def test_fences_are_recorded_only_for_the_same_claim() -> None:
-    pool = PartitionPool((NamespaceCapacity("ns", 4, frozenset()),))
+    pool = PartitionPool((NamespaceCapacity("company1-ns", 4, frozenset()),))
     request = ops.ClaimRequest(owner="aa", handle="aa")
     state = ops.claim(LedgerState(), request, pool, HandleRule(), T0, "t").state
     fences = read_start_fences(lambda hub: SdkShapedConsumerClient(

@@ -19,7 +19,7 @@ from devslice.cli.app import run
 from devslice.testing.dockerapi import FakeDockerEngine, FakeRegistry
 from devslice.testing.kubeapi import FakeKubeAPI
 
-from .helpers import BASE, FAKES, free_ports
+from .helpers import BASE, FAKES, SOLO, free_ports
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -87,7 +87,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
                 (project / "deploy" / layer / "objects.yaml").write_text(text)
             # Shared services: pods reach them wherever they run (the emulator modes, with
             # their containers, are tested in test_pod_contract.py).
-            (project / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+            (project / "devslice.yaml").write_text(BASE + SOLO + textwrap.dedent(f"""\
                 eventHubs:
                   mode: shared
                   namespaces: [{{name: company1-ehns1, partitions: 4}}]

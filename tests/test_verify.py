@@ -10,7 +10,7 @@ import pytest
 
 from devslice.cli.app import run
 
-from .helpers import BASE
+from .helpers import BASE, SOLO
 
 CONFIG = BASE + """\
 cluster: {runtime: local}
@@ -285,7 +285,8 @@ def test_a_team_that_renamed_its_variables_is_read_as_its_services_read_it(
 def test_a_team_secret_naming_another_slices_account_is_red_and_a_missing_one_said(
     workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    two_slices(workdir, CONFIG + "storage:\n  mode: shared\n  connectionString: {fromEnv: CS}\n")
+    two_slices(workdir, CONFIG + SOLO
+               + "storage:\n  mode: shared\n  connectionString: {fromEnv: CS}\n")
     monkeypatch.setenv("CS", "AccountName=company1stacc4cd;AccountKey=S3CRET;"
                              "EndpointSuffix=core.windows.net")
     capsys.readouterr()

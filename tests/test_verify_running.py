@@ -21,7 +21,7 @@ from devslice.facts.processes import environ_readable, process_environment
 from devslice.local.state import read_json
 from devslice.testing.kubeapi import FakeKubeAPI
 
-from .helpers import BASE
+from .helpers import BASE, SOLO
 
 LOCAL = "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\nslice: ab\n"
 RUNNING = "running services use the slice's contract"
@@ -68,7 +68,7 @@ def test_a_process_environment_is_read_as_it_was_started(tmp_path: Path) -> None
 @pytest.fixture
 def local_project(workdir: Path) -> Iterator[Path]:
     (workdir / "worker.py").write_text(WORKER)
-    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
+    (workdir / "devslice.yaml").write_text(BASE + SOLO + textwrap.dedent(f"""\
         cluster: {{runtime: local}}
         storage: {{mode: shared}}
         eventHubs:
@@ -144,7 +144,7 @@ def test_a_renamed_partition_variable_read_from_the_shell_turns_it_red(
         "from the environment `devslice up` ran in: unset it there first)")
 
 
-CLUSTER = BASE + """\
+CLUSTER = BASE + SOLO + """\
 cluster: {runtime: k3d}
 eventHubs: {mode: emulator, eventHubs: [orders]}
 storage:

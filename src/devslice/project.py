@@ -36,6 +36,17 @@ CURRENT_FILE = ".devslice/current-slice"
 UNSET = object()
 
 
+def _not_empty(handle: str) -> str:
+    """An explicitly empty handle (``release "$H"`` with H unset) is a mistake, never "my
+    slice" (issue 12)."""
+    if not handle.strip():
+        from devslice.errors import InvalidHandle
+
+        raise InvalidHandle("the slice handle is empty",
+                            hint="name a slice, or leave the handle out to mean yours")
+    return handle
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -118,6 +129,14 @@ class Project:
         owner: str | None = None,
     ) -> tuple[Slice, bool]:
         """Claim a slice (or return the one the owner already holds); returns (slice, new)."""
+        from devslice.ledger.reach import reach_issue
+
+        if handle is not None:
+            _not_empty(handle)
+
+        refused = reach_issue(self.env, self.config_path, self.ledger)
+        if refused is not None:
+            raise refused
         request = ops.ClaimRequest(
             owner=owner or identity.owner(),
             handle=handle,
@@ -172,8 +191,8 @@ class Project:
     def current_handle(self, explicit: str | None = None, state: LedgerState | None = None) -> str:
         """Which slice a command means: --slice, $DEVSLICE_SLICE, devslice.local.yaml,
         the last one claimed here, or the only one the owner holds."""
-        if explicit:
-            return explicit
+        if explicit is not None:
+            return _not_empty(explicit)
         if os.environ.get("DEVSLICE_SLICE"):
             return os.environ["DEVSLICE_SLICE"]
         local, _ = self.local()

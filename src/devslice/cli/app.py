@@ -141,11 +141,13 @@ def _register() -> None:
     from devslice.cli.adx import adx_group
     from devslice.cli.engine import destroy, down, logs, plan, status, up
     from devslice.cli.env import env, verify
+    from devslice.cli.ledger import ledger_group
     from devslice.cli.slice import slice_group
 
     for command in (plan, up, status, down, destroy, logs):
         cli.add_command(command)
     cli.add_command(slice_group)
+    cli.add_command(ledger_group)
     cli.add_command(env)
     cli.add_command(verify)
     cli.add_command(adx_group)

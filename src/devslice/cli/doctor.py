@@ -29,9 +29,15 @@ def run_doctor(state: Any, as_json: bool) -> bool:
         project = state.project()
         config_check["version"] = str(project.config_path)
         try:
-            slices = project.ledger.read().slices
-            ledger_check.update(ok=True, found=True,
-                                version=f"{project.ledger.location} ({len(slices)} slices)")
+            from devslice.ledger.reach import describe, reach_issue
+
+            ledger = project.ledger
+            slices = ledger.read().slices
+            ledger_check.update(ok=True, found=True, version=f"{ledger.location} "
+                                f"({len(slices)} slices; {describe(project.env, ledger)})")
+            refused = reach_issue(project.env, project.config_path, ledger)
+            if refused is not None:
+                ledger_check.update(ok=False, problem=refused.message, fix=refused.hint)
         except DevsliceError as exc:
             ledger_check.update(problem=exc.message, fix=exc.hint)
     except DevsliceError as exc:

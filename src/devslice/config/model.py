@@ -149,6 +149,11 @@ class SliceSettings(Model):
 class SqliteLedger(Model):
     backend: Literal["sqlite"] = "sqlite"
     path: str = Field(".devslice/ledger.db", description="Relative to devslice.yaml.")
+    solo_team: bool = Field(
+        False, description="You alone use the team's shared services (any service in mode: "
+        "shared), so a ledger only this machine sees is enough. Without it, a claim of a "
+        "shared service in a SQLite ledger is refused: each developer's own file would hand "
+        "out the same partitions. A team shares an azureBlob ledger instead.")
 
 
 class AzureBlobLedger(Model):

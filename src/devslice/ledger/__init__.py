@@ -15,11 +15,14 @@ __all__ = ["Ledger", "open_ledger"]
 
 def open_ledger(env: Environment, base_dir: Path) -> Ledger:
     """The ledger the config names; relative SQLite paths are relative to ``base_dir``."""
-    settings = env.ledger
+    from devslice.config.checks import handle_rule
+
+    settings, handles = env.ledger, handle_rule(env)
     if settings.backend == "sqlite":
         from devslice.ledger.sqlite import SqliteLedger
 
-        return SqliteLedger(base_dir / settings.path, team=env.team)
+        return SqliteLedger(base_dir / settings.path, team=env.team, handles=handles)
     from devslice.ledger.azureblob import AzureBlobLedger
 
-    return AzureBlobLedger.from_settings(settings, team=env.team, base_dir=base_dir)
+    return AzureBlobLedger.from_settings(settings, team=env.team, base_dir=base_dir,
+                                         handles=handles)

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from devslice.errors import LedgerBusy, LedgerCorrupt, LedgerUnreachable
 from devslice.ledger.base import API_VERSION, KIND, Ledger
-from devslice.slices.model import Change, LedgerState, Slice
+from devslice.ledger.records import (
+    Problem,
+    overlaps,
+    parse_history,
+    parse_slices,
+    state_extra,
+)
+from devslice.slices.model import Change, LedgerState
+from devslice.slices.names import HandleRule
 from devslice.slices.operations import Transition
 
 if TYPE_CHECKING:
@@ -29,19 +37,25 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 HISTORY_KEPT = 500  # the document stays small; older lines fall off
+IDENTITY = ("apiVersion", "kind", "team")
 
 
 class AzureBlobLedger(Ledger):
+    shared = True  # the team's blob: every machine sees every claim
+    history_kept = HISTORY_KEPT
+
     def __init__(
         self,
         container: ContainerClient,
         blob: str,
         team: str,
         max_attempts: int = 200,
+        handles: HandleRule | None = None,
     ) -> None:
         self.container = container
         self.blob = blob
         self.team = team
+        self.handles = handles or HandleRule()
         self.max_attempts = max_attempts
         # Never a secret here: a SAS token rides in the URL's query, so drop the query.
         from urllib.parse import urlsplit
@@ -49,7 +63,8 @@ class AzureBlobLedger(Ledger):
         self.location = f"{urlsplit(container.url)._replace(query='').geturl()}/{blob}"
 
     @classmethod
-    def from_settings(cls, settings: Settings, team: str, base_dir: Path) -> AzureBlobLedger:
+    def from_settings(cls, settings: Settings, team: str, base_dir: Path,
+                      handles: HandleRule | None = None) -> AzureBlobLedger:
         from azure.storage.blob import ContainerClient, LinearRetry
 
         from devslice.secrets import resolve
@@ -79,7 +94,7 @@ class AzureBlobLedger(Ledger):
                 str(settings.account_url), settings.container,
                 credential=DefaultAzureCredential(), **options,
             )
-        return cls(client, settings.blob, team)
+        return cls(client, settings.blob, team, handles=handles)
 
     def close(self) -> None:
         self.container.close()
@@ -96,13 +111,13 @@ class AzureBlobLedger(Ledger):
         etag = downloader.properties.etag
         try:
             doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise self._corrupt(f"is not JSON ({exc})") from exc
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise self._corrupt(f"is not JSON ({exc.__class__.__name__})") from exc
         if not isinstance(doc, dict):
             raise self._corrupt("is not a JSON object")
         for key, value in (("apiVersion", API_VERSION), ("kind", KIND), ("team", self.team)):
             if doc.get(key) != value:
-                raise self._corrupt(f"has {key} {doc.get(key)!r}, expected {value!r}")
+                raise self._corrupt(f"has {key} {str(doc.get(key))[:60]!r}, expected {value!r}")
         return doc, etag
 
     def _corrupt(self, what: str) -> LedgerCorrupt:
@@ -112,19 +127,26 @@ class AzureBlobLedger(Ledger):
             "or set ledger.blob to another name",
         )
 
-    def _state(self, doc: dict[str, Any] | None) -> LedgerState:
+    def _parse(self, doc: dict[str, Any] | None) -> tuple[LedgerState, list[Change],
+                                                          list[Problem]]:
+        """The whole document, checked on every read: slices, the state's other fields and
+        history (issue 12: a string history was split into characters and written back)."""
         if doc is None:
-            return LedgerState()
-        try:
-            slices = {h: Slice.model_validate(s) for h, s in doc.get("slices", {}).items()}
-            state = LedgerState(slices=slices, released=doc.get("released", {}))
-        except (ValueError, AttributeError) as exc:
-            what = f"holds a slice devslice cannot read ({exc.__class__.__name__})"
-            raise self._corrupt(what) from exc
-        return state
+            return LedgerState(), [], []
+        slices = doc.get("slices", {})
+        if not isinstance(slices, dict):
+            return LedgerState(), [], [Problem("slices", f"is {type(slices).__name__}, not "
+                                               "an object of slices by handle")]
+        extra = {k: v for k, v in doc.items() if k not in (*IDENTITY, "slices", "history")}
+        state, problems = parse_slices(slices, self.handles, extra)
+        history, found = parse_history(doc.get("history", []))
+        return state, history, problems + found
 
-    def _history(self, doc: dict[str, Any] | None) -> list[dict[str, Any]]:
-        return list(doc.get("history", [])) if doc else []
+    def _state(self, doc: dict[str, Any] | None) -> tuple[LedgerState, list[Change]]:
+        state, history, problems = self._parse(doc)
+        if problems:
+            raise self.invalid(problems)
+        return state, history
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         """Translate transport and auth failures into LedgerUnreachable."""
@@ -161,14 +183,22 @@ class AzureBlobLedger(Ledger):
     # -- the Ledger interface -----------------------------------------------------------------
     def read(self) -> LedgerState:
         doc, _ = self._download()
-        return self._state(doc)
+        return self._state(doc)[0]
 
-    def history(self, handle: str | None = None, limit: int = 50) -> list[Change]:
+    def history(self, handle: str | None = None, limit: int | None = 50) -> list[Change]:
         doc, _ = self._download()
-        rows = [Change.model_validate(c) for c in self._history(doc)]
-        if handle:
+        rows = self._state(doc)[1]
+        if handle is not None:
             rows = [c for c in rows if c.handle == handle]
-        return rows[-limit:]
+        return rows[-limit:] if limit is not None else rows
+
+    def check(self) -> list[Problem]:
+        try:
+            doc, _ = self._download()
+        except LedgerCorrupt as exc:
+            return [Problem("the document", exc.message)]
+        state, _, problems = self._parse(doc)
+        return problems + overlaps(state.slices.values())
 
     def transact(self, operation: Callable[[LedgerState], Transition[T]]) -> Transition[T]:
         from azure.core.exceptions import (
@@ -179,7 +209,7 @@ class AzureBlobLedger(Ledger):
 
         for attempt in range(self.max_attempts):
             doc, etag = self._download()
-            before = self._state(doc)
+            before, history = self._state(doc)
             result = operation(before)
             if not result.changes and result.state == before:
                 return result  # nothing to write (an idempotent claim, an empty gc)
@@ -187,10 +217,10 @@ class AzureBlobLedger(Ledger):
                 "apiVersion": API_VERSION,
                 "kind": KIND,
                 "team": self.team,
+                **state_extra(result.state),
                 "slices": {h: s.model_dump(mode="json") for h, s in result.state.slices.items()},
-                "released": result.state.model_dump(mode="json", include={"released"})["released"],
-                "history": (self._history(doc)
-                            + [c.model_dump(mode="json") for c in result.changes])[-HISTORY_KEPT:],
+                "history": [c.model_dump(mode="json")
+                            for c in [*history, *result.changes][-HISTORY_KEPT:]],
             }, indent=1)
             try:
                 self._write(body, etag)
