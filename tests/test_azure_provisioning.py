@@ -21,6 +21,7 @@ CONFIG = f"""\
 apiVersion: devslice.dev/v1alpha1
 kind: Environment
 team: company1
+ledger: {{backend: sqlite, soloTeam: true}}
 eventHubs:
   mode: shared
   eventHubs: [orders]

@@ -23,6 +23,7 @@ from .helpers import BASE
 
 SECRET = "Endpoint=sb://company1-ehns1.servicebus.windows.net/;SharedAccessKey=kv+s3cr3t="
 CONFIG = BASE + textwrap.dedent("""\
+    ledger: {backend: sqlite, soloTeam: true}
     eventHubs:
       mode: shared
       namespaces:

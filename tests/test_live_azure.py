@@ -35,6 +35,7 @@ def test_a_slices_storage_account_is_created_tagged_read_only_again_and_deleted(
 apiVersion: devslice.dev/v1alpha1
 kind: Environment
 team: {team}
+ledger: {{backend: sqlite, soloTeam: true}}
 storage: {{mode: shared, blobEndpointTemplate: "https://{{account}}.blob.core.windows.net"}}
 eventHubs: {{mode: shared, eventHubs: [orders], namespaces: [{{name: live-ehns}}]}}
 names: {{invoices: {{template: "inv4{{slice}}", rule: container}}}}
