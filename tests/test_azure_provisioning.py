@@ -280,3 +280,17 @@ def test_the_fake_answers_as_resource_manager_documents(project: Project,
     with pytest.raises((ClientAuthenticationError, HttpResponseError)) as denied:
         bare.storage_accounts.get_properties("rg1", "company1stacc4ab")
     assert denied.value.status_code == 401
+
+
+def test_up_adopt_tags_a_same_named_account_as_the_slices(project: Project,
+                                                         fake: FakeAzure) -> None:
+    rid = fake.rid("rg1", "Microsoft.Storage", ("storageAccounts", "company1stacc4ab"))
+    fake.put(rid, {"location": "westeurope", "kind": "StorageV2", "sku": {"name": "Standard_LRS"},
+                   "tags": {"owner": "someone"}})
+    plan = make_plan(resources(project, fake, adopt=True)).render()
+    assert "storage account company1stacc4ab: " in plan and "tags -> devslice's" in plan
+    Executor().apply(resources(project, fake, adopt=True))
+    tags = fake.get(rid)["tags"]  # type: ignore[index]
+    assert tags["owner"] == "someone"  # theirs kept
+    assert tags["devslice-claim"] == claim_of(project.get("ab"))
+    assert make_plan(resources(project, fake)).empty  # adopted: ours from now on

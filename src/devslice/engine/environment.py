@@ -183,9 +183,10 @@ Progress = Callable[[str, str], None]  # (resource key, a line of what it is doi
 
 
 def build(project: Project, handle: str, tools: Tools, chosen: str | None = None,
-          progress: Progress | None = None, *, force_conflicts: bool = False
-          ) -> list[Resource]:
-    """``force_conflicts``: manifests take over fields other field managers own."""
+          progress: Progress | None = None, *, force_conflicts: bool = False,
+          adopt: bool = False) -> list[Resource]:
+    """``force_conflicts``: manifests take over fields other field managers own; ``adopt``:
+    same-named Azure resources without devslice's tags are tagged as the slice's."""
     chosen = chosen or runtime(project)[0]
     if chosen == "local":
         from devslice.local.runtime import SHARED_KEY, LocalRuntimeResource
@@ -193,23 +194,25 @@ def build(project: Project, handle: str, tools: Tools, chosen: str | None = None
         # Emulators first, and ready, so the services' first calls find them (the storage SDK
         # waits 15 s after a refused connection before it tries again); the slice's Azure
         # resources and its containers in Azurite before any service (a consumer) starts.
-        first = slice_storage(project, handle, tools, after=(SHARED_KEY,), progress=progress)
+        first = slice_storage(project, handle, tools, after=(SHARED_KEY,), progress=progress,
+                              adopt=adopt)
         services = LocalRuntimeResource(project, handle, progress=progress)
         services.after = (*services.after, *(r.key for r in first))
         return [LocalRuntimeResource(project, handle, shared=True, progress=progress),
                 *first, services]
     return _cluster_resources(project, handle, tools, k3d=chosen == "k3d", progress=progress,
-                              force_conflicts=force_conflicts)
+                              force_conflicts=force_conflicts, adopt=adopt)
 
 
 def slice_storage(project: Project, handle: str, tools: Tools, after: tuple[str, ...],
-                  progress: Progress | None = None) -> list[Resource]:
+                  progress: Progress | None = None, adopt: bool = False) -> list[Resource]:
     """What the slice's services need before they start, besides emulators: its resources in
     Azure (shared services) and its containers and queues in Azurite (the consumers'
     checkpoint container among them; issue 15)."""
     from devslice.cloud.plan import slice_resources
 
-    out: list[Resource] = list(slice_resources(project, handle, tools.azure, progress=progress))
+    out: list[Resource] = list(slice_resources(project, handle, tools.azure, progress=progress,
+                                               adopt=adopt))
     if project.env.storage.mode in ("emulator", "embedded"):
         from devslice.cloud.storage import EmulatorContainersResource
 
@@ -220,8 +223,8 @@ def slice_storage(project: Project, handle: str, tools: Tools, after: tuple[str,
 
 
 def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
-                       progress: Progress | None = None, force_conflicts: bool = False
-                       ) -> list[Resource]:
+                       progress: Progress | None = None, force_conflicts: bool = False,
+                       adopt: bool = False) -> list[Resource]:
     from devslice.contract.render import k8s_objects
     from devslice.resources.images import ImageResource, image_refs
     from devslice.resources.k3d import ClusterResource, RegistryResource
@@ -307,7 +310,8 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
             after=("container:kusto-emulator",)))
     azurite = [r.key for r in containers if r.key in ("container:azurite",
                                                         "container:eventhubs-emulator")]
-    containers += slice_storage(project, handle, tools, after=tuple(azurite), progress=progress)
+    containers += slice_storage(project, handle, tools, after=tuple(azurite), progress=progress,
+                                adopt=adopt)
     out += containers
     ready += [r.key for r in containers]
     # -- end containers -------------------------------------------------------------------
