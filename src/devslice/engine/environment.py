@@ -84,7 +84,6 @@ class Tools:
     @classmethod
     def real(cls, project: Project, chosen: str = "k3d") -> Tools:
         from devslice.adapters.k3d import K3d
-        from devslice.adapters.registry import Registry
         from devslice.adapters.runner import SubprocessRunner
         from devslice.facts.tools import TOOLS, docker_endpoint
 
@@ -104,12 +103,14 @@ class Tools:
 
             return connect(context=kube_context(project, chosen))
 
-        if chosen == "kube" and c.kube.registry:  # the registry the shared cluster pulls from
-            from devslice.adapters.registry import docker_credentials
+        def registry() -> Registry:  # an httpx client: made only when an image is checked
+            from devslice.adapters.registry import Registry
 
-            registry = Registry.at(c.kube.registry, credentials=docker_credentials)
-        else:
-            registry = Registry.at(f"{endpoint.machine}:{c.registry.port}")
+            if chosen == "kube" and c.kube.registry:  # the registry the shared cluster pulls from
+                from devslice.adapters.registry import docker_credentials
+
+                return Registry.at(c.kube.registry, credentials=docker_credentials)
+            return Registry.at(f"{endpoint.machine}:{c.registry.port}")
 
         def azure() -> Any:
             from devslice.cloud.azure import Azure
@@ -119,7 +120,7 @@ class Tools:
         return cls(
             k3d=K3d(SubprocessRunner(fixes=fixes), env=endpoint.env()),
             docker=Lazy(docker),  # type: ignore[arg-type]
-            registry=registry,
+            registry=Lazy(registry),  # type: ignore[arg-type]
             kube=Lazy(kube, _cluster_absent if chosen == "k3d" else None),  # type: ignore[arg-type]
             azure=Lazy(azure),
         )
