@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 from devslice.resources.builtins import custom_spec
 from devslice.services import dataexplorer, eventhubs, mongodb, sftp, signalr, storage
 from devslice.services.base import (
-    CloudInputs,
     ContainerInputs,
     Contract,
     Origin,
@@ -53,8 +52,8 @@ SERVICES: tuple[Service, ...] = (
     signalr.SERVICE,
 )
 
-__all__ = ["SERVICES", "CloudInputs", "ContainerInputs", "Contract", "Origin", "ProcessSpec",
-           "Reach", "Service", "ToolNeed", "Variable", "after_start", "cloud_resources",
+__all__ = ["SERVICES", "ContainerInputs", "Contract", "Origin", "ProcessSpec",
+           "Reach", "Service", "ToolNeed", "Variable", "after_start", "azurite_after",
            "cluster_resources", "container_names", "container_only", "container_specs",
            "contract_variables", "machine_only", "process_notes", "processes", "team_services",
            "tools", "wants_accounts"]
@@ -140,6 +139,9 @@ def tools(env: Environment, processes: bool) -> list[ToolNeed]:
     return [need for s in SERVICES for need in s.tools(env, processes)]
 
 
-def cloud_resources(inputs: CloudInputs) -> list[Resource]:
-    """The slice's resources in the cloud, as each service says (issue 15)."""
-    return [r for s in SERVICES for r in s.cloud_resources(inputs)]
+
+def azurite_after(env: Environment) -> tuple[str, ...]:
+    """What the slice's containers and queues in Azurite wait for: Azurite's container, and
+    the Event Hubs emulator's, which keeps its data there too."""
+    return tuple(f"container:{name}" for s in (storage.SERVICE, eventhubs.SERVICE)
+                 for name in s.container_names(env))

@@ -156,18 +156,6 @@ class ContainerInputs:
 
 
 @dataclass(frozen=True)
-class CloudInputs:
-    """What a service's cloud hooks need: the slice, the management clients
-    (``devslice.cloud.azure.Azure``), and how `up` was asked to act."""
-
-    project: Project
-    handle: str
-    azure: Any
-    adopt: bool = False  # tag same-named resources made without devslice as the slice's
-    progress: Callable[[str, str], None] | None = None  # (resource key, a line)
-
-
-@dataclass(frozen=True)
 class ToolNeed:
     """A program this devslice.yaml asks to run on this machine (`devslice doctor`)."""
 
@@ -256,15 +244,9 @@ class Service:
         ledger makes it (None: the service has none)."""
         return None
 
-    # -- hooks for the cloud (issue 15) ----------------------------------------------------
-    def cloud_resources(self, inputs: CloudInputs) -> list[Resource]:
-        """The slice's share of the team's cloud service that `plan` and `up` keep in shape
-        (in ``mode: shared``: the storage account, the database, consumer groups), built
-        from :mod:`devslice.cloud`; or what the emulator needs made before a consumer starts
-        (the checkpoint container in Azurite)."""
-        return []
-
-    def cloud_leftovers(self, inputs: CloudInputs) -> list[Any]:
-        """What `slice release --delete-resources` may delete of the slice's: the resources
-        :meth:`cloud_resources` created, as the cloud package's candidates."""
-        return []
+    # -- the cloud (issue 15) ----------------------------------------------------------------
+    def shared(self, env: Environment) -> bool:
+        """Whether the slice's share is a piece of the team's cloud service (``mode:
+        shared``), which :mod:`devslice.cloud` provisions and tears down; the cloud package
+        asks this instead of reading modes."""
+        return self.mode(env) == "shared"
