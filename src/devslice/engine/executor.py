@@ -1,5 +1,9 @@
-"""Runs resources' actions: dependencies first, independent resources in parallel, each
-re-planned from fresh facts just before it acts (a stale plan is never trusted)."""
+"""Runs resources' actions: dependencies first, independent resources in parallel.
+
+Facts are gathered once for every resource at the start (one read per system and kind). A
+resource whose dependencies changed something reads its own facts again before it plans; a
+resource whose plan changes something reads its own facts again and re-plans just before it
+acts (a stale plan is never trusted, after pyinfra v3). A no-op run reads each system once."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from devslice.engine.plan import Action, Resource, order
+from devslice.engine.plan import Action, Gathered, Resource, gather, order, plan_of, read_one, reads
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class Executor:
         self.on_event = on_event or (lambda e: None)
         self._t0 = 0.0
         self._lock = threading.Lock()
+        self._facts: dict[str, Gathered] = {}
+        self._changed: set[str] = set()  # keys of resources that changed something
 
     def _emit(self, kind: str, resource: str, **kw: Any) -> None:
         with self._lock:
@@ -62,7 +68,7 @@ class Executor:
         report = StepReport(resource.key, started=time.monotonic() - self._t0)
         t = time.monotonic()
         self._emit("start", resource.key)
-        actions = resource.plan()  # fresh facts, now that what it waits for is ready
+        actions = self._plan(resource)
         report.actions = actions
         for action in actions:
             self._emit("plan", resource.key, action=action)
@@ -70,14 +76,33 @@ class Executor:
                 action.execute()
         report.seconds = time.monotonic() - t
         report.status = "ok"
+        if any(a.changes for a in actions):
+            with self._lock:
+                self._changed.add(resource.key)
         self._emit("done", resource.key, seconds=report.seconds)
         return report
+
+    def _plan(self, resource: Resource) -> list[Action]:
+        if not reads(resource):
+            return resource.plan()  # reads its facts itself, now that its dependencies are ready
+        with self._lock:
+            stale = bool(self._changed & set(resource.after))
+        gathered = None if stale else self._facts.get(resource.key)
+        if gathered is not None and gathered.error is None:
+            actions = resource.plan(gathered.facts)
+            if not any(a.changes for a in actions):
+                return actions
+        # what it waits for changed the world, its first read failed (no cluster yet), or it
+        # is about to act: its own facts again, and only its own
+        return plan_of(resource, read_one(resource))
 
     def apply(self, resources: Sequence[Resource]) -> list[StepReport]:
         """Bring every resource to its desired state; returns a report per resource in
         dependency order. Raises the first DevsliceError after letting running steps end."""
         self._t0 = time.monotonic()
         ordered = order(resources)
+        self._changed = set()
+        self._facts = gather(ordered, max_workers=self.max_workers)
         reports = {r.key: StepReport(r.key) for r in ordered}
         waiting = {r.key: set(r.after) for r in ordered}
         by_key = {r.key: r for r in ordered}

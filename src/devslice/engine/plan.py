@@ -1,10 +1,21 @@
-"""Actions and plans: what would change, why, and the exact calls it would make."""
+"""Actions and plans: what would change, why, and the exact calls it would make.
+
+A resource that reads the world does it in ``read(reader)``, through the ``devslice.facts``
+readers, and returns its facts; ``plan(facts)`` is then a function of the desired state and
+those facts with no I/O (table tests hand in facts and check the actions). :func:`gather`
+reads every resource's facts at once, sharing one :class:`~devslice.facts.world.Reader`, so a
+command lists each system's state once (one ``k3d registry list``, one Kubernetes LIST per
+kind). ``plan()`` without facts reads them itself, for callers with a single resource.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from devslice.facts.world import Reader
 
 NOOP = "noop"
 
@@ -42,8 +53,51 @@ class Resource(Protocol):
     key: str  # unique, e.g. "registry", "cluster", "image:orders", "manifests:platform"
     after: tuple[str, ...]  # keys of resources that must be ready first
 
-    def plan(self) -> list[Action]:
-        """Read facts, compare with the desired state, return actions (never execute)."""
+    def plan(self, facts: Any = None) -> list[Action]:
+        """Compare the desired state with ``facts`` (what ``read`` returned; read now when
+        None), return actions (never execute)."""
+
+
+def reads(resource: Resource) -> bool:
+    """Whether the resource gathers its facts through ``read(reader)`` (all but the local
+    runtime and the container resources do)."""
+    return callable(getattr(resource, "read", None))
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """One resource's facts, or the error reading them raised (raised when it plans)."""
+
+    facts: Any = None
+    error: BaseException | None = None
+
+
+def read_one(resource: Resource, reader: Reader | None = None) -> Gathered:
+    try:
+        return Gathered(resource.read(reader or Reader()))  # type: ignore[attr-defined]
+    except Exception as exc:
+        return Gathered(error=exc)
+
+
+def gather(resources: Sequence[Resource], reader: Reader | None = None,
+           max_workers: int = 8) -> dict[str, Gathered]:
+    """Every reading resource's facts, read concurrently through one shared ``reader``."""
+    reader = reader or Reader()
+    readers = [r for r in resources if reads(r)]
+    if not readers:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(readers))) as pool:
+        found = list(pool.map(lambda r: read_one(r, reader), readers))
+    return {r.key: g for r, g in zip(readers, found, strict=True)}
+
+
+def plan_of(resource: Resource, gathered: Gathered | None) -> list[Action]:
+    """The resource's actions from gathered facts (its own plan() when it reads nothing)."""
+    if gathered is None:
+        return resource.plan()
+    if gathered.error is not None:
+        raise gathered.error
+    return resource.plan(gathered.facts)
 
 
 @dataclass(frozen=True)
@@ -103,4 +157,7 @@ def order(resources: Sequence[Resource]) -> list[Resource]:
 
 
 def make_plan(resources: Sequence[Resource]) -> Plan:
-    return Plan(tuple(a for r in order(resources) for a in r.plan()))
+    """The plan of ``resources``, from facts gathered once for all of them."""
+    ordered = order(resources)
+    facts = gather(ordered)
+    return Plan(tuple(a for r in ordered for a in plan_of(r, facts.get(r.key))))
