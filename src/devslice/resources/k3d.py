@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from devslice.adapters.k3d import (
-    MIN_VERSION,
     CONFIG_V1ALPHA5_VERSION,
+    MIN_VERSION,
     ClusterFact,
     K3d,
     K3dVersion,
