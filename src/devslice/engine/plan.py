@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from devslice.facts.world import Reader
 
@@ -53,14 +53,24 @@ class Resource(Protocol):
     key: str  # unique, e.g. "registry", "cluster", "image:orders", "manifests:platform"
     after: tuple[str, ...]  # keys of resources that must be ready first
 
+    def plan(self) -> list[Action]:
+        """Read facts, compare with the desired state, return actions (never execute)."""
+
+
+class ReadingResource(Resource, Protocol):
+    """A resource whose facts are gathered apart from its plan (the k3d registry and
+    cluster, images, host DNS, the slice's config, manifest layers)."""
+
+    def read(self, reader: Reader) -> Any:
+        """Gather the facts the plan needs through ``devslice.facts`` readers."""
+
     def plan(self, facts: Any = None) -> list[Action]:
         """Compare the desired state with ``facts`` (what ``read`` returned; read now when
-        None), return actions (never execute)."""
+        None), return actions (never execute, never read)."""
 
 
-def reads(resource: Resource) -> bool:
-    """Whether the resource gathers its facts through ``read(reader)`` (all but the local
-    runtime and the container resources do)."""
+def reads(resource: Resource) -> TypeGuard[ReadingResource]:
+    """Whether the resource gathers its facts through ``read(reader)``."""
     return callable(getattr(resource, "read", None))
 
 
@@ -72,9 +82,9 @@ class Gathered:
     error: BaseException | None = None
 
 
-def read_one(resource: Resource, reader: Reader | None = None) -> Gathered:
+def read_one(resource: ReadingResource, reader: Reader | None = None) -> Gathered:
     try:
-        return Gathered(resource.read(reader or Reader()))  # type: ignore[attr-defined]
+        return Gathered(resource.read(reader or Reader()))
     except Exception as exc:
         return Gathered(error=exc)
 
@@ -93,7 +103,7 @@ def gather(resources: Sequence[Resource], reader: Reader | None = None,
 
 def plan_of(resource: Resource, gathered: Gathered | None) -> list[Action]:
     """The resource's actions from gathered facts (its own plan() when it reads nothing)."""
-    if gathered is None:
+    if gathered is None or not reads(resource):
         return resource.plan()
     if gathered.error is not None:
         raise gathered.error

@@ -50,4 +50,4 @@ class Reader:
             entry.done.wait()
         if entry.error is not None:
             raise entry.error
-        return entry.value  # type: ignore[no-any-return]
+        return entry.value
