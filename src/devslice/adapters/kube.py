@@ -282,6 +282,12 @@ def register_crds(objects: Iterable[Mapping[str, Any]]) -> None:
                 continue  # malformed, or already known under another plural
 
 
+def unknown_kind(api_version: str, kind: str) -> KubeUnknownKind:
+    return KubeUnknownKind(f"the cluster serves no kind {kind} in {api_version}",
+                           hint="install its CustomResourceDefinition in an earlier manifests "
+                                "layer (or the same one), or check the apiVersion")
+
+
 def rest_path(res: Any, name: str | None, namespace: str | None, default_namespace: str) -> str:
     """The REST path of an object of lightkube resource class ``res`` (or its collection)."""
     info = lkres.api_info(res).resource
@@ -302,21 +308,17 @@ def apply_text(path: str, field_manager: str, force: bool) -> str:
 @dataclass(frozen=True)
 class KubeView:
     """The kinds an adapter resolved, frozen for plans (:meth:`Kube.view`): the same paths
-    and call texts as the adapter, with no I/O. ``offline`` (no cluster yet) raises
-    KubeUnreachable for every path, as the adapter would."""
+    and call texts as the adapter, with no I/O (kinds lightkube knows need no cluster)."""
 
     kinds: Mapping[tuple[str, str], Any]
     field_manager: str = FIELD_MANAGER
     force: bool = False
     default_namespace: str = "default"
-    offline: bool = False
 
     def _resource(self, api_version: str, kind: str) -> Any:
-        if self.offline:
-            raise KubeUnreachable("the cluster does not run yet")
         res = self.kinds.get((api_version, kind)) or resource_registry.get(api_version, kind)
         if res is None:
-            raise KubeUnknownKind(f"the cluster serves no kind {kind} in {api_version}")
+            raise unknown_kind(api_version, kind)
         return res
 
     def namespaced(self, api_version: str, kind: str) -> bool:
@@ -369,10 +371,7 @@ class Kube:
         self._discover(api_version)
         found = get_generic_resource(api_version, kind)
         if found is None:
-            raise KubeUnknownKind(
-                f"the cluster serves no kind {kind} in {api_version}",
-                hint="install its CustomResourceDefinition in an earlier manifests layer (or "
-                     "the same one), or check the apiVersion")
+            raise unknown_kind(api_version, kind)
         return found
 
     def _discover(self, api_version: str) -> None:

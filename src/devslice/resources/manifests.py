@@ -544,7 +544,7 @@ class ManifestsResource:
         desired = sorted(render(manifests, handle=self.handle, layer=self.layer.name,
                                 images=self.images, namespace=self.namespace,
                                 config_hash=self.config_hash), key=lambda m: _rank(m.obj))
-        view = KubeView({}, offline=True)
+        view = KubeView({})  # no cluster: kinds lightkube knows still have exact paths
         actions = []
         for m in desired:
             try:
