@@ -75,7 +75,7 @@ def test_registry_plans(fact: RegistryFact | None, verb: str, reason: str) -> No
 
 def test_registry_plan_refuses_an_old_k3d_only_when_it_would_act() -> None:
     resource = RegistryResource(Untouchable(), REG)  # type: ignore[arg-type]
-    with pytest.raises(ToolMissing, match="k3d v4.4.8 is installed"):
+    with pytest.raises(ToolMissing, match=r"k3d v4\.4\.8 is installed"):
         resource.plan(RegistryFacts(registry=None, version=OLD))
     assert resource.plan(RegistryFacts(registry=registry()))[0].verb == "noop"
 
@@ -101,8 +101,9 @@ def applied(**changes: Any) -> dict[str, Any]:
     (ClusterFacts(cluster=cluster(servers_running=0), subnet="172.28.0.0/16",
                   applied=applied(), registry=registry(), version=NEW),
      "start", "cluster dev is stopped (0/1 servers, 0/0 agents running)"),
-    (ClusterFacts(cluster=cluster(), subnet="172.28.0.0/16", applied=applied(ports=[{"port": "8080:80"}]),
-                  registry=registry(), version=NEW),
+    (ClusterFacts(cluster=cluster(), subnet="172.28.0.0/16",
+                  applied=applied(ports=[{"port": "8080:80"}]), registry=registry(),
+                  version=NEW),
      "recreate", "recreate cluster dev: ports 8080:80 -> none"),
     (ClusterFacts(cluster=cluster(), subnet="172.28.0.0/16", applied=applied(),
                   registry=registry(networks=("bridge",)), version=NEW),
