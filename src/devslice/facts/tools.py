@@ -11,14 +11,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from devslice.errors import ToolMissing
+from devslice.adapters.runner import CommandRunner, SubprocessRunner
+from devslice.errors import DevsliceError, ToolMissing
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,8 @@ def _first_line(*texts: str | None) -> str | None:
     return None
 
 
-def probe(tool: Tool, path_env: str | None = None, timeout: float = 10.0) -> ToolFact:
+def probe(tool: Tool, path_env: str | None = None, timeout: float = 10.0,
+          runner: CommandRunner | None = None) -> ToolFact:
     """Run the tool's version command. A non-zero exit is a problem even when the output
     holds something like a version ("client version 1.52 is too new"), and so is a version
     older than the tool's minimum."""
@@ -90,11 +91,10 @@ def probe(tool: Tool, path_env: str | None = None, timeout: float = 10.0) -> Too
     if exe is None:
         return ToolFact(tool, None, None, f"{tool.name} is not on PATH")
     try:
-        done = subprocess.run(
-            [exe, *tool.argv[1:]], capture_output=True, text=True, timeout=timeout, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return ToolFact(tool, exe, None, f"`{tool.name}` did not answer: {exc}")
+        done = (runner or SubprocessRunner()).run([exe, *tool.argv[1:]], check=False,
+                                                  timeout=timeout)
+    except DevsliceError as exc:
+        return ToolFact(tool, exe, None, f"`{tool.name}` did not answer: {exc.message}")
     if done.returncode != 0:
         # The error is usually on stderr (docker: "Cannot connect to the Docker daemon").
         why = _first_line(done.stderr, done.stdout) or f"exit status {done.returncode}"

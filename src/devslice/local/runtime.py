@@ -11,7 +11,6 @@ import shlex
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from devslice.adapters.runner import SubprocessRunner
 from devslice.engine.plan import Action, noop
 from devslice.errors import CommandFailed, ConfigError, ConfigIssue
 from devslice.facts.ports import port_open
@@ -245,7 +245,9 @@ class LocalRuntimeResource:
     ``shared=True``) the emulators every slice of the checkout uses."""
 
     def __init__(self, project: Project, handle: str, shared: bool = False,
-                 progress: Callable[[str, str], None] | None = None) -> None:
+                 progress: Callable[[str, str], None] | None = None,
+                 runner: SubprocessRunner | None = None) -> None:
+        self.runner = runner or SubprocessRunner()  # mongosh and the detached supervisor
         self.project = project
         self.handle = handle
         self.shared = shared
@@ -341,15 +343,9 @@ class LocalRuntimeResource:
             {"name": s.name, "argv": s.argv, "cwd": s.cwd, "env": s.env, "ready": s.ready}
             for s in specs]}, private=True)
         (self.directory / STATE).unlink(missing_ok=True)
-        # posix_spawn with a new session: the supervisor outlives this CLI (and a Ctrl-C in
-        # its terminal), and no Popen object is left to complain that it still runs.
-        log = str(self.directory / "supervisor.log")
-        os.posix_spawn(sys.executable, [sys.executable, "-m", MARKER, str(self.directory)],
-                       dict(os.environ), setsid=True, file_actions=[
-                           (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                           (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                            0o644),
-                           (os.POSIX_SPAWN_DUP2, 1, 2)])
+        # A new session: the supervisor outlives this CLI (and a Ctrl-C in its terminal).
+        self.runner.start_detached([sys.executable, "-m", MARKER, str(self.directory)],
+                                   log=self.directory / "supervisor.log")
         wait_ready(self.directory, [s.name for s in specs],
                    max((float(s.ready.get("timeout", 0)) for s in specs), default=0) + 10)
         if any(s.name == "mongodb" for s in specs):
@@ -368,8 +364,8 @@ class LocalRuntimeResource:
                                 "replica set",
                                 hint="install mongosh (MongoDB Shell), then `devslice up` again")
         script = mongodb_init_script(mongodb.replica_set, f"127.0.0.1:{mongodb.port}")
-        done = subprocess.run([mongosh, "--quiet", "--port", str(mongodb.port), "--eval", script],
-                              capture_output=True, text=True, timeout=120, check=False)
+        done = self.runner.run([mongosh, "--quiet", "--port", str(mongodb.port), "--eval",
+                                script], check=False, timeout=120)
         if done.returncode != 0:
             raise CommandFailed("initiating the MongoDB replica set failed:\n"
                                 + (done.stdout + done.stderr).strip()[-2000:],
