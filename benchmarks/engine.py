@@ -58,6 +58,8 @@ team: company1
 # shared services: pods reach them (embedded stand-ins are refused for pods)
 eventHubs: {mode: shared, namespaces: [{name: company1-ehns1}]}
 storage: {mode: shared}
+# a SQLite ledger with shared services: this machine is the team (the ledger merge's check)
+ledger: {soloTeam: true}
 """
 PLATFORM = """\
 apiVersion: v1

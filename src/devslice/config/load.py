@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from devslice.errors import ConfigError, ConfigIssue
+from devslice.errors import ConfigError, ConfigIssue, set_locator
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
@@ -501,3 +501,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> tuple[Environment
 
     found = find_config(path)
     return parse_config(read_config_text(found), str(found), Environment), found
+
+
+set_locator(locate)  # ConfigErrors raised anywhere name the line and column of their key

@@ -14,7 +14,36 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from devslice.engine.plan import Action, Gathered, Resource, gather, order, plan_of, read_one, reads
+from devslice.facts.world import Reader
+from devslice.resources.plan import Action, Gathered, ReadingResource, Resource, order, reads
+
+
+def read_one(resource: ReadingResource, reader: Reader | None = None) -> Gathered:
+    try:
+        return Gathered(resource.read(reader or Reader()))
+    except Exception as exc:
+        return Gathered(error=exc)
+
+
+def gather(resources: Sequence[Resource], reader: Reader | None = None,
+           max_workers: int = 8) -> dict[str, Gathered]:
+    """Every reading resource's facts, read concurrently through one shared ``reader``."""
+    reader = reader or Reader()
+    readers = [r for r in resources if reads(r)]
+    if not readers:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(readers))) as pool:
+        found = list(pool.map(lambda r: read_one(r, reader), readers))
+    return {r.key: g for r, g in zip(readers, found, strict=True)}
+
+
+def plan_of(resource: Resource, gathered: Gathered | None) -> list[Action]:
+    """The resource's actions from gathered facts (its own plan() when it reads nothing)."""
+    if gathered is None or not reads(resource):
+        return resource.plan()
+    if gathered.error is not None:
+        raise gathered.error
+    return resource.plan(gathered.facts)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from devslice.adapters.runner import SubprocessRunner
-from devslice.engine.plan import Action, noop
 from devslice.errors import CommandFailed, ConfigError, ConfigIssue
 from devslice.facts.ports import port_open
 from devslice.local.state import (
@@ -34,6 +33,7 @@ from devslice.local.state import (
     read_json,
     write_json,
 )
+from devslice.resources.plan import Action, noop
 
 if TYPE_CHECKING:
     from devslice.project import Project

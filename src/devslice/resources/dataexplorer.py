@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from devslice.engine.plan import Action, noop
 from devslice.resources.builtins import KUSTO_DATA
+from devslice.resources.plan import Action, noop
 from devslice.sdk.dataexplorer import DataExplorer, DataExplorerUnreachable
 
 PERSIST_ROOT = f"{KUSTO_DATA}/dbs"  # the emulator's docs keep databases under /kustodata

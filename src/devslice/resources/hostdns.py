@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from devslice.adapters.kube import Kube, KubeUnreachable, KubeView
-from devslice.engine.plan import Action, noop
 from devslice.facts import kube as kube_facts
 from devslice.facts.world import Reader
+from devslice.resources.plan import Action, noop
 
 HOST_NAME = "host.k3d.internal"
 KEY = "host-dns"

@@ -27,9 +27,9 @@ from docker.utils import exclude_paths
 from devslice.adapters.docker import Docker, build_call, push_call
 from devslice.adapters.registry import Registry, RegistryUnreachable
 from devslice.config.model import ImageSettings
-from devslice.engine.plan import Action, noop
 from devslice.errors import ConfigError, ConfigIssue
 from devslice.facts.world import Reader
+from devslice.resources.plan import Action, noop
 
 TAG_PREFIX = "ds-"
 TAG_HEX = 12

@@ -54,11 +54,11 @@ from devslice.adapters.k3d import (
     show,
 )
 from devslice.config.model import ClusterSettings, RegistrySettings
-from devslice.engine.plan import Action, noop
 from devslice.errors import ConfigError, ConfigIssue
 from devslice.facts import k3d as k3d_facts
 from devslice.facts.world import Reader
 from devslice.files import write_atomic
+from devslice.resources.plan import Action, noop
 
 API_VERSION = "k3d.io/v1alpha5"
 KIND = "Simple"

@@ -50,10 +50,10 @@ from devslice.adapters.kube import (
     register_crds,
 )
 from devslice.config.model import KubeSettings, ManifestLayer
-from devslice.engine.plan import Action, noop
 from devslice.errors import ConfigError, ConfigIssue
 from devslice.facts import kube as kube_facts
 from devslice.facts.world import Reader
+from devslice.resources.plan import Action, noop
 
 LAYER_LABEL = "devslice.dev/layer"
 HASH_ANNOTATION = "devslice.dev/applied-hash"  # what devslice last applied, to plan without diffs
