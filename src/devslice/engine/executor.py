@@ -86,7 +86,7 @@ class Executor:
         self.on_event = on_event or (lambda e: None)
         self._t0 = 0.0
         self._lock = threading.Lock()
-        self._facts: dict[str, Gathered] = {}
+        self._facts: dict[str, Future[Gathered]] = {}
         self._changed: set[str] = set()  # keys of resources that changed something
 
     def _emit(self, kind: str, resource: str, **kw: Any) -> None:
@@ -116,7 +116,8 @@ class Executor:
             return resource.plan()  # reads its facts itself, now that its dependencies are ready
         with self._lock:
             stale = bool(self._changed & set(resource.after))
-        gathered = None if stale else self._facts.get(resource.key)
+        future = None if stale else self._facts.get(resource.key)
+        gathered = future.result() if future is not None else None
         if gathered is not None and gathered.error is None:
             actions = resource.plan(gathered.facts)
             if not any(a.changes for a in actions):
@@ -131,7 +132,18 @@ class Executor:
         self._t0 = time.monotonic()
         ordered = order(resources)
         self._changed = set()
-        self._facts = gather(ordered, max_workers=self.max_workers)
+        # Every resource's facts are read at once through one Reader; a step waits for its
+        # own facts only, not for every read (the registry need not wait for Kubernetes).
+        reader = Reader()
+        readers = [r for r in ordered if reads(r)]
+        facts_pool = ThreadPoolExecutor(max_workers=max(1, min(self.max_workers, len(readers))))
+        self._facts = {r.key: facts_pool.submit(read_one, r, reader) for r in readers}
+        try:
+            return self._apply(ordered)
+        finally:
+            facts_pool.shutdown(wait=True)
+
+    def _apply(self, ordered: list[Resource]) -> list[StepReport]:
         reports = {r.key: StepReport(r.key) for r in ordered}
         waiting = {r.key: set(r.after) for r in ordered}
         by_key = {r.key: r for r in ordered}

@@ -213,6 +213,14 @@ def cluster_subnet(settings: ClusterSettings, base_dir: Path,
         return chosen
 
 
+def chosen_subnet(settings: ClusterSettings, base_dir: Path) -> str | None:
+    """The subnet :func:`cluster_subnet` chose in this command already, if it did."""
+    if settings.subnet != AUTO:
+        return settings.subnet
+    with _chosen_lock:
+        return _chosen.get((str(Path(base_dir).resolve()), settings.name))
+
+
 def check_subnet(settings: ClusterSettings, subnet: str, networks: Networks | None,
                  config_path: str = "devslice.yaml") -> None:
     """An explicit subnet another network of the engine overlaps is refused at plan time:
@@ -443,9 +451,11 @@ class ClusterResource:
     def read(self, reader: Reader) -> ClusterFacts:
         name = self.settings.name
         fact = k3d_facts.cluster(reader, self.k3d, name)
-        # The engine's networks matter for choosing an auto subnet and for a create only.
+        # The engine's networks matter for choosing an auto subnet (once per command: the
+        # choice made while building the resources stands) and for a create only.
+        chosen = chosen_subnet(self.settings, self.base_dir)
         networks = reader.once(("docker", "networks", id(self)), self.networks) \
-            if self.settings.subnet == AUTO or fact is None else None
+            if fact is None or (self.settings.subnet == AUTO and chosen is None) else None
         facts = ClusterFacts(
             cluster=fact, networks=networks,
             subnet=cluster_subnet(self.settings, self.base_dir, networks),
