@@ -559,7 +559,7 @@ def _successfully_built(lines: deque[str]) -> str | None:
 
 def _login_for(repository: str) -> dict[str, Any]:
     """The credentials `docker login` stored for a repository's registry, or none."""
-    from docker import auth
+    from docker import auth  # lazy: only to log in to a registry
 
     registry, _ = auth.resolve_repository_name(repository)
     try:

@@ -41,7 +41,7 @@ class DockerEndpoint:
         """Where the engine publishes ports: this machine for a socket or pipe, else the
         host of a tcp:// or ssh:// endpoint (the registry check goes there)."""
         if self.host.startswith(("tcp://", "ssh://", "http://", "https://")):
-            from urllib.parse import urlsplit
+            from urllib.parse import urlsplit  # lazy: only for a remote engine
 
             return urlsplit(self.host).hostname or "localhost"
         return "localhost"

@@ -41,7 +41,7 @@ from lightkube.generic_resource import (
     get_generic_resource,
 )
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
-from lightkube.resources.core_v1 import Pod
+from lightkube.resources.core_v1 import Pod  # lazy: only when pods are inspected
 from lightkube.types import PatchType
 
 from devslice.errors import DevsliceError
@@ -641,7 +641,7 @@ class Kube:
         the Deployment's own selector where ReplicaSets cannot be read."""
         if not selector:
             return {}
-        from lightkube.resources.apps_v1 import ReplicaSet
+        from lightkube.resources.apps_v1 import ReplicaSet  # lazy: only when a rollout is watched
 
         dep = self.get("apps/v1", "Deployment", deployment, namespace) or {}
         revision = (dep.get("metadata", {}).get("annotations") or {}).get(REVISION)
@@ -701,7 +701,7 @@ class Kube:
     def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
         """Pods matching a label selector (pods carry their template's labels, not devslice's
         managed-by label, so list_managed does not find them)."""
-        from lightkube.resources.core_v1 import Pod
+        from lightkube.resources.core_v1 import Pod  # lazy: only when pods are inspected
 
         with self._translated(f"listing pods in {namespace}"):
             return [_as_dict(p, "v1", "Pod")

@@ -54,7 +54,7 @@ from devslice.adapters.k3d import (
     show,
 )
 from devslice.config.model import ClusterSettings, RegistrySettings
-from devslice.errors import ConfigError, ConfigIssue
+from devslice.errors import ConfigError, ConfigIssue, DevsliceError
 from devslice.facts import k3d as k3d_facts
 from devslice.facts.world import Reader
 from devslice.files import write_atomic
@@ -157,8 +157,8 @@ def subnet_path(base_dir: Path, name: str) -> Path:
 
 def engine_networks() -> Networks | None:
     """The Docker engine's networks (the one the CLI would use), or None without an engine."""
+    # lazy: the Docker SDK and requests load only when a subnet is chosen
     from devslice.adapters.docker import connect
-    from devslice.errors import DevsliceError
 
     try:
         docker = connect(timeout=10)
@@ -250,8 +250,9 @@ def applied_path(base_dir: Path, name: str) -> Path:
 
 
 def dump_config(config: Mapping[str, Any]) -> str:
+    # lazy: ruamel.yaml loads only when a k3d config is written or read
     from ruamel.yaml import YAML
-    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString  # lazy: as YAML above
 
     doc = json.loads(json.dumps(config))  # a deep copy of plain types
     for item in doc.get("ports", []):
@@ -275,8 +276,9 @@ def write_config(path: Path, config: Mapping[str, Any]) -> Path:
 
 def read_config(path: Path) -> dict[str, Any] | None:
     """A config devslice wrote earlier, or None if there is none (or it cannot be read)."""
+    # lazy: ruamel.yaml loads only when a k3d config is written or read
     from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.error import YAMLError  # lazy: as YAML above
 
     try:
         data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
