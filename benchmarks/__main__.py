@@ -1,7 +1,7 @@
 """Run the benchmarks and print a markdown summary: ``.venv/bin/python -m benchmarks`` runs
 them all, ``.venv/bin/python -m benchmarks sdk`` (or ``claims``, ``storm``, ``startup``,
-``engine``) only those named; ``engine-real`` (not in "all") times the image and container
-steps on the real engine and registry ``scripts/docker-engine.sh start`` exports."""
+``local``, ``engine``) only those named; ``engine-real`` (not in "all") times the image and
+container steps on the real engine and registry ``scripts/docker-engine.sh start`` exports."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import time
 from datetime import UTC, datetime
 from importlib.metadata import version
 
-from benchmarks import claims, engine, sdk, startup, storm
+from benchmarks import claims, engine, local, sdk, startup, storm
 
-SUITES = ("claims", "storm", "startup", "sdk", "engine")
+SUITES = ("claims", "storm", "startup", "local", "sdk", "engine")
 OPTIONAL = ("engine-real",)  # needs a Docker engine and registry
 
 
@@ -72,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     if "startup" in chosen:
         print("\n## Start-up time\n", flush=True)
         print(startup.report(startup.run(args.quick)), flush=True)
+
+    if "local" in chosen:
+        print("\n## The local runtime (the shop)\n", flush=True)
+        measured_local = local.run(args.quick)
+        print(local.report(measured_local), flush=True)
+        bad = bad or bool(measured_local.problems)
 
     if "sdk" in chosen:
         print("\n## Runtime SDK\n", flush=True)

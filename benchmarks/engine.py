@@ -48,7 +48,7 @@ from devslice.testing.kubeapi import FakeKubeAPI
 REPO = Path(__file__).resolve().parent.parent
 FAKE_K3D = REPO / "tests" / "fakes" / "k3d"
 SYSTEMS = ("k3d", "docker", "registry", "kube")
-NOOP_GOAL = 0.5  # seconds per no-op up
+NOOP_GOAL = 0.4  # seconds per no-op up (issue 17)
 RATIO_GOAL = 1.15  # cold up wall / critical path
 
 CONFIG_HEAD = """\

@@ -8,7 +8,8 @@ publish-to-receive latency across processes. Every figure has a baseline from th
    hand, which is what the wrapper sends. All build their ``EventData`` from the same ``str``
    bodies. The variants take turns within each repeat (the order rotating); garbage
    collection is off while timing, as in timeit.
-2. The embedded hub on one core: producing batches of 100 events (~200-byte bodies, five
+2. The embedded hub on one core (CPU time of this process, all threads: the machine is shared
+   and its wall times too noisy): producing batches of 100 events (~200-byte bodies, five
    properties) through ``EmbeddedProducerClient`` (with an ``EventDataBatch``, and with a
    plain list, which skips the SDK's size accounting), through ``SliceProducer`` over it, and
    straight into ``EmbeddedHub.append`` with the ``EventData`` built before timing, against
@@ -28,10 +29,12 @@ from __future__ import annotations
 
 import gc
 import inspect
+import itertools
 import json
 import multiprocessing as mp
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -191,30 +194,35 @@ def events(first: int) -> list[EventData]:
 
 
 def produce_sqlite(path: Path, total: int) -> float:
-    """The baseline: the same rows into the same table, one executemany per batch."""
+    """The baseline: the same rows, built before timing, into the same table, one
+    executemany per batch (the timed loop is SQLite's work only)."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.executescript(SCHEMA)
     seqs = dict.fromkeys(OWN, -1)
-    started = time.perf_counter()
+    now = int(time.time() * 1000)
+    batches = []
     for n, first in enumerate(range(0, total, BATCH)):
         pid = OWN[n % len(OWN)]
-        now = int(time.time() * 1000)
-        rows = [(HUB, int(pid), seqs[pid] + 1 + j, now, body(i).encode(),
-                 json.dumps(props(i)), None) for j, i in enumerate(range(first, first + BATCH))]
+        batches.append([(HUB, int(pid), seqs[pid] + 1 + j, now, body(i).encode(),
+                         json.dumps(props(i)), None)
+                        for j, i in enumerate(range(first, first + BATCH))])
         seqs[pid] += BATCH
+    started = time.process_time()
+    for rows in batches:
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         conn.execute("COMMIT")
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     conn.close()
     return seconds
 
 
 SQLITE = "sqlite3 executemany (baseline)"
 BATCHED = "EmbeddedProducerClient, EventDataBatch"
-SLICE = "SliceProducer over EmbeddedProducerClient"
+SLICE = "SliceProducer over EmbeddedProducerClient, EventData built in the loop"
+SLICE_BODIES = "SliceProducer.send(str bodies) over EmbeddedProducerClient"  # as services do
 LISTED = "EmbeddedProducerClient.send_batch(list)"  # no EventDataBatch
 APPENDED = "EmbeddedHub.append, EventData built beforehand"  # the hub's own cost
 
@@ -225,9 +233,15 @@ def produce_hub(path: Path, total: int, how: str) -> float:
     producer = SliceProducer(client, context())
     client.get_partition_ids()  # registers the event hub
     built = [events(first) for first in range(0, total, BATCH)] if how == APPENDED else []
-    started = time.perf_counter()
+    bodies = ([[body(i) for i in range(first, first + BATCH)] for first in range(0, total, BATCH)]
+              if how == SLICE_BODIES else [])
+    started = time.process_time()
     for n, first in enumerate(range(0, total, BATCH)):
-        batch_events, pid = built[n] if built else events(first), OWN[n % len(OWN)]
+        pid = OWN[n % len(OWN)]
+        if how == SLICE_BODIES:
+            producer.send(bodies[n], partition_id=pid)
+            continue
+        batch_events = built[n] if built else events(first)
         if how == APPENDED:
             hub.append(HUB, pid, batch_events)
         elif how == SLICE:
@@ -239,7 +253,7 @@ def produce_hub(path: Path, total: int, how: str) -> float:
             client.send_batch(batch)
         else:
             client.send_batch(batch_events, partition_id=pid)
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     hub.close()
     return seconds
 
@@ -251,13 +265,13 @@ def produce(path: Path, total: int, how: str) -> float:
 def consume_select(path: Path) -> tuple[float, int]:
     conn = sqlite3.connect(path)
     got = 0
-    started = time.perf_counter()
+    started = time.process_time()
     for pid in OWN:
         for _row in conn.execute(
             "SELECT seq, enqueued_ms, body, properties, partition_key FROM events "
             "WHERE hub = ? AND partition = ? ORDER BY seq", (HUB, int(pid))):
             got += 1
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     conn.close()
     return seconds, got
 
@@ -265,13 +279,13 @@ def consume_select(path: Path) -> tuple[float, int]:
 def consume_read(path: Path) -> tuple[float, int]:
     hub = EmbeddedHub(path, partitions=PARTITIONS)
     got = 0
-    started = time.perf_counter()
+    started = time.process_time()
     for pid in OWN:
         after = -1
         while page := hub.read(HUB, pid, after):
             got += len(page)
             after = page[-1].sequence_number
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     hub.close()
     return seconds, got
 
@@ -291,9 +305,9 @@ def receive_all(hub: EmbeddedHub, pid: str, expected: int) -> int:
 
 def consume_receive(path: Path, per_partition: int) -> tuple[float, int]:
     hub = EmbeddedHub(path, partitions=PARTITIONS)
-    started = time.perf_counter()
+    started = time.process_time()
     got = sum(receive_all(hub, pid, per_partition) for pid in OWN)
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     hub.close()
     return seconds, got
 
@@ -321,11 +335,15 @@ def consume_slice(path: Path, per_partition: int) -> tuple[float, int]:
             if len(done) == len(OWN):
                 consumer.close()
 
-    started = time.perf_counter()
+    started = time.process_time()
     consumer.receive(on_event, starting_position="-1")
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     hub.close()
     return seconds, sum(counts.values())
+
+
+SELECT = "SELECT (baseline)"
+SLICE_CONSUME = "SliceConsumer.receive (start fences, canaries), as services use it"
 
 
 def stored(path: Path) -> int:
@@ -341,7 +359,7 @@ class Throughput:
 
 
 def bench_throughput(tmp: str, total: int, repeats: int, problems: list[str]) -> Throughput:
-    paths = (SQLITE, BATCHED, SLICE, LISTED, APPENDED)
+    paths = (SQLITE, SLICE_BODIES, SLICE, BATCHED, LISTED, APPENDED)
     result = Throughput(total, {name: [] for name in paths}, {})
     files = count()
     for r in range(repeats + 1):  # the first round warms up
@@ -358,10 +376,10 @@ def bench_throughput(tmp: str, total: int, repeats: int, problems: list[str]) ->
     path = Path(tmp, "consume.db")
     produce_hub(path, total, BATCHED)
     consumers: dict[str, Callable[[], tuple[float, int]]] = {
-        "SELECT (baseline)": lambda: consume_select(path),
+        SELECT: lambda: consume_select(path),
         "EmbeddedHub.read, pages of 300": lambda: consume_read(path),
         "EmbeddedConsumerClient.receive": lambda: consume_receive(path, total // len(OWN)),
-        "SliceConsumer.receive, start fences": lambda: consume_slice(path, total // len(OWN)),
+        SLICE_CONSUME: lambda: consume_slice(path, total // len(OWN)),
     }
     result.consume.update({name: [] for name in consumers})
     for r in range(repeats + 1):
@@ -379,9 +397,11 @@ def bench_throughput(tmp: str, total: int, repeats: int, problems: list[str]) ->
 
 def receive_latencies(path: str, expected: int, ready: Queue[None],
                       out: Queue[list[float]]) -> None:
-    """The consumer process: acknowledge the warm-up event, then time ``expected`` events."""
+    """The consumer process: ``SliceConsumer`` over the embedded hub, as a service uses it
+    (defaults: woken on change); acknowledge the warm-up event, then time ``expected``
+    events."""
     hub = EmbeddedHub(path, partitions=PARTITIONS)
-    client = EmbeddedConsumerClient(hub, HUB)
+    consumer = SliceConsumer(lambda: EmbeddedConsumerClient(hub, HUB), context())
     latencies: list[float] = []
 
     def on_event(_ctx: Any, event: Any) -> None:
@@ -391,9 +411,9 @@ def receive_latencies(path: str, expected: int, ready: Queue[None],
             return
         latencies.append((now - int(event.properties[b"sent_ns"])) / 1e9)
         if len(latencies) == expected:
-            client.close()
+            consumer.close()
 
-    client.receive(on_event, partition_id=OWN[0], starting_position="-1")
+    consumer.receive(on_event, starting_position="-1")
     out.put(latencies)
 
 
@@ -440,6 +460,96 @@ def bench_latency(tmp: str, rate: int, seconds: float, problems: list[str]) -> L
     return Latency(rate, sorted(latencies), sorted(sends))
 
 
+# -- 4. an idle consumer's CPU --------------------------------------------------------------------
+
+IDLE_PARTITIONS = 8
+
+
+def idle_cpu(path: str, seconds: float, notify: bool, out: Queue[tuple[float, float]]) -> None:
+    """The consumer process: ``SliceConsumer`` on 8 partitions of an idle hub; its CPU time
+    over ``seconds`` of wall time, after a second to settle."""
+    hub = EmbeddedHub(path, partitions=PARTITIONS)
+    env = {**CONTRACT, "LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS":
+           ",".join(str(p) for p in range(IDLE_PARTITIONS))}
+    consumer = SliceConsumer(lambda: EmbeddedConsumerClient(hub, HUB, notify=notify),
+                             SliceContext.from_env(env))
+    receiving = threading.Thread(target=consumer.receive, args=(lambda _c, _e: None,),
+                                 daemon=True)
+    receiving.start()
+    time.sleep(1.0)
+    cpu, wall = time.process_time(), time.perf_counter()
+    time.sleep(seconds)
+    out.put((time.process_time() - cpu, time.perf_counter() - wall))
+    consumer.close()
+    receiving.join(10)
+
+
+@dataclass(frozen=True)
+class Idle:
+    notify: bool
+    shares: list[float]  # CPU seconds per wall second, one per run
+
+
+def bench_idle(tmp: str, seconds: float, runs: int) -> list[Idle]:
+    path = str(Path(tmp, "idle.db"))
+    hub = EmbeddedHub(path, partitions=PARTITIONS)
+    hub.partition_ids(HUB)
+    hub.close()
+    ctx = mp.get_context("spawn")
+    shares: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(runs):
+        for notify in rotated([True, False], r):
+            out: Queue[tuple[float, float]] = ctx.Queue()
+            proc = ctx.Process(target=idle_cpu, args=(path, seconds, notify, out), daemon=True)
+            proc.start()
+            cpu, wall = out.get(timeout=120)
+            proc.join(20)
+            shares[notify].append(cpu / wall)
+    return [Idle(n, sorted(s)) for n, s in shares.items()]
+
+
+# -- 5. the file under a steady stream, with and without retention ------------------------------
+
+
+@dataclass(frozen=True)
+class Growth:
+    retention: float | None  # seconds; None: kept forever (the baseline)
+    samples: list[tuple[float, int, int]]  # (seconds since start, events sent, file bytes)
+
+
+def file_bytes(path: Path) -> int:
+    return sum(Path(f"{path}{s}").stat().st_size for s in ("", "-wal")
+               if Path(f"{path}{s}").exists())
+
+
+def bench_growth(tmp: str, seconds: float, retention: float | None, rate: int = 2000
+                 ) -> Growth:
+    """SliceProducer sends 20 events every 10 ms (``rate``/s) for ``seconds``; the hub's
+    file (and its WAL) measured every second."""
+    path = Path(tmp, f"growth-{retention}.db")
+    hub = EmbeddedHub(path, partitions=PARTITIONS,
+                      **({"retention": retention} if retention is not None else
+                         {"retention": 1e9}))
+    producer = SliceProducer(EmbeddedProducerClient(hub, HUB), context())
+    bodies = [body(i) for i in range(20)]
+    samples: list[tuple[float, int, int]] = []
+    sent, tick = 0, 0.01
+    start = time.perf_counter()
+    next_sample = 1.0
+    for i in itertools.count():
+        at = start + i * tick
+        if at - start >= seconds:
+            break
+        time.sleep(max(0.0, at - time.perf_counter()))
+        producer.send(bodies, partition_key=KEYS[i & 15])
+        sent += len(bodies)
+        if time.perf_counter() - start >= next_sample:
+            samples.append((next_sample, sent, file_bytes(path)))
+            next_sample += 1.0
+    hub.close()
+    return Growth(retention, samples)
+
+
 # -- the whole -------------------------------------------------------------------------------------
 
 
@@ -448,7 +558,13 @@ class Results:
     overhead: list[Overhead]
     throughput: Throughput
     latency: list[Latency]
+    idle: list[Idle]
+    growth: list[Growth]
     problems: list[str]
+
+
+RATES = (200, 20, 5)  # events/s of the latency runs
+RETENTION_S = 2.0  # the growth run's retention: short, so that it shows within seconds
 
 
 def run(quick: bool) -> Results:
@@ -459,8 +575,12 @@ def run(quick: bool) -> Results:
     with tempfile.TemporaryDirectory(prefix="devslice-sdk-") as tmp:
         throughput = bench_throughput(tmp, 6000 if quick else 30000, 3 if quick else 7, problems)
         seconds = 2.0 if quick else 5.0
-        latency = [bench_latency(tmp, rate, seconds, problems) for rate in (200, 20)]
-    return Results(overhead, throughput, latency, problems)
+        latency = [bench_latency(tmp, rate, seconds * (2 if rate < 20 else 1), problems)
+                   for rate in RATES]
+        idle = bench_idle(tmp, 3.0 if quick else 5.0, 2 if quick else 3)
+        span = 6.0 if quick else 12.0
+        growth = [bench_growth(tmp, span, None), bench_growth(tmp, span, RETENTION_S)]
+    return Results(overhead, throughput, latency, idle, growth, problems)
 
 
 def rates(samples: Sequence[float]) -> str:
@@ -473,6 +593,51 @@ def rate_table(measured: dict[str, list[float]]) -> str:
             for name, s in measured.items()]
     return table(["path", "runs", "events/s median (min–max)", "per event",
                   "median / baseline median"], rows)
+
+
+@dataclass(frozen=True)
+class Goal:
+    figure: str
+    measured: str
+    goal: str
+    met: bool
+
+
+def goal_table(goals: Sequence[Goal]) -> str:
+    return table(["figure (issue 17)", "measured", "goal", "met"],
+                 [[g.figure, g.measured, g.goal, "yes" if g.met else "**no**"] for g in goals])
+
+
+def goals(results: Results) -> list[Goal]:
+    t = results.throughput
+    out = []
+    base = median(t.produce[SQLITE])
+    got = median(t.produce[SLICE_BODIES]) / base
+    out.append(Goal("`SliceProducer` produce, batches of 100, vs raw SQLite insert of prebuilt "
+                    "rows", f"{got:.2f}x", ">= 0.5x", got >= 0.5))
+    base = median(t.consume[SELECT])
+    got = median(t.consume[SLICE_CONSUME]) / base
+    out.append(Goal("`SliceConsumer` consume (as services use it) vs raw `SELECT`",
+                    f"{got:.2f}x", ">= 0.7x", got >= 0.7))
+    for lat in results.latency:
+        if lat.latencies:
+            p99 = percentile(lat.latencies, 99)
+            out.append(Goal(f"publish-to-receive p99 at {lat.rate} events/s, consumer in "
+                            "another process", ms(p99), "< 10 ms", p99 < 0.010))
+    for idle in results.idle:
+        if idle.notify:
+            share = median(idle.shares)
+            out.append(Goal(f"idle `SliceConsumer` CPU, {IDLE_PARTITIONS} partitions",
+                            f"{share * 100:.2f}% of a CPU", "< 1%", share < 0.01))
+    kept = next((g for g in results.growth if g.retention is not None), None)
+    if kept is not None and len(kept.samples) >= 4:
+        half = kept.samples[len(kept.samples) // 2][2]
+        end = kept.samples[-1][2]
+        out.append(Goal("embedded hub file under a steady stream (retention "
+                        f"{kept.retention:g} s)", f"{half:,} → {end:,} bytes from the middle "
+                        "to the end", "bounded by retention (end <= 1.25x middle)",
+                        end <= 1.25 * half))
+    return out
 
 
 def report(results: Results) -> str:
@@ -489,7 +654,18 @@ def report(results: Results) -> str:
                  *(ms(percentile(lat.latencies, p)) for p in (50, 99)), ms(lat.latencies[-1]),
                  ms(percentile(lat.sends, 50)), ms(percentile(lat.sends, 99))]
                 for lat in results.latency if lat.latencies]
+    idle_rows = [["woken on change (default)" if i.notify else
+                  f"polling (notify=False: {poll * 1000:g} ms doubling to {top * 1000:g} ms)",
+                  str(len(i.shares)), f"{median(i.shares) * 100:.2f}%",
+                  f"{max(i.shares) * 100:.2f}%"] for i in results.idle]
+    growth_rows = []
+    for g in results.growth:
+        label = "kept forever (baseline)" if g.retention is None else f"retention {g.retention:g} s"
+        for at, sent, size in g.samples[1::2] or g.samples:
+            growth_rows.append([label, f"{at:g} s", f"{sent:,}", f"{size:,}",
+                                f"{size / sent:,.0f}"])
     out = [
+        "Goals:", "", goal_table(goals(results)), "",
         "### Wrapper overhead per event (stub client, real EventDataBatch)", "",
         table(["events per send", "runs × sends", RAW, RAW_ROUTED, WRAPPED,
                "overhead per event vs raw (wrapped / raw)",
@@ -497,14 +673,19 @@ def report(results: Results) -> str:
         "Per event, medians; the routing properties are the three the slice's contract "
         "stamps (Database, Table, Format).", "",
         f"### Embedded hub, one core: {t.events:,} events in batches of {BATCH}, "
-        f"~200-byte bodies, 5 properties", "",
-        "Produce:", "", rate_table(t.produce), "",
+        f"~200-byte bodies", "",
+        "Produce (the baseline's rows are built before timing):", "", rate_table(t.produce), "",
         "Consume (the same events, three partitions):", "", rate_table(t.consume), "",
         "### Publish-to-receive latency, consumer in another process", "",
         table(["publish rate", "events", "p50", "p99", "max", "send() p50", "send() p99"],
               lat_rows), "",
-        f"The consumer polls with EmbeddedConsumerClient's defaults: poll_interval "
-        f"{poll * 1000:g} ms, doubling while idle up to max_poll_interval {top * 1000:g} ms.",
+        "The consumer is `SliceConsumer` over `EmbeddedConsumerClient` with its defaults "
+        "(woken on change of the WAL file through inotify).", "",
+        f"### Idle consumer: `SliceConsumer` on {IDLE_PARTITIONS} partitions, nothing sent", "",
+        table(["consumer", "runs", "CPU median (of one CPU)", "max"], idle_rows), "",
+        "### The hub's file under a steady stream (2,000 events/s, ~200-byte bodies)", "",
+        table(["retention", "at", "events sent", "file + WAL bytes", "bytes / event sent"],
+              growth_rows),
     ]
     out += [f"- problem: {p}" for p in results.problems]
     return "\n".join(out)

@@ -97,7 +97,8 @@ def test_unknown_key_suggests_the_right_one() -> None:
     (msg,) = errors(BASE + "eventHubs:\n  partitionPerSlice: 2\n")
     assert msg.startswith(
         "devslice.yaml:5:3: eventHubs.partitionPerSlice: unknown key 'partitionPerSlice'; did "
-        "you mean 'partitionsPerSlice'? expected one of: embeddedPath, eventHubs, mode, "
+        "you mean 'partitionsPerSlice'? expected one of: embeddedMaxSizeMb, embeddedPath, "
+        "embeddedRetention, eventHubs, mode, "
     )
 
 

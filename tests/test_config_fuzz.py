@@ -14,7 +14,6 @@ import copy
 import io
 import random
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,7 @@ from devslice.project import Project
 from .helpers import REPO
 
 SEED = 20261207
-MUTANTS_PER_SOURCE = 200
-BUDGET_SECONDS = 50.0  # both sources together; it takes about 20 s on a busy 2-core machine
+MUTANTS_PER_SOURCE = 200  # bounds the run: about 20 s for both sources on a busy 2-core machine
 
 Node = Any  # a plain YAML value: dict, list, str, int, float, bool or None
 Path_ = tuple[str | int, ...]
@@ -307,7 +305,6 @@ def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, 
 def test_mutated_configs_never_crash_and_every_error_is_located(
         sources: list[tuple[str, Path, str]]) -> None:
     rnd = random.Random(SEED)
-    started = time.monotonic()
     problems: list[str] = []
     accepted = 0
     for name, path, text in sources:
@@ -318,9 +315,7 @@ def test_mutated_configs_never_crash_and_every_error_is_located(
                 problems.append(f"{name}: {mutant.what}: {problem}")
         path.write_text(text)
         run_one(path, Mutant("the source itself", text.encode(), False))
-    elapsed = time.monotonic() - started
     assert not problems, "\n".join(problems[:20]) + f"\n({len(problems)} in all)"
-    assert elapsed < BUDGET_SECONDS, f"{elapsed:.1f}s"
     # the mutants reach list, env and plan too, not only the loader
     assert accepted >= 30, accepted
 

@@ -463,7 +463,8 @@ def test_down_stops_containers_in_parallel(real: Real) -> None:
     Executor(max_workers=8).run_actions(actions)
     took = time.monotonic() - t
     assert {real.inspect(s)["State"]["Status"] for s in ("stubborn", "stubborn2")} == {"exited"}
-    assert 2 <= took < 3.8, took  # each waits its 2 s before SIGKILL; in series: 4+ s
+    # each waits its 2 s before SIGKILL: in series that cannot take less than 4 s
+    assert 2 <= took < 4, took
 
 
 def test_destroy_removes_containers_and_only_devslices_volumes(real: Real) -> None:

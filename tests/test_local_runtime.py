@@ -718,4 +718,5 @@ def test_services_that_ignore_sigterm_are_stopped_together(tmp_path: Path) -> No
     stop_all(services, grace=1.0)
     took = time.monotonic() - started
     assert all(s.proc is not None and s.proc.returncode == -signal.SIGKILL for s in services)
-    assert 1.0 <= took < 2.5, f"stopping took {took:.1f}s: one grace period each?"
+    # one grace period each, in series, cannot take less than 3 s
+    assert 1.0 <= took < 3.0, f"stopping took {took:.1f}s: one grace period each?"

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+from devslice import child_environ
 from devslice.adapters.runner import CommandRunner, Completed, SubprocessRunner
 from devslice.errors import DevsliceError, ToolMissing
 
@@ -69,7 +70,7 @@ class TerminalRunner(SubprocessRunner):
             raise ToolMissing(f"{argv[0]} is not installed (not on PATH)",
                               hint=self.fixes.get(argv[0], "`devslice doctor` lists what is "
                                                   "needed"))
-        full_env = dict(os.environ)
+        full_env = child_environ(dict(os.environ))
         full_env.update(env or {})
         if self.path is not None:
             full_env["PATH"] = self.path

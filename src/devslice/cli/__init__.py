@@ -16,6 +16,13 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.stdout.write(f"devslice {__version__}\n")
         return
+    import os
+
+    if "PYDANTIC_DISABLE_PLUGINS" not in os.environ:  # read by pydantic at each model built
+        from devslice import PLUGINS_OFF_MARKER
+
+        os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
+        os.environ[PLUGINS_OFF_MARKER] = "1"
     from devslice.cli.app import run
 
     sys.exit(run(args))

@@ -215,6 +215,14 @@ class EventHubsSettings(Model):
         description="embedded mode: the log file shared by this machine's processes, relative "
         "to devslice.yaml.",
     )
+    embedded_retention: Duration = Field(
+        default=timedelta(days=1),
+        description="embedded mode: how long events are kept (as Event Hubs' retention time; "
+        "its shortest, one day, by default); producers delete older events as they go.",
+    )
+    embedded_max_size_mb: int | None = Field(
+        None, ge=1, examples=[512], description="embedded mode: an optional cap on the log "
+        "file's size, in MB (the oldest events go first).")
     event_hubs: list[str] = Field(default_factory=list, description="Event hub names.")
     namespaces: list[EventHubsNamespace] = Field(
         default_factory=lambda: [EventHubsNamespace(name="embedded")]

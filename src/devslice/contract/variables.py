@@ -114,7 +114,8 @@ def slice_variables(
     add(f"{p}SLICE", s.handle, Origin.allocation, ledger)
     add(f"{p}SLICE_KIND", s.kind.value, Origin.allocation, ledger)
     add(f"{p}TEAM", env.team, Origin.team, "devslice.yaml team")
-    if env.cluster.runtime != "kube":  # k3d, or auto/local that may become k3d
+    if env.cluster.runtime not in ("kube", "local"):  # k3d, or auto that may become k3d
+        # (local: no pods, and no need to ask a Docker engine for its networks; issue 17)
         from devslice.resources.k3d import cluster_subnet, host_gateway
 
         # The developer's machine as pods see it, instead of host.k3d.internal, which stops
@@ -141,7 +142,11 @@ def slice_variables(
     if env.event_hubs.mode == "embedded":
         # Not a secret: a file on this machine, read by the SDK's embedded hub.
         path = (base_dir / env.event_hubs.embedded_path).resolve()
-        add(f"{p}EVENTHUBS_CONNECTIONSTRING", f"embedded:{path}", Origin.team,
+        from devslice.sdk.context import embedded_connection
+
+        add(f"{p}EVENTHUBS_CONNECTIONSTRING", embedded_connection(
+            path, env.event_hubs.embedded_retention.total_seconds(),
+            env.event_hubs.embedded_max_size_mb), Origin.team,
             "devslice.yaml eventHubs.embeddedPath", Reach.machine, "eventHubs.mode")
     elif env.event_hubs.mode == "emulator":
         from devslice.emulators import eventhubs_emulator_connection_string

@@ -12,20 +12,29 @@ Data Explorer ingestion. Teams share real Event Hubs.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
+import os
 import random
+import select
 import sqlite3
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
 from azure.eventhub import EventData, EventDataBatch
 
 from devslice.errors import DevsliceError
+from devslice.sdk.context import DEFAULT_RETENTION
 from devslice.sdk.leases import LeaseInfo
 
 SCHEMA = """
@@ -48,6 +57,13 @@ CREATE TABLE IF NOT EXISTS leases (
 
 NAMESPACE = "embedded"
 MAX_BATCH_BYTES = 1024 * 1024  # Standard tier's limit per publish
+RETENTION = DEFAULT_RETENTION  # seconds: Event Hubs' shortest retention, one day
+PRUNE_EVERY = 1.0  # seconds between a producer's retention passes
+PRUNE_MIN = 500  # rows a retention pass may delete at least (more after a burst)
+IDLE_POLL = 1.0  # seconds: an idle consumer that is woken on change still looks this often
+CANARY_KEY = '"DevsliceCanary":'  # `devslice verify`'s canary property, as JSON stores it
+
+Row = tuple[bytes, str | None, str | None]  # body, properties as JSON, partition key
 
 
 class EmbeddedHubError(DevsliceError):
@@ -65,49 +81,54 @@ class CheckpointStore(Protocol):
     def update_checkpoint(self, checkpoint: dict[str, Any], **kwargs: Any) -> None: ...
 
 
-class ReceivedEvent:
+class ReceivedEvent(tuple[int, int, bytes, str | None, str | None]):
     """An event read from the embedded hub, with the attributes of ``azure.eventhub.EventData``
-    that consumers read. Properties and the enqueued time are decoded when first read: most
-    consumers never look at all of them (decoding was most of the read cost)."""
+    that consumers read. It is the row as SQLite gives it (sequence number, enqueued time in
+    ms, body, properties as JSON, partition key), so reading builds no Python object per
+    field; properties and the enqueued time are decoded when first read (most consumers never
+    look at all of them: decoding was most of the read cost)."""
 
-    __slots__ = ("_enqueued_ms", "_properties", "_raw_properties", "body", "partition_key",
-                 "sequence_number")
+    sequence_number: int = property(itemgetter(0))  # type: ignore[assignment]
+    body: bytes = property(itemgetter(2))  # type: ignore[assignment]
+    partition_key: str | None = property(itemgetter(4))  # type: ignore[assignment]
 
-    def __init__(self, body: bytes, raw_properties: str | None, sequence_number: int,
-                 enqueued_ms: int, partition_key: str | None = None) -> None:
-        self.body = body
-        self._raw_properties = raw_properties
-        self._properties: dict[bytes, Any] | None = None
-        self.sequence_number = sequence_number
-        self._enqueued_ms = enqueued_ms
-        self.partition_key = partition_key
+    @classmethod
+    def of(cls, body: bytes, raw_properties: str | None, sequence_number: int,
+           enqueued_ms: int, partition_key: str | None = None) -> ReceivedEvent:
+        return cls((sequence_number, enqueued_ms, body, raw_properties, partition_key))
 
-    @property
+    @cached_property
     def properties(self) -> dict[bytes, Any]:
         """Keys are bytes, as azure-eventhub (pyamqp) gives them for received events, so code
         that works here works against the real service."""
-        if self._properties is None:
-            raw = self._raw_properties
-            self._properties = {k.encode(): v for k, v in json.loads(raw).items()} if raw else {}
-        return self._properties
+        raw = self[3]
+        return {k.encode(): v for k, v in json.loads(raw).items()} if raw else {}
+
+    @property
+    def devslice_canary(self) -> bool:
+        """Whether this is a canary of `devslice verify`, without decoding the properties: in
+        JSON (``json.dumps``) a quote followed by a colon can only end a key, since quotes
+        inside strings are escaped."""
+        raw = self[3]
+        return raw is not None and CANARY_KEY in raw
 
     @property
     def offset(self) -> str:
-        return str(self.sequence_number)
+        return str(self[0])
 
     @property
     def enqueued_time(self) -> datetime:
-        return datetime.fromtimestamp(self._enqueued_ms / 1000, UTC)
+        return datetime.fromtimestamp(self[1] / 1000, UTC)
 
     @property
     def system_properties(self) -> dict[str, Any]:
         return {}
 
     def __repr__(self) -> str:
-        return f"ReceivedEvent(sequence_number={self.sequence_number}, body={self.body!r})"
+        return f"ReceivedEvent(sequence_number={self[0]}, body={self[2]!r})"
 
     def body_as_str(self, encoding: str = "UTF-8") -> str:
-        return self.body.decode(encoding)
+        return self[2].decode(encoding)
 
     def body_as_json(self, encoding: str = "UTF-8") -> Any:
         return json.loads(self.body_as_str(encoding))
@@ -162,14 +183,107 @@ def _estimated_size(event: EventData) -> int:
             + sum(len(_text(k)) + len(str(v)) + 8 for k, v in props.items()))
 
 
+class Changes:
+    """Tells a process's idle consumers that the hub's file changed, so they read at once
+    instead of polling: every commit writes to the SQLite WAL file (``PATH-wal``), and
+    inotify (Linux, through ctypes) reports writes to it, from any process. One watcher
+    thread per file and process, started by the first consumer that waits; where inotify is
+    missing, :func:`changes` gives None and consumers poll.
+
+    ``generation`` grows with every change; a consumer notes it *before* reading, and after
+    reading nothing waits until it differs (:meth:`wait`), so a commit between the read and
+    the wait is never missed."""
+
+    IN_MODIFY, IN_CREATE, IN_MOVED_TO, IN_Q_OVERFLOW = 0x2, 0x100, 0x80, 0x4000
+    IN_NONBLOCK, IN_CLOEXEC = os.O_NONBLOCK, 0o2000000
+
+    def __init__(self, path: Path, libc: Any) -> None:
+        self.wal = (path.name + "-wal").encode()
+        self.generation = 0
+        self._cond = threading.Condition()
+        fd = libc.inotify_init1(self.IN_NONBLOCK | self.IN_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        # The folder, not the file: the WAL file comes and goes with the connections.
+        mask = self.IN_MODIFY | self.IN_CREATE | self.IN_MOVED_TO
+        if libc.inotify_add_watch(fd, str(path.parent).encode(), mask) < 0:
+            os.close(fd)
+            raise OSError(ctypes.get_errno(), "inotify_add_watch failed")
+        self._fd = fd
+        threading.Thread(target=self._watch, name=f"devslice-hub-watch-{path.name}",
+                         daemon=True).start()
+
+    def _watch(self) -> None:
+        header = struct.Struct("iIII")
+        while True:
+            select.select([self._fd], [], [])
+            try:
+                data = os.read(self._fd, 64 * 1024)
+            except BlockingIOError:
+                continue
+            hit, at = False, 0
+            while at + header.size <= len(data):
+                _wd, mask, _cookie, length = header.unpack_from(data, at)
+                name = data[at + header.size: at + header.size + length].rstrip(b"\0")
+                at += header.size + length
+                hit = hit or name == self.wal or bool(mask & self.IN_Q_OVERFLOW)
+            if hit:
+                self.poke()
+
+    def poke(self) -> None:
+        """Wake every waiter (a change, or a consumer closing)."""
+        with self._cond:
+            self.generation += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Until the generation differs from ``seen``, or ``timeout`` seconds."""
+        with self._cond:
+            if self.generation == seen:
+                self._cond.wait(timeout)
+
+
+_watchers: dict[tuple[int, Path], Changes | None] = {}  # by process: a fork has no thread
+_watchers_lock = threading.Lock()
+
+
+def changes(path: Path) -> Changes | None:
+    """The process's watcher of ``path``, or None where inotify is not available (then
+    consumers fall back to polling)."""
+    key = (os.getpid(), path.resolve())
+    with _watchers_lock:
+        if key not in _watchers:
+            watcher = None
+            if sys.platform.startswith("linux"):
+                try:
+                    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+                    watcher = Changes(key[1], libc)
+                except (OSError, AttributeError):
+                    watcher = None
+            _watchers[key] = watcher
+        return _watchers[key]
+
+
 class EmbeddedHub:
     """The log file. One instance per process and file; it is thread-safe."""
 
-    def __init__(self, path: str | Path, partitions: int = 32) -> None:
+    def __init__(self, path: str | Path, partitions: int = 32, retention: float = RETENTION,
+                 max_bytes: int | None = None, clock: Callable[[], float] = time.time) -> None:
+        """``retention``: seconds an event is kept (Event Hubs' retention time); ``max_bytes``:
+        an optional cap on the file's used size. Producers enforce both, a little at a time
+        after their own commits (:meth:`prune`), never deleting a partition's last event
+        (it carries the sequence numbering on). ``clock`` gives the time events are enqueued
+        at (tests pass their own)."""
         self.path = Path(path)
+        self.clock = clock
         self.partitions = partitions
+        self.retention = retention
+        self.max_bytes = max_bytes
         self._local = threading.local()
         self._counts: dict[str, int] = {}  # fixed once a hub exists, so safe to keep
+        self._prune_lock = threading.Lock()
+        self._next_prune = 0.0  # time.monotonic() of the next retention pass
+        self._appended: dict[tuple[str, int], int] = {}  # since the last pass, per partition
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._retry(lambda c: c.executescript(SCHEMA))
 
@@ -230,13 +344,19 @@ class EmbeddedHub:
     # -- the log ------------------------------------------------------------------------------
     def append(self, hub: str, partition_id: str, events: Sequence[EventData]) -> int:
         """Append events to one partition atomically; returns the last sequence number."""
-        partition = self._partition(hub, partition_id)
-        now = int(time.time() * 1000)
-        rows = []
+        rows: list[Row] = []
         for e in events:
             props = {_text(k): v for k, v in (e.properties or {}).items()}
             rows.append((_body(e), json.dumps(props, default=str) if props else None,
                          _text(e.partition_key) if e.partition_key is not None else None))
+        return self.append_rows(hub, partition_id, rows)
+
+    def append_rows(self, hub: str, partition_id: str, rows: Sequence[Row]) -> int:
+        """Append stored rows (body, properties as JSON, partition key) to one partition
+        atomically; returns the last sequence number. Producers that hold bodies and
+        properties already (SliceProducer) store them without building ``EventData``."""
+        partition = self._partition(hub, partition_id)
+        now = int(self.clock() * 1000)
         conn = self._conn()
         self._retry_on(conn, lambda c: c.execute("BEGIN IMMEDIATE"))
         try:
@@ -253,7 +373,56 @@ class EmbeddedHub:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        key = (hub, partition)
+        self._appended[key] = self._appended.get(key, 0) + len(rows)
+        if time.monotonic() >= self._next_prune:
+            self.prune()
         return first + len(rows)
+
+    def prune(self) -> int:
+        """One retention pass over the partitions this process wrote since the last: delete
+        events older than the retention time and, over ``max_bytes``, the oldest events,
+        in small transactions (at least PRUNE_MIN rows a pass, more after a burst), so no
+        producer waits long. Freed pages are reused: the file stops growing. Returns the
+        number of events deleted."""
+        if not self._prune_lock.acquire(blocking=False):
+            return 0  # another thread of this process is at it
+        try:
+            self._next_prune = time.monotonic() + PRUNE_EVERY
+            written, self._appended = self._appended, {}
+            conn = self._conn()
+            cutoff = int((self.clock() - self.retention) * 1000)
+            deleted = 0
+            for (hub, partition), count in written.items():
+                budget = max(PRUNE_MIN, 2 * count)
+                deleted += self._delete(conn, hub, partition, "AND enqueued_ms < ?", (cutoff,),
+                                        budget)
+                if self.max_bytes is not None and self.used_bytes() > self.max_bytes:
+                    deleted += self._delete(conn, hub, partition, "", (), budget)
+            return deleted
+        except (sqlite3.Error, EmbeddedHubError):
+            return 0  # retention is best effort: the next pass tries again
+        finally:
+            self._prune_lock.release()
+
+    def _delete(self, conn: sqlite3.Connection, hub: str, partition: int, where: str,
+                args: tuple[Any, ...], limit: int) -> int:
+        """The oldest ``limit`` events of a partition matching ``where``, but never its last."""
+        cursor = self._retry_on(conn, lambda c: c.execute(
+            "DELETE FROM events WHERE hub = ? AND partition = ? AND seq IN ("
+            " SELECT seq FROM events WHERE hub = ? AND partition = ? " + where +
+            " AND seq < (SELECT MAX(seq) FROM events WHERE hub = ? AND partition = ?)"
+            " ORDER BY seq LIMIT ?)",
+            (hub, partition, hub, partition, *args, hub, partition, limit)))
+        return int(cursor.rowcount)
+
+    def used_bytes(self) -> int:
+        """The file's pages in use (free pages are reused before the file grows)."""
+        conn = self._conn()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
 
     def read(self, hub: str, partition_id: str, after_seq: int, limit: int = 300
              ) -> list[ReceivedEvent]:
@@ -267,7 +436,7 @@ class EmbeddedHub:
             ).fetchall()
         except sqlite3.Error as exc:  # consumers hand this to on_error and carry on
             raise EmbeddedHubError(f"cannot read {self.path}: {exc}") from exc
-        return [ReceivedEvent(body, props, seq, ms, key) for seq, ms, body, props, key in rows]
+        return list(map(ReceivedEvent, rows))
 
     def last_before(self, hub: str, partition_id: str, when: datetime,
                     inclusive: bool = False) -> int:
@@ -402,6 +571,41 @@ class EmbeddedProducerClient:
         if events:
             self.hub.append(self.eventhub_name, str(target), events)
 
+    def send_direct(self, events: Sequence[Any], partition_id: str,
+                    stamp: Callable[[EventData], Any], routing_json: str | None) -> int | None:
+        """What ``SliceProducer.send`` does, stored straight from what it was given: a str or
+        bytes body gets the slice's routing (``routing_json``, computed once) without building
+        an ``EventData``; an ``EventData`` is stamped (``stamp``) and stored as
+        :meth:`EmbeddedHub.append` would. Returns the batches sent (1), or None, having sent
+        nothing, when the events may not fit one batch (the caller then splits them exactly
+        as the SDK's size accounting does) or are of another kind."""
+        routing_size = len(routing_json) if routing_json else 0
+        limit = MAX_BATCH_BYTES * EmbeddedBatch.EXACT_FROM
+        rows: list[Row] = []
+        size = 0
+        for e in events:
+            if isinstance(e, str):
+                body = e.encode()
+                size += len(body) + 64 + routing_size
+                rows.append((body, routing_json, None))
+            elif isinstance(e, bytes):
+                size += len(e) + 64 + routing_size
+                rows.append((e, routing_json, None))
+            elif isinstance(e, EventData):
+                stamp(e)
+                size += _estimated_size(e)
+                props = {_text(k): v for k, v in (e.properties or {}).items()}
+                rows.append((_body(e), json.dumps(props, default=str) if props else None,
+                             _text(e.partition_key) if e.partition_key is not None else None))
+            else:
+                return None
+            if size >= limit:
+                return None
+        if not rows:
+            return 0
+        self.hub.append_rows(self.eventhub_name, str(partition_id), rows)
+        return 1
+
     def close(self) -> None:
         """Nothing to release: the hub's connections belong to the hub."""
 
@@ -430,8 +634,11 @@ class EmbeddedPartitionContext:
 class EmbeddedConsumerClient:
     """``EventHubConsumerClient``'s surface for one consumer group, over an EmbeddedHub.
 
-    ``receive(on_event, partition_id=...)`` blocks, polling the log, until :meth:`close` is
-    called from another thread (as with the real client). Like the real client, it starts
+    ``receive(on_event, partition_id=...)`` blocks until :meth:`close` is called from another
+    thread (as with the real client). While idle it sleeps until the file changes (inotify on
+    Linux: :class:`Changes`; a look every IDLE_POLL seconds besides), or, where that is not
+    available or with ``notify=False``, polls from ``poll_interval`` doubling up to
+    ``max_poll_interval``. Like the real client, it starts
     after the partition's checkpoint when the store has one, else at ``starting_position``
     ("-1" = the beginning, "@latest" = new events only, or a sequence number, exclusive),
     and with ``max_wait_time`` calls ``on_event(context, None)`` whenever that many seconds
@@ -441,7 +648,8 @@ class EmbeddedConsumerClient:
     def __init__(self, hub: EmbeddedHub, eventhub_name: str, consumer_group: str = "$Default",
                  checkpoint_store: CheckpointStore | None = None,
                  fully_qualified_namespace: str = NAMESPACE, poll_interval: float = 0.002,
-                 max_poll_interval: float = 0.05) -> None:
+                 max_poll_interval: float = 0.05, notify: bool = True,
+                 idle_poll: float = IDLE_POLL) -> None:
         self.hub = hub
         self.eventhub_name = eventhub_name
         self.consumer_group = consumer_group
@@ -449,7 +657,10 @@ class EmbeddedConsumerClient:
         self.fully_qualified_namespace = fully_qualified_namespace
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
+        self.notify = notify  # wake on change (Changes) where the platform can
+        self.idle_poll = idle_poll  # woken on change, it still looks this often
         self._closed = threading.Event()
+        self._watches: list[Changes] = []
 
     def get_partition_ids(self) -> list[str]:
         return self.hub.partition_ids(self.eventhub_name)
@@ -461,6 +672,8 @@ class EmbeddedConsumerClient:
 
     def close(self) -> None:
         self._closed.set()
+        for watch in self._watches:
+            watch.poke()  # a receive waiting for a change returns now
 
     def _start_after(self, partition_id: str, starting_position: Any, inclusive: Any) -> int:
         """The sequence number to read after, with azure-eventhub 5.x's rules: a checkpoint
@@ -502,9 +715,13 @@ class EmbeddedConsumerClient:
                                            self.consumer_group, partition_id,
                                            self.checkpoint_store)
         after = self._start_after(partition_id, starting_position, starting_position_inclusive)
+        watch = changes(self.hub.path) if self.notify else None
+        if watch is not None:
+            self._watches.append(watch)
         wait = self.poll_interval
         last_event = time.monotonic()
         while not self._closed.is_set():
+            seen = watch.generation if watch is not None else 0  # before reading: see Changes
             try:
                 events = self.hub.read(self.eventhub_name, partition_id, after)
             except DevsliceError as exc:
@@ -513,17 +730,21 @@ class EmbeddedConsumerClient:
                 on_error(context, exc)
                 self._closed.wait(self.max_poll_interval)
                 continue
+            closed = self._closed.is_set
             for event in events:
-                if self._closed.is_set():
+                if closed():
                     return
                 on_event(context, event)
-                after = event.sequence_number
             if events:
+                after = events[-1].sequence_number
                 wait = self.poll_interval
                 last_event = time.monotonic()
             elif max_wait_time and time.monotonic() - last_event >= max_wait_time:
                 on_event(context, None)  # the SDK's "nothing came"
                 last_event = time.monotonic()
+            elif watch is not None:  # woken by the next commit; a slow look meanwhile
+                left = max_wait_time - (time.monotonic() - last_event) if max_wait_time else 0
+                watch.wait(seen, min(self.idle_poll, left) if max_wait_time else self.idle_poll)
             else:  # back off while idle: poll_interval, then twice that, up to the maximum
                 self._closed.wait(min(wait, max_wait_time or wait))
                 wait = min(wait * 2, self.max_poll_interval)

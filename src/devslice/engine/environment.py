@@ -82,7 +82,6 @@ class Tools:
     @classmethod
     def real(cls, project: Project, chosen: str = "k3d") -> Tools:
         from devslice.adapters.k3d import K3d
-        from devslice.adapters.registry import Registry
         from devslice.adapters.runner import SubprocessRunner
         from devslice.facts.tools import TOOLS, docker_endpoint
 
@@ -102,16 +101,19 @@ class Tools:
 
             return connect(context=kube_context(project, chosen))
 
-        if chosen == "kube" and c.kube.registry:  # the registry the shared cluster pulls from
-            from devslice.adapters.registry import docker_credentials
+        def registry() -> Registry:  # an httpx client: made only when an image is checked
+            from devslice.adapters.registry import Registry
 
-            registry = Registry.at(c.kube.registry, credentials=docker_credentials)
-        else:
-            registry = Registry.at(f"{endpoint.machine}:{c.registry.port}")
+            if chosen == "kube" and c.kube.registry:  # the registry the shared cluster pulls from
+                from devslice.adapters.registry import docker_credentials
+
+                return Registry.at(c.kube.registry, credentials=docker_credentials)
+            return Registry.at(f"{endpoint.machine}:{c.registry.port}")
+
         return cls(
             k3d=K3d(SubprocessRunner(fixes=fixes), env=endpoint.env()),
             docker=Lazy(docker),  # type: ignore[arg-type]
-            registry=registry,
+            registry=Lazy(registry),  # type: ignore[arg-type]
             kube=Lazy(kube, _cluster_absent if chosen == "k3d" else None),  # type: ignore[arg-type]
         )
 

@@ -393,7 +393,7 @@ def wait_ready(directory: Path, names: list[str], timeout: float) -> None:
                                 f"({services[bad[0]].get('detail') or 'it keeps crashing'}):\n"
                                 + "\n".join(tail(directory, bad[0], 10)),
                                 hint=f"`devslice logs {bad[0]}`; the others keep running")
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise CommandFailed(f"the services were not ready after {timeout:.0f}s",
                         hint="`devslice status` and `devslice logs` show where they are")
 

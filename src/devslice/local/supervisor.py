@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -17,12 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from devslice import child_environ
 from devslice.adapters.runner import popen
 from devslice.facts.ports import port_open
 from devslice.local.state import LOGS, SPEC, STATE, process_start, read_json, write_json
 
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 MAX_BACKOFF = 10.0
+IDLE_LOOK = 1.0  # seconds between looks when nothing woke the supervisor
 HEALTHY_RUN = 30.0  # a run this long (seconds) was healthy: the next crash backs off from 0.5 s
 
 Clock = Callable[[], float]
@@ -34,7 +37,7 @@ def environment(own: dict[str, str]) -> dict[str, str]:
     in), what devslice sets for the service on top, and devslice's own Python first on PATH,
     so `run: python -m orders` finds the SDK also when its venv is not activated. Only the
     variables devslice sets are written to spec.json and decide whether `up` restarts."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSLICE_")}
+    env = child_environ({k: v for k, v in os.environ.items() if not k.startswith("DEVSLICE_")})
     env.update(own)
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
                                    env.get("PATH", os.defpath)])
@@ -43,12 +46,14 @@ def environment(own: dict[str, str]) -> dict[str, str]:
 
 class Service:
     """One service's process, restarted when it exits. ``spawn`` starts the process
-    (``adapters.runner.popen``) and ``clock`` tells the time (``time.monotonic``); tests pass their
-    own to decide which comes first, the process or the supervisor."""
+    (``adapters.runner.popen``) and ``clock`` tells the time (``time.monotonic``); tests pass
+    their own to decide which comes first, the process or the supervisor."""
 
     def __init__(self, spec: dict[str, Any], logs: Path, spawn: Spawn = popen,
-                 clock: Clock = time.monotonic) -> None:
+                 clock: Clock = time.monotonic, changed: Callable[[], None] = lambda: None
+                 ) -> None:
         self.spec = spec
+        self.changed = changed  # called when the state changes in a watcher thread
         self.name: str = spec["name"]
         self.log_path = logs / f"{self.name}.log"
         self.spawn = spawn
@@ -91,10 +96,12 @@ class Service:
         while time.monotonic() < deadline and proc.poll() is None and self.proc is proc:
             if self._is_ready(ready, offset):
                 self.state = "ready"
+                self.changed()  # written to state.json at once: `up` waits for it
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
         if proc.poll() is None and self.proc is proc:
             self.state, self.detail = "unready", f"not ready after {ready.get('timeout', 60)}s"
+            self.changed()
 
     def _is_ready(self, ready: dict[str, Any], offset: int) -> bool:
         if ready.get("port") and not port_open(int(ready["port"]), timeout=0.2):
@@ -163,15 +170,29 @@ def main(directory: str) -> None:
     spec = read_json(base / SPEC)
     logs = base / LOGS
     logs.mkdir(parents=True, exist_ok=True)
-    services = [Service(s, logs) for s in spec["services"]]
-    stopping = threading.Event()
+    # Woken by what changes the state (a child exiting, a service turning ready, a signal),
+    # with a slow look besides: idle, it costs nearly nothing (issue 17). Signals reach the
+    # loop through a pipe (signal.set_wakeup_fd): a handler taking a lock the main thread
+    # holds would deadlock.
+    woken, wake_fd = os.pipe()
+    for fd in (woken, wake_fd):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_fd)
+
+    def poke() -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe wakes the loop anyway
+            os.write(wake_fd, b"\0")
+
+    services = [Service(s, logs, changed=poke) for s in spec["services"]]
+    stopping = threading.Event()  # set by the handlers; read without a lock (is_set)
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the loop (wakeup fd)
     me = {"pid": os.getpid(), "spec": spec["hash"], "started": process_start(os.getpid())}
     written: dict[str, Any] | None = None
 
     def save(running: bool) -> None:
-        """state.json, written only when it changed (it is polled ten times a second)."""
+        """state.json, written only when it changed."""
         nonlocal written
         state = {"supervisor": me if running else {**me, "pid": None, "started": None},
                  "services": {s.name: s.record() for s in services}}
@@ -183,11 +204,16 @@ def main(directory: str) -> None:
         s.start()
     save(True)
     while not stopping.is_set():
+        with contextlib.suppress(BlockingIOError):
+            os.read(woken, 4096)
         now = time.monotonic()
         for s in services:
             s.check(now)
         save(True)
-        stopping.wait(0.1)
+        restarts = [s.next_start - now for s in services if s.proc is None and
+                    s.state == "crashed"]
+        with contextlib.suppress(InterruptedError):
+            select.select([woken], [], [], max(0.01, min([IDLE_LOOK, *restarts])))
     stop_all(services)
     save(False)
 

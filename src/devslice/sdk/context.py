@@ -13,6 +13,39 @@ from devslice.errors import DevsliceError
 DEFAULT_PREFIX = "LOCAL_DEV_"
 DEFAULT_PARTITIONS_VARIABLE = "LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS"
 EMBEDDED_SCHEME = "embedded:"
+EMBEDDED_OPTIONS = {"retention": "retention", "maxBytes": "max_bytes"}
+DEFAULT_RETENTION = 86400.0  # seconds: the embedded hub's default, Event Hubs' shortest
+
+
+def embedded_connection(path: object, retention: float = DEFAULT_RETENTION,
+                        max_size_mb: int | None = None) -> str:
+    """The contract's connection for an embedded hub: ``embedded:PATH``, with the retention
+    options appended only where they differ from the defaults."""
+    options = []
+    if retention != DEFAULT_RETENTION:
+        options.append(f"retention={retention:g}")
+    if max_size_mb is not None:
+        options.append(f"maxBytes={max_size_mb * 1024 * 1024}")
+    return f"{EMBEDDED_SCHEME}{path}" + ("?" + "&".join(options) if options else "")
+
+
+def _embedded_split(rest: str) -> tuple[str, dict[str, float]]:
+    """PATH and options of ``PATH?retention=...&maxBytes=...``; a ``?`` that introduces no
+    known options is part of the path."""
+    path, mark, query = rest.rpartition("?")
+    if not mark:
+        return rest, {}
+    options: dict[str, float] = {}
+    for item in query.split("&"):
+        key, eq, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            return rest, {}
+        if not eq or key not in EMBEDDED_OPTIONS or number <= 0:
+            return rest, {}
+        options[EMBEDDED_OPTIONS[key]] = number
+    return path, options
 # Fixed names, so a service finds the contract even when a team renamed its variables.
 PREFIX_VARIABLE = "DEVSLICE_CONTRACT_PREFIX"
 PARTITIONS_VARIABLE_VARIABLE = "DEVSLICE_PARTITIONIDS_VARIABLE"
@@ -189,11 +222,21 @@ class SliceContext:
 
     @property
     def embedded_path(self) -> str | None:
-        """The embedded event hub's file, when the connection is ``embedded:PATH``."""
+        """The embedded event hub's file, when the connection is ``embedded:PATH`` (with
+        options: ``embedded:PATH?retention=SECONDS&maxBytes=N``)."""
         cs = self.eventhubs_connection_string
         if cs and cs.startswith(EMBEDDED_SCHEME):
-            return cs[len(EMBEDDED_SCHEME):]
+            return _embedded_split(cs[len(EMBEDDED_SCHEME):])[0]
         return None
+
+    @property
+    def embedded_options(self) -> dict[str, float]:
+        """The embedded hub's retention options from the connection (``retention`` seconds,
+        ``max_bytes``); empty for the defaults."""
+        cs = self.eventhubs_connection_string
+        if cs and cs.startswith(EMBEDDED_SCHEME):
+            return _embedded_split(cs[len(EMBEDDED_SCHEME):])[1]
+        return {}
 
     def hub(self, hub: str) -> str:
         """The slice's name for SignalR hub ``hub`` (the hub itself in shared environments)."""
