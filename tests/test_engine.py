@@ -143,16 +143,18 @@ class Counted:
 
 
 def test_facts_are_read_once_and_again_only_for_a_resource_about_to_change() -> None:
-    world = {"a": 1, "b": 0, "c": 5}
+    world = {"a": 1, "b": 0, "c": 5, "e": 0}
     reads: list[str] = []
     resources = [Counted("a", world, 1, reads), Counted("b", world, 2, reads),
                  Counted("c", world, 5, reads, after=("a",)),
-                 Counted("d", world, 0, reads, after=("b",))]
+                 Counted("d", world, 0, reads, after=("b",)),
+                 Counted("e", world, 7, reads, after=("a",))]
     Executor().apply(resources)
-    assert world == {"a": 1, "b": 2, "c": 5}
-    # a, c and d unchanged: read once each; b changes: read again just before it acts; d
-    # waits for b, which changed something: its facts are read again before it plans
-    assert sorted(reads) == ["a", "b", "b", "c", "d", "d"]
+    assert world == {"a": 1, "b": 2, "c": 5, "e": 7}
+    # a and c unchanged: read once each. b changes, but waits for nothing: its facts were
+    # read as it began. e waited (for a, which changed nothing) and changes: read again just
+    # before it acts. d waits for b, which changed something: read again before it plans.
+    assert sorted(reads) == ["a", "b", "c", "d", "d", "e", "e"]
     reads.clear()
     assert make_plan(resources).empty
-    assert sorted(reads) == ["a", "b", "c", "d"]
+    assert sorted(reads) == ["a", "b", "c", "d", "e"]

@@ -6,9 +6,10 @@
   in ``plan(facts)``, returning :class:`Action` s, each with its reason, with no I/O; it never
   executes anything itself (types in :mod:`devslice.resources.plan`).
 - The *plan* is the list of actions; ``devslice plan`` prints it, ``devslice up`` runs it.
-- The executor gathers every resource's facts at once, plans each from them, and re-reads
-  only the facts of a resource about to change (or whose dependencies changed) before it
-  acts; independent resources run in parallel. Concurrency lives there and nowhere else.
+- The executor gathers every resource's facts at once, plans each from them, and reads a
+  resource's own facts again (only its own) when its dependencies changed something or when
+  it waited for them and is about to act; independent resources run in parallel.
+  Concurrency lives there and nowhere else.
 """
 
 from devslice.engine.executor import Event, Executor, StepReport

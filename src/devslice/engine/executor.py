@@ -1,9 +1,10 @@
 """Runs resources' actions: dependencies first, independent resources in parallel.
 
-Facts are gathered once for every resource at the start (one read per system and kind). A
-resource whose dependencies changed something reads its own facts again before it plans; a
-resource whose plan changes something reads its own facts again and re-plans just before it
-acts (a stale plan is never trusted, after pyinfra v3). A no-op run reads each system once."""
+Facts are gathered once for every resource at the start (one read per system and kind); a
+step waits for its own facts only. A resource whose dependencies changed something reads its
+own facts again before it plans; a resource that waited for others and whose plan changes
+something reads its own facts again and re-plans just before it acts (a stale plan is never
+trusted, after pyinfra v3). A no-op run reads each system once."""
 
 from __future__ import annotations
 
@@ -120,10 +121,12 @@ class Executor:
         gathered = future.result() if future is not None else None
         if gathered is not None and gathered.error is None:
             actions = resource.plan(gathered.facts)
-            if not any(a.changes for a in actions):
+            if not resource.after or not any(a.changes for a in actions):
+                # nothing to do; or nothing to wait for, so the facts gathered as the run
+                # began were read as this step began: as fresh as reading them again
                 return actions
         # what it waits for changed the world, its first read failed (no cluster yet), or it
-        # is about to act: its own facts again, and only its own
+        # waited and is about to act: its own facts again, and only its own
         return plan_of(resource, read_one(resource))
 
     def apply(self, resources: Sequence[Resource]) -> list[StepReport]:
