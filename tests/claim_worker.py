@@ -20,7 +20,7 @@ from devslice.project import Project  # noqa: F401
 def main() -> None:
     config, owner, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     print("ready", flush=True)
-    while not go.exists():
+    while not go.exists():  # the test's starting gun: every worker claims at the same moment
         time.sleep(0.001)
     code = run(["-f", config, "slice", "claim", "--owner", owner, "--json"])
     sys.stdout.flush()

@@ -64,7 +64,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(0.02)  # the poll of a wait on a condition, with a deadline
 
 
 def free_port_block(n: int) -> int:

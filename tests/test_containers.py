@@ -19,7 +19,7 @@ import docker
 import jsonschema
 import pytest
 
-from devslice.adapters.docker import Docker, PortInUse
+from devslice.adapters.docker import KEEP_OUTPUT, Docker, PortInUse
 from devslice.config.model import Environment
 from devslice.emulators import (
     AZURITE_DEV_ACCOUNT,
@@ -332,7 +332,9 @@ def test_setup_script_runs_once_and_again_when_it_changes(world: World) -> None:
     world.apply(world.resources(env, environ={"CACHE_TOKEN": TOKEN}))
     c = world.engine.container("devslice-cache")
     assert c is not None
-    assert c.execs == [["redis-cli", "ping"], ["sh", "-c", "create-table orders\n"]]
+    assert [unwrapped(argv) for argv in c.execs] == [["redis-cli", "ping"],
+                                                      ["sh", "-c", "create-table orders\n"]]
+    assert c.execs[1][:3] == ["sh", "-c", KEEP_OUTPUT]  # its output kept in a file too
 
     plan = plan_of(world.resources(env, environ={"CACHE_TOKEN": TOKEN}))
     assert plan.empty
@@ -343,12 +345,18 @@ def test_setup_script_runs_once_and_again_when_it_changes(world: World) -> None:
     assert (action.verb, action.reason) == (
         "setup", "run setup script schema in devslice-cache (its script changed)")
     world.apply(resources)
-    assert c.execs[-1] == ["sh", "-c", "create-table orders\ncreate-table invoices\n"]
+    assert unwrapped(c.execs[-1]) == ["sh", "-c",
+                                      "create-table orders\ncreate-table invoices\n"]
     assert world.changing() == ["POST /containers/devslice-cache/exec",
                                 f"POST /exec/{_exec_ids(world.engine.requests)[0]}/start",
                                 "POST /containers/devslice-cache/exec",
                                 f"POST /exec/{_exec_ids(world.engine.requests)[1]}/start"]
     assert plan_of(world.resources(env, environ={"CACHE_TOKEN": TOKEN})).empty
+
+
+def unwrapped(argv: list[str]) -> list[str]:
+    """A setup script's own argv, without the keep_output wrapper around it."""
+    return argv[4:] if argv[:3] == ["sh", "-c", KEEP_OUTPUT] else argv
 
 
 def _exec_ids(requests: list[RecordedRequest]) -> list[str]:
@@ -390,6 +398,53 @@ def test_failing_setup_shows_its_output_and_tears_nothing_down(world: World) -> 
     # the script is still pending: the next up runs it again
     plan = plan_of(world.resources(env))
     assert [(a.resource, a.verb) for a in plan.changes] == [("container:cache", "setup")]
+
+
+def test_failing_setup_output_the_engine_lost_is_read_from_its_file(world: World) -> None:
+    # Engine 20.10 can send no output for an exec that ends at once (issue 13): the exit code
+    # comes, the stream is empty. The script's output, also written to a file, still shows.
+    port = free_port()
+    (world.base / "db").mkdir(parents=True)
+    (world.base / "db" / "schema.sh").write_text("create-table orders\n")
+
+    def handler(c: FakeContainer, argv: list[str]) -> tuple[int, list[tuple[int, str]]]:
+        if argv[:3] == ["sh", "-c", KEEP_OUTPUT]:
+            c.files[argv[3]] = b'ERROR: relation "orders" exists\n'  # what "$@" >"$0" wrote
+            return 3, []
+        return 0, []
+
+    world.engine.exec_handler = handler
+    env = custom(port, setup=SETUP)
+    with pytest.raises(SetupFailed) as info:
+        world.apply(world.resources(env, environ={"CACHE_TOKEN": TOKEN}))
+    assert 'ERROR: relation "orders" exists' in str(info.value)
+    assert "(exit code 3)" in str(info.value)
+
+
+def test_an_image_without_a_command_is_refused_as_the_engine_refuses_it(world: World) -> None:
+    world.engine.add_image("imported:1", cmd=None)  # as `docker import` makes: no CMD
+    env = env_from(f"""\
+        storage: {{mode: shared}}
+        containers:
+          custom:
+            - name: tool
+              image: imported:1
+              ports: ["127.0.0.1:{free_port()}:8080"]
+        """)
+    with pytest.raises(CommandFailed, match="answered 400: No command specified"):
+        world.apply(world.resources(env))
+    assert world.engine.container("devslice-tool") is None
+    given = env_from(f"""\
+        storage: {{mode: shared}}
+        containers:
+          custom:
+            - name: tool
+              image: imported:1
+              command: [sh, -c, "exec sleep 600"]
+              ports: ["127.0.0.1:{free_port()}:8080"]
+        """)
+    world.apply(world.resources(given))  # a command of its own: created
+    assert world.engine.container("devslice-tool") is not None
 
 
 # -- ports -------------------------------------------------------------------------------------
@@ -470,7 +525,7 @@ def test_mongodb_apply_initiates_after_ready_then_runs_ddl(world: World) -> None
     assert c.config["HostConfig"]["Mounts"][0]["Source"] == "mongodata"
     assert c.config["HostConfig"]["PortBindings"] == {
         "27017/tcp": [{"HostIp": "", "HostPort": str(port)}]}
-    assert [argv[3].split("\n")[0] for argv in c.execs] == [
+    assert [unwrapped(argv)[3].split("\n")[0] for argv in c.execs] == [
         "db.adminCommand('ping').ok", "let status = null;",
         "db.getSiblingDB('orders').createCollection('o')"]
     assert plan_of(world.resources(env)).empty
@@ -743,3 +798,25 @@ def test_down_without_a_docker_engine_says_so_and_stops_the_rest(
     out = capsys.readouterr().out
     assert "azurite: not running, the Docker engine does not answer" in out
     assert "the shared cluster keeps running" in out
+
+
+def test_the_fake_gives_built_images_the_command_the_dockerfile_gives(
+        world: World, tmp_path: Path) -> None:
+    """As moby's builder: CMD/ENTRYPOINT of the last stage, else its base's; scratch has none."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "app").write_text("x")
+    for tag, dockerfile, runs in [
+            ("bare:1", "FROM scratch\nCOPY app /app\n", False),
+            ("cmd:1", 'FROM scratch\nCOPY app /app\nCMD ["/app"]\n', True),
+            ("entry:1", "FROM scratch\nENTRYPOINT /app\n", True),
+            ("inherits:1", "FROM cmd:1\nCOPY app /app2\n", True),
+            ("reset:1", 'FROM cmd:1\nENTRYPOINT ["/app"]\nFROM bare:1\n', False)]:
+        (ctx / "Dockerfile").write_text(dockerfile)
+        world.docker.image_build(ctx, "Dockerfile", tag)
+        name = f"devslice-{tag.split(':')[0]}"
+        if runs:
+            world.docker.container_create(name, tag)
+        else:
+            with pytest.raises(CommandFailed, match="No command specified"):
+                world.docker.container_create(name, tag)

@@ -565,6 +565,8 @@ def test_debug_help_has_an_example() -> None:
 
 def test_embedded_hub_leases(tmp_path: Path) -> None:
     hub = EmbeddedHub(tmp_path / "hub.db")
+    now = [time.time()]
+    hub.clock = lambda: now[0]
     first = hub.acquire_lease("consumers/ab/orders", "me", 30)
     assert first is not None and first.holder == "me" and first.seconds_left > 29
     assert hub.acquire_lease("consumers/ab/orders", "you", 30) is None  # live: refused
@@ -574,7 +576,9 @@ def test_embedded_hub_leases(tmp_path: Path) -> None:
     hub.release_lease("consumers/ab/orders", "me")
     assert hub.live_lease("consumers/ab/orders") is None
     assert hub.acquire_lease("consumers/ab/orders", "me", 0.05) is not None
-    time.sleep(0.1)
+    now[0] += 0.04
+    assert hub.live_lease("consumers/ab/orders") is not None
+    now[0] += 0.02
     assert hub.live_lease("consumers/ab/orders") is None  # expired
     taken = hub.acquire_lease("consumers/ab/orders", "you", 30)  # taken over
     assert taken is not None and taken.holder == "you"
@@ -624,15 +628,35 @@ def publish(ctx: SliceContext, *bodies: str) -> None:
 def test_a_consumer_steps_aside_while_a_lease_is_held_and_resumes(tmp_path: Path) -> None:
     ctx = SliceContext.from_env(embedded_slice_env(tmp_path, handle="ab"))
     hub = EmbeddedHub(tmp_path / "eventhubs.db")
+    name = lease_name("orders", "ab")
+    now, looks = [time.time()], [0]
+
+    def consumer_clock() -> float:  # the consumer reads it once per look at the lease
+        looks[0] += 1
+        return now[0]
+
+    def renewed_until(due_ms: int) -> bool:
+        info = hub.live_lease(name)
+        return info is not None and info.expires_ms == due_ms
+
+    hub.clock = lambda: now[0]
     with PodConsumer(ctx) as pod:
+        assert pod.consumer.lease is not None
+        pod.consumer.lease.store.clock = consumer_clock  # type: ignore[attr-defined]
         publish(ctx, "e0")
         wait_for(lambda: pod.received == ["e0"], what="e0")
-        lease = HeldLease(hub, lease_name("orders", "ab"), "debugger", ttl=0.6)
+        lease = HeldLease(hub, name, "debugger", ttl=0.6)
         with lease:
             wait_for(lambda: pod.consumer.paused_by is not None, what="the pause")
             publish(ctx, "e1", "e2")
-            time.sleep(1.5)  # over two TTLs: renewals keep it held
-            assert pod.received == ["e0"]
+            for _ in range(4):  # over two TTLs pass on the clock: renewals keep it held
+                now[0] += 0.4  # under the TTL since the last renewal
+                due = int(now[0] * 1000) + 600
+                wait_for(lambda: renewed_until(due), what="a renewal")  # noqa: B023
+                seen = looks[0]
+                wait_for(lambda: looks[0] >= seen + 2,  # noqa: B023
+                         what="the consumer looking at the lease again")
+                assert pod.received == ["e0"]
         wait_for(lambda: len(pod.received) == 3, what="the resumption")
         assert pod.received == ["e0", "e1", "e2"]  # nothing lost, nothing twice
 
@@ -654,9 +678,18 @@ def test_exclusive_session_pauses_the_pods_consumer(world: World, ending: str) -
     hub = EmbeddedHub(world.root / ".devslice" / "eventhubs.db")
     name = lease_name("orders", "ab")
     release = world.root / "release"
+    # the debugged program runs until the test says so (a file: it is another process)
     child = ("import pathlib, time\n"
              f"while not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)\n")
+    looks = [0]
+
+    def consumer_clock() -> float:  # the consumer reads it once per look at the lease
+        looks[0] += 1
+        return time.time()
+
     with PodConsumer(ctx) as pod:
+        assert pod.consumer.lease is not None
+        pod.consumer.lease.store.clock = consumer_clock  # type: ignore[attr-defined]
         publish(ctx, "e0")
         wait_for(lambda: pod.received == ["e0"], what="e0")
         session = subprocess.Popen(
@@ -668,7 +701,16 @@ def test_exclusive_session_pauses_the_pods_consumer(world: World, ending: str) -
             wait_for(lambda: hub.live_lease(name) is not None, what="the session's lease")
             wait_for(lambda: pod.consumer.paused_by is not None, what="the pause")
             publish(ctx, "e1", "e2", "e3")
-            time.sleep(2.5)  # longer than the TTL: the running session renews it
+            first = hub.live_lease(name)
+            assert first is not None
+
+            def renewed_past_first_ttl() -> bool:  # the running session renews it
+                info = hub.live_lease(name)
+                return info is not None and info.expires_ms > first.expires_ms + 1500
+
+            wait_for(renewed_past_first_ttl, timeout=15, what="renewals past the first TTL")
+            seen = looks[0]
+            wait_for(lambda: looks[0] >= seen + 2, what="the consumer looking again")
             assert pod.received == ["e0"]
             if ending == "exits":
                 release.touch()
@@ -707,12 +749,10 @@ def test_sigterm_to_devslice_reaches_the_debugged_program(tmp_path: Path) -> Non
         f"signal.signal(signal.SIGTERM, lambda *_: (open({str(marker)!r}, 'w').write('x'), "
         "sys.exit(15)))\n"
         f"open({str(tmp_path / 'ready')!r}, 'w').write('x')\n"
-        "time.sleep(30)\n")
+        "time.sleep(30)\n")  # a program that runs until stopped
 
     def stop_button() -> None:  # once the child listens for SIGTERM
-        deadline = time.monotonic() + 20
-        while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for((tmp_path / "ready").exists, 20, "the child's SIGTERM handler")
         os.kill(os.getpid(), signals.SIGTERM)
 
     presser = threads.Thread(target=stop_button, daemon=True)

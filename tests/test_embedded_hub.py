@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from devslice.embedded import EmbeddedConsumerClient, EmbeddedHub, EmbeddedProducerClient
 from devslice.embedded.eventhub import EmbeddedHubError
 
-from .helpers import REPO
+from .helpers import REPO, wait_for
 
 APPEND = """
 import sys
@@ -68,12 +68,19 @@ def test_producer_refuses_to_guess_a_partition(tmp_path: Path) -> None:
         p.send_batch([EventData("x")])
 
 
-def receive_for(consumer: EmbeddedConsumerClient, seconds: float, **kw: object) -> list[bytes]:
+def receive_for(consumer: EmbeddedConsumerClient, count: int, **kw: object) -> list[bytes]:
+    """What the consumer received once ``count`` events came (events of one partition come in
+    order, so a wrong earlier one would be among them)."""
     got: list[bytes] = []
     t = threading.Thread(target=consumer.receive,
                          args=(lambda pc, e: got.append(e.body),), kwargs=kw)
     t.start()
-    time.sleep(seconds)
+    if count:
+        wait_for(lambda: len(got) >= count, 10, f"{count} events")
+    else:
+        # expecting none: a moment in which a wrong event would come (no later event can
+        # prove the absence, since where the consumer starts is what is tested)
+        time.sleep(0.1)
     consumer.close()
     t.join(5)
     return got
@@ -83,14 +90,14 @@ def test_starting_positions_and_checkpoints(tmp_path: Path) -> None:
     hub = EmbeddedHub(tmp_path / "hub.db", partitions=2)
     producer = EmbeddedProducerClient(hub, "orders")
     producer.send_batch([EventData(f"e{i}") for i in range(5)], partition_id="0")
-    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0.1, partition_id="0",
+    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0, partition_id="0",
                        starting_position="@latest") == []
-    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0.1, partition_id="0",
+    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 2, partition_id="0",
                        starting_position="2") == [b"e3", b"e4"]
     hub.update_checkpoint({"eventhub_name": "orders", "consumer_group": "billing",
                            "partition_id": "0", "sequence_number": 1, "offset": "1"})
     # A checkpoint wins over the starting position, as with azure-eventhub.
-    got = receive_for(EmbeddedConsumerClient(hub, "orders", "billing"), 0.1, partition_id="0",
+    got = receive_for(EmbeddedConsumerClient(hub, "orders", "billing"), 3, partition_id="0",
                       starting_position="@latest")
     assert got == [b"e2", b"e3", b"e4"]
 
@@ -102,12 +109,11 @@ def test_new_events_reach_a_waiting_consumer(tmp_path: Path) -> None:
     t = threading.Thread(target=consumer.receive, args=(lambda pc, e: got.append(e.body),),
                          kwargs={"partition_id": "0"})
     t.start()
-    time.sleep(0.2)  # the consumer backs off while the log is empty
+    # what is tested: a consumer already backing off on an empty log still sees a new event
+    time.sleep(0.2)
     EmbeddedProducerClient(EmbeddedHub(tmp_path / "hub.db"), "orders").send_batch(
         [EventData("late")], partition_id="0")
-    deadline = time.monotonic() + 5
-    while not got and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_for(lambda: bool(got), 5, "the late event")
     consumer.close()
     t.join(5)
     assert got == [b"late"]
@@ -162,14 +168,14 @@ def test_starting_positions_follow_azure_eventhub(tmp_path: Path) -> None:
     hub = EmbeddedHub(tmp_path / "hub.db", partitions=2)
     producer = EmbeddedProducerClient(hub, "orders")
     producer.send_batch([EventData(f"e{i}") for i in range(3)], partition_id="0")
-    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0.1, partition_id="0") == []
-    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0.1, partition_id="0",
+    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0, partition_id="0") == []
+    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 1, partition_id="0",
                        starting_position={"0": 1, "1": "-1"}) == [b"e2"]
-    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0.1, partition_id="0",
+    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 2, partition_id="0",
                        starting_position=1, starting_position_inclusive=True) == [b"e1", b"e2"]
     future = datetime.now(UTC) + timedelta(hours=1)
-    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0.1, partition_id="0",
+    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0, partition_id="0",
                        starting_position=future) == []
     past = datetime.now(UTC) - timedelta(hours=1)
-    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 0.1, partition_id="0",
+    assert receive_for(EmbeddedConsumerClient(hub, "orders"), 3, partition_id="0",
                        starting_position=past) == [b"e0", b"e1", b"e2"]

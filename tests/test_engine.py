@@ -4,7 +4,6 @@ re-planned from fresh facts before it acts, and a failure skips what depended on
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -26,12 +25,13 @@ class World:
 
 @dataclass
 class Thing:
-    """A resource that wants `key` to exist in the world; creating it takes `delay` s."""
+    """A resource that wants `key` to exist in the world; creating it waits at `meet` (if
+    given) until the other creations sharing that barrier are running too."""
 
     key: str
     world: World
     after: tuple[str, ...] = ()
-    delay: float = 0.0
+    meet: threading.Barrier | None = None
     fail: bool = False
 
     def plan(self) -> list[Action]:
@@ -43,7 +43,8 @@ class Thing:
     def _create(self) -> None:
         with self.world.lock:
             self.world.log.append(f"start {self.key}")
-        time.sleep(self.delay)
+        if self.meet is not None:
+            self.meet.wait(10)  # BrokenBarrierError: the others never ran alongside
         if self.fail:
             raise CommandFailed(f"could not create {self.key}")
         with self.world.lock:
@@ -63,13 +64,11 @@ def test_order_respects_dependencies_and_refuses_cycles() -> None:
 
 def test_independent_resources_run_in_parallel_after_their_dependency() -> None:
     w = World()
-    resources = [Thing("cluster", w, delay=0.05), Thing("img1", w, delay=0.2),
-                 Thing("img2", w, delay=0.2),
-                 Thing("manifests", w, after=("cluster", "img1", "img2"), delay=0.01)]
-    t = time.monotonic()
+    images = threading.Barrier(2)  # each image waits until the other runs: they overlap
+    resources = [Thing("cluster", w), Thing("img1", w, meet=images),
+                 Thing("img2", w, meet=images),
+                 Thing("manifests", w, after=("cluster", "img1", "img2"))]
     reports = Executor().apply(resources)
-    wall = time.monotonic() - t
-    assert wall < 0.2 + 0.2  # the two images overlapped
     assert w.log.index("start manifests") > max(w.log.index("end img1"), w.log.index("end img2"))
     assert [r.status for r in reports] == ["ok"] * 4
 

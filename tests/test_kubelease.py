@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,19 @@ def client(api: FakeKubeAPI) -> Iterator[Client]:
     c.close()
 
 
+class Clock:
+    """A clock the test moves: leases expire without waiting out their TTL."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 def the_lease(api: FakeKubeAPI, namespace: str = "team-ab") -> dict[str, Any] | None:
     return api.get("coordination.k8s.io/v1", "Lease", kube_lease_name(NAME), namespace)
 
@@ -72,7 +85,8 @@ def test_the_fake_serves_leases_with_create_and_replace(api: FakeKubeAPI) -> Non
 
 
 def test_acquire_renew_refuse_release(api: FakeKubeAPI, client: Client) -> None:
-    store = KubeLeaseStore(client, "team-ab")
+    clock = Clock()
+    store = KubeLeaseStore(client, "team-ab", clock)
     first = store.acquire_lease(NAME, "me", 30)
     assert first is not None and first.holder == "me" and first.seconds_left > 29
     obj = the_lease(api)
@@ -84,7 +98,7 @@ def test_acquire_renew_refuse_release(api: FakeKubeAPI, client: Client) -> None:
     assert store.acquire_lease(NAME, "you", 30) is None  # live: refused
     with pytest.raises(LeaseHeld, match="held by me"):
         HeldLease(store, NAME, "you", 30).acquire()
-    time.sleep(0.01)
+    clock.advance(5)
     assert store.acquire_lease(NAME, "me", 30) is not None  # renewed
     renewed = the_lease(api)
     assert renewed is not None
@@ -100,10 +114,12 @@ def test_acquire_renew_refuse_release(api: FakeKubeAPI, client: Client) -> None:
 
 
 def test_an_expired_lease_is_taken_over(api: FakeKubeAPI, client: Client) -> None:
-    store = KubeLeaseStore(client, "team-ab")
+    clock = Clock()
+    store = KubeLeaseStore(client, "team-ab", clock)
     assert store.acquire_lease(NAME, "me", 0.3) is not None  # whole seconds: 1
+    clock.advance(0.9)
     assert store.live_lease(NAME) is not None
-    time.sleep(1.1)
+    clock.advance(0.2)
     assert store.live_lease(NAME) is None  # expired
     taken = store.acquire_lease(NAME, "you", 30)
     assert taken is not None and taken.holder == "you"
@@ -113,12 +129,13 @@ def test_an_expired_lease_is_taken_over(api: FakeKubeAPI, client: Client) -> Non
 
 def test_racing_acquirers_one_wins_through_the_resource_version(
         api: FakeKubeAPI, client: Client) -> None:
-    store = KubeLeaseStore(client, "team-ab")
+    clock = Clock()
+    store = KubeLeaseStore(client, "team-ab", clock)
     assert store.acquire_lease(NAME, "old", 1) is not None
-    time.sleep(1.1)  # expired: both may take it over
+    clock.advance(1.1)  # expired: both may take it over
     stale = the_lease(api)
     assert stale is not None
-    a, b = KubeLeaseStore(client, "team-ab"), KubeLeaseStore(client, "team-ab")
+    a, b = KubeLeaseStore(client, "team-ab", clock), KubeLeaseStore(client, "team-ab", clock)
     reads: list[dict[str, Any] | None] = [stale]
     real_get = b._get
     b._get = lambda name: reads.pop() if reads else real_get(name)  # type: ignore[method-assign]
@@ -197,12 +214,30 @@ def publish(ctx: SliceContext, *bodies: str) -> None:
 
 @pytest.mark.parametrize("ending", ["released", "expired"])
 def test_a_consumer_steps_aside_while_a_kubernetes_lease_is_held(
-        tmp_path: Path, client: Client, ending: str) -> None:
+        tmp_path: Path, api: FakeKubeAPI, client: Client, ending: str) -> None:
     ctx = SliceContext.from_env(embedded_slice_env(tmp_path, handle="ab"))
-    store = KubeLeaseStore(client, "team-ab")
+    clock = Clock()
+    store = KubeLeaseStore(client, "team-ab", clock)
     consumer = SliceConsumer.from_context("orders", "billing", ctx=ctx, service="orders")
     consumer.lease = LeaseWatch(store, NAME, None, 0.05)
     received: list[str] = []
+    lease_path = f"/leases/{kube_lease_name(NAME)}"
+
+    def count(method: str) -> int:
+        return sum(1 for r in list(api.requests)
+                   if r.method == method and r.path.endswith(lease_path))
+
+    def looks_again() -> None:
+        """Until the consumer has read the lease twice more (its poll: it decided again)."""
+        seen = count("GET")
+        wait_for(lambda: count("GET") >= seen + 2, what="the consumer looking at the lease")
+
+    def renewed_now() -> bool:
+        """The holder renewed the lease at the clock's present time."""
+        obj = the_lease(api)
+        stamp = clock.now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return obj is not None and obj["spec"]["renewTime"] == stamp
+
     thread = threading.Thread(target=consumer.receive,
                               args=(lambda _c, e: received.append(e.body_as_str()),),
                               kwargs={"starting_position": "-1"}, daemon=True)
@@ -214,14 +249,18 @@ def test_a_consumer_steps_aside_while_a_kubernetes_lease_is_held(
             with HeldLease(store, NAME, "debugger", ttl=1):
                 wait_for(lambda: consumer.paused_by is not None, what="the pause")
                 publish(ctx, "e1", "e2")
-                time.sleep(1.5)  # longer than the TTL: renewals keep it held
-                assert received == ["e0"]
+                for _ in range(4):  # over two TTLs pass on the clock: renewals keep it held
+                    clock.advance(0.6)  # under the TTL since the last renewal
+                    wait_for(renewed_now, what="a renewal")
+                    looks_again()
+                    assert received == ["e0"]
         else:  # a killed session: nobody renews, nobody releases
             assert store.acquire_lease(NAME, "debugger", 1) is not None
             wait_for(lambda: consumer.paused_by is not None, what="the pause")
             publish(ctx, "e1", "e2")
-            time.sleep(0.3)
+            looks_again()
             assert received == ["e0"]
+            clock.advance(1.1)  # the TTL ran out
         wait_for(lambda: len(received) == 3, what="the resumption")
         assert received == ["e0", "e1", "e2"]  # nothing lost, nothing twice
     finally:

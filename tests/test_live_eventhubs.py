@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 
 import pytest
 
 from devslice.sdk import SliceContext
 from devslice.sdk.eventhubs import SliceConsumer, SliceProducer
+
+from .helpers import wait_for
 
 pytestmark = pytest.mark.live
 NEEDED = ("DEVSLICE_LIVE_EVENTHUBS_CONNECTION", "DEVSLICE_LIVE_EVENTHUB",
@@ -55,9 +56,7 @@ def test_real_event_hubs_stay_in_the_slice() -> None:
     thread = threading.Thread(target=consumer.receive, args=(on_event,),
                               kwargs={"starting_position": "-1"}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
-    while len(got) < 20 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for(lambda: len(got) >= 20, 60, "20 events")
     consumer.close()
     assert len(got) == 20
     assert {p for p, _, _ in got} <= {"2", "3"}

@@ -22,6 +22,8 @@ from devslice.local.state import read_json
 
 from .helpers import BASE, FAKES, SOLO, free_port, free_ports, gone, wait_for
 
+# The sleeps inside the services' scripts below are what those fake services do (stay alive,
+# crash after a moment, ignore SIGTERM); the tests wait on readiness lines and wait_for.
 WORKER = """\
 import os, sys, time
 open("slice.txt", "w").write(os.environ["LOCAL_DEV_SLICE"] + " " +
@@ -33,7 +35,7 @@ while True:
 CRASHER = """\
 import time
 print("crasher up", flush=True)
-time.sleep(0.3)
+time.sleep(0.3)  # up a moment, then it crashes: what the restart tests need
 raise SystemExit(3)
 """
 

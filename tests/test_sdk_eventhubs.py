@@ -25,7 +25,7 @@ from devslice.sdk.aio import AsyncSliceProducer
 from devslice.sdk.eventhubs import SliceConsumer, SliceProducer, partition_for_key
 from devslice.testing import Azurite
 
-from .helpers import REPO
+from .helpers import REPO, wait_for
 
 SLICE_AB = {
     "LOCAL_DEV_SLICE": "ab",
@@ -175,9 +175,9 @@ def test_consumer_reads_only_its_partitions(tmp_path: Path) -> None:
                               args=(lambda pc, e: got.append((pc.partition_id, e.body)),),
                               kwargs={"starting_position": "-1"})
     thread.start()
-    deadline = time.monotonic() + 10
-    while len(got) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: len(got) >= 2, 10, "events of partitions 2 and 3")
+    # a moment for a stray event of another partition to show up: nothing orders events across
+    # partitions, so no later event could prove its absence
     time.sleep(0.1)
     consumer.close()
     thread.join(5)
@@ -226,16 +226,12 @@ def crash_and_restart(
         return {ln for ln in log.read_text().splitlines() if ln[0].isdigit()}
 
     first = start()
-    deadline = time.monotonic() + 30
-    while log.read_text().count("checkpoint") < 3 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_for(lambda: log.read_text().count("checkpoint") >= 3, 30, "three checkpoints")
     first.send_signal(signal.SIGKILL)
     first.communicate()
     assert len(handled()) < EVENTS, "the consumer finished before it could be killed"
     second = start()
-    deadline = time.monotonic() + 60
-    while len(handled()) < EVENTS and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: len(handled()) >= EVENTS, 60, "every event handled")
     second.terminate()
     second.communicate()
     runs = log.read_text().split("start\n")[1:]
@@ -330,9 +326,7 @@ def test_consumer_receivers(env: dict[str, str], expected: list[str | None]) -> 
     consumer = SliceConsumer(lambda: RecordingConsumer(calls), SliceContext.from_env(env))
     t = threading.Thread(target=consumer.receive, args=(lambda pc, e: None,))
     t.start()
-    deadline = time.monotonic() + 5
-    while len(calls) < len(expected) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: len(calls) >= len(expected), 5, "the receivers")
     consumer.close()
     t.join(5)
     assert not t.is_alive()

@@ -57,7 +57,7 @@ def eventually(probe: Callable[[], T | None], what: str, timeout: float = 10.0) 
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
-        time.sleep(0.1)
+        time.sleep(0.1)  # the poll of a wait on a condition, with a deadline
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 
 from devslice.cli.app import run
 
-from .helpers import BASE, SOLO
+from .helpers import BASE, SOLO, wait_for
 
 CONFIG = BASE + """\
 cluster: {runtime: local}
@@ -105,7 +105,6 @@ def test_canaries_never_reach_a_services_code(
     """verify publishes canaries on the slice's partitions; a service's SliceConsumer drops
     them, so a consumer that parses every event as an order does not crash on one."""
     import threading
-    import time
 
     from azure.eventhub import EventData
 
@@ -126,10 +125,9 @@ def test_canaries_never_reach_a_services_code(
         lambda pc, e: got.append(json.loads(e.body_as_str())["order"]),),
         kwargs={"starting_position": "-1"})
     t.start()
-    deadline = time.monotonic() + 5
-    while not got and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.1)
+    # event 1 came after the canary on the same partition: once 1 is here, the canary would
+    # have come first had it not been skipped
+    wait_for(lambda: bool(got), 5, "the order event")
     consumer.close()
     t.join(5)
     assert got == [1]  # the canary was on the same partition, before it, and was skipped

@@ -29,7 +29,7 @@ WORKER = """\
 import time
 print("worker ready", flush=True)
 while True:
-    time.sleep(1)
+    time.sleep(1)  # a service that stays up until stopped
 """
 
 linux = pytest.mark.skipif(not environ_readable(), reason="/proc/PID/environ is Linux only")

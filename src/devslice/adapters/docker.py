@@ -14,9 +14,11 @@ line after the first flush), so both verbs read the whole stream and turn such l
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import tarfile
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -99,6 +101,10 @@ class ContainerFact:
     @property
     def running(self) -> bool:
         return self.status == "running"
+
+
+# Runs "$@" with its output also in the file "$0" (container_exec's keep_output).
+KEEP_OUTPUT = '"$@" >"$0" 2>&1; status=$?; cat "$0"; exit $status'
 
 
 @dataclass(frozen=True)
@@ -368,9 +374,30 @@ class Docker:
         with self._translate(f"remove volume {name}"), suppress(docker.errors.NotFound):
             self.client.api.remove_volume(name)
 
-    def container_exec(self, name: str, argv: Sequence[str]) -> ExecResult:
+    def container_exec(self, name: str, argv: Sequence[str], keep_output: str | None = None
+                       ) -> ExecResult:
         """``docker exec NAME ARGV...``: waits for it to end; returns its exit code and output.
-        A non-zero exit is a result, not an error: callers decide what it means."""
+        A non-zero exit is a result, not an error: callers decide what it means.
+
+        Engine 20.10 can lose the output of an exec that ends at once under load (about 1 in
+        200 on a loaded 2-core machine; moby issues 27289 and 20951): the exit code is right
+        but the stream is empty. With ``keep_output`` (a path in the container) ARGV runs under
+        ``sh`` with its output also written to that file, and a failing run's output is read
+        back from the file (``docker cp``), which the engine cannot lose. A container without
+        ``sh`` (exit 126/127 and no file) runs ARGV as it is."""
+        if keep_output is None:
+            return self._exec(name, argv)
+        result = self._exec(name, ["sh", "-c", KEEP_OUTPUT, keep_output, *argv])
+        if result.exit_code == 0:
+            return result
+        kept = self.container_read_file(name, keep_output)
+        if kept is None:
+            if result.exit_code in (126, 127):  # no sh (or no /tmp): ARGV never ran
+                return self._exec(name, argv)
+            return result
+        return ExecResult(result.exit_code, kept.decode(errors="replace"))
+
+    def _exec(self, name: str, argv: Sequence[str]) -> ExecResult:
         with self._translate(f"docker exec {name} {argv[0] if argv else ''}".rstrip()):
             api = self.client.api
             exec_id = api.exec_create(name, list(argv), stdout=True, stderr=True)["Id"]
@@ -379,6 +406,20 @@ class Docker:
         text = output.decode(errors="replace") if isinstance(output, bytes) else str(output)
         code = info.get("ExitCode")
         return ExecResult(-1 if code is None else int(code), text)
+
+    def container_read_file(self, name: str, path: str) -> bytes | None:
+        """A regular file's content, copied out of the container (``docker cp NAME:PATH -``);
+        None when there is no such file."""
+        with self._translate(f"docker cp {name}:{path}"):
+            try:
+                stream, _ = self.client.api.get_archive(name, path)
+                data = b"".join(stream)
+            except docker.errors.NotFound:
+                return None
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile()), None)
+            handle = tar.extractfile(member) if member is not None else None
+            return handle.read() if handle is not None else None
 
     def image_build(self, context_dir: str | os.PathLike[str], dockerfile: str, tag: str,
                     build_args: Mapping[str, str] | None = None) -> str:

@@ -273,7 +273,7 @@ class EmbeddedHub:
         an optional cap on the file's used size. Producers enforce both, a little at a time
         after their own commits (:meth:`prune`), never deleting a partition's last event
         (it carries the sequence numbering on). ``clock`` gives the time events are enqueued
-        at (tests pass their own)."""
+        at and leases expire by (tests pass their own)."""
         self.path = Path(path)
         self.clock = clock
         self.partitions = partitions
@@ -504,7 +504,7 @@ class EmbeddedHub:
     def acquire_lease(self, name: str, holder: str, ttl: float) -> LeaseInfo | None:
         """Take or renew a lease in one statement: SQLite serialises writers, so two
         processes cannot both win. An expired lease of another holder is taken over."""
-        now = int(time.time() * 1000)
+        now = int(self.clock() * 1000)
         expires = now + int(ttl * 1000)
         row = self._retry(lambda conn: conn.execute(
             "INSERT INTO leases VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
@@ -522,7 +522,7 @@ class EmbeddedHub:
         try:
             row = self._conn().execute(
                 "SELECT holder, expires_ms FROM leases WHERE name = ? AND expires_ms > ?",
-                (name, int(time.time() * 1000))).fetchone()
+                (name, int(self.clock() * 1000))).fetchone()
         except sqlite3.Error as exc:
             raise EmbeddedHubError(f"cannot read the leases in {self.path}: {exc}") from exc
         return None if row is None else LeaseInfo(name, row[0], int(row[1]))

@@ -384,7 +384,9 @@ class ContainerResource:
     def _run_setup(self, script: Setup) -> None:
         cname = self.spec.container_name
         self._wait_ready()
-        result = self.docker.container_exec(cname, script.argv)
+        # keep_output: the output of a script that fails at once survives engine 20.10
+        result = self.docker.container_exec(cname, script.argv,
+                                            keep_output=f"/tmp/devslice-setup-{script.digest}.log")
         if result.exit_code != 0:
             raise _setup_failed(cname, script, result)
         state = read_state(self.state_path)

@@ -26,7 +26,7 @@ import hashlib
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -93,10 +93,14 @@ class KubeLeaseStore:
     that cannot read the lease keeps working (:meth:`LeaseWatch.blocking`).
     """
 
-    def __init__(self, client_or_kube: Any, namespace: str | None) -> None:
+    def __init__(self, client_or_kube: Any, namespace: str | None,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self._source = client_or_kube
         self._kube: Any = None
         self.namespace = namespace
+        # The reader's and writer's clock: tests pass one they move, to expire a lease
+        # without waiting out its TTL.
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
 
     @property
     def kube(self) -> Any:
@@ -122,7 +126,7 @@ class KubeLeaseStore:
 
     def in_namespace(self, namespace: str) -> KubeLeaseStore:
         """The same connection, another namespace."""
-        other = KubeLeaseStore(self._source, namespace)
+        other = KubeLeaseStore(self._source, namespace, self.clock)
         other._kube = self._kube
         return other
 
@@ -163,7 +167,7 @@ class KubeLeaseStore:
         seconds = max(1, math.ceil(ttl))
         for _ in range(_ATTEMPTS):
             current = self._get(k8s_name)
-            now = datetime.now(UTC)
+            now = self.clock()
             spec: dict[str, Any] = dict((current or {}).get("spec") or {})
             expires = _expiry(current) if current is not None else None
             theirs = spec.get("holderIdentity") != holder
@@ -205,7 +209,7 @@ class KubeLeaseStore:
         if current is None:
             return None
         expires = _expiry(current)
-        if expires is None or expires <= datetime.now(UTC):
+        if expires is None or expires <= self.clock():
             return None
         return LeaseInfo(name, str(current["spec"]["holderIdentity"]),
                          int(expires.timestamp() * 1000))

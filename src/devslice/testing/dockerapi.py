@@ -38,6 +38,7 @@ at its first ``RUN`` as the classic builder reports it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -409,6 +410,11 @@ class FakeImage:
     digests: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: datetime.now(UTC).strftime(
         "%Y-%m-%dT%H:%M:%S.%fZ"))
+    # The image config's Cmd and Entrypoint. Images pulled from a registry have a command (as
+    # the emulators' and base images do); an image made by `docker import` or built FROM
+    # scratch has none, and the engine refuses a container of it without one.
+    cmd: tuple[str, ...] | None = ("sh",)
+    entrypoint: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -426,6 +432,9 @@ class FakeContainer:
     exit_code: int = 0
     logs: list[tuple[int, str]] = field(default_factory=list)  # (1 stdout | 2 stderr, text)
     execs: list[list[str]] = field(default_factory=list)  # argv of each exec, in order
+    # Files in the container's filesystem by absolute path, served by GET .../archive (`docker
+    # cp`); the fake runs nothing, so an exec_handler writes here what a command would.
+    files: dict[str, bytes] = field(default_factory=dict)
     # Whether the process inside listens yet. While it does not, a published port behaves as
     # docker-proxy does: it accepts, fails to dial the container, and closes the connection.
     serving: bool = True
@@ -549,9 +558,13 @@ class FakeDockerEngine(_HTTPFake):
         with self._lock:
             self.images.clear()
 
-    def add_image(self, ref: str) -> FakeImage:
-        """An image in the local cache, as if pulled earlier."""
-        img = FakeImage(_sha256(f"image:{_with_tag(ref)}".encode()), [])
+    def add_image(self, ref: str, cmd: Sequence[str] | None = ("sh",),
+                  entrypoint: Sequence[str] | None = None) -> FakeImage:
+        """An image in the local cache, as if pulled earlier; ``cmd=None`` (and no
+        ``entrypoint``) makes one without a command, as `docker import` does."""
+        img = FakeImage(_sha256(f"image:{_with_tag(ref)}".encode()), [],
+                        cmd=None if cmd is None else tuple(cmd),
+                        entrypoint=None if entrypoint is None else tuple(entrypoint))
         with self._lock:
             img = self.images.get(img.id) or img
             self._set_tag(img, _with_tag(ref))
@@ -655,7 +668,8 @@ class FakeDockerEngine(_HTTPFake):
                   ("POST", "/stop"): self._container_stop,
                   ("DELETE", None): self._container_delete,
                   ("POST", "/exec"): self._exec_create,
-                  ("GET", "/logs"): self._container_logs}
+                  ("GET", "/logs"): self._container_logs,
+                  ("GET", "/archive"): self._container_archive}
         handler = routes.get((method, m["rest"]))
         return (handler, m["ref"]) if handler else None
 
@@ -699,7 +713,9 @@ class FakeDockerEngine(_HTTPFake):
             "Parent": "", "Comment": "", "Created": img.created, "DockerVersion": "",
             "Author": "", "Architecture": "amd64", "Os": "linux", "Size": 1024,
             "Config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"],
-                       "Cmd": None, "Labels": None},
+                       "Cmd": None if img.cmd is None else list(img.cmd),
+                       "Entrypoint": None if img.entrypoint is None else list(img.entrypoint),
+                       "Labels": None},
             "RootFS": {"Type": "layers", "Layers": [_sha256(img.id.encode())]},
             "Metadata": {"LastTagTime": img.created},
         }, headers)
@@ -759,7 +775,6 @@ class FakeDockerEngine(_HTTPFake):
         out = ex.stream(headers)
         failed = self._run_steps(out, steps, image_id, self.build_failure)
         if failed:
-            out.close()
             forcerm = (q.get("forcerm") or [""])[-1] in ("1", "True", "true")
             with self._lock:
                 self.builds.append(record)
@@ -770,11 +785,13 @@ class FakeDockerEngine(_HTTPFake):
                     self.containers[cid] = FakeContainer(
                         cid, f"builder-{_short(cid)}", image_id, image_id, {"Labels": {}},
                         status="exited", exit_code=1)
+            out.close()  # after the record: a client reading to EOF sees the leftover
             return
         out.line({"aux": {"ID": image_id}})  # emitImageID, API >= 1.30
         out.line({"stream": f"Successfully built {_short(image_id)}\n"})
         with self._lock:
             img = self.images.get(image_id) or FakeImage(image_id, [])
+            img.cmd, img.entrypoint = self._built_command(steps, img)
             for t in tags:
                 self._set_tag(img, _with_tag(t))
             self.images[image_id] = img
@@ -782,6 +799,34 @@ class FakeDockerEngine(_HTTPFake):
         for t in tags:
             out.line({"stream": f"Successfully tagged {_with_tag(t)}\n"})
         out.close()
+
+    def _built_command(self, steps: list[str], img: FakeImage
+                       ) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+        """The built image's Cmd and Entrypoint: the last stage's CMD/ENTRYPOINT, else its
+        base's (``scratch`` has none; a base the fake never saw is taken to have one)."""
+        cmd, entrypoint, cmd_set = img.cmd, img.entrypoint, False
+        for step in steps:
+            word, _, rest = step.partition(" ")
+            word, rest = word.upper(), rest.strip()
+            if word == "FROM":
+                base_ref = rest.split()[0] if rest else ""
+                base = None if base_ref == "scratch" else self.image(base_ref)
+                cmd, entrypoint = ((None, None) if base_ref == "scratch" else
+                                   (base.cmd, base.entrypoint) if base is not None
+                                   else (("sh",), None))
+                cmd_set = False
+            elif word in ("CMD", "ENTRYPOINT"):
+                try:
+                    value = json.loads(rest)
+                    argv = tuple(str(a) for a in value) if isinstance(value, list) else None
+                except ValueError:
+                    argv = None
+                argv = argv if argv is not None else ("/bin/sh", "-c", rest)
+                if word == "CMD":
+                    cmd, cmd_set = argv, True
+                else:  # ENTRYPOINT drops a CMD this stage did not set (moby dispatchers.go)
+                    entrypoint, cmd = argv, cmd if cmd_set else None
+        return cmd, entrypoint
 
     @staticmethod
     def _run_steps(out: _Stream, steps: list[str], image_id: str,
@@ -942,6 +987,13 @@ class FakeDockerEngine(_HTTPFake):
         img = self.image(ref)
         if img is None:
             return ex.json(404, {"message": f"No such image: {_with_tag(ref)}"}, headers)
+        # moby merges the image's Cmd/Entrypoint into the create body and refuses a container
+        # with neither (daemon/create.go; engine 20.10 answers 400 "No command specified").
+        cmd = body.get("Cmd") or (None if body.get("Entrypoint") else img.cmd)
+        entrypoint = (body["Entrypoint"] if body.get("Entrypoint") is not None
+                      else img.entrypoint)
+        if not cmd and not entrypoint:
+            return ex.json(400, {"message": "No command specified"}, headers)
         with self._lock:
             taken = self.container(name) if name else None
             if taken is not None and taken.name == name.lstrip("/"):
@@ -1115,6 +1167,27 @@ class FakeDockerEngine(_HTTPFake):
             lines = lines[len(lines) - int(tail):] if int(tail) else []
         body = b"".join(_frame(s, t.encode()) for s, t in lines)
         ex.send(200, body, "application/vnd.docker.multiplexed-stream", headers)
+
+    def _container_archive(self, ex: _Exchange, ref: str, headers: dict[str, str]) -> None:
+        """``docker cp NAME:PATH -``: a tar of the one file (moby archive.go), 404 without."""
+        c = self._lookup(ex, ref, headers)
+        if c is None:
+            return
+        path = _param(ex, "path") or ""
+        with self._lock:
+            data = c.files.get(path)
+        if data is None:
+            return ex.json(404, {"message": f"Could not find the file {path} in container "
+                                 f"{ref}"}, headers)
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            info = tarfile.TarInfo(path.rstrip("/").rsplit("/", 1)[-1])
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        stat = base64.b64encode(json.dumps({"name": info.name, "size": len(data), "mode": 420,
+                                            "mtime": _now(), "linkTarget": ""}).encode())
+        ex.send(200, out.getvalue(), "application/x-tar",
+                {**headers, "X-Docker-Container-Path-Stat": stat.decode()})
 
     # -- exec --
 
