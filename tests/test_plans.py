@@ -196,3 +196,24 @@ def test_manifest_plan_offline_plans_everything_new(tmp_path: Path) -> None:
     actions = resource.plan(ManifestsFacts([config_map("a", "1")], offline=True))
     assert [a.reason for a in actions][1:] == ["configmap a: new in deploy/services (no "
                                                "cluster yet)"]
+
+
+def test_a_plan_teaches_lightkube_no_kind(tmp_path: Path) -> None:
+    """CRDs are registered where facts are read (and once while the resources are built),
+    never in plan(): planning a layer that defines a kind leaves lightkube's registry as it
+    was, and the kind's calls fall back to a plain description."""
+    from lightkube.core.resource_registry import resource_registry
+
+    crd = Manifest({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                    "metadata": {"name": "gadgets.plans.example.com"},
+                    "spec": {"group": "plans.example.com", "scope": "Namespaced",
+                             "names": {"kind": "Gadget", "plural": "gadgets"},
+                             "versions": [{"name": "v1", "served": True, "storage": True}]}},
+                   "deploy/services/crd.yaml", 1)
+    gadget = Manifest({"apiVersion": "plans.example.com/v1", "kind": "Gadget",
+                       "metadata": {"name": "g"}}, "deploy/services/g.yaml", 1)
+    resource = ManifestsResource(LAYER, tmp_path, Untouchable(), "ab",  # type: ignore[arg-type]
+                                 cluster_may_be_absent=True)
+    actions = resource.plan(ManifestsFacts([crd, gadget], offline=True))
+    assert resource_registry.get("plans.example.com/v1", "Gadget") is None
+    assert ("PATCH Gadget g (server-side apply)",) in [a.calls for a in actions]
