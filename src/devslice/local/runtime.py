@@ -126,11 +126,12 @@ def container_only(project: Project) -> list[ConfigIssue]:
     return out
 
 
-def _emulators(project: Project) -> Iterator[ServiceSpec]:
+def _emulators(project: Project, install: bool = False,
+               say: Callable[[str], None] | None = None) -> Iterator[ServiceSpec]:
     """The emulators that run as processes: Azurite from its npm package when storage runs in
     emulator or embedded mode, the SignalR emulator (``asrs-emulator``) likewise, and
     ``mongod`` when containers.mongodb is set and MongoDB is installed (the embedded event hub
-    needs no process: it is a file)."""
+    needs no process: it is a file). ``install``: fetch a missing Azurite (`up` only)."""
     env = project.env
     problems = container_only(project)
     if problems:
@@ -152,18 +153,12 @@ def _emulators(project: Project) -> Iterator[ServiceSpec]:
         return
     from devslice.emulators import azurite_account_key
     from devslice.slices.derive import derive_names
-    from devslice.testing.azurite import AzuriteNotFound, find_azurite
+    from devslice.tools.azurite import cached_azurite, ensure_azurite, locate_azurite
 
-    try:
-        exe = find_azurite(project.base_dir)
-    except AzuriteNotFound:
-        try:  # devslice's own checkout has it (npm ci beside package.json)
-            exe = find_azurite(Path(__file__).parent)
-        except AzuriteNotFound as exc:
-            raise AzuriteNotFound(
-                f"storage.mode is {env.storage.mode} but Azurite is not installed",
-                hint="`npm install azurite@3` in this project (or set AZURITE_BIN), or set "
-                "storage.mode: shared") from exc
+    if install:  # `up`: devslice's checkout, the project's node_modules, or npm into the cache
+        exe = str(ensure_azurite(project.base_dir, progress=say))
+    else:  # planning needs no tool: where it is, or where `up` will install it
+        exe = str(locate_azurite(project.base_dir) or cached_azurite())
     blob = urlsplit(env.storage.blob_endpoint_template.replace("{account}", "a")).port or 10000
     queue = urlsplit(env.storage.queue_endpoint_template.replace("{account}", "a")).port or 10001
     accounts = sorted({derive_names(env, s.handle).storage_account
@@ -179,6 +174,20 @@ def _emulators(project: Project) -> Iterator[ServiceSpec]:
         {"AZURITE_ACCOUNTS": ";".join(f"{a}:{azurite_account_key(a)}"
                                                    for a in accounts)},
         {"port": blob, "timeout": 30.0})
+
+
+def _azurite_needs(project: Project) -> list[str]:
+    """What `up` will need for Azurite that is not here yet (planning installs nothing)."""
+    from devslice.tools.azurite import AZURITE_VERSION, NODE_HINT, cached_azurite, locate_azurite
+
+    if locate_azurite(project.base_dir) is not None:
+        return []
+    folder = cached_azurite().parents[2]
+    if shutil.which("npm") is None:
+        return [f"Azurite is not installed and npm is not on PATH: `up` will fail; "
+                f"{NODE_HINT}"]
+    return [f"Azurite is not installed: `up` installs Azurite {AZURITE_VERSION} into "
+            f"{folder} with npm"]
 
 
 def _signalr_emulator(project: Project) -> ServiceSpec:
@@ -254,9 +263,9 @@ class LocalRuntimeResource:
         self.after: tuple[str, ...] = () if shared else (SHARED_KEY,)
         self.directory = shared_dir(project) if shared else local_dir(project, handle)
 
-    def specs(self) -> list[ServiceSpec]:
+    def specs(self, install: bool = False) -> list[ServiceSpec]:
         if self.shared:
-            return list(_emulators(self.project))
+            return list(_emulators(self.project, install, self._say))
         return service_specs(self.project, self.handle)
 
     def plan(self) -> list[Action]:
@@ -268,6 +277,8 @@ class LocalRuntimeResource:
             notes.append(noop(self.key, "containers.mongodb is set but mongod is not installed, "
                                         "so MongoDB does not run here (install MongoDB, or use "
                                         "the k3d runtime, where it runs as a container)"))
+        if self.shared and self.project.env.storage.mode != "shared":
+            notes.extend(noop(self.key, n) for n in _azurite_needs(self.project))
         return notes + [dataclasses.replace(a, execute=self._apply)
                         if a.changes and a.execute is not None else a
                         for a in self._plan(specs, state)]
@@ -278,7 +289,7 @@ class LocalRuntimeResource:
         what = f"devslice up (emulators, for slice {self.handle})" if self.shared else \
             f"devslice up of slice {self.handle}"
         with locked(self.directory, what, on_wait=self._say):
-            for a in self._plan(self.specs(), running(self.directory)):
+            for a in self._plan(self.specs(install=True), running(self.directory)):
                 if a.changes and a.execute is not None:
                     a.execute()
 
