@@ -23,6 +23,8 @@ AZURITE_VERSION = "3.37.0"
 NODE_HINT = ("install Node.js 20 or newer (https://nodejs.org; it brings npm): devslice then "
              f"installs Azurite {AZURITE_VERSION} into its cache on first use; or set "
              "AZURITE_BIN, or storage.mode: shared")
+# Where devslice itself lives: in its checkout, node_modules is beside package.json above it.
+CHECKOUT = Path(__file__).resolve().parent
 
 
 class AzuriteNotFound(ToolMissing):
@@ -49,16 +51,18 @@ def cached_azurite(environ: Mapping[str, str] | None = None,
     return cache_root(environ) / f"azurite-{version}" / "node_modules" / ".bin" / _exe_name()
 
 
-def locate_azurite(start: Path, environ: Mapping[str, str] | None = None) -> Path | None:
-    """$AZURITE_BIN, node_modules/.bin in ``start`` or above, devslice's cache, then PATH."""
+def locate_azurite(start: Path, environ: Mapping[str, str] | None = None,
+                   checkout: Path | None = CHECKOUT) -> Path | None:
+    """$AZURITE_BIN, node_modules/.bin in ``start`` or above, in devslice's own checkout
+    (``npm ci`` beside its package.json), devslice's cache, then PATH."""
     environ = os.environ if environ is None else environ
     if environ.get("AZURITE_BIN"):
         return Path(environ["AZURITE_BIN"])
-    here = start.resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / "node_modules" / ".bin" / _exe_name()
-        if candidate.exists():
-            return candidate
+    for here in (start.resolve(), *([checkout] if checkout else [])):
+        for folder in (here, *here.parents):
+            candidate = folder / "node_modules" / ".bin" / _exe_name()
+            if candidate.exists():
+                return candidate
     cached = cached_azurite(environ)
     if cached.exists():
         return cached
@@ -69,11 +73,11 @@ def locate_azurite(start: Path, environ: Mapping[str, str] | None = None) -> Pat
 def ensure_azurite(start: Path, *, runner: CommandRunner | None = None,
                    environ: Mapping[str, str] | None = None,
                    progress: Callable[[str], None] | None = None,
-                   version: str = AZURITE_VERSION) -> Path:
+                   version: str = AZURITE_VERSION, checkout: Path | None = CHECKOUT) -> Path:
     """Azurite's executable, installing the pinned version into the cache when none is found
     and npm is on PATH. Raises AzuriteNotFound, saying how to get Node, when npm is missing."""
     environ = os.environ if environ is None else environ
-    found = locate_azurite(start, environ)
+    found = locate_azurite(start, environ, checkout)
     if found is not None:
         return found
     runner = runner or SubprocessRunner(path=environ.get("PATH"))
