@@ -69,6 +69,13 @@ def _needed_by_config(project: Any) -> list[dict[str, Any]]:
         wanted += [(tool, "containers.mongodb in the local runtime", "install MongoDB "
                     "(mongod) and the MongoDB Shell (mongosh)") for tool in ("mongod", "mongosh")]
     out = []
+    if env.storage.mode != "shared" and processes:
+        from devslice.tools.azurite import NODE_HINT, azurite_readiness
+
+        ok, what = azurite_readiness(project.base_dir)
+        out.append({"name": "azurite", "ok": ok, "found": ok, "version": what if ok else None,
+                    "problem": None if ok else what, "fix": None if ok else NODE_HINT,
+                    "neededFor": f"storage.mode {env.storage.mode} in the local runtime"})
     for tool, why, fix in wanted:
         path = shutil.which(tool)
         out.append({"name": tool, "ok": path is not None, "found": path is not None,

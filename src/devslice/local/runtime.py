@@ -178,16 +178,12 @@ def _emulators(project: Project, install: bool = False,
 
 def _azurite_needs(project: Project) -> list[str]:
     """What `up` will need for Azurite that is not here yet (planning installs nothing)."""
-    from devslice.tools.azurite import AZURITE_VERSION, NODE_HINT, cached_azurite, locate_azurite
+    from devslice.tools.azurite import NODE_HINT, azurite_readiness, locate_azurite
 
     if locate_azurite(project.base_dir) is not None:
         return []
-    folder = cached_azurite().parents[2]
-    if shutil.which("npm") is None:
-        return [f"Azurite is not installed and npm is not on PATH: `up` will fail; "
-                f"{NODE_HINT}"]
-    return [f"Azurite is not installed: `up` installs Azurite {AZURITE_VERSION} into "
-            f"{folder} with npm"]
+    ok, what = azurite_readiness(project.base_dir)
+    return [what if ok else f"{what}: `up` will fail; {NODE_HINT}"]
 
 
 def _signalr_emulator(project: Project) -> ServiceSpec:

@@ -112,3 +112,18 @@ def ensure_azurite(start: Path, *, runner: CommandRunner | None = None,
     if not target.exists():
         raise CommandFailed(f"Azurite {version} is not at {target} after installing it")
     return target
+
+
+def azurite_readiness(start: Path, environ: Mapping[str, str] | None = None,
+                      checkout: Path | None = CHECKOUT) -> tuple[bool, str]:
+    """For `plan`, `status` and `doctor`, which install nothing: whether `up` will have an
+    Azurite, and where it is or what `up` will do (or why it cannot, with NODE_HINT)."""
+    environ = os.environ if environ is None else environ
+    found = locate_azurite(start, environ, checkout)
+    if found is not None:
+        return True, str(found)
+    folder = cached_azurite(environ).parents[2]
+    if shutil.which("npm", path=environ.get("PATH")) is None:
+        return False, "Azurite is not installed and npm is not on PATH to install it"
+    return True, f"Azurite is not installed: `up` installs Azurite {AZURITE_VERSION} into " \
+                 f"{folder} with npm"
