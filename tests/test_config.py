@@ -149,8 +149,8 @@ def test_inline_secret_is_refused() -> None:
 
 def test_secret_ref_needs_exactly_one_source() -> None:
     (msg,) = errors(BASE + "signalR:\n  connectionString: {fromEnv: A, fromFile: b}\n")
-    assert msg == ("devslice.yaml:5:21: signalR.connectionString: give exactly one of fromEnv "
-                   "or fromFile")
+    assert msg == ("devslice.yaml:5:21: signalR.connectionString: give exactly one of fromEnv, "
+                   "fromFile or fromKeyVault")
 
 
 def test_bad_duration() -> None:

@@ -1,4 +1,5 @@
-"""Secrets are referenced from devslice.yaml (``fromEnv``/``fromFile``), never written in it.
+"""Secrets are referenced from devslice.yaml (``fromEnv``/``fromFile``/``fromKeyVault``), never
+written in it.
 
 A resolved secret is wrapped in :class:`Secret`, whose ``repr`` and ``str`` hide the value, so
 it cannot leak into output, logs or plans by accident.
@@ -36,6 +37,10 @@ class Secret:
 
 def resolve(ref: SecretRef, base_dir: Path, environ: dict[str, str] | None = None) -> Secret:
     env = os.environ if environ is None else environ
+    if ref.from_key_vault is not None:
+        from devslice.cloud.keyvault import VAULTS
+
+        return Secret(VAULTS.read(ref.from_key_vault), ref.describe())
     if ref.from_env is not None:
         value = env.get(ref.from_env)
         if not value:

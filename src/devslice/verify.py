@@ -102,7 +102,7 @@ class Owners:
 
 
 def verify(project: Project, handle: str, kube: Kube | None = None,
-           runtime: str | None = None) -> list[Check]:
+           runtime: str | None = None, azure: Any = None) -> list[Check]:
     """The checks, in order. ``kube`` reads the slice's ConfigMap and Secret on k3d/kube (one is
     connected when not given); ``runtime`` is the runtime to check (default: as `up` picks)."""
     state = project.ledger.read()
@@ -123,6 +123,11 @@ def verify(project: Project, handle: str, kube: Kube | None = None,
     checks.append(_running(project, handle, mine, owners, kube, runtime))
     checks.append(_canary(project, handle, expected))
     checks.append(start_fence_check(project, handle))
+    if project.env.data_explorer.data_connection is not None:  # issue 15: the team's, checked
+        from devslice.cloud.dataexplorer import routing_status
+
+        checks.append(Check("events reach the slice's database",
+                            *routing_status(project.env, azure)))
     return checks
 
 

@@ -153,13 +153,18 @@ def apply(state: State, script: Path, handle: str | None, dry_run: bool, as_json
 @click.option("--persist", "persist_root", metavar="FOLDER",
               help="Keep the new database in FOLDER on the engine (the Kusto emulator's "
               "/kustodata/dbs, say) instead of creating it volatile.")
+@click.option("--no-schema", is_flag=True,
+              help="On an Azure cluster: do not run dataExplorer.schemaScript afterwards.")
 @pass_state
-def reset(state: State, handle: str | None, yes: bool, persist_root: str | None) -> None:
+def reset(state: State, handle: str | None, yes: bool, persist_root: str | None,
+          no_schema: bool) -> None:
     """Drop your slice's database and create it again, empty.
 
-    Runs `.drop database ... ifexists` and `.create database ... volatile`, which the Kusto
-    emulator supports; on an Azure Data Explorer cluster a database is an Azure resource and
-    is re-created with `az kusto database create` instead.
+    On the Kusto emulator: `.drop database ... ifexists` and `.create database ... volatile`.
+    On an Azure Data Explorer cluster (dataExplorer.mode shared, with azure: settings) a
+    database is an Azure resource: it is deleted and created again through the management API
+    (soft-delete and hot-cache periods from devslice.yaml), then dataExplorer.schemaScript
+    runs in it, as `devslice adx apply` would.
 
     \b
     Examples:
@@ -171,6 +176,12 @@ def reset(state: State, handle: str | None, yes: bool, persist_root: str | None)
     from devslice.sdk.dataexplorer import DataExplorer
 
     target = _target(state, handle)
+    project = state.project()
+    from devslice.cloud.plan import provisioning
+
+    if project.env.data_explorer.mode == "shared" and provisioning(project.env):
+        _reset_in_azure(project, target, yes, no_schema)
+        return
     with DataExplorer(target.cluster_url, persist_root=persist_root) as adx:
         adx.reset_commands(target.database)  # refuses a missing or invalid name before asking
         if not yes:
@@ -181,3 +192,36 @@ def reset(state: State, handle: str | None, yes: bool, persist_root: str | None)
         adx.reset(target.database)
     console().print(f"re-created database [bold]{escape(str(target.database))}[/] on "
                     f"{escape(adx.cluster_url)}, empty; next: devslice adx apply SCHEMA.kql")
+
+
+def _reset_in_azure(project: object, target: Target, yes: bool, no_schema: bool) -> None:
+    """Delete and create the database through Resource Manager, then the schema script."""
+    from rich.markup import escape
+
+    from devslice.cloud.azure import Azure
+    from devslice.cloud.dataexplorer import DatabaseResource
+    from devslice.cloud.plan import schema_applier
+    from devslice.project import Project
+
+    assert isinstance(project, Project)
+    if not target.database:
+        from devslice.sdk.dataexplorer import NoSliceDatabase
+
+        raise NoSliceDatabase(f"slice {target.handle} has no Data Explorer database")
+    if not yes:
+        click.confirm(f"Delete database {target.database!r} in cluster "
+                      f"{project.env.data_explorer.azure_cluster_name} (slice {target.handle}; "
+                      f"name from {target.database_origin}) and create it again? Everything "
+                      "in it is lost", abort=True)
+    azure = Azure.from_settings(project.env.azure)
+    try:
+        db = DatabaseResource(azure, project.env, target.database,
+                              apply_schema=None if no_schema else schema_applier(project),
+                              progress=lambda line: console().print(f"[dim]{escape(line)}[/]"))
+        db.recreate()
+    finally:
+        azure.close()
+    script = project.env.data_explorer.schema_script
+    then = f", schema {script} applied" if script and not no_schema else ""
+    console().print(f"re-created database [bold]{escape(target.database)}[/] in cluster "
+                    f"{escape(str(db.cluster))} through Azure Resource Manager{then}")

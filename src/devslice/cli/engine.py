@@ -24,8 +24,8 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True,
 
 @contextmanager
 def _resources(state: State, handle: str | None, quiet: bool = False,
-               progress: Any = None, lock: bool | None = None, force_conflicts: bool = False
-               ) -> Iterator[list[Resource]]:
+               progress: Any = None, lock: bool | None = None, force_conflicts: bool = False,
+               adopt: bool = False) -> Iterator[list[Resource]]:
     """The slice's resources over real adapters, closed when the command ends. With ``lock``
     (False: wait for it, True: fail if busy), the local runtime's slice lock is held."""
     from devslice.engine.environment import Tools, build, runtime
@@ -44,7 +44,7 @@ def _resources(state: State, handle: str | None, quiet: bool = False,
                 held.enter_context(slice_lock(project, handle, "devslice up", lock,
                                               _waiting(progress)))
             yield build(project, handle, tools, chosen, progress,
-                        force_conflicts=force_conflicts)
+                        force_conflicts=force_conflicts, adopt=adopt)
     finally:
         tools.close()
 
@@ -107,9 +107,12 @@ def plan(state: State, handle: str | None, as_json: bool) -> None:
 @click.option("--force-conflicts", is_flag=True,
               help="Take over manifest fields another field manager owns (e.g. after "
                    "`kubectl apply`), as kubectl apply --server-side --force-conflicts.")
+@click.option("--adopt", is_flag=True,
+              help="Tag same-named Azure resources made without devslice as this slice's "
+                   "(from then on `slice release --delete-resources` deletes them).")
 @pass_state
 def up(state: State, handle: str | None, as_json: bool, fail_if_busy: bool,
-       force_conflicts: bool) -> None:
+       force_conflicts: bool, adopt: bool) -> None:
     """Bring the slice's environment up: registry, cluster, images, slice config, manifests.
 
     Independent steps run in parallel; each re-reads the world just before it acts, so a
@@ -132,14 +135,15 @@ def up(state: State, handle: str | None, as_json: bool, fail_if_busy: bool,
         events = JsonEvents()
         with _resources(state, handle, quiet=True, progress=lambda key, line: events.line(
                 {"event": "progress", "resource": key, "line": line}),
-                lock=fail_if_busy, force_conflicts=force_conflicts) as resources:
+                lock=fail_if_busy, force_conflicts=force_conflicts, adopt=adopt) as resources:
             reports = Executor(on_event=events).apply(resources)
         events.line({"event": "ready", "seconds": round(time.monotonic() - started, 3),
                      "changes": sum(a.changes for r in reports for a in r.actions)})
         return
     with LiveSteps() as view, _resources(state, handle, progress=view.progress,
                                          lock=fail_if_busy,
-                                         force_conflicts=force_conflicts) as resources:
+                                         force_conflicts=force_conflicts,
+                                         adopt=adopt) as resources:
         reports = Executor(on_event=view).apply(resources)
     print_breakdown(reports, time.monotonic() - started)
 

@@ -124,28 +124,95 @@ def _for_me(owner: str | None) -> bool:
     return owner is None or owner == identity.owner()
 
 
+DELETE_OPTIONS = [
+    click.option("--delete-resources", is_flag=True,
+                 help="Also delete the slice's resources in Azure that devslice created for "
+                 "it (tagged with its claim); asks first unless -y."),
+    click.option("-y", "--yes", is_flag=True, help="Do not ask before deleting."),
+    click.option("--adopt", is_flag=True,
+                 help="Also delete same-named resources without devslice's tags."),
+]
+
+
+def _delete_options(f: Any) -> Any:
+    for option in reversed(DELETE_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _delete_resources(project: Any, slices: list[Any], yes: bool, adopt: bool,
+                      retry: bool = False) -> list[dict[str, str]]:
+    """Delete the slices' tagged Azure resources (and retry earlier failures with gc)."""
+    from devslice.cloud.azure import Azure
+    from devslice.cloud.plan import provisioning
+    from devslice.cloud.teardown import delete_slice_resources, retry_leftovers
+
+    if not provisioning(project.env):
+        console().print("[dim]no Azure resources to delete: nothing is provisioned "
+                        "(azure.subscription/resourceGroup unset or no shared service)[/]")
+        return []
+    if not slices and not retry:
+        return []
+    if not yes and slices:
+        click.confirm(f"Delete the Azure resources devslice created for "
+                      f"{', '.join(s.handle for s in slices)} (only those tagged with the "
+                      "slice's claim" + (", and same-named untagged ones" if adopt else "")
+                      + ")?", abort=True)
+    azure = Azure.from_settings(project.env.azure)
+    try:
+        removals = retry_leftovers(azure, project.env, project.ledger) if retry else []
+        for s in slices:
+            removals += delete_slice_resources(azure, project.env, s, project.ledger,
+                                               adopt=adopt)
+    finally:
+        azure.close()
+    return [r.as_dict() for r in removals]
+
+
+def _print_removals(removals: list[dict[str, str]]) -> None:
+    from rich.markup import escape
+
+    colour = {"deleted": "green", "absent": "dim", "refused": "yellow", "failed": "red"}
+    for r in removals:
+        console().print(f"[{colour[r['outcome']]}]{r['outcome']}[/] {r['kind']} "
+                        f"{escape(r['id'])}: {escape(r['reason'])}")
+
+
 @slice_group.command()
 @click.argument("handle", required=False)
 @click.option("--force", is_flag=True, help="Release a slice someone else owns.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_delete_options
 @pass_state
-def release(state: State, handle: str | None, force: bool, as_json: bool) -> None:
+def release(state: State, handle: str | None, force: bool, as_json: bool,
+            delete_resources: bool, yes: bool, adopt: bool) -> None:
     """Give a slice back; its partitions and names become free.
 
+    With --delete-resources, the slice's Azure resources that devslice created for this claim
+    (tagged with it) are deleted too; a same-named resource without devslice's tags is
+    refused unless --adopt. A delete that fails is recorded and retried by `slice gc
+    --delete-resources`.
+
     \b
-    Example:
+    Examples:
       devslice slice release ab
+      devslice slice release ab --delete-resources -y
     """
     project = state.project()
     handle = project.current_handle(handle)
     s = project.release(handle, force=force)
     if project.current_handle_marker() == handle:
         project.remember(None)
+    removals = _delete_resources(project, [s], yes, adopt) if delete_resources else []
     if as_json:
-        print_json(slice_json(project, s))
+        print_json({**slice_json(project, s), **({"resources": removals}
+                                                 if delete_resources else {})})
         return
     console().print(f"released slice [bold]{s.handle}[/] ({s.event_hubs.namespace} partitions "
                     f"{','.join(map(str, s.event_hubs.partitions))} are free again)")
+    _print_removals(removals)
+    if any(r["outcome"] == "failed" for r in removals):
+        click.get_current_context().exit(1)
 
 
 @slice_group.command()
@@ -235,19 +302,29 @@ def list_(state: State, as_json: bool) -> None:
 @slice_group.command()
 @click.option("--dry-run", is_flag=True, help="Only list what would be reclaimed.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_delete_options
 @pass_state
-def gc(state: State, dry_run: bool, as_json: bool) -> None:
+def gc(state: State, dry_run: bool, as_json: bool, delete_resources: bool, yes: bool,
+       adopt: bool) -> None:
     """Reclaim slices whose lease expired (CI slices have a TTL).
 
+    With --delete-resources, the reclaimed slices' Azure resources tagged with their claims
+    are deleted too, and deletes that failed before are tried again.
+
     \b
-    Example (a nightly job):
+    Examples (a nightly job):
       devslice slice gc
+      devslice slice gc --delete-resources -y
     """
     project = state.project()
     removed = project.gc(dry_run=dry_run)
+    removals = _delete_resources(project, removed, yes, adopt, retry=True) \
+        if delete_resources and not dry_run else []
     if as_json:
-        print_json({"dryRun": dry_run, "reclaimed": [slice_json(project, s) for s in removed]})
+        print_json({"dryRun": dry_run, "reclaimed": [slice_json(project, s) for s in removed],
+                    **({"resources": removals} if delete_resources else {})})
         return
+    _print_removals(removals)
     if not removed:
         console().print("nothing to reclaim: no lease has expired")
         return

@@ -89,19 +89,34 @@ Duration = Annotated[
 ]
 
 
+class KeyVaultRef(Model):
+    """A secret in Azure Key Vault, read with azure-keyvault-secrets (issue 15)."""
+
+    vault: str = Field(examples=["company1-dev-kv"],
+                       description="The vault's name (its URL follows azure.cloud), or its "
+                       "https:// URL.")
+    secret: str = Field(pattern=r"^[0-9A-Za-z-]{1,127}$", examples=["eventhubs-connection"],
+                        description="The secret's name (letters, digits and hyphens).")
+
+
 class SecretRef(Model):
     """Where a secret comes from. Secrets are never written inline in devslice.yaml."""
 
     from_env: VariableName | None = Field(None, description="Name of an environment variable.")
     from_file: str | None = Field(None, description="Path of a file holding the secret.")
+    from_key_vault: KeyVaultRef | None = Field(
+        None, description="A secret in Azure Key Vault: {vault: NAME, secret: NAME}.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
-        if (self.from_env is None) == (self.from_file is None):
-            raise ValueError("give exactly one of fromEnv or fromFile")
+        given = [x for x in (self.from_env, self.from_file, self.from_key_vault) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of fromEnv, fromFile or fromKeyVault")
         return self
 
     def describe(self) -> str:
+        if self.from_key_vault is not None:
+            return f"keyvault:{self.from_key_vault.vault}/{self.from_key_vault.secret}"
         return f"env:{self.from_env}" if self.from_env else f"file:{self.from_file}"
 
 
@@ -273,6 +288,14 @@ class StorageSettings(Model):
     )
 
 
+class DataConnectionRef(Model):
+    """The team's Event Hubs data connection, which must route to other databases."""
+
+    database: str = Field(description="The database the data connection belongs to.",
+                          examples=["ingest"])
+    name: str = Field(description="The data connection's name.", examples=["orders-to-adx"])
+
+
 class DataExplorerSettings(Model):
     mode: Literal["shared", "emulator"] = Field(
         "shared",
@@ -283,6 +306,33 @@ class DataExplorerSettings(Model):
     cluster_url: str | None = Field(None, description="shared mode: the team's cluster.")
     database_template: str = "db4{slice}"
     routing: RoutingSettings = RoutingSettings()
+    cluster_name: str | None = Field(
+        None, examples=["company1dev"],
+        description="shared mode, for provisioning: the cluster's Azure resource name "
+        "(default: the first label of clusterUrl's host).")
+    soft_delete_period: Duration = Field(
+        default=timedelta(days=7), description="Provisioned databases: how long data is kept.")
+    hot_cache_period: Duration = Field(
+        default=timedelta(days=1), description="Provisioned databases: how long data is cached.")
+    schema_script: str | None = Field(
+        None, examples=["adx/schema.kql"],
+        description="The team's KQL schema script (relative to devslice.yaml), applied "
+        "to a database devslice creates (as `devslice adx apply`).")
+    data_connection: DataConnectionRef | None = Field(
+        None, examples=[{"database": "ingest", "name": "orders-to-adx"}],
+        description="The team's Event Hubs data connection; plan and verify check that "
+        "it allows multi-database routing (devslice never changes it).")
+
+    @property
+    def azure_cluster_name(self) -> str | None:
+        if self.cluster_name:
+            return self.cluster_name
+        if not self.cluster_url:
+            return None
+        from urllib.parse import urlparse
+
+        host = urlparse(self.cluster_url).hostname or ""
+        return host.split(".")[0] or None
 
 
 class SignalRSettings(Model):
@@ -774,6 +824,35 @@ class ContainersSettings(Model):
         return value
 
 
+AzureCloud = Literal["public", "china", "usgovernment"]
+
+
+class AzureSettings(Model):
+    """Where devslice provisions a slice's Azure resources (`mode: shared`; issue 15)."""
+
+    subscription: str | None = Field(
+        None, examples=["00000000-0000-0000-0000-000000000000"],
+        description="The subscription id; AZURE_SUBSCRIPTION_ID overrides it.")
+    resource_group: str | None = Field(
+        None, examples=["rg-company1-dev"],
+        description="The resource group holding the team's resources and the slices'; "
+        "AZURE_RESOURCE_GROUP overrides it.")
+    location: str | None = Field(None, examples=["westeurope"],
+                                 description="Region of new storage accounts, e.g. "
+                                 "westeurope (needed to create one).")
+    cloud: AzureCloud = Field("public", description="public, china or usgovernment: the "
+                              "management, storage and Key Vault endpoints follow.")
+    management_endpoint: str | None = Field(
+        None, examples=["https://management.azure.com"],
+        description="Overrides the cloud's Resource Manager endpoint (Azure Stack, "
+        "tests).")
+    tags: dict[str, str] = Field(default_factory=dict, examples=[{"costCenter": "4711"}],
+                                 description="Extra tags on everything devslice creates.")
+    storage_sku: str = Field("Standard_LRS", description="SKU of new storage accounts.")
+    storage_kind: str = Field("StorageV2", description="Kind of new storage accounts.")
+    provision: bool = Field(True, description="false: plan and up never touch Azure.")
+
+
 class Environment(Model):
     """A team's devslice environment."""
 
@@ -796,6 +875,7 @@ class Environment(Model):
     services: list[ServiceSettings] = Field(default_factory=list)
     manifests: list[ManifestLayer] = Field(default_factory=list)
     containers: ContainersSettings = ContainersSettings()
+    azure: AzureSettings = AzureSettings()
 
     @field_validator("names")
     @classmethod

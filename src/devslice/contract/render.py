@@ -94,6 +94,13 @@ def shell(variables: Iterable[Variable]) -> str:
                 lines.append(f'export {name}="${{{variable_name(where)}}}"')
             elif kind == "file":
                 lines.append(f'export {name}="$(cat -- {quote(where, "shell")})"')
+            elif kind == "keyvault":  # read by the Azure CLI when evaluated (issue 15)
+                vault, _, secret = where.rpartition("/")
+                target = (f"--id {quote(f'{vault}/secrets/{secret}', 'shell')}"
+                          if vault.startswith("https://") else
+                          f"--vault-name {quote(vault, 'shell')} --name {quote(secret, 'shell')}")
+                lines.append(f'export {name}="$(az keyvault secret show {target} '
+                             '--query value -o tsv)"')
             else:  # written in devslice.local.yaml: there is no source to refer to
                 origin = " ".join(kind.split())  # a comment ends at a line break
                 lines.append(f"# {name} is a secret from {origin}; it is not printed: "

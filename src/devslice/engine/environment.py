@@ -73,11 +73,13 @@ class Tools:
     docker: Docker
     registry: Registry
     kube: Kube
+    azure: Any = None  # devslice.cloud.azure.Azure: the management clients (issue 15)
 
     def close(self) -> None:
         """Close what was opened; a Lazy adapter never connected is left alone."""
-        for adapter in (self.docker, self.registry, self.kube):
-            adapter.close()
+        for adapter in (self.docker, self.registry, self.kube, self.azure):
+            if adapter is not None:
+                adapter.close()
 
     @classmethod
     def real(cls, project: Project, chosen: str = "k3d") -> Tools:
@@ -110,11 +112,17 @@ class Tools:
                 return Registry.at(c.kube.registry, credentials=docker_credentials)
             return Registry.at(f"{endpoint.machine}:{c.registry.port}")
 
+        def azure() -> Any:
+            from devslice.cloud.azure import Azure
+
+            return Azure.from_settings(project.env.azure)
+
         return cls(
             k3d=K3d(SubprocessRunner(fixes=fixes), env=endpoint.env()),
             docker=Lazy(docker),  # type: ignore[arg-type]
             registry=Lazy(registry),  # type: ignore[arg-type]
             kube=Lazy(kube, _cluster_absent if chosen == "k3d" else None),  # type: ignore[arg-type]
+            azure=Lazy(azure),
         )
 
 
@@ -176,24 +184,48 @@ Progress = Callable[[str, str], None]  # (resource key, a line of what it is doi
 
 
 def build(project: Project, handle: str, tools: Tools, chosen: str | None = None,
-          progress: Progress | None = None, *, force_conflicts: bool = False
-          ) -> list[Resource]:
-    """``force_conflicts``: manifests take over fields other field managers own."""
+          progress: Progress | None = None, *, force_conflicts: bool = False,
+          adopt: bool = False) -> list[Resource]:
+    """``force_conflicts``: manifests take over fields other field managers own; ``adopt``:
+    same-named Azure resources without devslice's tags are tagged as the slice's."""
     chosen = chosen or runtime(project)[0]
     if chosen == "local":
-        from devslice.local.runtime import LocalRuntimeResource
+        from devslice.local.runtime import SHARED_KEY, LocalRuntimeResource
 
         # Emulators first, and ready, so the services' first calls find them (the storage SDK
-        # waits 15 s after a refused connection before it tries again).
+        # waits 15 s after a refused connection before it tries again); the slice's Azure
+        # resources and its containers in Azurite before any service (a consumer) starts.
+        first = slice_storage(project, handle, tools, after=(SHARED_KEY,), progress=progress,
+                              adopt=adopt)
+        services = LocalRuntimeResource(project, handle, progress=progress)
+        services.after = (*services.after, *(r.key for r in first))
         return [LocalRuntimeResource(project, handle, shared=True, progress=progress),
-                LocalRuntimeResource(project, handle, progress=progress)]
+                *first, services]
     return _cluster_resources(project, handle, tools, k3d=chosen == "k3d", progress=progress,
-                              force_conflicts=force_conflicts)
+                              force_conflicts=force_conflicts, adopt=adopt)
+
+
+def slice_storage(project: Project, handle: str, tools: Tools, after: tuple[str, ...],
+                  progress: Progress | None = None, adopt: bool = False) -> list[Resource]:
+    """What the slice's services need before they start, besides emulators: its resources in
+    Azure (shared services) and its containers and queues in Azurite (the consumers'
+    checkpoint container among them; issue 15)."""
+    from devslice.cloud.plan import slice_resources
+
+    out: list[Resource] = list(slice_resources(project, handle, tools.azure, progress=progress,
+                                               adopt=adopt))
+    if project.env.storage.mode in ("emulator", "embedded"):
+        from devslice.cloud.storage import EmulatorContainersResource
+
+        emulated = EmulatorContainersResource(project.env, handle, after=after)
+        if emulated.containers or emulated.queues:
+            out.append(emulated)
+    return out
 
 
 def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
-                       progress: Progress | None = None, force_conflicts: bool = False
-                       ) -> list[Resource]:
+                       progress: Progress | None = None, force_conflicts: bool = False,
+                       adopt: bool = False) -> list[Resource]:
     from devslice.contract.render import k8s_objects
     from devslice.resources.images import ImageResource, image_refs
     from devslice.resources.k3d import ClusterResource, RegistryResource
@@ -277,6 +309,10 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
             derive_names(env, handle).data_explorer_database,
             kusto_emulator_url((env.containers.kusto_emulator or KustoEmulatorSettings()).port),
             after=("container:kusto-emulator",)))
+    azurite = [r.key for r in containers if r.key in ("container:azurite",
+                                                        "container:eventhubs-emulator")]
+    containers += slice_storage(project, handle, tools, after=tuple(azurite), progress=progress,
+                                adopt=adopt)
     out += containers
     ready += [r.key for r in containers]
     # -- end containers -------------------------------------------------------------------

@@ -589,16 +589,48 @@ def _producer_client(ctx: SliceContext, eventhub_name: str, credential: Any) -> 
 
 def checkpoint_store_for(ctx: SliceContext, container: str = "eventhub-checkpoints",
                          credential: Any = None) -> Any:
-    """The official BlobCheckpointStore in the slice's own storage account."""
+    """The official BlobCheckpointStore in the slice's own storage account, its container
+    created when missing: the official event processor swallows "The specified container does
+    not exist" and retries every ~35 s without ever receiving (issue 15), so a new slice's
+    consumer would wait forever for a container nobody made. `devslice up` creates it too."""
     from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
     if ctx.storage_connection_string:
-        return BlobCheckpointStore.from_connection_string(ctx.storage_connection_string,
-                                                          container)
+        conn = ctx.storage_connection_string
+        _ensure_container(lambda: _container_client(conn, None, container, None), container)
+        return BlobCheckpointStore.from_connection_string(conn, container)
     if ctx.blob_endpoint:
-        return BlobCheckpointStore(ctx.blob_endpoint, container, _credential(credential))
+        endpoint, cred = ctx.blob_endpoint, _credential(credential)
+        _ensure_container(lambda: _container_client(None, endpoint, container, cred), container)
+        return BlobCheckpointStore(endpoint, container, cred)
     raise DevsliceError("the contract names no storage account for checkpoints",
                         hint="set LOCAL_DEV_STORAGE_BLOBENDPOINT (`devslice env` gives it)")
+
+
+def _container_client(conn: str | None, endpoint: str | None, container: str,
+                      credential: Any) -> Any:
+    from azure.storage.blob import ContainerClient
+
+    if conn:
+        return ContainerClient.from_connection_string(conn, container)
+    return ContainerClient(str(endpoint), container, credential=credential)
+
+
+def _ensure_container(connect: Callable[[], Any], container: str) -> None:
+    """Create-if-missing; another consumer creating it at the same moment is fine."""
+    from azure.core.exceptions import AzureError, ResourceExistsError
+
+    try:
+        with connect() as client:
+            client.create_container()
+    except ResourceExistsError:
+        pass
+    except AzureError as exc:
+        raise DevsliceError(f"cannot create the checkpoint container {container}: "
+                            f"{str(exc).splitlines()[0]}",
+                            hint="check the slice's storage account (devslice verify), and that "
+                            "this identity may create containers there (Storage Blob Data "
+                            "Contributor)") from exc
 
 
 def _consumer_client(ctx: SliceContext, eventhub_name: str, consumer_group: str,
