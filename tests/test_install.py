@@ -125,8 +125,8 @@ def test_the_wheel_runs_the_starter_config_in_an_empty_folder(tmp_path: Path) ->
     wheel = next(dist.glob("devslice-*.whl"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean)
-    subprocess.run([venv / "bin" / "pip", "install", "-q", str(wheel)], check=True, env=clean,
-                   cwd=tmp_path)
+    subprocess.run([venv / "bin" / "pip", "install", "-q", f"{wheel}[cli]"], check=True,
+                   env=clean, cwd=tmp_path)  # the developer's line: README
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {**clean, "PATH": f"{venv / 'bin'}{os.pathsep}{_fake_npm_path(tmp_path)}",
