@@ -29,9 +29,9 @@ from devslice.config.model import ImageSettings
 from devslice.engine import Executor
 from devslice.engine.plan import Resource
 from devslice.facts.tools import docker_endpoint
-from devslice.resources.builtins import container_specs
 from devslice.resources.containers import ContainerResource, remove_actions
 from devslice.resources.images import ImageResource
+from devslice.services import container_specs
 
 BASE_IMAGE = "devslice-test/busybox:2"
 

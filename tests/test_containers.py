@@ -21,23 +21,11 @@ import pytest
 
 from devslice.adapters.docker import KEEP_OUTPUT, Docker, PortInUse
 from devslice.config.model import Environment
-from devslice.emulators import (
-    AZURITE_DEV_ACCOUNT,
-    AZURITE_DEV_KEY,
-    azurite_account_key,
-    mongodb_connection_string,
-)
 from devslice.engine import Executor
 from devslice.engine.plan import Plan, make_plan
 from devslice.errors import CommandFailed, ConfigError
 from devslice.facts.ports import port_open
 from devslice.project import Project
-from devslice.resources.builtins import (
-    EMULATOR_READY,
-    container_specs,
-    eventhubs_emulator_config,
-    sftp_users_conf,
-)
 from devslice.resources.containers import (
     LABEL_MANAGED_BY,
     LABEL_SPEC_HASH,
@@ -46,6 +34,14 @@ from devslice.resources.containers import (
     NotReady,
     SetupFailed,
 )
+from devslice.services import container_specs
+from devslice.services.eventhubs import EMULATOR_READY
+from devslice.services.eventhubs import emulator_config as eventhubs_emulator_config
+from devslice.services.mongodb import connection_string as mongodb_connection_string
+from devslice.services.sftp import users_conf as sftp_users_conf
+from devslice.services.storage import DEV_ACCOUNT as AZURITE_DEV_ACCOUNT
+from devslice.services.storage import DEV_KEY as AZURITE_DEV_KEY
+from devslice.services.storage import account_key as azurite_account_key
 from devslice.testing.dockerapi import FakeContainer, FakeDockerEngine, RecordedRequest
 
 from .helpers import BASE, SHARED, SOLO, env_from, free_port, free_port_block, free_ports
@@ -748,8 +744,8 @@ containers:
 
 def test_down_stops_every_running_state_and_destroy_removes_only_devslices_volumes(
         world: World) -> None:
-    from devslice.resources.builtins import container_names
     from devslice.resources.containers import remove_actions, stop_actions
+    from devslice.services import container_names
 
     a, b = free_ports(2)
     env = env_from(SOLO + TWO.format(a=a, b=b))

@@ -15,9 +15,9 @@ from ruamel.yaml import YAML
 
 from devslice.cli.app import run
 from devslice.contract import Origin, render
-from devslice.emulators import azurite_account_key
 from devslice.errors import SecretUnavailable
 from devslice.project import Project
+from devslice.services.storage import account_key as azurite_account_key
 
 from .helpers import BASE, SOLO
 

@@ -27,7 +27,6 @@ from devslice.engine import Executor
 from devslice.engine.plan import make_plan
 from devslice.errors import CommandFailed
 from devslice.facts.tools import DockerEndpoint
-from devslice.resources.builtins import container_specs
 from devslice.resources.containers import (
     LABEL_MANAGED_BY,
     ContainerResource,
@@ -39,6 +38,7 @@ from devslice.resources.containers import (
     remove_actions,
     stop_actions,
 )
+from devslice.services import container_specs
 
 from .helpers import env_from, free_port, wait_for
 

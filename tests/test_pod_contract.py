@@ -16,7 +16,7 @@ from devslice.contract.variables import PodsCannotReach, Reach, for_pods
 from devslice.engine.environment import runtime
 from devslice.errors import ConfigError
 from devslice.project import Project
-from devslice.resources.builtins import container_names, container_specs
+from devslice.services import container_names, container_specs
 from devslice.testing.azurite import Azurite
 
 from .helpers import BASE, FAKES, SOLO, env_from
@@ -229,7 +229,7 @@ def test_the_signalr_emulator_container_installs_the_tool_once(
     import subprocess
     import sys
 
-    from devslice.resources.builtins import SIGNALR_TOOLS
+    from devslice.services.signalr import TOOLS as SIGNALR_TOOLS
 
     (spec,) = [s for s in container_specs(env_from(
         "storage: {mode: shared}\nsignalR: {mode: emulator, emulatorPort: 18888}\n"),

@@ -32,8 +32,8 @@ from devslice.sdk.eventhubs import (
     behind_fence,
     fenced_start,
 )
+from devslice.services.fences import contract_fences, fence_new_slice, read_start_fences
 from devslice.slices import operations as ops
-from devslice.slices.fences import contract_fences, fence_new_slice, read_start_fences
 from devslice.slices.model import LedgerState, SliceKind
 from devslice.slices.names import HandleRule
 from devslice.slices.partitions import NamespaceCapacity, PartitionPool

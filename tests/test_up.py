@@ -291,7 +291,7 @@ def test_data_explorer_emulator_gets_the_slices_database(
     """dataExplorer.mode: emulator runs the Kusto emulator beside the cluster (here a fake
     engine behind the fake docker-proxy), creates the slice's database in its data volume,
     and pods find it at the gateway; a second `up` leaves the database alone."""
-    from devslice.resources.builtins import KUSTO_READY
+    from devslice.services.dataexplorer import EMULATOR_READY as KUSTO_READY
     from devslice.testing.kusto import FakeKusto
 
     (port,) = free_ports(1)

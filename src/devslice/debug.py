@@ -193,6 +193,12 @@ def find_target(kube: Kube, service: str, handle: str, namespace: str | None) ->
         raise NoRunningPod(f"Deployment {service} in {ns} has no running, ready pod:{listing}",
                            hint="`devslice status` shows why the service is not up; "
                                 "`kubectl describe pod NAME -n " + ns + "` shows its events")
+    return DebugTarget(service, ns, pod["metadata"]["name"], _container(service, dep, pod), pod,
+                       deployment=dep["metadata"]["name"])
+
+
+def _container(service: str, dep: Mapping[str, Any], pod: Mapping[str, Any]) -> str | None:
+    """The container to debug, named when the pod has several (mirrord would pick one)."""
     # The container is chosen from the Deployment's pod template, which future pods follow
     # (injected sidecars appear in pods only, hence the pod's list as the fallback).
     template = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {})
@@ -200,11 +206,9 @@ def find_target(kube: Kube, service: str, handle: str, namespace: str | None) ->
         [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
     pod_containers = {c["name"] for c in (pod.get("spec") or {}).get("containers") or []}
     own = [c for c in containers if c not in SIDECARS]
-    container = None
-    if len(set(containers) | pod_containers) > 1:  # mirrord would pick one: name ours
-        container = service if service in own else (own or containers)[0]
-    return DebugTarget(service, ns, pod["metadata"]["name"], container, pod,
-                       deployment=dep["metadata"]["name"])
+    if len(set(containers) | pod_containers) > 1:
+        return service if service in own else (own or containers)[0]
+    return None
 
 
 def event_variables(kube: Kube, target: DebugTarget, prefix: str) -> list[str]:

@@ -42,6 +42,7 @@ The runtime SDK adds its own, beside the code that raises them:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -79,15 +80,26 @@ class ConfigIssue:
         return f"{pos}:{where} {self.message}"
 
 
+Locator = Callable[[list[ConfigIssue]], list[ConfigIssue]]
+_locator: Locator = list  # issues as given, until devslice.config.load registers its own
+
+
+def set_locator(locate: Locator) -> None:
+    """How a ConfigError finds the line and column of an issue's key in its file.
+    ``devslice.config.load`` registers its YAML locator when it is imported, which every
+    command reading devslice.yaml does first; this module imports nothing of devslice, so
+    every package may import it (issue 14: no import cycles between packages)."""
+    global _locator
+    _locator = locate
+
+
 class ConfigError(DevsliceError):
     exit_code = 2
 
     def __init__(self, issues: list[ConfigIssue], hint: str | None = None) -> None:
-        from devslice.config.load import locate
-
         # An issue found after loading (a check at plan time) names its key; the file says
         # where that key is written.
-        self.issues = issues = locate(issues)
+        self.issues = issues = _locator(issues)
         lines = [str(i) for i in issues]
         super().__init__("\n".join(lines), hint)
 

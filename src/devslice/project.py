@@ -151,7 +151,7 @@ class Project:
         assert result.value is not None
         s, created = result.value
         if created and s.claim is not None:  # issue 11: where the new holder's view begins
-            from devslice.slices.fences import fence_new_slice
+            from devslice.services.fences import fence_new_slice
 
             s, _ = fence_new_slice(self, s)
         return s, created
@@ -246,7 +246,19 @@ class Project:
                 hint=f"renew it (`devslice slice renew {handle}`) or claim a new one")
         mine = self.overrides(handle) if overrides else None
         return slice_variables(self.env, s, self.base_dir, mine.env if mine else None,
-                               mine.source if mine else "", environ, secrets)
+                               mine.source if mine else "", environ, secrets,
+                               host_address=self.host_address())
+
+    def host_address(self) -> str | None:
+        """This machine as k3d pods reach it: the gateway of the cluster's network; None
+        when the runtime is kube or local (auto may still become k3d). Local: no pods, and
+        no need to ask a Docker engine for its networks (issue 17)."""
+        if self.env.cluster.runtime in ("kube", "local"):
+            return None
+        # lazy: resources.k3d brings the k3d adapter; runtime kube and local never need it
+        from devslice.resources.k3d import cluster_subnet, host_gateway
+
+        return host_gateway(cluster_subnet(self.env.cluster, self.base_dir))
 
     def overrides(self, handle: str) -> Overrides:
         """The personal overrides slice ``handle`` gets: those of devslice.local.yaml when it

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +33,8 @@ from devslice.sdk.context import (
     SliceContext,
     variable_key,
 )
+from devslice.services.eventhubs import SERVICE as EVENTHUBS
+from devslice.services.fences import contract_fences
 from devslice.slices.derive import SliceNames, derive_names
 from devslice.text import plural
 
@@ -444,45 +445,10 @@ def _data(data: Mapping[str, Any], secret: bool) -> dict[str, str]:
 
 def _canary(project: Project, handle: str, ctx: SliceContext) -> Check:
     """Canaries through the slice's producer, built from the ledger's contract (no override):
-    a value an override names never decides where a canary goes."""
-    name = "a canary on each partition arrives there only"
-    hubs = project.env.event_hubs.event_hubs
-    if project.env.event_hubs.mode != "embedded":
-        return Check(name, "skipped", "real Event Hubs: read back only on the embedded hub")
-    if not hubs:
-        return Check(name, "skipped", "no event hub in eventHubs.eventHubs")
-    from azure.eventhub import EventData
-
-    from devslice.embedded import EmbeddedHub
-    from devslice.sdk.eventhubs import CANARY, SliceProducer
-
-    assert ctx.embedded_path is not None
-    hub = EmbeddedHub(ctx.embedded_path, partitions=ctx.partition_count or 32)
-    try:
-        all_ids = hub.partition_ids(hubs[0])
-        before = {p: hub.last_sequence_number(hubs[0], p) for p in all_ids}
-        canaries = {}
-        with SliceProducer.from_context(hubs[0], ctx) as producer:
-            for p in ctx.partition_ids or ():
-                marker = f"devslice-canary-{uuid.uuid4().hex}"
-                canary = EventData(marker)
-                canary.properties = {CANARY: "1"}  # SliceConsumer keeps it from services
-                producer.send(canary, partition_id=p)
-                canaries[marker] = p
-        found: dict[str, list[str]] = {}
-        for p in all_ids:
-            for event in hub.read(hubs[0], p, before[p], limit=10_000):
-                body = event.body.decode(errors="replace")
-                if body in canaries:
-                    found.setdefault(body, []).append(p)
-    finally:
-        hub.close()
-    wrong = [f"canary for {p} arrived in {','.join(found.get(m, []) or ['no partition'])}"
-             for m, p in canaries.items() if found.get(m) != [p]]
-    if wrong:
-        return Check(name, "failed", "; ".join(wrong))
-    return Check(name, "ok", f"{plural(len(canaries), 'canary')} on {hubs[0]}, each only in its "
-                 "partition")
+    a value an override names never decides where a canary goes. The Event Hubs service
+    knows where they can be read back."""
+    probe = EVENTHUBS.probe(project, handle, ctx)
+    return Check("a canary on each partition arrives there only", probe.status, probe.detail)
 
 
 def start_fence_check(project: Project, handle: str) -> Check:
@@ -490,8 +456,6 @@ def start_fence_check(project: Project, handle: str) -> Check:
     (overrides included) must carry the ledger's fences; on the embedded hub a SliceConsumer
     reads every event hub of the slice from the beginning, and must deliver no event
     enqueued before the claim."""
-    from devslice.slices.fences import contract_fences
-
     name = "a consumer of the slice sees nothing from before its claim"
     s = project.get(handle)
     fences = contract_fences(s)
@@ -510,9 +474,8 @@ def start_fence_check(project: Project, handle: str) -> Check:
     note = f"; fenced at the claim time (sequence number unread): {', '.join(by_time)}" \
         if by_time else ""
     hubs = project.env.event_hubs.event_hubs
-    if project.env.event_hubs.mode != "embedded" or not hubs:
-        why = "no event hub in eventHubs.eventHubs" if not hubs else \
-            "real Event Hubs: read back only on the embedded hub"
+    why = EVENTHUBS.read_back_skip(project.env)
+    if why is not None:
         return Check(name, "skipped", f"the contract carries the ledger's fences; {why}{note}")
     ctx = SliceContext.from_env(variables, prefix=p,
                                 partition_ids_variable=project.env.contract.partition_ids_variable)

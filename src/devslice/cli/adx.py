@@ -178,8 +178,9 @@ def reset(state: State, handle: str | None, yes: bool, persist_root: str | None,
     target = _target(state, handle)
     project = state.project()
     from devslice.cloud.plan import provisioning
+    from devslice.services.dataexplorer import SERVICE as DATAEXPLORER
 
-    if project.env.data_explorer.mode == "shared" and provisioning(project.env):
+    if DATAEXPLORER.shared(project.env) and provisioning(project.env):
         _reset_in_azure(project, target, yes, no_schema)
         return
     with DataExplorer(target.cluster_url, persist_root=persist_root) as adx:

@@ -56,18 +56,14 @@ def run_doctor(state: Any, as_json: bool) -> bool:
 
 
 def _needed_by_config(project: Any) -> list[dict[str, Any]]:
-    """Programs this devslice.yaml asks to run as processes on this machine."""
+    """Programs this devslice.yaml asks to run as processes on this machine, as its services
+    say."""
     import shutil
+
+    from devslice.services import tools  # lazy: start-up time of every other command
 
     env = project.env
     processes = env.cluster.runtime in ("local", "auto")  # auto may pick the local runtime
-    wanted = []
-    if env.signal_r.mode == "embedded" or (env.signal_r.mode == "emulator" and processes):
-        wanted.append(("asrs-emulator", f"signalR.mode {env.signal_r.mode}",
-                       "dotnet tool install -g Microsoft.Azure.SignalR.Emulator (needs .NET 8)"))
-    if env.containers.mongodb is not None and processes:
-        wanted += [(tool, "containers.mongodb in the local runtime", "install MongoDB "
-                    "(mongod) and the MongoDB Shell (mongosh)") for tool in ("mongod", "mongosh")]
     out = []
     if env.storage.mode != "shared" and processes:
         from devslice.tools.azurite import NODE_HINT, azurite_readiness
@@ -76,11 +72,11 @@ def _needed_by_config(project: Any) -> list[dict[str, Any]]:
         out.append({"name": "azurite", "ok": ok, "found": ok, "version": what if ok else None,
                     "problem": None if ok else what, "fix": None if ok else NODE_HINT,
                     "neededFor": f"storage.mode {env.storage.mode} in the local runtime"})
-    for tool, why, fix in wanted:
-        path = shutil.which(tool)
-        out.append({"name": tool, "ok": path is not None, "found": path is not None,
-                    "version": path, "problem": None if path else f"{tool} is not on PATH",
-                    "fix": None if path else fix, "neededFor": why})
+    for need in tools(env, processes):
+        path = shutil.which(need.tool)
+        out.append({"name": need.tool, "ok": path is not None, "found": path is not None,
+                    "version": path, "problem": None if path else f"{need.tool} is not on PATH",
+                    "fix": None if path else need.fix, "neededFor": need.why})
     return out
 
 

@@ -329,8 +329,8 @@ def down(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) ->
                 console().print(f"stopped {plural(len(stopped), 'local process group')}"
                                 if stopped else "nothing was running")
         if chosen != "local":
-            from devslice.resources.builtins import container_names
             from devslice.resources.containers import stop_actions as stop_containers
+            from devslice.services import container_names
 
             names = container_names(project.env)
             actions = _without_docker(lambda: stop_containers(tools.docker, names), names)
@@ -358,9 +358,9 @@ def destroy(state: State, yes: bool, keep_data: bool, as_json: bool) -> None:
       devslice destroy -y
       devslice destroy --keep-data     # containers go, their data volumes stay
     """
-    from devslice.resources.builtins import container_names
     from devslice.resources.containers import remove_actions
     from devslice.resources.k3d import destroy_actions
+    from devslice.services import container_names
 
     with _tools(state) as (project, tools, chosen):
         if chosen == "local":

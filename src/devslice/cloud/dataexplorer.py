@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from devslice.cloud.azure import Azure, AzureError, get_or_none, translated, wait
 from devslice.engine.plan import Action, noop
+from devslice.services.dataexplorer import SERVICE as DATAEXPLORER
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
@@ -144,7 +145,7 @@ def routing_status(env: Environment, azure: Azure | None = None) -> tuple[str, s
     from devslice.cloud.plan import provisioning
     from devslice.errors import DevsliceError
 
-    if env.data_explorer.mode != "shared" or env.data_explorer.data_connection is None:
+    if not DATAEXPLORER.shared(env) or env.data_explorer.data_connection is None:
         return "skipped", "no dataExplorer.dataConnection to check"
     if azure is None and not provisioning(env):
         return "skipped", "not checked: azure.subscription / resourceGroup are not set"

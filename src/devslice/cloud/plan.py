@@ -8,6 +8,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from devslice.engine.plan import Action, noop
+from devslice.services.dataexplorer import SERVICE as DATAEXPLORER
+from devslice.services.eventhubs import SERVICE as EVENTHUBS
+from devslice.services.signalr import SERVICE as SIGNALR
+from devslice.services.storage import SERVICE as STORAGE
 
 if TYPE_CHECKING:
     from devslice.cloud.azure import Azure
@@ -21,7 +25,7 @@ def provisioning(env: Environment, environ: dict[str, str] | None = None) -> boo
     subscription and resource group are configured (teams that made everything by hand
     configure neither, and keep working as before)."""
     e = os.environ if environ is None else environ
-    shared = "shared" in (env.storage.mode, env.data_explorer.mode, env.event_hubs.mode)
+    shared = any(s.shared(env) for s in (STORAGE, DATAEXPLORER, EVENTHUBS))
     configured = (env.azure.subscription or e.get("AZURE_SUBSCRIPTION_ID")) and \
         (env.azure.resource_group or e.get("AZURE_RESOURCE_GROUP"))
     return bool(env.azure.provision and shared and configured)
@@ -78,11 +82,11 @@ def slice_resources(project: Project, handle: str, azure: Azure | Any, *,
     def report(key: str) -> Callable[[str], None] | None:
         return None if progress is None else (lambda line: progress(key, line))
 
-    if env.storage.mode == "shared":
+    if STORAGE.shared(env):
         storage = StorageAccountResource(azure, env, s, adopt=adopt)
         storage.progress = report(storage.key)
         out.append(storage)
-    if env.data_explorer.mode == "shared" and env.data_explorer.cluster_url:
+    if DATAEXPLORER.shared(env) and env.data_explorer.cluster_url:
         from devslice.cloud.azure import claim_of
         from devslice.cloud.teardown import CREATED, record
 
@@ -100,8 +104,8 @@ def slice_resources(project: Project, handle: str, azure: Azure | Any, *,
             apply_schema=apply_schema or schema_applier(project), on_created=created)
         db.progress = report(db.key)
         out.append(db)
-    if env.event_hubs.mode == "shared" and wanted_groups(env, handle):
+    if EVENTHUBS.shared(env) and wanted_groups(env, handle):
         out.append(ConsumerGroupsResource(azure, env, s))
-    if env.signal_r.mode == "shared" and env.signal_r.hubs:
+    if SIGNALR.shared(env) and env.signal_r.hubs:
         out.append(SignalRHubsNote(list(derive_names(env, handle).signalr_hubs.values())))
     return out

@@ -222,7 +222,7 @@ class EmulatorContainersResource:
 
     def __init__(self, env: Environment, handle: str, *, after: tuple[str, ...] = (),
                  connect: Callable[[], tuple[Any, Any]] | None = None) -> None:
-        from devslice.emulators import azurite_connection_string
+        from devslice.services.storage import connection_string as azurite_connection_string
         from devslice.slices.derive import derive_names
 
         names = derive_names(env, handle)

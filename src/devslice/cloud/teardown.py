@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from devslice.cloud.azure import Azure, AzureError, claim_of, get_or_none, ownership, translated
+from devslice.services.dataexplorer import SERVICE as DATAEXPLORER
+from devslice.services.eventhubs import SERVICE as EVENTHUBS
+from devslice.services.storage import SERVICE as STORAGE
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
@@ -97,13 +100,13 @@ def candidates(azure: Azure, env: Environment, handle: str) -> list[Candidate]:
 
     names = derive_names(env, handle)
     out: list[Candidate] = []
-    if env.storage.mode == "shared":
+    if STORAGE.shared(env):
         out.append(Candidate("storage account",
                              azure.rid("Microsoft.Storage", "storageAccounts",
                                        names.storage_account),
                              (names.storage_account,)))
     cluster = env.data_explorer.azure_cluster_name
-    if env.data_explorer.mode == "shared" and cluster:
+    if DATAEXPLORER.shared(env) and cluster:
         out.append(Candidate("database", azure.rid("Microsoft.Kusto", "clusters", cluster,
                                                    "databases", names.data_explorer_database),
                              (cluster, names.data_explorer_database)))
@@ -113,7 +116,7 @@ def candidates(azure: Azure, env: Environment, handle: str) -> list[Candidate]:
 def _consumer_groups(azure: Azure, env: Environment, s: Slice) -> list[Candidate]:
     from devslice.cloud.eventhubs import wanted_groups
 
-    if env.event_hubs.mode != "shared":
+    if not EVENTHUBS.shared(env):
         return []
     return [Candidate("consumer group",
                       azure.rid("Microsoft.EventHub", "namespaces", s.event_hubs.namespace,

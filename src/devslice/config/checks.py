@@ -134,13 +134,7 @@ def check(env: Environment) -> list[tuple[Loc, str]]:
                 f"{', '.join(env.signal_r.hubs)} would share one name; add {{hub}}",
             )
         )
-
-    for key, template in (("blobEndpointTemplate", env.storage.blob_endpoint_template),
-                          ("queueEndpointTemplate", env.storage.queue_endpoint_template)):
-        unknown = sorted(set(placeholders(template)) - {"account", "team", "slice"})
-        if unknown:
-            issues.append((("storage", key), f"{template!r} uses {{{unknown[0]}}}; the "
-                           f"placeholders allowed here are {{account}}, {{slice}}, {{team}}"))
+    issues.extend(_endpoint_problems(env))
 
     good: list[Template] = []
     for t in templates(env):
@@ -149,9 +143,37 @@ def check(env: Environment) -> list[tuple[Loc, str]]:
         issues.extend((t.loc, p) for p in problems)
         if not problems:
             good.append(t)
+    issues.extend(_collisions(env, good, handles, values))
+    for ns_index, ns in enumerate(env.event_hubs.namespaces):
+        free = ns.partitions - len(set(ns.reserved))
+        if free < 1:
+            issues.append(
+                (
+                    ("eventHubs", "namespaces", ns_index, "reserved"),
+                    f"all {ns.partitions} partitions of {ns.name} are reserved; leave at "
+                    f"least one for slices",
+                )
+            )
+    return issues
 
-    # The team's shared event hubs are names too: a per-slice eventHub template must never
-    # produce one of them for any handle (those with problems are reported above).
+
+def _endpoint_problems(env: Environment) -> list[tuple[Loc, str]]:
+    issues: list[tuple[Loc, str]] = []
+    for key, template in (("blobEndpointTemplate", env.storage.blob_endpoint_template),
+                          ("queueEndpointTemplate", env.storage.queue_endpoint_template)):
+        unknown = sorted(set(placeholders(template)) - {"account", "team", "slice"})
+        if unknown:
+            issues.append((("storage", key), f"{template!r} uses {{{unknown[0]}}}; the "
+                           f"placeholders allowed here are {{account}}, {{slice}}, {{team}}"))
+    return issues
+
+
+def _collisions(env: Environment, good: list[Template], handles: HandleRule,
+                values: dict[str, str]) -> list[tuple[Loc, str]]:
+    """Templates that can produce the same name for some handles. The team's shared event
+    hubs are names too: a per-slice eventHub template must never produce one of them for any
+    handle (those with problems are reported already)."""
+    issues: list[tuple[Loc, str]] = []
     listed = env.event_hubs.event_hubs
     bad = {loc[2] for loc, _ in distinct_names(listed, "eventHub", ("eventHubs", "eventHubs"))}
     fixed = [Template(("eventHubs", "eventHubs", i), name, "eventHub")
@@ -171,16 +193,6 @@ def check(env: Environment) -> list[tuple[Loc, str]]:
                     f"{b.template!r} can produce the same {rule.label} as "
                     f"{a.template!r} at {where}{case} (for example {example!r}); make their "
                     f"fixed parts differ",
-                )
-            )
-    for ns_index, ns in enumerate(env.event_hubs.namespaces):
-        free = ns.partitions - len(set(ns.reserved))
-        if free < 1:
-            issues.append(
-                (
-                    ("eventHubs", "namespaces", ns_index, "reserved"),
-                    f"all {ns.partitions} partitions of {ns.name} are reserved; leave at "
-                    f"least one for slices",
                 )
             )
     return issues

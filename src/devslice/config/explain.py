@@ -175,20 +175,29 @@ def _type(annotation: Any, metadata: list[Any]) -> str:
     if origin is Literal:
         return "one of " + " | ".join(str(v) for v in typing.get_args(inner))
     if origin is Union:
-        parts: list[str] = []
-        for a in typing.get_args(inner):
-            part = _type(a, metadata)
-            if part.startswith("one of ") and parts and parts[-1].startswith("one of "):
-                parts[-1] += " | " + part.removeprefix("one of ")
-            elif part not in parts:
-                parts.append(part)
-        return " | ".join(parts)
+        return _union(inner, metadata)
     if origin is list:
         (item,) = typing.get_args(inner)
         return "list of " + ("objects" if _models(item) else _plural(_type(item, [])))
     if origin is dict:
         _, value = typing.get_args(inner)
         return "map of names to " + ("objects" if _models(value) else _plural(_type(value, [])))
+    return _scalar(inner, metadata)
+
+
+def _union(inner: Any, metadata: list[Any]) -> str:
+    """A union's members, with neighbouring ``one of`` lists joined into one."""
+    parts: list[str] = []
+    for a in typing.get_args(inner):
+        part = _type(a, metadata)
+        if part.startswith("one of ") and parts and parts[-1].startswith("one of "):
+            parts[-1] += " | " + part.removeprefix("one of ")
+        elif part not in parts:
+            parts.append(part)
+    return " | ".join(parts)
+
+
+def _scalar(inner: Any, metadata: list[Any]) -> str:
     if isinstance(inner, type) and issubclass(inner, BaseModel):
         return "object"
     if inner is timedelta:

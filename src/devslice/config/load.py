@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from devslice.errors import ConfigError, ConfigIssue
+from devslice.errors import ConfigError, ConfigIssue, set_locator
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
@@ -308,34 +308,39 @@ def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
 
     current: Any = model
     for part in loc:
-        while True:
-            origin = typing.get_origin(current)
-            if origin is typing.Annotated:
-                current = typing.get_args(current)[0]
-            elif origin in (list, dict):
-                current = typing.get_args(current)[-1]
-                if isinstance(part, int) or origin is dict:
-                    break
-            elif origin in (typing.Union, types.UnionType):
-                args = [a for a in typing.get_args(current) if a is not type(None)]
-                tagged = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)
-                          and getattr(a.model_fields.get("backend"), "default", None) == part]
-                if tagged:
-                    current = tagged[0]
-                    break
-                current = args[0]
-            else:
-                break
+        current = _unwrap(current, part)
         if isinstance(current, type) and issubclass(current, BaseModel):
             fields = {(f.alias or n): f for n, f in current.model_fields.items()}
             if part in fields:
                 current = fields[part].annotation
-        elif isinstance(part, int):
-            continue
     while typing.get_origin(current) in (typing.Annotated, typing.Union, types.UnionType):
         args = [a for a in typing.get_args(current) if a is not type(None)]
         current = args[0]
     return current
+
+
+def _unwrap(current: Any, part: Any) -> Any:
+    """The type under Annotated, list, dict and unions that ``part`` of a location goes
+    into: a union's member whose ``backend`` is ``part`` (a tagged union), else its first."""
+    from pydantic import BaseModel  # lazy: as in _model_at, for errors only
+
+    while True:
+        origin = typing.get_origin(current)
+        if origin is typing.Annotated:
+            current = typing.get_args(current)[0]
+        elif origin in (list, dict):
+            current = typing.get_args(current)[-1]
+            if isinstance(part, int) or origin is dict:
+                return current
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(current) if a is not type(None)]
+            tagged = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)
+                      and getattr(a.model_fields.get("backend"), "default", None) == part]
+            if tagged:
+                return tagged[0]
+            current = args[0]
+        else:
+            return current
 
 
 def _message(err: dict[str, Any], model: Any) -> str:
@@ -402,9 +407,7 @@ def _scalars_as_text(data: Any, text: str, maps: tuple[tuple[str, ...], ...]) ->
     1.10 as the number 1.1). Numbers, booleans and dates in those maps are replaced, in place,
     by the scalar's text in the file; anything else (null, lists, maps) is left for the
     model to refuse."""
-    from ruamel.yaml.nodes import MappingNode, ScalarNode
-
-    root: Any = None
+    root: list[Any] = []  # the composed document, once one map needs it
     for loc in maps:
         target: Any = data
         for part in loc:
@@ -415,21 +418,28 @@ def _scalars_as_text(data: Any, text: str, maps: tuple[tuple[str, ...], ...]) ->
                 if isinstance(k, str) and v is not None and not isinstance(v, str | dict | list)]
         if not keys:
             continue
-        if root is None:
+        if not root:
             from ruamel.yaml import YAML
 
-            root = YAML(typ="rt").compose(text)
-        node: Any = root
-        for part in loc:
-            node = next((v for k, v in node.value if isinstance(k, ScalarNode)
-                         and k.value == part), None) if isinstance(node, MappingNode) else None
-        if not isinstance(node, MappingNode):
-            continue
-        written = {k.value: v.value for k, v in node.value
-                   if isinstance(k, ScalarNode) and isinstance(v, ScalarNode)}
+            root.append(YAML(typ="rt").compose(text))
+        written = _written_scalars(root[0], loc)
         for key in keys:
             if key in written:
                 target[key] = written[key]
+
+
+def _written_scalars(root: Any, loc: tuple[str, ...]) -> dict[str, str]:
+    """The scalars of the map at ``loc`` as the file spells them."""
+    from ruamel.yaml.nodes import MappingNode, ScalarNode  # lazy: as in _scalars_as_text
+
+    node: Any = root
+    for part in loc:
+        node = next((v for k, v in node.value if isinstance(k, ScalarNode)
+                     and k.value == part), None) if isinstance(node, MappingNode) else None
+    if not isinstance(node, MappingNode):
+        return {}
+    return {k.value: v.value for k, v in node.value
+            if isinstance(k, ScalarNode) and isinstance(v, ScalarNode)}
 
 
 _UNION_MEMBER = re.compile(r"(int|str|float|bool|none|[a-z-]+\[.*\])")
@@ -501,3 +511,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> tuple[Environment
 
     found = find_config(path)
     return parse_config(read_config_text(found), str(found), Environment), found
+
+
+set_locator(locate)  # ConfigErrors raised anywhere name the line and column of their key

@@ -1,10 +1,15 @@
-"""Which variables a slice's services get, and where each value comes from."""
+"""Which variables a slice's services get, and where each value comes from.
+
+The slice's own variables (handle, team, the host's address) are made here; each shared
+service adds its own (:mod:`devslice.services`); the team's names and ``contract.env``
+follow, then the developer's overrides. :func:`for_pods` turns the contract into what pods
+see, from each variable's reach.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,41 +21,18 @@ from devslice.sdk.context import (
     PREFIX_VARIABLE,
     variable_key,
 )
-from devslice.secrets import Secret, resolve
+from devslice.secrets import Secret
+from devslice.services import contract_variables
+from devslice.services.base import Contract, Origin, Reach, Variable
 from devslice.slices.derive import derive_names
 
 if TYPE_CHECKING:
     from devslice.config.local import LocalOverrides
-    from devslice.config.model import Environment, SecretRef
+    from devslice.config.model import Environment
     from devslice.slices.model import Slice
 
-
-class Reach(StrEnum):
-    """Who can use a value that points at this machine."""
-
-    published = "published"  # a port published on this machine: pods use the gateway
-    machine = "machine"  # an embedded stand-in: only processes on this machine
-
-
-class Origin(StrEnum):
-    team = "team default"
-    allocation = "slice allocation"
-    override = "personal override"
-    secret = "secret"
-
-
-@dataclass(frozen=True)
-class Variable:
-    name: str
-    value: str | Secret
-    origin: Origin
-    source: str  # where exactly: a config key, the ledger, a file; never a secret value
-    reach: Reach | None = None  # set when the value addresses this machine
-    mode_key: str | None = None  # the devslice.yaml key that chose it (eventHubs.mode ...)
-
-    @property
-    def is_secret(self) -> bool:
-        return isinstance(self.value, Secret)
+__all__ = ["Origin", "Overrides", "PodsCannotReach", "Reach", "Variable", "for_pods",
+           "overrides_for", "slice_variables"]
 
 
 @dataclass(frozen=True)
@@ -84,174 +66,58 @@ def slice_variables(
     overrides_source: str = "devslice.local.yaml",
     environ: dict[str, str] | None = None,
     secrets: bool = True,
+    host_address: str | None = None,
 ) -> list[Variable]:
     """The contract for slice ``s``, in a stable order.
 
     Secrets are resolved (from the environment or files) and wrapped in :class:`Secret`; a
     secret that is not set raises :class:`~devslice.errors.SecretUnavailable`. With
-    ``secrets=False`` they are left out, for tools that need only names.
+    ``secrets=False`` they are left out, for tools that need only names. ``host_address``:
+    this machine as k3d pods reach it (the cluster network's gateway), when the runtime may
+    be k3d.
     """
-    p = env.contract.prefix
-    names = derive_names(env, s.handle)
-    ns = next((n for n in env.event_hubs.namespaces if n.name == s.event_hubs.namespace), None)
-    out: list[Variable] = []
+    c = Contract(env, s, derive_names(env, s.handle), base_dir, environ, secrets)
+    _slice_own(c, host_address)
+    contract_variables(c)
+    p = c.prefix
+    for key, name in c.names.named.items():
+        c.add(f"{p}NAME_{variable_key(key)}", name, Origin.allocation, f"names.{key}.template")
+    for name, value in env.contract.env.items():
+        c.add(name, value, Origin.team, "devslice.yaml contract.env")
+    return _overridden(c.out, overrides or {}, overrides_source)
 
-    def add(name: str, value: str, origin: Origin, source: str, reach: Reach | None = None,
-            mode_key: str | None = None) -> None:
-        out.append(Variable(name, value, origin, source, reach, mode_key))
 
-    def secret(name: str, ref: SecretRef | None, where: str) -> None:
-        if ref is not None and secrets:
-            out.append(Variable(name, resolve(ref, base_dir, environ), Origin.secret,
-                                f"{where} ({ref.describe()})"))
-
-    ledger = f"ledger: slice {s.handle}"
+def _slice_own(c: Contract, host_address: str | None) -> None:
+    env, s, p = c.env, c.slice, c.prefix
     if p != DEFAULT_PREFIX:
-        add(PREFIX_VARIABLE, p, Origin.team, "devslice.yaml contract.prefix")
+        c.add(PREFIX_VARIABLE, p, Origin.team, "devslice.yaml contract.prefix")
     if env.contract.partition_ids_variable != DEFAULT_PARTITIONS_VARIABLE:
-        add(PARTITIONS_VARIABLE_VARIABLE, env.contract.partition_ids_variable, Origin.team,
-            "devslice.yaml contract.partitionIdsVariable")
-    add(f"{p}SLICE", s.handle, Origin.allocation, ledger)
-    add(f"{p}SLICE_KIND", s.kind.value, Origin.allocation, ledger)
-    add(f"{p}TEAM", env.team, Origin.team, "devslice.yaml team")
-    if env.cluster.runtime not in ("kube", "local"):  # k3d, or auto that may become k3d
-        # (local: no pods, and no need to ask a Docker engine for its networks; issue 17)
-        from devslice.resources.k3d import cluster_subnet, host_gateway
-
+        c.add(PARTITIONS_VARIABLE_VARIABLE, env.contract.partition_ids_variable, Origin.team,
+              "devslice.yaml contract.partitionIdsVariable")
+    c.add(f"{p}SLICE", s.handle, Origin.allocation, c.ledger)
+    c.add(f"{p}SLICE_KIND", s.kind.value, Origin.allocation, c.ledger)
+    c.add(f"{p}TEAM", env.team, Origin.team, "devslice.yaml team")
+    if host_address is not None:
         # The developer's machine as pods see it, instead of host.k3d.internal, which stops
         # resolving after the laptop sleeps (k3d issues 1221, 1360).
-        add(f"{p}HOST_ADDRESS", host_gateway(cluster_subnet(env.cluster, base_dir)), Origin.team,
-            "devslice.yaml cluster.subnet (its gateway)")
+        c.add(f"{p}HOST_ADDRESS", host_address, Origin.team,
+              "devslice.yaml cluster.subnet (its gateway)")
 
-    add(f"{p}EVENTHUBS_MODE", env.event_hubs.mode, Origin.team, "devslice.yaml eventHubs.mode")
-    add(f"{p}EVENTHUBS_NAMESPACE", s.event_hubs.namespace, Origin.allocation, ledger)
-    if ns is not None and env.event_hubs.mode == "shared":
-        add(f"{p}EVENTHUBS_FULLYQUALIFIEDNAMESPACE", ns.host, Origin.team,
-            "devslice.yaml eventHubs.namespaces")
-    if ns is not None:
-        add(f"{p}EVENTHUBS_PARTITIONCOUNT", str(ns.partitions), Origin.team,
-            "devslice.yaml eventHubs.namespaces")
-    add(env.contract.partition_ids_variable, ",".join(map(str, s.event_hubs.partitions)),
-        Origin.allocation, ledger)
-    from devslice.slices.fences import contract_fences
 
-    fences = contract_fences(s)  # issue 11: a new holder never sees an old holder's events
-    if fences is not None and s.claim is not None:
-        add(f"{p}SLICE_CLAIM", s.claim, Origin.allocation, ledger)
-        add(f"{p}EVENTHUBS_STARTFENCE", fences.format(), Origin.allocation, ledger)
-    if env.event_hubs.mode == "embedded":
-        # Not a secret: a file on this machine, read by the SDK's embedded hub.
-        path = (base_dir / env.event_hubs.embedded_path).resolve()
-        from devslice.sdk.context import embedded_connection
-
-        add(f"{p}EVENTHUBS_CONNECTIONSTRING", embedded_connection(
-            path, env.event_hubs.embedded_retention.total_seconds(),
-            env.event_hubs.embedded_max_size_mb), Origin.team,
-            "devslice.yaml eventHubs.embeddedPath", Reach.machine, "eventHubs.mode")
-    elif env.event_hubs.mode == "emulator":
-        from devslice.emulators import eventhubs_emulator_connection_string
-
-        # Not a secret: the emulator's fixed, documented key (its README).
-        emulator = env.containers.event_hubs_emulator
-        add(f"{p}EVENTHUBS_CONNECTIONSTRING", eventhubs_emulator_connection_string(
-            emulator.port if emulator else 5672), Origin.team,
-            "eventHubs.mode emulator (the Event Hubs emulator container)", Reach.published,
-            "eventHubs.mode")
-    elif ns is not None:
-        secret(f"{p}EVENTHUBS_CONNECTIONSTRING", ns.connection_string,
-               f"devslice.yaml eventHubs.namespaces[{ns.name}].connectionString")
-
-    storage_reach = {"shared": None, "emulator": Reach.published,
-                     "embedded": Reach.machine}[env.storage.mode]
-    add(f"{p}STORAGE_MODE", env.storage.mode, Origin.team, "devslice.yaml storage.mode")
-    add(f"{p}STORAGE_ACCOUNT", names.storage_account, Origin.allocation,
-        "storage.accountTemplate")
-    add(f"{p}STORAGE_BLOBENDPOINT", names.blob_endpoint, Origin.allocation,
-        "storage.blobEndpointTemplate", storage_reach, "storage.mode")
-    add(f"{p}STORAGE_QUEUEENDPOINT", names.queue_endpoint, Origin.allocation,
-        "storage.queueEndpointTemplate", storage_reach, "storage.mode")
-    if env.storage.mode != "shared" and env.storage.connection_string is None:
-        from devslice.emulators import azurite_connection_string
-
-        # Not a secret: the emulator account's key is derived by a public formula, like
-        # Azurite's own well-known key, and the account holds no real data.
-        add(f"{p}STORAGE_CONNECTIONSTRING", azurite_connection_string(
-            names.storage_account, names.blob_endpoint, names.queue_endpoint), Origin.team,
-            f"storage.mode {env.storage.mode} (Azurite account key)", storage_reach,
-            "storage.mode")
-    else:
-        secret(f"{p}STORAGE_CONNECTIONSTRING", env.storage.connection_string,
-               "devslice.yaml storage.connectionString")
-
-    if env.containers.mongodb is not None:
-        from devslice.emulators import mongodb_connection_string
-
-        # For clients on this machine: directConnection=true skips the replica set's member
-        # host, which the host may not reach (Docker Desktop keeps the k3d gateway in its VM).
-        add(f"{p}MONGODB_CONNECTIONSTRING", mongodb_connection_string(env.containers.mongodb.port),
-            Origin.team, "containers.mongodb (the MongoDB container)", Reach.published,
-            "containers.mongodb")
-
-    add(f"{p}DATAEXPLORER_MODE", env.data_explorer.mode, Origin.team,
-        "devslice.yaml dataExplorer.mode")
-    if env.data_explorer.mode == "emulator":
-        from devslice.config.model import KustoEmulatorSettings
-        from devslice.emulators import kusto_emulator_url
-
-        kusto = env.containers.kusto_emulator or KustoEmulatorSettings()
-        add(f"{p}DATAEXPLORER_CLUSTERURL", kusto_emulator_url(kusto.port),
-            Origin.team, "dataExplorer.mode emulator (the Kusto emulator container)",
-            Reach.published, "dataExplorer.mode")
-    elif env.data_explorer.cluster_url:
-        add(f"{p}DATAEXPLORER_CLUSTERURL", env.data_explorer.cluster_url, Origin.team,
-            "devslice.yaml dataExplorer.clusterUrl")
-    add(f"{p}DATAEXPLORER_DATABASE", names.data_explorer_database, Origin.allocation,
-        "dataExplorer.databaseTemplate")
-    routing = env.data_explorer.routing
-    for key, value in (("TABLE", routing.table), ("FORMAT", routing.format),
-                       ("INGESTIONMAPPINGREFERENCE", routing.ingestion_mapping_reference)):
-        if value:
-            add(f"{p}DATAEXPLORER_{key}", value, Origin.team, "devslice.yaml dataExplorer.routing")
-
-    add(f"{p}SIGNALR_MODE", env.signal_r.mode, Origin.team, "devslice.yaml signalR.mode")
-    if env.signal_r.mode != "shared":
-        from devslice.emulators import signalr_emulator_connection_string
-
-        port, mode = env.signal_r.emulator_port, env.signal_r.mode
-        signalr_reach = Reach.published if mode == "emulator" else Reach.machine
-        add(f"{p}SIGNALR_ENDPOINT", f"http://127.0.0.1:{port}", Origin.team,
-            f"signalR.mode {mode} (asrs-emulator on this machine)", signalr_reach,
-            "signalR.mode")
-        # Not a secret: the emulator's fixed, published key, which signs no real service.
-        add(f"{p}SIGNALR_CONNECTIONSTRING", signalr_emulator_connection_string(port),
-            Origin.team, f"signalR.mode {mode} (the emulator's published key)",
-            signalr_reach, "signalR.mode")
-    elif env.signal_r.endpoint:
-        add(f"{p}SIGNALR_ENDPOINT", env.signal_r.endpoint, Origin.team,
-            "devslice.yaml signalR.endpoint")
-    for hub, name in names.signalr_hubs.items():
-        add(f"{p}SIGNALR_HUB_{variable_key(hub)}", name, Origin.allocation, "signalR.hubTemplate")
-    if env.signal_r.mode == "shared":
-        secret(f"{p}SIGNALR_CONNECTIONSTRING", env.signal_r.connection_string,
-               "devslice.yaml signalR.connectionString")
-
-    for key, name in names.named.items():
-        add(f"{p}NAME_{variable_key(key)}", name, Origin.allocation, f"names.{key}.template")
-    for name, value in env.contract.env.items():
-        add(name, value, Origin.team, "devslice.yaml contract.env")
-
-    if overrides:
-        index = {v.name: i for i, v in enumerate(out)}
-        for name, value in overrides.items():
-            replaced = out[index[name]] if name in index else None
-            shown: str | Secret = value
-            if replaced is not None and replaced.is_secret:
-                shown = Secret(value, f"override:{name}")  # overriding keeps it a secret
-            var = Variable(name, shown, Origin.override, overrides_source)
-            if name in index:
-                out[index[name]] = var
-            else:
-                out.append(var)
+def _overridden(out: list[Variable], overrides: dict[str, str], source: str) -> list[Variable]:
+    """``out`` with the developer's overrides: a value replaced keeps its place (and stays a
+    secret if it was one), a new one goes last."""
+    index = {v.name: i for i, v in enumerate(out)}
+    for name, value in overrides.items():
+        replaced = out[index[name]] if name in index else None
+        shown: str | Secret = value
+        if replaced is not None and replaced.is_secret:
+            shown = Secret(value, f"override:{name}")  # overriding keeps it a secret
+        var = Variable(name, shown, Origin.override, source)
+        if name in index:
+            out[index[name]] = var
+        else:
+            out.append(var)
     return out
 
 
@@ -284,42 +150,46 @@ def for_pods(variables: list[Variable], runtime: str, gateway: str | None) -> li
         elif v.reach is Reach.machine or runtime != "k3d" or gateway is None:
             unreachable.append(v)
         else:
-            text = v.value.reveal() if isinstance(v.value, Secret) else v.value
-            text = _LOOPBACK.sub(gateway, text)
-            left = _LEFT_LOOPBACK.search(text.replace(gateway, ""))
-            if left:
-                # a host devslice does not know how to rewrite: refuse rather than hand pods
-                # an address that is their own loopback
-                raise PodsCannotReach(
-                    f"{v.name} names this machine as {left.group(0)!r}, which devslice does not "
-                    f"rewrite for pods ({v.source})",
-                    hint="write the template with 127.0.0.1 or localhost, which devslice "
-                    "rewrites to the gateway for pods")
-            value: str | Secret = Secret(text, v.value.source) if isinstance(
-                v.value, Secret) else text
-            out.append(replace(v, value=value, source=f"{v.source}, for pods at the gateway "
-                               f"{gateway}"))
+            out.append(_at_gateway(v, gateway))
     if unreachable:
-        keys = sorted({v.mode_key or v.name for v in unreachable})
-        modes = [k for k in keys if k.endswith(".mode")]
-        if runtime == "k3d":
-            why = ("embedded stand-ins live in files and processes of this machine, which "
-                   "pods cannot open")
-            fixes = [f"set {', '.join(f'{k}: emulator' for k in modes)} (a container pods "
-                     "reach through the gateway), or shared"] if modes else []
-            fixes.append("or run the services as processes with cluster.runtime: local")
-        else:
-            why = ("pods of a shared cluster cannot reach emulators or stand-ins on this "
-                   "machine")
-            fixes = [f"set {', '.join(f'{k}: shared' for k in modes)} (a slice of the team's "
-                     "cloud service)"] if modes else []
-            fixes += [f"remove {k} and give pods a {k.split('.')[-1]} they reach (e.g. a "
-                      "shared one, in a variable of contract.env)"
-                      for k in keys if not k.endswith(".mode")]
-        fix = "; ".join(fixes)
-        names = [v.name for v in unreachable]
-        verb = "points" if len(names) == 1 else "point"
-        raise PodsCannotReach(
-            f"runtime {runtime}: {', '.join(names)} {verb} at this machine "
-            f"({', '.join(keys)}); {why}", hint=fix)
+        raise _unreachable(unreachable, runtime)
     return out
+
+
+def _at_gateway(v: Variable, gateway: str) -> Variable:
+    """``v`` with this machine's loopback rewritten to the gateway."""
+    text = v.value.reveal() if isinstance(v.value, Secret) else v.value
+    text = _LOOPBACK.sub(gateway, text)
+    left = _LEFT_LOOPBACK.search(text.replace(gateway, ""))
+    if left:
+        # a host devslice does not know how to rewrite: refuse rather than hand pods an
+        # address that is their own loopback
+        raise PodsCannotReach(
+            f"{v.name} names this machine as {left.group(0)!r}, which devslice does not "
+            f"rewrite for pods ({v.source})",
+            hint="write the template with 127.0.0.1 or localhost, which devslice rewrites to "
+            "the gateway for pods")
+    value: str | Secret = Secret(text, v.value.source) if isinstance(v.value, Secret) else text
+    return replace(v, value=value, source=f"{v.source}, for pods at the gateway {gateway}")
+
+
+def _unreachable(unreachable: list[Variable], runtime: str) -> PodsCannotReach:
+    """Why pods cannot use these variables, and which modes to change."""
+    keys = sorted({v.mode_key or v.name for v in unreachable})
+    modes = [k for k in keys if k.endswith(".mode")]
+    if runtime == "k3d":
+        why = ("embedded stand-ins live in files and processes of this machine, which pods "
+               "cannot open")
+        fixes = [f"set {', '.join(f'{k}: emulator' for k in modes)} (a container pods reach "
+                 "through the gateway), or shared"] if modes else []
+        fixes.append("or run the services as processes with cluster.runtime: local")
+    else:
+        why = "pods of a shared cluster cannot reach emulators or stand-ins on this machine"
+        fixes = [f"set {', '.join(f'{k}: shared' for k in modes)} (a slice of the team's "
+                 "cloud service)"] if modes else []
+        fixes += [f"remove {k} and give pods a {k.split('.')[-1]} they reach (e.g. a shared "
+                  "one, in a variable of contract.env)" for k in keys if not k.endswith(".mode")]
+    names = [v.name for v in unreachable]
+    verb = "points" if len(names) == 1 else "point"
+    return PodsCannotReach(f"runtime {runtime}: {', '.join(names)} {verb} at this machine "
+                           f"({', '.join(keys)}); {why}", hint="; ".join(fixes))

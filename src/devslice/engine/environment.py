@@ -6,7 +6,9 @@
            registry -> image:<name> ... --------+-> slice-config -> manifests:<layer> -> ...
     kube:  (an existing cluster, the slice's namespace) slice-config -> manifests:<layer> ...
 
-The adapters come in through :class:`Tools`; the CLI builds the real ones with
+The shared services' containers (``container:<name>``) and the resources beside them come
+from :mod:`devslice.services`, which alone decides by a service's mode; the slice's objects
+wait for them. The adapters come in through :class:`Tools`; the CLI builds the real ones with
 :meth:`Tools.real`, tests hand in the same adapters pointed at fakes.
 """
 
@@ -16,6 +18,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from devslice.errors import DevsliceError
@@ -175,9 +178,10 @@ def runtime(project: Project) -> tuple[str, str]:
 
 def machine_only(env: Any) -> list[str]:
     """The services whose mode serves processes of this machine only (embedded stand-ins)."""
-    return [f"{key}.mode is embedded" for key, settings in
-            (("eventHubs", env.event_hubs), ("storage", env.storage), ("signalR", env.signal_r))
-            if settings.mode == "embedded"]
+    # lazy: the services bring their containers' modules, which `runtime` may not need
+    from devslice.services import machine_only as services_machine_only
+
+    return services_machine_only(env)
 
 
 Progress = Callable[[str, str], None]  # (resource key, a line of what it is doing)
@@ -214,7 +218,9 @@ def slice_storage(project: Project, handle: str, tools: Tools, after: tuple[str,
 
     out: list[Resource] = list(slice_resources(project, handle, tools.azure, progress=progress,
                                                adopt=adopt))
-    if project.env.storage.mode in ("emulator", "embedded"):
+    from devslice.services.storage import SERVICE as STORAGE  # lazy: as every import here
+
+    if not STORAGE.shared(project.env):  # Azurite: a container, or a process (local)
         from devslice.cloud.storage import EmulatorContainersResource
 
         emulated = EmulatorContainersResource(project.env, handle, after=after)
@@ -267,52 +273,26 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
         ready.append("cluster")
         push_host = f"localhost:{c.registry.port}"
         pull_host = f"k3d-{c.registry.name}:{c.registry.port}"  # inside the cluster
-        for image in env.images:
-            out.append(ImageResource(image, base, push_host, tools.docker, tools.registry,
-                                     config_path=str(project.config_path)))
+        out += [ImageResource(image, base, push_host, tools.docker, tools.registry,
+                              config_path=str(project.config_path)) for image in env.images]
         refs = image_refs(env.images, base, pull_host, str(project.config_path))
     else:
         from devslice.adapters.kube import current_context
         from devslice.resources.manifests import kube_target
 
         namespace = kube_target(c.kube, handle, current_context(), env.team).namespace
-        # A shared cluster cannot pull what was built on this machine: images go to the
-        # registry it pulls from (issue 13: they were skipped, and pods kept unbuilt names).
-        registry = c.kube.registry
-        if env.images and registry is None:
-            from devslice.errors import ConfigError, ConfigIssue
-
-            raise ConfigError([ConfigIssue(
-                str(project.config_path), None, None, "images",
-                f"runtime kube runs images on a shared cluster, which cannot pull "
-                f"{', '.join(i.name for i in env.images)} from this machine: set "
-                "cluster.kube.registry to a registry the cluster pulls from (e.g. "
-                "myacr.azurecr.io/team, after `az acr login -n myacr`); `devslice up` builds "
-                "and pushes them there and points the manifests at them")])
-        for image in env.images:
-            out.append(ImageResource(image, base, str(registry), tools.docker, tools.registry,
-                                     after=(), config_path=str(project.config_path)))
-        refs = image_refs(env.images, base, str(registry), str(project.config_path)) \
-            if env.images else {}
+        images, refs = _kube_images(project, tools)
+        out += images
     # -- containers (issue 5) ------------------------------------------------------------
     # Emulators and the team's own containers beside the cluster. The slice's objects wait
     # for them, so services start against dependencies that are ready.
-    containers: list[Resource] = list(container_resources(project, tools,
-                                                          "k3d" if k3d else "kube"))
-    if env.data_explorer.mode == "emulator":
-        from devslice.config.model import KustoEmulatorSettings
-        from devslice.emulators import kusto_emulator_url
-        from devslice.resources.dataexplorer import EmulatorDatabaseResource
-        from devslice.slices.derive import derive_names
+    from devslice.services import azurite_after, cluster_resources  # lazy: as every import here
 
-        containers.append(EmulatorDatabaseResource(
-            derive_names(env, handle).data_explorer_database,
-            kusto_emulator_url((env.containers.kusto_emulator or KustoEmulatorSettings()).port),
-            after=("container:kusto-emulator",)))
-    azurite = [r.key for r in containers if r.key in ("container:azurite",
-                                                        "container:eventhubs-emulator")]
-    containers += slice_storage(project, handle, tools, after=tuple(azurite), progress=progress,
-                                adopt=adopt)
+    chosen = "k3d" if k3d else "kube"
+    containers: list[Resource] = [*container_resources(project, tools, chosen),
+                                  *cluster_resources(env, handle)]
+    containers += slice_storage(project, handle, tools, after=azurite_after(env),
+                                progress=progress, adopt=adopt)
     out += containers
     ready += [r.key for r in containers]
     # -- end containers -------------------------------------------------------------------
@@ -320,11 +300,11 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     from devslice.contract.variables import for_pods
     from devslice.resources.k3d import cluster_subnet, host_gateway
 
-    pod_variables = for_pods(project.variables(handle), "k3d" if k3d else "kube",
+    pod_variables = for_pods(project.variables(handle), chosen,
                              host_gateway(cluster_subnet(c, base)) if k3d else None)
     objects = k8s_objects(pod_variables, handle)
     layers = {layer.name: load_layer(base / layer.path, layer.path) for layer in env.manifests}
-    loaded = [m for ms in layers.values() for m in ms]
+    loaded = list(chain.from_iterable(layers.values()))
     if namespace:
         namespaces = [namespace]
     else:  # every namespace whose workloads read the slice's ConfigMap and Secret
@@ -353,6 +333,32 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     return out
 
 
+def _kube_images(project: Project, tools: Tools) -> tuple[list[Resource], dict[str, str]]:
+    """The image resources of runtime kube, and the references manifests get. A shared
+    cluster cannot pull what was built on this machine: images go to the registry it pulls
+    from (issue 13: they were skipped, and pods kept unbuilt names)."""
+    from devslice.resources.images import ImageResource, image_refs
+
+    env, base, config_path = project.env, project.base_dir, str(project.config_path)
+    if not env.images:
+        return [], {}
+    registry = env.cluster.kube.registry
+    if registry is None:
+        from devslice.errors import ConfigError, ConfigIssue
+
+        raise ConfigError([ConfigIssue(
+            config_path, None, None, "images",
+            f"runtime kube runs images on a shared cluster, which cannot pull "
+            f"{', '.join(i.name for i in env.images)} from this machine: set "
+            "cluster.kube.registry to a registry the cluster pulls from (e.g. "
+            "myacr.azurecr.io/team, after `az acr login -n myacr`); `devslice up` builds "
+            "and pushes them there and points the manifests at them")])
+    images: list[Resource] = [ImageResource(image, base, registry, tools.docker, tools.registry,
+                                            after=(), config_path=config_path)
+                              for image in env.images]
+    return images, image_refs(env.images, base, registry, config_path)
+
+
 def _reporter(progress: Progress | None, key: str) -> Callable[[str], None] | None:
     if progress is None:
         return None
@@ -365,15 +371,12 @@ def container_resources(project: Project, tools: Tools, runtime: str) -> list[Re
     """``container:<name>`` for every container of ``containers:`` (and the Event Hubs
     emulator with Azurite when ``eventHubs.mode`` is emulator). Azurite gets an account for
     each slice in the ledger, so the ledger is read only when Azurite runs."""
-    from devslice.resources.builtins import container_specs
     from devslice.resources.containers import ContainerResource
+    from devslice.services import container_specs, wants_accounts  # lazy: as above
 
     env = project.env
-    c = env.containers
-    needs_accounts = c.azurite is not None or c.event_hubs_emulator is not None or \
-        env.event_hubs.mode == "emulator" or env.storage.mode == "emulator"
     accounts: list[str] = []
-    if needs_accounts:
+    if wants_accounts(env):
         from devslice.slices.derive import derive_names
 
         accounts = [derive_names(env, s.handle).storage_account for s in project.slices()]

@@ -26,20 +26,11 @@ FIX = ("share an azureBlob ledger with the team (ledger: {backend: azureBlob, ac
 
 def shared_services(env: Environment) -> list[str]:
     """The config keys of services that are the team's cloud services (``mode: shared``
-    with somewhere to connect to)."""
-    out = []
-    if env.event_hubs.mode == "shared":
-        out.append("eventHubs.mode")
-    if env.storage.mode == "shared":
-        out.append("storage.mode")
-    # Data Explorer and SignalR default to shared: without a cluster or endpoint there is
-    # nothing a slice could take from anyone.
-    if env.data_explorer.mode == "shared" and env.data_explorer.cluster_url:
-        out.append("dataExplorer.mode")
-    signalr = env.signal_r
-    if signalr.mode == "shared" and (signalr.endpoint or signalr.connection_string):
-        out.append("signalR.mode")
-    return out
+    with somewhere to connect to), as each service says."""
+    # lazy: the services bring their containers' modules; only this check needs them
+    from devslice.services import team_services
+
+    return team_services(env)
 
 
 def solo(env: Environment) -> bool:

@@ -1,4 +1,8 @@
-"""The local runtime as an engine resource, and the calls `down`, `status` and `logs` make."""
+"""The local runtime as an engine resource, and the calls `down`, `status` and `logs` make.
+
+Two supervisors per slice: one for the emulators every slice of the checkout shares (each
+service's process, from :func:`devslice.services.processes`), one for the slice's own
+services, each started with the slice's contract in its environment."""
 
 from __future__ import annotations
 
@@ -8,18 +12,15 @@ import hashlib
 import json
 import os
 import shlex
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from devslice import services
 from devslice.engine.plan import Action, noop
 from devslice.errors import CommandFailed, ConfigError, ConfigIssue
 from devslice.facts.ports import port_open
@@ -34,6 +35,7 @@ from devslice.local.state import (
     read_json,
     write_json,
 )
+from devslice.services.base import ProcessSpec
 
 if TYPE_CHECKING:
     from devslice.project import Project
@@ -54,19 +56,7 @@ def local_dir(project: Project, handle: str) -> Path:
     return project.base_dir / ".devslice" / "local" / handle
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    argv: list[str]
-    cwd: str
-    env: dict[str, str]
-    ready: dict[str, Any]
-
-    def public(self) -> dict[str, Any]:
-        """What identifies the spec, without the environment's values (secrets)."""
-        return {"name": self.name, "argv": self.argv, "cwd": self.cwd, "ready": self.ready,
-                "env": hashlib.sha256(json.dumps(self.env, sort_keys=True).encode())
-                .hexdigest()[:16]}
+ServiceSpec = ProcessSpec  # the name the local runtime's callers know
 
 
 def service_specs(project: Project, handle: str) -> list[ServiceSpec]:
@@ -114,95 +104,16 @@ def _auto_port(previous: dict[str, Any] | None) -> int:
 def container_only(project: Project) -> list[ConfigIssue]:
     """Modes whose emulator exists only as a container image, which the local runtime (no
     Docker) cannot run."""
-    env, path = project.env, str(project.config_path)
-    out = []
-    for key, mode, what, instead in (
-            ("eventHubs.mode", env.event_hubs.mode, "the Event Hubs emulator", "embedded"),
-            ("dataExplorer.mode", env.data_explorer.mode, "the Kusto emulator", "shared")):
-        if mode == "emulator":
-            out.append(ConfigIssue(path, None, None, key,
-                                   f"emulator: {what} comes only as a container image, and the "
-                                   f"local runtime runs no containers; expected {instead} here"))
-    return out
+    return services.container_only(project.env, str(project.config_path))
 
 
-def _emulators(project: Project, install: bool = False,
-               say: Callable[[str], None] | None = None) -> Iterator[ServiceSpec]:
-    """The emulators that run as processes: Azurite from its npm package when storage runs in
-    emulator or embedded mode, the SignalR emulator (``asrs-emulator``) likewise, and
-    ``mongod`` when containers.mongodb is set and MongoDB is installed (the embedded event hub
-    needs no process: it is a file). ``install``: fetch a missing Azurite (`up` only)."""
-    env = project.env
+def _emulators(project: Project) -> list[ServiceSpec]:
+    """The emulators that run as processes, as their services say (the embedded event hub
+    needs no process: it is a file)."""
     problems = container_only(project)
     if problems:
         raise ConfigError(problems, hint="or run with Docker and k3d (cluster.runtime: k3d)")
-    if env.signal_r.mode != "shared":  # emulator or embedded: a process, no container here
-        yield _signalr_emulator(project)
-    mongodb = env.containers.mongodb
-    mongod = shutil.which("mongod")
-    if mongodb is not None and mongod is not None:
-        data = shared_dir(project) / "mongodb"
-        data.mkdir(parents=True, exist_ok=True)
-        yield ServiceSpec(
-            "mongodb",
-            [mongod, "--replSet", mongodb.replica_set, "--bind_ip", "127.0.0.1", "--port",
-             str(mongodb.port), "--dbpath", str(data), "--oplogSize",
-             str(mongodb.oplog_size_mb)],
-            str(project.base_dir), {}, {"port": mongodb.port, "timeout": 30.0})
-    if env.storage.mode == "shared":
-        return
-    from devslice.emulators import azurite_account_key
-    from devslice.slices.derive import derive_names
-    from devslice.tools.azurite import cached_azurite, ensure_azurite, locate_azurite
-
-    if install:  # `up`: devslice's checkout, the project's node_modules, or npm into the cache
-        exe = str(ensure_azurite(project.base_dir, progress=say))
-    else:  # planning needs no tool: where it is, or where `up` will install it
-        exe = str(locate_azurite(project.base_dir) or cached_azurite())
-    blob = urlsplit(env.storage.blob_endpoint_template.replace("{account}", "a")).port or 10000
-    queue = urlsplit(env.storage.queue_endpoint_template.replace("{account}", "a")).port or 10001
-    accounts = sorted({derive_names(env, s.handle).storage_account
-                       for s in project.slices()})
-    location = project.base_dir / ".devslice" / "local" / "azurite"
-    location.mkdir(parents=True, exist_ok=True)
-    yield ServiceSpec(
-        "azurite",
-        [exe, "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
-         "--location", str(location), "--blobHost", "127.0.0.1", "--blobPort", str(blob),
-         "--queueHost", "127.0.0.1", "--queuePort", str(queue), "--tablePort", "0"],
-        str(project.base_dir),
-        {"AZURITE_ACCOUNTS": ";".join(f"{a}:{azurite_account_key(a)}"
-                                                   for a in accounts)},
-        {"port": blob, "timeout": 30.0})
-
-
-def _azurite_needs(project: Project) -> list[str]:
-    """What `up` will need for Azurite that is not here yet (planning installs nothing)."""
-    from devslice.tools.azurite import NODE_HINT, azurite_readiness, locate_azurite
-
-    if locate_azurite(project.base_dir) is not None:
-        return []
-    ok, what = azurite_readiness(project.base_dir)
-    return [what if ok else f"{what}: `up` will fail; {NODE_HINT}"]
-
-
-def _signalr_emulator(project: Project) -> ServiceSpec:
-    """``asrs-emulator start -p PORT``, ready when it prints that it started (facts: it
-    listens on loopback only, with a fixed key; ``settings.json`` in its folder, if any, holds
-    upstream settings)."""
-    from devslice.emulators import SIGNALR_EMULATOR_READY
-
-    exe = shutil.which("asrs-emulator")
-    if exe is None:
-        raise CommandFailed(
-            f"signalR.mode is {project.env.signal_r.mode} but asrs-emulator is not installed",
-            hint="`dotnet tool install -g Microsoft.Azure.SignalR.Emulator` (needs .NET 8), "
-            "or set signalR.mode: shared")
-    folder = shared_dir(project) / "signalr"
-    folder.mkdir(parents=True, exist_ok=True)
-    port = project.env.signal_r.emulator_port
-    return ServiceSpec("signalr", [exe, "start", "-p", str(port)], str(folder), {},
-                       {"port": port, "log": SIGNALR_EMULATOR_READY, "timeout": 60.0})
+    return services.processes(project, shared_dir(project))
 
 
 def spec_hash(specs: list[ServiceSpec]) -> str:
@@ -259,22 +170,16 @@ class LocalRuntimeResource:
         self.after: tuple[str, ...] = () if shared else (SHARED_KEY,)
         self.directory = shared_dir(project) if shared else local_dir(project, handle)
 
-    def specs(self, install: bool = False) -> list[ServiceSpec]:
+    def specs(self) -> list[ServiceSpec]:
         if self.shared:
-            return list(_emulators(self.project, install, self._say))
+            return _emulators(self.project)
         return service_specs(self.project, self.handle)
 
     def plan(self) -> list[Action]:
         specs = self.specs()
         state = running(self.directory)
-        notes = []
-        if (self.shared and self.project.env.containers.mongodb is not None
-                and not any(s.name == "mongodb" for s in specs)):
-            notes.append(noop(self.key, "containers.mongodb is set but mongod is not installed, "
-                                        "so MongoDB does not run here (install MongoDB, or use "
-                                        "the k3d runtime, where it runs as a container)"))
-        if self.shared and self.project.env.storage.mode != "shared":
-            notes.extend(noop(self.key, n) for n in _azurite_needs(self.project))
+        notes = [noop(self.key, note) for note in
+                 (services.process_notes(self.project, specs) if self.shared else [])]
         return notes + [dataclasses.replace(a, execute=self._apply)
                         if a.changes and a.execute is not None else a
                         for a in self._plan(specs, state)]
@@ -285,7 +190,12 @@ class LocalRuntimeResource:
         what = f"devslice up (emulators, for slice {self.handle})" if self.shared else \
             f"devslice up of slice {self.handle}"
         with locked(self.directory, what, on_wait=self._say):
-            for a in self._plan(self.specs(install=True), running(self.directory)):
+            if self.shared and self.project.env.storage.mode != "shared":
+                from devslice.tools.azurite import ensure_azurite
+
+                # Azurite on first use: where planning said it would be (devslice's cache)
+                ensure_azurite(self.project.base_dir, progress=self._say)
+            for a in self._plan(self.specs(), running(self.directory)):
                 if a.changes and a.execute is not None:
                     a.execute()
 
@@ -302,24 +212,13 @@ class LocalRuntimeResource:
         desired = spec_hash(specs)
         calls = (f"{sys.executable} -m {MARKER} {self.directory}",)
         if state is None:
-            left = orphans(self.directory)
-            if left:
-                sup = ((read_json(self.directory / STATE) or {}).get("supervisor") or {})
-                return [Action(self.key, "restart", (
-                    f"the supervisor (pid {sup.get('pid')}) is gone; orphaned processes it "
-                    "left running: " + ", ".join(f"{n} (pid {p})" for n, p in left.items())
-                    + "; they are stopped and started again"), calls,
-                    lambda: self._restart(specs, desired))]
-            return [Action(self.key, "start", f"run {names} as local processes", calls,
-                           lambda: self._start(specs, desired))]
+            return [self._not_running(specs, desired, names, calls)]
         if state["supervisor"]["spec"] != desired:
             old = {s["name"] for s in (read_json(self.directory / SPEC) or {}).get("services", [])}
             changed = sorted({s.name for s in specs} ^ old) or [names]
             return [Action(self.key, "restart", f"the services changed ({', '.join(changed)})",
                            calls, lambda: self._restart(specs, desired))]
-        broken = [f"{n} {s['state']}" + (f" ({s['detail']})" if s.get("detail") else "")
-                  for n, s in state["services"].items()
-                  if s["state"] in ("failed", "unready") or _crash_looping(s)]
+        broken = _unhealthy(state)
         if broken:
             return [Action(self.key, "restart", f"not healthy: {', '.join(broken)}", calls,
                            lambda: self._restart(specs, desired))]
@@ -327,6 +226,20 @@ class LocalRuntimeResource:
         states = ", ".join(f"{n} {s['state']}" + (f" :{ports[n]}" if ports.get(n) else "")
                            for n, s in state["services"].items())
         return [noop(self.key, f"running: {states}")]
+
+    def _not_running(self, specs: list[ServiceSpec], desired: str, names: str,
+                     calls: tuple[str, ...]) -> Action:
+        """No supervisor: start one, after stopping what a dead one left running."""
+        left = orphans(self.directory)
+        if left:
+            sup = ((read_json(self.directory / STATE) or {}).get("supervisor") or {})
+            return Action(self.key, "restart", (
+                f"the supervisor (pid {sup.get('pid')}) is gone; orphaned processes it left "
+                "running: " + ", ".join(f"{n} (pid {p})" for n, p in left.items())
+                + "; they are stopped and started again"), calls,
+                lambda: self._restart(specs, desired))
+        return Action(self.key, "start", f"run {names} as local processes", calls,
+                      lambda: self._start(specs, desired))
 
     def _stop(self) -> None:
         stop(self.directory)
@@ -359,28 +272,15 @@ class LocalRuntimeResource:
                            (os.POSIX_SPAWN_DUP2, 1, 2)])
         wait_ready(self.directory, [s.name for s in specs],
                    max((float(s.ready.get("timeout", 0)) for s in specs), default=0) + 10)
-        if any(s.name == "mongodb" for s in specs):
-            self._initiate_mongodb()
+        if self.shared:
+            services.after_start(self.project, specs)
 
-    def _initiate_mongodb(self) -> None:
-        """The one-node replica set, initiated with a member host this machine reaches (the
-        same script the container built-in runs; it does nothing once initiated)."""
-        from devslice.resources.builtins import mongodb_init_script
 
-        mongodb = self.project.env.containers.mongodb
-        assert mongodb is not None
-        mongosh = shutil.which("mongosh")
-        if mongosh is None:
-            raise CommandFailed("mongod runs, but mongosh is not installed to initiate its "
-                                "replica set",
-                                hint="install mongosh (MongoDB Shell), then `devslice up` again")
-        script = mongodb_init_script(mongodb.replica_set, f"127.0.0.1:{mongodb.port}")
-        done = subprocess.run([mongosh, "--quiet", "--port", str(mongodb.port), "--eval", script],
-                              capture_output=True, text=True, timeout=120, check=False)
-        if done.returncode != 0:
-            raise CommandFailed("initiating the MongoDB replica set failed:\n"
-                                + (done.stdout + done.stderr).strip()[-2000:],
-                                hint="`devslice logs mongodb` shows mongod's side")
+def _unhealthy(state: dict[str, Any]) -> list[str]:
+    """The supervised services that failed, never got ready, or keep crashing."""
+    return [f"{n} {s['state']}" + (f" ({s['detail']})" if s.get("detail") else "")
+            for n, s in state["services"].items()
+            if s["state"] in ("failed", "unready") or _crash_looping(s)]
 
 
 def _crash_looping(service: dict[str, Any]) -> bool:

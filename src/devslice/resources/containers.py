@@ -287,14 +287,7 @@ class ContainerResource:
                 "devslice up again")
         state = read_state(self.state_path)
         known = state.get("container") == fact.id
-        changes = spec_changes(fact.labels, spec)
-        secrets_changed = self._secret_changes(fact.id, state) if known else []
-        changes += secrets_changed
-        for f in spec.files:
-            if not f.path.exists():
-                changes.append(f"generated file {f.path.name} is missing")
-            elif not _same_file(f) and not (f.secret and secrets_changed):
-                changes.append(f"generated file {f.path.name} differs on disk")
+        changes = self._changes(fact.labels, fact.id, state, known)
         if changes:
             self._check_ports(own=fact.host_ports)
             calls = (remove_call(cname), *self._volume_calls(), *self._pull_calls(),
@@ -320,6 +313,20 @@ class ContainerResource:
         return actions
 
     # -- plan helpers --
+
+    def _changes(self, labels: Mapping[str, str], container_id: str, state: Mapping[str, Any],
+                 known: bool) -> list[str]:
+        """What differs from the spec: labels, secrets (when the state file knows the
+        container) and the generated files on disk."""
+        changes = spec_changes(labels, self.spec)
+        secrets_changed = self._secret_changes(container_id, state) if known else []
+        changes += secrets_changed
+        for f in self.spec.files:
+            if not f.path.exists():
+                changes.append(f"generated file {f.path.name} is missing")
+            elif not _same_file(f) and not (f.secret and secrets_changed):
+                changes.append(f"generated file {f.path.name} differs on disk")
+        return changes
 
     def _pull_calls(self) -> tuple[str, ...]:
         return () if self.docker.image_get(self.spec.image) else (pull_call(self.spec.image),)

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from devslice.engine.plan import Action, noop
-from devslice.resources.builtins import KUSTO_DATA
 from devslice.sdk.dataexplorer import DataExplorer, DataExplorerUnreachable
 
+KUSTO_DATA = "/kustodata"  # where the emulator's docs mount a volume for persistent databases
 PERSIST_ROOT = f"{KUSTO_DATA}/dbs"  # the emulator's docs keep databases under /kustodata
 
 

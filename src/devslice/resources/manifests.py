@@ -272,28 +272,39 @@ def render(manifests: Sequence[Manifest], *, handle: str, layer: str,
             meta["namespace"] = namespace or meta.get("namespace") or "default"
         else:
             meta.pop("namespace", None)  # cluster-scoped: the API refuses one
-        template = _pod_template(obj)
-        if template is not None:
-            for c in _containers(template.get("spec") or {}):
-                if isinstance(c.get("image"), str):
-                    c["image"] = rewrite_image(c["image"], images) or c["image"]
-            if obj["kind"] in WORKLOADS:
-                for c in _containers(template.get("spec") or {}):
-                    _add_env_from(c, handle)
-                tmeta = template.setdefault("metadata", {})
-                tmeta["labels"] = {**(tmeta.get("labels") or {}), SLICE_LABEL: handle}
-                if config_hash:
-                    tmeta["annotations"] = {**(tmeta.get("annotations") or {}),
-                                            CONFIG_HASH_ANNOTATION: config_hash}
-        elif obj["kind"] == "Pod":
-            for c in _containers(obj.get("spec") or {}):
-                if isinstance(c.get("image"), str):
-                    c["image"] = rewrite_image(c["image"], images) or c["image"]
+        _render_pods(obj, handle=handle, images=images, config_hash=config_hash)
         digest = content_hash(obj)
         meta["annotations"] = {**(meta.get("annotations") or {}), HASH_ANNOTATION: digest}
         out.append(Manifest(obj, m.file, m.line))
     _refuse_duplicates(out)
     return out
+
+
+def _render_pods(obj: dict[str, Any], *, handle: str, images: Mapping[str, str],
+                 config_hash: str) -> None:
+    """In place: images rewritten in a pod or a pod template; a workload's containers read
+    the slice's ConfigMap and Secret, its pods carry the slice label and the config hash."""
+    template = _pod_template(obj)
+    if template is None:
+        if obj["kind"] == "Pod":
+            _rewrite_images(obj.get("spec") or {}, images)
+        return
+    _rewrite_images(template.get("spec") or {}, images)
+    if obj["kind"] not in WORKLOADS:
+        return
+    for c in _containers(template.get("spec") or {}):
+        _add_env_from(c, handle)
+    tmeta = template.setdefault("metadata", {})
+    tmeta["labels"] = {**(tmeta.get("labels") or {}), SLICE_LABEL: handle}
+    if config_hash:
+        tmeta["annotations"] = {**(tmeta.get("annotations") or {}),
+                                CONFIG_HASH_ANNOTATION: config_hash}
+
+
+def _rewrite_images(pod_spec: dict[str, Any], images: Mapping[str, str]) -> None:
+    for c in _containers(pod_spec):
+        if isinstance(c.get("image"), str):
+            c["image"] = rewrite_image(c["image"], images) or c["image"]
 
 
 def _identity(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,23 +21,20 @@ if TYPE_CHECKING:
     from devslice.testing.azurite import Azurite, AzuriteNotFound, find_azurite
     from devslice.testing.slice import embedded_slice, embedded_slice_env
 
-__all__ = ["Azurite", "AzuriteNotFound", "EmbeddedHub", "embedded_slice", "embedded_slice_env",
-           "find_azurite"]
-
-# Loaded on first use: `devslice up` finds Azurite through devslice.testing.azurite, and
-# importing that package must not load the embedded hub and azure-eventhub (issue 17).
-_WHERE = {"EmbeddedHub": "devslice.embedded", "Azurite": "devslice.testing.azurite",
-          "AzuriteNotFound": "devslice.testing.azurite",
-          "find_azurite": "devslice.testing.azurite",
+# Loaded on first use: importing this package must not load the embedded hub (and with it
+# azure-eventhub) or anything else heavy.
+_HOMES = {"Azurite": "devslice.testing.azurite", "AzuriteNotFound": "devslice.testing.azurite",
+          "find_azurite": "devslice.testing.azurite", "EmbeddedHub": "devslice.embedded",
           "embedded_slice": "devslice.testing.slice",
           "embedded_slice_env": "devslice.testing.slice"}
 
+__all__ = ["Azurite", "AzuriteNotFound", "EmbeddedHub", "embedded_slice", "embedded_slice_env",
+           "find_azurite"]
+
 
 def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'devslice.testing' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_WHERE[name]), name)
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
     globals()[name] = value
     return value

@@ -8,42 +8,24 @@ than Azurite knows (see shared/reference/facts.md). Several accounts are declare
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from devslice.emulators import AZURITE_DEV_ACCOUNT, azurite_account_key
 from devslice.errors import ToolMissing
 from devslice.facts.ports import port_open
+from devslice.services.storage import (
+    DEV_ACCOUNT,
+    LENIENT,
+    AzuriteNotFound,
+    account_key,
+    find_azurite,
+)
 
-DEV_ACCOUNT = AZURITE_DEV_ACCOUNT
-
-
-class AzuriteNotFound(ToolMissing):
-    pass
-
-
-def find_azurite(start: Path | None = None) -> str:
-    """The azurite executable: $AZURITE_BIN, node_modules/.bin here or above, or PATH."""
-    explicit = os.environ.get("AZURITE_BIN")
-    if explicit:
-        return explicit
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / "node_modules" / ".bin" / "azurite"
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("azurite")
-    if found:
-        return found
-    raise AzuriteNotFound(
-        "azurite is not installed",
-        hint="run `npm install` in the devslice checkout (package.json names azurite), or "
-        "`npm install -g azurite@3`",
-    )
+# Finding Azurite lives in production (the local runtime needs it); re-exported here.
+__all__ = ["DEV_ACCOUNT", "Azurite", "AzuriteNotFound", "find_azurite"]
 
 
 def _free_port() -> int:
@@ -72,7 +54,7 @@ class Azurite:
         self.process: subprocess.Popen[bytes] | None = None
 
     def key(self, account: str) -> str:
-        return azurite_account_key(account)
+        return account_key(account)
 
     def connection_string(self, account: str | None = None) -> str:
         name = account or self.accounts[0]
@@ -97,7 +79,7 @@ class Azurite:
         env = dict(os.environ)
         env["AZURITE_ACCOUNTS"] = ";".join(f"{a}:{self.key(a)}" for a in self.accounts)
         argv = [
-            self.executable, "--silent", "--skipApiVersionCheck", "--loose",
+            self.executable, "--silent", *LENIENT,
             "--disableTelemetry", "--location", self.location,
             "--blobHost", self.host, "--blobPort", str(self.blob_port),
             "--queueHost", self.host, "--queuePort", str(self.queue_port),

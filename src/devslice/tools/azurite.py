@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from devslice.adapters.runner import CommandRunner, SubprocessRunner
-from devslice.errors import CommandFailed, ToolMissing
+from devslice.errors import CommandFailed
+from devslice.services.storage import AzuriteNotFound
 
 # The version package.json pins for devslice's own tests (a test keeps the two equal).
 AZURITE_VERSION = "3.37.0"
@@ -26,9 +27,6 @@ NODE_HINT = ("install Node.js 20 or newer (https://nodejs.org; it brings npm): d
 # Where devslice itself lives: in its checkout, node_modules is beside package.json above it.
 CHECKOUT = Path(__file__).resolve().parent
 
-
-class AzuriteNotFound(ToolMissing):
-    pass
 
 
 def _exe_name() -> str:

@@ -20,11 +20,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from devslice.errors import DevsliceError
-from devslice.sdk.context import StartFences
+from devslice.sdk.context import SliceContext, StartFences
+from devslice.secrets import Secret
+from devslice.slices import operations as ops
 from devslice.slices.model import Slice, StartFence
 
 if TYPE_CHECKING:
-    from devslice.project import Project
+    from devslice.services.base import Project
 
 
 class PartitionPropertiesClient(Protocol):
@@ -104,8 +106,6 @@ def fence_new_slice(project: Project, s: Slice,
     The client factory defaults to the one the slice's contract names (the team's values,
     without personal overrides, which must not move a fence).
     """
-    from devslice.slices import operations as ops
-
     assert s.claim is not None
     factory = open_client or contract_client_factory(project, s)
     reading = read_start_fences(factory, project.env.event_hubs.event_hubs,
@@ -118,18 +118,17 @@ def fence_new_slice(project: Project, s: Slice,
 
 
 def contract_client_factory(project: Project, s: Slice) -> ClientFactory:
-    """Consumer clients built from the slice's contract, as its services would build them:
-    the embedded hub's, or the official SDK's for the emulator and shared Event Hubs."""
-    from devslice.contract.variables import slice_variables
-    from devslice.sdk.context import SliceContext
+    """Consumer clients built from the slice's contract (the team's values, without personal
+    overrides), as its services would build them: the embedded hub's, or the official SDK's
+    for the emulator and shared Event Hubs."""
+    # lazy: azure-eventhub loads only when a claim reads its fences
     from devslice.sdk.eventhubs import partition_properties_client
-    from devslice.secrets import Secret
 
     contexts: list[SliceContext] = []
 
     def open_client(hub: str) -> PartitionPropertiesClient:
         if not contexts:  # once, and only when a client is asked for: it resolves secrets
-            variables = slice_variables(project.env, s, project.base_dir)
+            variables = project.variables(s.handle, overrides=False)
             environ = {v.name: v.value.reveal() if isinstance(v.value, Secret) else v.value
                        for v in variables}
             contexts.append(SliceContext.from_env(
