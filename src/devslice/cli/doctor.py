@@ -47,6 +47,7 @@ def run_doctor(state: Any, as_json: bool) -> bool:
     checks += [config_check, ledger_check]
     if config_check["ok"]:
         checks += _needed_by_config(project)
+    checks += _platform(project if config_check["ok"] else None)
 
     if as_json:
         print_json(checks)
@@ -78,6 +79,18 @@ def _needed_by_config(project: Any) -> list[dict[str, Any]]:
                     "version": path, "problem": None if path else f"{need.tool} is not on PATH",
                     "fix": None if path else need.fix, "neededFor": need.why})
     return out
+
+
+def _platform(project: Any) -> list[dict[str, Any]]:
+    """WSL and Docker Desktop, when this is one of them (devslice.facts.platform)."""
+    from pathlib import Path
+
+    from devslice.facts.platform import platform_checks, read_inputs
+
+    if project is None:
+        return platform_checks(read_inputs(Path.cwd(), ()))
+    images = [(i.name, i.context) for i in project.env.images]
+    return platform_checks(read_inputs(project.base_dir, images))
 
 
 def _print(checks: list[dict[str, Any]]) -> None:
