@@ -20,7 +20,7 @@ from devslice.tools.azurite import (
     locate_azurite,
 )
 
-from .helpers import FAKES, REPO
+from .helpers import FAKES, REPO, build_wheel
 
 SYSTEM_PATH = "/usr/bin:/bin"  # sh, mkdir, ln for the fake npm (no azurite there)
 
@@ -119,10 +119,7 @@ def test_the_wheel_runs_the_starter_config_in_an_empty_folder(tmp_path: Path) ->
         pytest.skip("azurite is not installed (npm install); CI sets DEVSLICE_REQUIRE_AZURITE")
     clean = {k: v for k, v in os.environ.items()
              if k not in ("PYTHONPATH", "VIRTUAL_ENV", "AZURITE_BIN", "DEVSLICE_CACHE")}
-    dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q",
-                    "-w", str(dist)], check=True, env=clean, cwd=tmp_path)
-    wheel = next(dist.glob("devslice-*.whl"))
+    wheel = build_wheel(tmp_path / "dist")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean)
     subprocess.run([venv / "bin" / "pip", "install", "-q", f"{wheel}[cli]"], check=True,

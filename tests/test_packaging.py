@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import REPO
+from .helpers import REPO, build_wheel
 
 sys.path.insert(0, str(REPO / "scripts"))
 import imports  # scripts/imports.py, run by hand too
@@ -114,9 +114,7 @@ def test_the_imports_script_finds_imports_inside_functions_and_skips_type_checki
 def test_the_light_install_imports_the_sdk_without_the_cli_docker_or_kubernetes(
         tmp_path: Path) -> None:
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q",
-                    "-w", str(tmp_path / "dist")], check=True, env=clean, cwd=tmp_path)
-    wheel = next((tmp_path / "dist").glob("devslice-*.whl"))
+    wheel = build_wheel(tmp_path / "dist")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean)
     subprocess.run([venv / "bin" / "pip", "install", "-q", str(wheel)], check=True, env=clean)
