@@ -58,6 +58,8 @@ team: company1
 # shared services: pods reach them (embedded stand-ins are refused for pods)
 eventHubs: {mode: shared, namespaces: [{name: company1-ehns1}]}
 storage: {mode: shared}
+# a SQLite ledger with shared services: this machine is the team (the ledger merge's check)
+ledger: {soloTeam: true}
 """
 PLATFORM = """\
 apiVersion: v1
@@ -640,9 +642,13 @@ def report_noop(r: NoopReport) -> str:
         f"Goal < {NOOP_GOAL * 1000:.0f} ms per no-op up: "
         f"{'met' if inproc < NOOP_GOAL else 'NOT met'} in process ({ms(inproc)}), "
         f"{'met' if sub < NOOP_GOAL else 'NOT met'} as a subprocess ({ms(sub)}).",
-        "Goal one read per system: "
-        + ("met" if all(one.count(x) <= 1 for x in SYSTEMS) else "NOT met") + " ("
-        + ", ".join(f"{x} {one.count(x)}" for x in SYSTEMS) + ").",
+        # Issue 14: each read made once per up (one `k3d cluster list`, one `registry list`,
+        # one Kubernetes LIST per kind, no GET twice), in every up of both modes.
+        "Goal one read per system (no read repeated within an up, in any up): "
+        + ("met" if all(n <= 1 for m in modes for c in m.calls for x in SYSTEMS
+                         for n in c.by_system[x].values()) else "NOT met") + " ("
+        + ", ".join(f"{x} {one.count(x)}" for x in SYSTEMS) + " calls in the last up in "
+        "process).",
         "",
         "The calls of one no-op up:",
         "",

@@ -11,6 +11,7 @@ import pytest
 from devslice.engine import Action, Event, Executor
 from devslice.engine.plan import Plan, make_plan, noop, order
 from devslice.errors import CommandFailed
+from devslice.facts.world import Reader
 
 
 @dataclass
@@ -116,3 +117,43 @@ def test_plan_rendering_shows_calls() -> None:
     assert plan.render() == "+ a: create (a is missing)\n    $ create a\n1 change\n"
     assert plan.as_dict() == {"changes": 1, "actions": [
         {"resource": "a", "verb": "create", "reason": "a is missing", "calls": ["create a"]}]}
+
+
+class Counted:
+    """A resource that reads its facts through the Reader: ``state`` is the world."""
+
+    def __init__(self, key: str, world: dict[str, int], want: int, reads: list[str],
+                 after: tuple[str, ...] = ()) -> None:
+        self.key, self.after, self.world, self.want, self.reads = key, after, world, want, reads
+
+    def read(self, reader: Reader) -> int:
+        return reader.once(("world", self.key), self._read)
+
+    def _read(self) -> int:
+        self.reads.append(self.key)
+        return self.world.get(self.key, 0)
+
+    def plan(self, facts: int | None = None) -> list[Action]:
+        have = self.read(Reader()) if facts is None else facts
+        if have == self.want:
+            return [noop(self.key, f"{self.key} is {have}")]
+        return [Action(self.key, "set", f"{self.key} {have} -> {self.want}", (),
+                       lambda: self.world.__setitem__(self.key, self.want))]
+
+
+def test_facts_are_read_once_and_again_only_for_a_resource_about_to_change() -> None:
+    world = {"a": 1, "b": 0, "c": 5, "e": 0}
+    reads: list[str] = []
+    resources = [Counted("a", world, 1, reads), Counted("b", world, 2, reads),
+                 Counted("c", world, 5, reads, after=("a",)),
+                 Counted("d", world, 0, reads, after=("b",)),
+                 Counted("e", world, 7, reads, after=("a",))]
+    Executor().apply(resources)
+    assert world == {"a": 1, "b": 2, "c": 5, "e": 7}
+    # a and c unchanged: read once each. b changes, but waits for nothing: its facts were
+    # read as it began. e waited (for a, which changed nothing) and changes: read again just
+    # before it acts. d waits for b, which changed something: read again before it plans.
+    assert sorted(reads) == ["a", "b", "c", "d", "d", "e", "e"]
+    reads.clear()
+    assert make_plan(resources).empty
+    assert sorted(reads) == ["a", "b", "c", "d", "e"]

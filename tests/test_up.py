@@ -323,3 +323,64 @@ def test_data_explorer_emulator_gets_the_slices_database(
         assert kusto.databases["db4ab"] == {"Orders"}
         creates = [c for _, c in kusto.commands if c.startswith(".create database")]
         assert len(creates) == 1
+
+
+def test_a_no_op_up_reads_each_system_once(world: World,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Facts are gathered once (issue 14): one `k3d registry list` and one `cluster list`,
+    one registry HEAD per image, one Kubernetes LIST per kind and no GET twice."""
+    assert run(["slice", "claim"]) == 0
+    assert run(["up", "--json"]) == 0
+    world.forget_calls()
+    world.registry.clear_requests()
+    capsys.readouterr()
+    assert run(["up", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["changes"] == 0
+    assert sorted(world.k3d_calls()) == [["cluster", "list", "-o", "json"],
+                                         ["registry", "list", "-o", "json"]]
+    reads = [f"{r.method} {r.path}?{r.query}" for r in world.kube.requests]
+    assert len(reads) == len(set(reads)), reads  # nothing read twice
+    assert all(r.startswith("GET ") for r in reads), reads
+    # collections (a path ending in the kind's plural): one LIST per kind, across namespaces
+    lists = [r.path.rsplit("/", 1)[-1] for r in world.kube.requests
+             if r.path.rsplit("/", 1)[-1] in ("namespaces", "configmaps", "secrets",
+                                              "deployments")]
+    assert sorted(lists) == ["configmaps", "deployments", "namespaces", "secrets"], reads
+    assert len(reads) == len(lists) + 1, reads  # and CoreDNS's ConfigMap (host-dns)
+    assert [r.method for r in world.registry.requests] == ["HEAD"]  # the one image
+
+
+def test_plans_are_pure_once_facts_are_gathered(world: World) -> None:
+    """After gathering, every resource plans with adapters that fail on any call."""
+    from devslice.engine.environment import Tools, build
+    from devslice.engine.plan import gather, plan_of, reads
+    from devslice.project import Project
+
+    assert run(["slice", "claim"]) == 0
+    assert run(["up"]) == 0
+    project = Project.load()
+    handle = project.slices()[0].handle
+    tools = Tools.real(project, "k3d")
+    try:
+        resources = build(project, handle, tools, "k3d")
+        facts = gather(resources)
+    finally:
+        tools.close()
+
+    class Raising:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"a plan called .{name} after facts were gathered")
+
+        def __call__(self, *args: object) -> object:
+            raise AssertionError("a plan read the world after facts were gathered")
+
+    readers = [r for r in resources if reads(r)]
+    assert {r.key for r in readers} >= {"registry", "cluster", "host-dns", "image:orders",
+                                        "slice-config", "manifests:platform",
+                                        "manifests:services"}
+    for r in readers:
+        for attr in ("k3d", "kube", "docker", "registry", "networks"):
+            if attr in vars(r):
+                setattr(r, attr, Raising())
+        actions = plan_of(r, facts[r.key])
+        assert actions and not [a for a in actions if a.changes], (r.key, actions)

@@ -6,7 +6,9 @@ import getpass
 import os
 import shutil
 import socket
-import subprocess
+
+from devslice.adapters.runner import CommandRunner, SubprocessRunner
+from devslice.errors import DevsliceError
 
 
 def actor() -> str:
@@ -14,7 +16,7 @@ def actor() -> str:
     return os.environ.get("DEVSLICE_ACTOR") or f"{_user()}@{socket.gethostname()}"
 
 
-def owner() -> str:
+def owner(runner: CommandRunner | None = None) -> str:
     """Who a slice is for: DEVSLICE_OWNER, else git's user.email, else user@host."""
     explicit = os.environ.get("DEVSLICE_OWNER")
     if explicit:
@@ -22,13 +24,11 @@ def owner() -> str:
     git = shutil.which("git")
     if git:
         try:
-            done = subprocess.run(
-                [git, "config", "user.email"], capture_output=True, text=True, timeout=5,
-                check=False,
-            )
+            done = (runner or SubprocessRunner()).run([git, "config", "user.email"],
+                                                      check=False, timeout=5)
             if done.returncode == 0 and done.stdout.strip():
                 return done.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
+        except DevsliceError:
             pass
     return f"{_user()}@{socket.gethostname()}"
 

@@ -31,8 +31,8 @@ import docker.errors
 import docker.tls
 import requests
 
+from devslice.adapters.endpoint import DockerEndpoint, docker_endpoint
 from devslice.errors import CommandFailed, ToolMissing
-from devslice.facts.tools import DockerEndpoint, docker_endpoint
 
 START_DOCKER = "start Docker Desktop, or the engine with `sudo systemctl start docker`"
 TAIL_LINES = 15  # build output shown when a build fails
@@ -178,7 +178,7 @@ def push_call(repository: str, tag: str) -> str:
 def connect(base_url: str | None = None, *, timeout: int = 600,
             endpoint: DockerEndpoint | None = None) -> Docker:
     """The real engine: ``endpoint`` (resolved as the Docker CLI does, with its context:
-    :func:`devslice.facts.tools.docker_endpoint`), or ``base_url`` (``tcp://``, ``unix://``).
+    :func:`devslice.adapters.endpoint.docker_endpoint`), or ``base_url`` (``tcp://``, ``unix://``).
 
     ``docker.from_env()`` alone would ignore the CLI's current context and reach another
     engine, or none, under Colima, Rancher Desktop or rootless Docker (issue 13). The SDK asks
@@ -600,7 +600,7 @@ def _successfully_built(lines: deque[str]) -> str | None:
 
 def _login_for(repository: str) -> dict[str, Any]:
     """The credentials `docker login` stored for a repository's registry, or none."""
-    from docker import auth
+    from docker import auth  # lazy: only to log in to a registry
 
     registry, _ = auth.resolve_repository_name(repository)
     try:

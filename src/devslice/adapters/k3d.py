@@ -232,6 +232,16 @@ def parse_registry_list(done: Completed) -> list[RegistryFact]:
 # ------------------------------------------------------------------------- adapter
 
 
+def check_version(found: K3dVersion, minimum: tuple[int, int, int], needed_for: str
+                  ) -> K3dVersion:
+    """``found``, or ToolMissing saying why an older k3d will not do (no I/O: plans use it)."""
+    if not found.at_least(minimum):
+        want = ".".join(map(str, minimum))
+        raise ToolMissing(f"k3d {found} is installed, but {needed_for} needs k3d {want} "
+                          "or newer", hint=INSTALL_HINT)
+    return found
+
+
 class K3d:
     """k3d through an injected :class:`CommandRunner` (the CLI passes a SubprocessRunner)."""
 
@@ -275,12 +285,7 @@ class K3d:
 
     def require(self, minimum: tuple[int, int, int], needed_for: str) -> K3dVersion:
         """The installed version, or ToolMissing saying why an older one will not do."""
-        found = self.version()
-        if not found.at_least(minimum):
-            want = ".".join(map(str, minimum))
-            raise ToolMissing(f"k3d {found} is installed, but {needed_for} needs k3d {want} "
-                              "or newer", hint=INSTALL_HINT)
-        return found
+        return check_version(self.version(), minimum, needed_for)
 
     def require_config_support(self) -> K3dVersion:
         return self.require(CONFIG_V1ALPHA5_VERSION, "a k3d.io/v1alpha5 cluster config")

@@ -41,7 +41,7 @@ from lightkube.generic_resource import (
     get_generic_resource,
 )
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
-from lightkube.resources.core_v1 import Pod
+from lightkube.resources.core_v1 import Pod  # lazy: only when pods are inspected
 from lightkube.types import PatchType
 
 from devslice.errors import DevsliceError
@@ -263,6 +263,83 @@ def connect(context: str | None = None, kubeconfig: str | os.PathLike[str] | Non
                               hint=f"kubectl config view --context {wanted}") from exc
 
 
+# -- kinds and paths, without I/O ---------------------------------------------------------------
+
+def register_crds(objects: Iterable[Mapping[str, Any]]) -> None:
+    """Teach lightkube's registry (process-wide) the kinds CustomResourceDefinitions among
+    ``objects`` define. Called once, explicitly, where a command builds its resources; plans
+    never change the registry."""
+    for crd in objects:
+        if crd.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = crd.get("spec") or {}
+        create = (create_namespaced_resource if spec.get("scope") == "Namespaced"
+                  else create_global_resource)
+        for v in spec.get("versions") or []:
+            try:
+                create(spec["group"], v["name"], spec["names"]["kind"], spec["names"]["plural"])
+            except (KeyError, ValueError):
+                continue  # malformed, or already known under another plural
+
+
+def unknown_kind(api_version: str, kind: str) -> KubeUnknownKind:
+    return KubeUnknownKind(f"the cluster serves no kind {kind} in {api_version}",
+                           hint="install its CustomResourceDefinition in an earlier manifests "
+                                "layer (or the same one), or check the apiVersion")
+
+
+def rest_path(res: Any, name: str | None, namespace: str | None, default_namespace: str) -> str:
+    """The REST path of an object of lightkube resource class ``res`` (or its collection)."""
+    info = lkres.api_info(res).resource
+    parts = ["/api", info.version] if not info.group else ["/apis", info.group, info.version]
+    if issubclass(res, lkres.NamespacedResource) and namespace != ALL_NS:
+        parts += ["namespaces", namespace or default_namespace]
+    parts.append(lkres.api_info(res).plural)
+    if name is not None:
+        parts.append(name)
+    return "/".join(parts)
+
+
+def apply_text(path: str, field_manager: str, force: bool) -> str:
+    query = ("force=true&" if force else "") + f"fieldManager={field_manager}"
+    return f"PATCH {path}?{query} (server-side apply)"
+
+
+@dataclass(frozen=True)
+class KubeView:
+    """The kinds an adapter resolved, frozen for plans (:meth:`Kube.view`): the same paths
+    and call texts as the adapter, with no I/O (kinds lightkube knows need no cluster)."""
+
+    kinds: Mapping[tuple[str, str], Any]
+    field_manager: str = FIELD_MANAGER
+    force: bool = False
+    default_namespace: str = "default"
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        res = self.kinds.get((api_version, kind)) or resource_registry.get(api_version, kind)
+        if res is None:
+            raise unknown_kind(api_version, kind)
+        return res
+
+    def namespaced(self, api_version: str, kind: str) -> bool:
+        return issubclass(self._resource(api_version, kind), lkres.NamespacedResource)
+
+    def path(self, api_version: str, kind: str, name: str | None = None,
+             namespace: str | None = None) -> str:
+        return rest_path(self._resource(api_version, kind), name, namespace,
+                         self.default_namespace)
+
+    def apply_call(self, obj: Mapping[str, Any], force: bool | None = None) -> str:
+        meta = obj.get("metadata") or {}
+        path = self.path(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+        return apply_text(path, self.field_manager, self.force if force is None else force)
+
+    def delete_call(self, kind: str, name: str, namespace: str | None = None,
+                    api_version: str | None = None) -> str:
+        api_version = api_version or _builtin_api_version(kind)
+        return f"DELETE {self.path(api_version, kind, name, namespace)}"
+
+
 # -- the adapter ---------------------------------------------------------------------------------
 
 class Kube:
@@ -294,10 +371,7 @@ class Kube:
         self._discover(api_version)
         found = get_generic_resource(api_version, kind)
         if found is None:
-            raise KubeUnknownKind(
-                f"the cluster serves no kind {kind} in {api_version}",
-                hint="install its CustomResourceDefinition in an earlier manifests layer (or "
-                     "the same one), or check the apiVersion")
+            raise unknown_kind(api_version, kind)
         return found
 
     def _discover(self, api_version: str) -> None:
@@ -345,18 +419,7 @@ class Kube:
     def learn(self, objects: Iterable[Mapping[str, Any]]) -> None:
         """Serve the kinds that CustomResourceDefinitions among ``objects`` define."""
         with self._lock:
-            for crd in objects:
-                if crd.get("kind") != "CustomResourceDefinition":
-                    continue
-                spec = crd.get("spec") or {}
-                create = (create_namespaced_resource if spec.get("scope") == "Namespaced"
-                          else create_global_resource)
-                for v in spec.get("versions") or []:
-                    try:
-                        create(spec["group"], v["name"], spec["names"]["kind"],
-                               spec["names"]["plural"])
-                    except (KeyError, ValueError):
-                        continue  # malformed, or already known under another plural
+            register_crds(objects)
 
     def namespaced(self, api_version: str, kind: str) -> bool:
         return issubclass(self._resource(api_version, kind), lkres.NamespacedResource)
@@ -364,15 +427,20 @@ class Kube:
     def path(self, api_version: str, kind: str, name: str | None = None,
              namespace: str | None = None) -> str:
         """The REST path of an object (or of a kind's collection), as lightkube builds it."""
-        res = self._resource(api_version, kind)
-        info = lkres.api_info(res).resource
-        parts = ["/api", info.version] if not info.group else ["/apis", info.group, info.version]
-        if issubclass(res, lkres.NamespacedResource) and namespace != ALL_NS:
-            parts += ["namespaces", namespace or self.client.namespace]
-        parts.append(lkres.api_info(res).plural)
-        if name is not None:
-            parts.append(name)
-        return "/".join(parts)
+        return rest_path(self._resource(api_version, kind), name, namespace,
+                         self.client.namespace)
+
+    def view(self, kinds: Iterable[tuple[str, str]]) -> KubeView:
+        """What plans need to name calls, with every kind of ``kinds`` resolved now (API
+        discovery for a custom kind): the view answers without I/O. Unknown kinds are left
+        out; the view raises KubeUnknownKind for them, as this adapter would."""
+        resolved = {}
+        for api_version, kind in dict.fromkeys(kinds):
+            try:
+                resolved[(api_version, kind)] = self._resource(api_version, kind)
+            except KubeUnknownKind:
+                continue
+        return KubeView(resolved, self.field_manager, self.force, self.client.namespace)
 
     # reading
 
@@ -424,15 +492,23 @@ class Kube:
             out.extend(_as_dict(o, api_version, kind) for o in found)
         return out
 
+    def list_all(self, api_version: str, kind: str) -> list[dict[str, Any]]:
+        """Every object of a kind (cluster-scoped, or across all namespaces)."""
+        res = self._resource(api_version, kind)
+        with self._translated(f"listing {kind} objects"):
+            if issubclass(res, lkres.NamespacedResource):
+                found = list(self.client.list(res, namespace=ALL_NS))
+            else:
+                found = list(self.client.list(res))
+        return [_as_dict(o, api_version, kind) for o in found]
+
     # changing
 
     def apply_call(self, obj: Mapping[str, Any], force: bool | None = None) -> str:
         """The request :meth:`apply` makes, for plans: ``PATCH /apis/...?fieldManager=...``."""
         meta = obj.get("metadata") or {}
         path = self.path(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
-        force = self.force if force is None else force
-        query = ("force=true&" if force else "") + f"fieldManager={self.field_manager}"
-        return f"PATCH {path}?{query} (server-side apply)"
+        return apply_text(path, self.field_manager, self.force if force is None else force)
 
     def apply(self, obj: Mapping[str, Any], field_manager: str | None = None,
               force: bool | None = None) -> dict[str, Any]:
@@ -565,7 +641,7 @@ class Kube:
         the Deployment's own selector where ReplicaSets cannot be read."""
         if not selector:
             return {}
-        from lightkube.resources.apps_v1 import ReplicaSet
+        from lightkube.resources.apps_v1 import ReplicaSet  # lazy: only when a rollout is watched
 
         dep = self.get("apps/v1", "Deployment", deployment, namespace) or {}
         revision = (dep.get("metadata", {}).get("annotations") or {}).get(REVISION)
@@ -630,7 +706,7 @@ class Kube:
     def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
         """Pods matching a label selector (pods carry their template's labels, not devslice's
         managed-by label, so list_managed does not find them)."""
-        from lightkube.resources.core_v1 import Pod
+        from lightkube.resources.core_v1 import Pod  # lazy: only when pods are inspected
 
         with self._translated(f"listing pods in {namespace}"):
             return [_as_dict(p, "v1", "Pod")

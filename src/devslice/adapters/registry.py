@@ -123,7 +123,7 @@ class Registry:
 def docker_credentials(host: str) -> tuple[str, str] | None:
     """What ``docker login`` stored for ``host`` (config.json, credential helpers), read as
     the Docker SDK reads it."""
-    from docker import auth
+    from docker import auth  # lazy: only for a registry that asks for credentials
 
     try:
         found = auth.load_config().resolve_authconfig(host) or {}

@@ -1,5 +1,10 @@
 """Running external programs: argv lists only (never a shell), with timeouts, and failures
-turned into DevsliceErrors that show the command and its output."""
+turned into DevsliceErrors that show the command and its output.
+
+Every process devslice starts goes through a runner: the k3d adapter, tool probes
+(``facts.tools``), git for the owner (``identity``), mongosh and the local runtime's detached
+supervisor (``start_detached``). Tests hand in their own runner to see and fake every argv.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from devslice.errors import CommandFailed, ToolMissing
 
@@ -24,6 +30,17 @@ class Completed:
 class CommandRunner(Protocol):
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float = 600,
             env: Mapping[str, str] | None = None) -> Completed: ...
+
+
+class DetachedStarter(Protocol):
+    def start_detached(self, argv: Sequence[str], *, log: Path,
+                       env: Mapping[str, str] | None = None) -> int: ...
+
+
+def popen(argv: Sequence[str], **options: Any) -> subprocess.Popen[bytes]:
+    """A process the caller owns and watches (the local runtime's supervisor starts each
+    service with it): ``subprocess.Popen`` with the caller's options."""
+    return subprocess.Popen(list(argv), **options)
 
 
 class SubprocessRunner:
@@ -51,8 +68,30 @@ class SubprocessRunner:
                                   timeout=timeout, env=full_env, check=False)
         except subprocess.TimeoutExpired as exc:
             raise CommandFailed(f"`{' '.join(argv)}` did not finish in {timeout:.0f}s") from exc
+        except OSError as exc:  # found but not runnable: no permission, a bad interpreter
+            raise CommandFailed(f"`{' '.join(argv)}` could not start: {exc}") from exc
         result = Completed(tuple(argv), done.returncode, done.stdout, done.stderr)
         if check and done.returncode != 0:
             tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-10:])
             raise CommandFailed(f"`{' '.join(argv)}` failed (exit {done.returncode}):\n{tail}")
         return result
+
+    def start_detached(self, argv: Sequence[str], *, log: Path,
+                       env: Mapping[str, str] | None = None) -> int:
+        """Start a program in a new session that outlives this one (and a Ctrl-C in its
+        terminal), stdin from /dev/null, stdout and stderr appended to ``log``; its pid.
+
+        posix_spawn rather than Popen: no Popen object is left to complain that it still
+        runs when devslice exits."""
+        exe = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0], path=self.path)
+        if exe is None:
+            raise ToolMissing(f"{argv[0]} is not installed (not on PATH)")
+        full_env = dict(os.environ if env is None else env)
+        try:
+            return os.posix_spawn(exe, list(argv), full_env, setsid=True, file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                 0o644),
+                (os.POSIX_SPAWN_DUP2, 1, 2)])
+        except OSError as exc:
+            raise CommandFailed(f"`{' '.join(argv)}` could not start: {exc}") from exc

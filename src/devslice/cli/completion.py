@@ -53,14 +53,14 @@ def _config(ctx: click.Context) -> str | None:
 
 def complete_handles(ctx: click.Context, param: click.Parameter, incomplete: str
                      ) -> list[CompletionItem]:
-    from devslice.facts.completion import handles
+    from devslice.cli.candidates import handles
 
     return [CompletionItem(h) for h in handles(_config(ctx)) if h.startswith(incomplete)]
 
 
 def complete_services(ctx: click.Context, param: click.Parameter, incomplete: str
                       ) -> list[CompletionItem]:
-    from devslice.facts.completion import services
+    from devslice.cli.candidates import services
 
     return [CompletionItem(s) for s in services(_config(ctx)) if s.startswith(incomplete)]
 

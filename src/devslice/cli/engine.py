@@ -164,12 +164,14 @@ def status(state: State, handle: str | None, as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from devslice.engine.plan import order
+    from devslice.engine.plan import gather, order, plan_of
 
     rows: list[dict[str, Any]] = []
     with _resources(state, handle, quiet=as_json) as resources:
-        for r in order(resources):
-            actions = r.plan()
+        ordered = order(resources)
+        facts = gather(ordered)  # each system read once for every resource
+        for r in ordered:
+            actions = plan_of(r, facts.get(r.key))
             changes = [a for a in actions if a.changes]
             rows.append({"resource": r.key, "ready": not changes,
                          "detail": "; ".join(f"{a.verb}: {a.reason}" for a in changes)

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from devslice.cloud.azure import Azure, AzureError, get_or_none, translated, wait
-from devslice.engine.plan import Action, noop
+from devslice.resources.plan import Action, noop
 from devslice.services.dataexplorer import SERVICE as DATAEXPLORER
 
 if TYPE_CHECKING:

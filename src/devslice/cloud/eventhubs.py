@@ -11,7 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from devslice.cloud.azure import Azure, claim_of, ownership, slice_tags, translated
-from devslice.engine.plan import Action, noop
+from devslice.resources.plan import Action, noop
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment

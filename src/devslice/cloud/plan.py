@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from devslice.engine.plan import Action, noop
+from devslice.resources.plan import Action, noop
 from devslice.services.dataexplorer import SERVICE as DATAEXPLORER
 from devslice.services.eventhubs import SERVICE as EVENTHUBS
 from devslice.services.signalr import SERVICE as SIGNALR
@@ -16,8 +16,8 @@ from devslice.services.storage import SERVICE as STORAGE
 if TYPE_CHECKING:
     from devslice.cloud.azure import Azure
     from devslice.config.model import Environment
-    from devslice.engine.plan import Resource
     from devslice.project import Project
+    from devslice.resources.plan import Resource
 
 
 def provisioning(env: Environment, environ: dict[str, str] | None = None) -> bool:

@@ -26,7 +26,7 @@ from devslice.cloud.azure import (
     translated,
     wait,
 )
-from devslice.engine.plan import Action, noop
+from devslice.resources.plan import Action, noop
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment

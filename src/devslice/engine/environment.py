@@ -232,17 +232,18 @@ def slice_storage(project: Project, handle: str, tools: Tools, after: tuple[str,
 def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
                        progress: Progress | None = None, force_conflicts: bool = False,
                        adopt: bool = False) -> list[Resource]:
+    from devslice.adapters.kube import register_crds
     from devslice.contract.render import k8s_objects
     from devslice.resources.images import ImageResource, image_refs
     from devslice.resources.k3d import ClusterResource, RegistryResource
     from devslice.resources.manifests import (
         SLICE_CONFIG_KEY,
         WORKLOADS,
-        ManifestsResource,
         SliceConfigResource,
         containers_of,
         image_repository,
         load_layer,
+        manifest_resources,
         slice_config_hash,
         workload_namespaces,
     )
@@ -313,23 +314,20 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
                for m in loaded) or not namespaces:
             namespaces.append("default")
     out.append(SliceConfigResource(tools.kube, objects, namespaces, handle, after=tuple(ready),
-                                   cluster_may_be_absent=k3d))
+                                   cluster_may_be_absent=k3d, all_namespaces=namespace is None))
+    # The kinds the layers' CRDs define, taught to lightkube once, here (plans never do).
+    register_crds(m.obj for m in loaded)
     # Each layer waits for the one before it and for the images its own workloads use, not
     # for every build: the platform layer need not wait for the services' images.
-    previous = SLICE_CONFIG_KEY
-    config_hash = slice_config_hash(objects)
-    for layer in env.manifests:
-        used = sorted({image_repository(c["image"]) for m in layers[layer.name]
-                       for c in containers_of(m.obj) if c.get("image")}
-                      & {i.name for i in env.images}) if k3d else []
-        key = f"manifests:{layer.name}"
-        resource = ManifestsResource(
-            layer, base, tools.kube, handle, after=(previous, *(f"image:{n}" for n in used)),
-            images=refs, namespace=namespace, config_hash=config_hash,
-            cluster_may_be_absent=k3d, on_progress=_reporter(progress, key),
-            force=force_conflicts)
-        out.append(resource)
-        previous = resource.key
+    built = {i.name for i in env.images}
+    waits_for = {layer.name: [f"image:{n}" for n in sorted(
+        {image_repository(c["image"]) for m in layers[layer.name] for c in containers_of(m.obj)
+         if c.get("image")} & built)] for layer in env.manifests} if k3d else {}
+    out += manifest_resources(
+        env.manifests, base, tools.kube, handle, after=(SLICE_CONFIG_KEY,), waits_for=waits_for,
+        progress=(lambda key: _reporter(progress, key)), images=refs, namespace=namespace,
+        config_hash=slice_config_hash(objects), cluster_may_be_absent=k3d,
+        force=force_conflicts)
     return out
 
 

@@ -1,5 +1,10 @@
-"""Runs resources' actions: dependencies first, independent resources in parallel, each
-re-planned from fresh facts just before it acts (a stale plan is never trusted)."""
+"""Runs resources' actions: dependencies first, independent resources in parallel.
+
+Facts are gathered once for every resource at the start (one read per system and kind); a
+step waits for its own facts only. A resource whose dependencies changed something reads its
+own facts again before it plans; a resource that waited for others and whose plan changes
+something reads its own facts again and re-plans just before it acts (a stale plan is never
+trusted, after pyinfra v3). A no-op run reads each system once."""
 
 from __future__ import annotations
 
@@ -10,7 +15,36 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from devslice.engine.plan import Action, Resource, order
+from devslice.facts.world import Reader
+from devslice.resources.plan import Action, Gathered, ReadingResource, Resource, order, reads
+
+
+def read_one(resource: ReadingResource, reader: Reader | None = None) -> Gathered:
+    try:
+        return Gathered(resource.read(reader or Reader()))
+    except Exception as exc:
+        return Gathered(error=exc)
+
+
+def gather(resources: Sequence[Resource], reader: Reader | None = None,
+           max_workers: int = 8) -> dict[str, Gathered]:
+    """Every reading resource's facts, read concurrently through one shared ``reader``."""
+    reader = reader or Reader()
+    readers = [r for r in resources if reads(r)]
+    if not readers:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(readers))) as pool:
+        found = list(pool.map(lambda r: read_one(r, reader), readers))
+    return {r.key: g for r, g in zip(readers, found, strict=True)}
+
+
+def plan_of(resource: Resource, gathered: Gathered | None) -> list[Action]:
+    """The resource's actions from gathered facts (its own plan() when it reads nothing)."""
+    if gathered is None or not reads(resource):
+        return resource.plan()
+    if gathered.error is not None:
+        raise gathered.error
+    return resource.plan(gathered.facts)
 
 
 @dataclass(frozen=True)
@@ -53,6 +87,8 @@ class Executor:
         self.on_event = on_event or (lambda e: None)
         self._t0 = 0.0
         self._lock = threading.Lock()
+        self._facts: dict[str, Future[Gathered]] = {}
+        self._changed: set[str] = set()  # keys of resources that changed something
 
     def _emit(self, kind: str, resource: str, **kw: Any) -> None:
         with self._lock:
@@ -62,7 +98,7 @@ class Executor:
         report = StepReport(resource.key, started=time.monotonic() - self._t0)
         t = time.monotonic()
         self._emit("start", resource.key)
-        actions = resource.plan()  # fresh facts, now that what it waits for is ready
+        actions = self._plan(resource)
         report.actions = actions
         for action in actions:
             self._emit("plan", resource.key, action=action)
@@ -70,14 +106,47 @@ class Executor:
                 action.execute()
         report.seconds = time.monotonic() - t
         report.status = "ok"
+        if any(a.changes for a in actions):
+            with self._lock:
+                self._changed.add(resource.key)
         self._emit("done", resource.key, seconds=report.seconds)
         return report
+
+    def _plan(self, resource: Resource) -> list[Action]:
+        if not reads(resource):
+            return resource.plan()  # reads its facts itself, now that its dependencies are ready
+        with self._lock:
+            stale = bool(self._changed & set(resource.after))
+        future = None if stale else self._facts.get(resource.key)
+        gathered = future.result() if future is not None else None
+        if gathered is not None and gathered.error is None:
+            actions = resource.plan(gathered.facts)
+            if not resource.after or not any(a.changes for a in actions):
+                # nothing to do; or nothing to wait for, so the facts gathered as the run
+                # began were read as this step began: as fresh as reading them again
+                return actions
+        # what it waits for changed the world, its first read failed (no cluster yet), or it
+        # waited and is about to act: its own facts again, and only its own
+        return plan_of(resource, read_one(resource))
 
     def apply(self, resources: Sequence[Resource]) -> list[StepReport]:
         """Bring every resource to its desired state; returns a report per resource in
         dependency order. Raises the first DevsliceError after letting running steps end."""
         self._t0 = time.monotonic()
         ordered = order(resources)
+        self._changed = set()
+        # Every resource's facts are read at once through one Reader; a step waits for its
+        # own facts only, not for every read (the registry need not wait for Kubernetes).
+        reader = Reader()
+        readers = [r for r in ordered if reads(r)]
+        facts_pool = ThreadPoolExecutor(max_workers=max(1, min(self.max_workers, len(readers))))
+        self._facts = {r.key: facts_pool.submit(read_one, r, reader) for r in readers}
+        try:
+            return self._apply(ordered)
+        finally:
+            facts_pool.shutdown(wait=True)
+
+    def _apply(self, ordered: list[Resource]) -> list[StepReport]:
         reports = {r.key: StepReport(r.key) for r in ordered}
         waiting = {r.key: set(r.after) for r in ordered}
         by_key = {r.key: r for r in ordered}

@@ -6,19 +6,24 @@ injectable so tests can hand in fake executables on a PATH of their own.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
-from devslice.errors import ToolMissing
+# Which Docker engine (issue 13, item 1): resolved in the adapters' package, named here too
+# for the callers that probe tools and engines together.
+from devslice.adapters.endpoint import (
+    DEFAULT_DOCKER_HOST,
+    DockerEndpoint,
+    docker_config_dir,
+    docker_endpoint,
+)
+from devslice.adapters.runner import CommandRunner, SubprocessRunner
+from devslice.errors import DevsliceError
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,8 @@ def _first_line(*texts: str | None) -> str | None:
     return None
 
 
-def probe(tool: Tool, path_env: str | None = None, timeout: float = 10.0) -> ToolFact:
+def probe(tool: Tool, path_env: str | None = None, timeout: float = 10.0,
+          runner: CommandRunner | None = None) -> ToolFact:
     """Run the tool's version command. A non-zero exit is a problem even when the output
     holds something like a version ("client version 1.52 is too new"), and so is a version
     older than the tool's minimum."""
@@ -90,11 +96,10 @@ def probe(tool: Tool, path_env: str | None = None, timeout: float = 10.0) -> Too
     if exe is None:
         return ToolFact(tool, None, None, f"{tool.name} is not on PATH")
     try:
-        done = subprocess.run(
-            [exe, *tool.argv[1:]], capture_output=True, text=True, timeout=timeout, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return ToolFact(tool, exe, None, f"`{tool.name}` did not answer: {exc}")
+        done = (runner or SubprocessRunner()).run([exe, *tool.argv[1:]], check=False,
+                                                  timeout=timeout)
+    except DevsliceError as exc:
+        return ToolFact(tool, exe, None, f"`{tool.name}` did not answer: {exc.message}")
     if done.returncode != 0:
         # The error is usually on stderr (docker: "Cannot connect to the Docker daemon").
         why = _first_line(done.stderr, done.stdout) or f"exit status {done.returncode}"
@@ -120,96 +125,6 @@ def probe_all(tools: Iterable[Tool], path_env: str | None = None) -> list[ToolFa
         return list(pool.map(lambda t: probe(t, path_env), tools))
 
 
-# -- which Docker engine (issue 13, item 1) ------------------------------------------------
 
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-
-
-@dataclass(frozen=True)
-class DockerEndpoint:
-    """The engine the Docker CLI would talk to, resolved once per command and handed to
-    docker-py, the registry check and k3d alike (so none of them picks another engine)."""
-
-    host: str  # unix:///..., tcp://host:2376, ssh://user@host, npipe:////./pipe/...
-    context: str  # "default", or the name of a Docker context
-    source: str  # why this one, for doctor and error messages
-    tls_dir: str | None = None  # ca.pem, cert.pem, key.pem (a context's TLS store)
-    tls_verify: bool = False
-
-    def env(self) -> dict[str, str]:
-        """What a child process (k3d) needs to reach the same engine: its own resolution
-        would re-read the context, so DOCKER_HOST is set, and DOCKER_CONTEXT cleared."""
-        out = {"DOCKER_HOST": self.host, "DOCKER_CONTEXT": ""}
-        if self.tls_dir:
-            out["DOCKER_CERT_PATH"] = self.tls_dir
-            out["DOCKER_TLS_VERIFY"] = "1" if self.tls_verify else ""
-        return out
-
-    @property
-    def machine(self) -> str:
-        """Where the engine publishes ports: this machine for a socket or pipe, else the
-        host of a tcp:// or ssh:// endpoint (the registry check goes there)."""
-        if self.host.startswith(("tcp://", "ssh://", "http://", "https://")):
-            from urllib.parse import urlsplit
-
-            return urlsplit(self.host).hostname or "localhost"
-        return "localhost"
-
-
-def docker_config_dir(environ: Mapping[str, str]) -> Path:
-    """``$DOCKER_CONFIG`` or ``~/.docker``, as the Docker CLI reads it."""
-    found = environ.get("DOCKER_CONFIG")
-    return Path(found) if found else Path(environ.get("HOME") or Path.home()) / ".docker"
-
-
-def docker_endpoint(environ: Mapping[str, str] | None = None) -> DockerEndpoint:
-    """Resolve the engine as the Docker CLI does (cli/command/cli.go ``resolveContextName``):
-    ``DOCKER_HOST`` first, then ``DOCKER_CONTEXT``, then ``currentContext`` in
-    ``config.json``, else the default socket. A named context is read from its meta store,
-    ``contexts/meta/<sha256(name)>/meta.json``; a context that does not exist is an error, as
-    in the CLI, never a silent fall-back to another engine."""
-    environ = os.environ if environ is None else environ
-    host = environ.get("DOCKER_HOST")
-    if host:
-        cert = environ.get("DOCKER_CERT_PATH")
-        return DockerEndpoint(host, "default", "DOCKER_HOST", cert or None,
-                              bool(environ.get("DOCKER_TLS_VERIFY")))
-    config = docker_config_dir(environ)
-    name = environ.get("DOCKER_CONTEXT")
-    source = "DOCKER_CONTEXT"
-    if not name:
-        name = _current_context(config / "config.json")
-        source = f"the current context in {config / 'config.json'}"
-    if not name or name == "default":
-        return DockerEndpoint(DEFAULT_DOCKER_HOST, "default",
-                              "the default socket" if not name else source)
-    digest = hashlib.sha256(name.encode()).hexdigest()
-    meta = config / "contexts" / "meta" / digest / "meta.json"
-    try:
-        data = json.loads(meta.read_text(encoding="utf-8"))
-        endpoint = data["Endpoints"]["docker"]
-        context_host = str(endpoint["Host"])
-    except FileNotFoundError:
-        raise ToolMissing(f"Docker context {name!r} (from {source}) does not exist: no "
-                          f"{meta}", hint="`docker context ls` lists the contexts; "
-                          "`docker context use NAME` picks one") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ToolMissing(f"cannot read Docker context {name!r} from {meta}: {exc}",
-                          hint="`docker context inspect NAME` shows what the CLI makes of "
-                          "it") from exc
-    tls = config / "contexts" / "tls" / digest / "docker"
-    return DockerEndpoint(context_host, name, f"context {name!r} ({source})",
-                          str(tls) if tls.is_dir() else None,
-                          tls.is_dir() and not endpoint.get("SkipTLSVerify", False))
-
-
-def _current_context(config_json: Path) -> str | None:
-    try:
-        data = json.loads(config_json.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise ToolMissing(f"cannot read {config_json}: {exc}",
-                          hint="fix or remove it (the Docker CLI reads it too)") from exc
-    name = data.get("currentContext") if isinstance(data, dict) else None
-    return str(name) if name else None
+__all__ = ["DEFAULT_DOCKER_HOST", "TOOLS", "DockerEndpoint", "Tool", "ToolFact",
+           "docker_config_dir", "docker_endpoint", "probe", "probe_all"]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devslice import services
-from devslice.engine.plan import Action, noop
+from devslice.adapters.runner import SubprocessRunner
 from devslice.errors import CommandFailed, ConfigError, ConfigIssue
 from devslice.facts.ports import port_open
 from devslice.local.state import (
@@ -35,6 +35,7 @@ from devslice.local.state import (
     read_json,
     write_json,
 )
+from devslice.resources.plan import Action, noop
 from devslice.services.base import ProcessSpec
 
 if TYPE_CHECKING:
@@ -161,7 +162,9 @@ class LocalRuntimeResource:
     ``shared=True``) the emulators every slice of the checkout uses."""
 
     def __init__(self, project: Project, handle: str, shared: bool = False,
-                 progress: Callable[[str, str], None] | None = None) -> None:
+                 progress: Callable[[str, str], None] | None = None,
+                 runner: SubprocessRunner | None = None) -> None:
+        self.runner = runner or SubprocessRunner()  # mongosh and the detached supervisor
         self.project = project
         self.handle = handle
         self.shared = shared
@@ -261,19 +264,13 @@ class LocalRuntimeResource:
             {"name": s.name, "argv": s.argv, "cwd": s.cwd, "env": s.env, "ready": s.ready}
             for s in specs]}, private=True)
         (self.directory / STATE).unlink(missing_ok=True)
-        # posix_spawn with a new session: the supervisor outlives this CLI (and a Ctrl-C in
-        # its terminal), and no Popen object is left to complain that it still runs.
-        log = str(self.directory / "supervisor.log")
-        os.posix_spawn(sys.executable, [sys.executable, "-m", MARKER, str(self.directory)],
-                       dict(os.environ), setsid=True, file_actions=[
-                           (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                           (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                            0o644),
-                           (os.POSIX_SPAWN_DUP2, 1, 2)])
+        # A new session: the supervisor outlives this CLI (and a Ctrl-C in its terminal).
+        self.runner.start_detached([sys.executable, "-m", MARKER, str(self.directory)],
+                                   log=self.directory / "supervisor.log")
         wait_ready(self.directory, [s.name for s in specs],
                    max((float(s.ready.get("timeout", 0)) for s in specs), default=0) + 10)
         if self.shared:
-            services.after_start(self.project, specs)
+            services.after_start(self.project, specs, self.runner)
 
 
 def _unhealthy(state: dict[str, Any]) -> list[str]:

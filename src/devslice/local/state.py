@@ -8,14 +8,14 @@ import errno
 import fcntl
 import json
 import os
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from devslice.errors import SliceBusy
+from devslice.adapters.runner import SubprocessRunner
+from devslice.errors import DevsliceError, SliceBusy
 from devslice.files import write_atomic
 
 SPEC = "spec.json"  # what to run (holds the contract, secrets included: mode 0600)
@@ -60,9 +60,9 @@ def process_start(pid: int, proc: Path = Path("/proc")) -> str | None:
             boot = ""
         return f"{boot}:{fields[19]}"  # starttime
     try:
-        out = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True,
-                             text=True, timeout=10, check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+        out = SubprocessRunner().run(["ps", "-o", "lstart=", "-p", str(pid)], check=False,
+                                     timeout=10).stdout.strip()
+    except DevsliceError:
         return None
     return out or None
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from devslice import child_environ
+from devslice.adapters.runner import popen
 from devslice.facts.ports import port_open
 from devslice.local.state import LOGS, SPEC, STATE, process_start, read_json, write_json
 
@@ -45,10 +46,10 @@ def environment(own: dict[str, str]) -> dict[str, str]:
 
 class Service:
     """One service's process, restarted when it exits. ``spawn`` starts the process
-    (``subprocess.Popen``) and ``clock`` tells the time (``time.monotonic``); tests pass their
-    own to decide which comes first, the process or the supervisor."""
+    (``adapters.runner.popen``) and ``clock`` tells the time (``time.monotonic``); tests pass
+    their own to decide which comes first, the process or the supervisor."""
 
-    def __init__(self, spec: dict[str, Any], logs: Path, spawn: Spawn = subprocess.Popen,
+    def __init__(self, spec: dict[str, Any], logs: Path, spawn: Spawn = popen,
                  clock: Clock = time.monotonic, changed: Callable[[], None] = lambda: None
                  ) -> None:
         self.spec = spec

@@ -52,10 +52,10 @@ from devslice.adapters.docker import (
     volume_create_call,
     volume_remove_call,
 )
-from devslice.engine.plan import Action, noop
 from devslice.errors import CommandFailed
 from devslice.facts.ports import port_bindable, port_serves
 from devslice.files import write_atomic
+from devslice.resources.plan import Action, noop
 from devslice.secrets import Secret
 
 LABEL_MANAGED_BY = "devslice.dev/managed-by"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from devslice.engine.plan import Action, noop
+from devslice.resources.plan import Action, noop
 from devslice.sdk.dataexplorer import DataExplorer, DataExplorerUnreachable
 
 KUSTO_DATA = "/kustodata"  # where the emulator's docs mount a volume for persistent databases

@@ -6,14 +6,20 @@ rewrites ``NodeHosts`` without it (k3d issues 1221, 1360). devslice gives manife
 gateway address itself (``LOCAL_DEV_HOST_ADDRESS``), so its own services never depend on the
 name; for everything else this resource notices the missing entry (`devslice status`) and puts
 it back (`devslice up`). CoreDNS's ``hosts`` plugin reloads the file by itself.
+
+Its one fact is CoreDNS's ConfigMap (``devslice.facts.kube.get``); ``plan(facts)`` reads
+nothing.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from devslice.adapters.kube import Kube, KubeUnreachable
-from devslice.engine.plan import Action, noop
+from devslice.adapters.kube import Kube, KubeUnreachable, KubeView
+from devslice.facts import kube as kube_facts
+from devslice.facts.world import Reader
+from devslice.resources.plan import Action, noop
 
 HOST_NAME = "host.k3d.internal"
 KEY = "host-dns"
@@ -27,6 +33,13 @@ def has_host_entry(node_hosts: str, gateway: str) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class HostDnsFacts:
+    reachable: bool
+    coredns: dict[str, Any] | None = None
+    view: KubeView | None = None
+
+
 class HostDnsResource:
     after: tuple[str, ...] = ("cluster",)
     key = KEY
@@ -38,11 +51,19 @@ class HostDnsResource:
     def _coredns(self) -> dict[str, Any] | None:
         return self.kube.get("v1", "ConfigMap", "coredns", "kube-system")
 
-    def plan(self) -> list[Action]:
+    def read(self, reader: Reader) -> HostDnsFacts:
         try:
-            coredns = self._coredns()
+            coredns = kube_facts.get(reader, self.kube, "v1", "ConfigMap", "coredns",
+                                     "kube-system")
+            return HostDnsFacts(True, coredns, self.kube.view([("v1", "ConfigMap")]))
         except KubeUnreachable:
+            return HostDnsFacts(False)
+
+    def plan(self, facts: HostDnsFacts | None = None) -> list[Action]:
+        facts = facts or self.read(Reader())
+        if not facts.reachable or facts.view is None:
             return [noop(KEY, "cluster not reachable yet; checked once it runs")]
+        coredns = facts.coredns
         if coredns is None:
             return [noop(KEY, "no CoreDNS ConfigMap in kube-system (not a k3s cluster?)")]
         node_hosts = (coredns.get("data") or {}).get("NodeHosts", "")
@@ -56,7 +77,7 @@ class HostDnsResource:
             KEY, "repair",
             f"{HOST_NAME} is missing from CoreDNS NodeHosts (the k3d sleep bug, issues 1221 "
             f"and 1360): add {self.gateway}",
-            (self.kube.apply_call(patch, force=True),),
+            (facts.view.apply_call(patch, force=True),),
             lambda: self._repair(patch),
         )]
 

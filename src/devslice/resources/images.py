@@ -7,6 +7,9 @@ must be built: no local image cache, build history or timestamps are trusted.
     registry has name:tag            -> noop
     engine has the image, registry not -> push
     neither                            -> build, push
+
+``read(reader)`` gathers those facts (the context's tag, one registry ``HEAD``, and an engine
+inspect only when the registry lacks the tag); ``plan(facts)`` reads nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from docker.utils import exclude_paths
@@ -23,8 +27,9 @@ from docker.utils import exclude_paths
 from devslice.adapters.docker import Docker, build_call, push_call
 from devslice.adapters.registry import Registry, RegistryUnreachable
 from devslice.config.model import ImageSettings
-from devslice.engine.plan import Action, noop
 from devslice.errors import ConfigError, ConfigIssue
+from devslice.facts.world import Reader
+from devslice.resources.plan import Action, noop
 
 TAG_PREFIX = "ds-"
 TAG_HEX = 12
@@ -168,6 +173,16 @@ def image_refs(images: Sequence[ImageSettings], base_dir: str | os.PathLike[str]
             for i in images}
 
 
+@dataclass(frozen=True)
+class ImageFacts:
+    """The tag of the context as it is now; whether the registry holds it (None: the
+    registry does not answer); whether the engine holds it (None: not asked)."""
+
+    tag: str
+    in_registry: bool | None
+    built: bool | None = None
+
+
 class ImageResource:
     """One service image in the local registry under the tag of its current context."""
 
@@ -195,20 +210,37 @@ class ImageResource:
     def tag(self) -> str:
         return image_tag(self.settings, self.base_dir, self.config_path)
 
-    def plan(self) -> list[Action]:
+    def read(self, reader: Reader) -> ImageFacts:
         tag = self.tag()
         check_classic_builder(self.settings, self.base_dir)
-        name, ref = self.settings.name, f"{self.repository}:{tag}"
+        name = self.settings.name
         try:
-            if self.registry.manifest_exists(name, tag):
-                return [noop(self.key, f"{name}:{tag} already in {self.registry_host}")]
-            missing = f"no image {tag} in the registry"
+            present: bool | None = reader.once(
+                ("registry", id(self.registry), "manifest", name, tag),
+                lambda: self.registry.manifest_exists(name, tag))
         except RegistryUnreachable:
+            present = None
+        built = None
+        if not present:
+            ref = f"{self.repository}:{tag}"
+            built = reader.once(("docker", id(self.docker), "image", ref),
+                                lambda: self.docker.image_get(ref) is not None)
+        return ImageFacts(tag, present, built)
+
+    def plan(self, facts: ImageFacts | None = None) -> list[Action]:
+        facts = facts or self.read(Reader())
+        tag = facts.tag
+        name, ref = self.settings.name, f"{self.repository}:{tag}"
+        if facts.in_registry:
+            return [noop(self.key, f"{name}:{tag} already in {self.registry_host}")]
+        if facts.in_registry is None:
             # On a fresh machine the registry is created earlier in the same `up`; the
             # executor re-plans this resource once the registry runs.
             missing = f"registry {self.registry_host} not running yet"
+        else:
+            missing = f"no image {tag} in the registry"
         push_calls = (push_call(self.repository, tag),)
-        if self.docker.image_get(ref) is not None:
+        if facts.built:
             # Built by an earlier `up` whose push failed, or the registry was recreated.
             return [Action(self.key, "push", f"built locally, {missing}", push_calls,
                            lambda: self._push(tag))]

@@ -18,7 +18,10 @@ Reconcile decisions (after ctlptl's ``pkg/cluster`` and ``pkg/registry`` ``Apply
   stopped or partly running -> start (a laptop that slept or rebooted is no reason to lose
   the cluster); running and unchanged -> nothing.
 
-Plans never write: the config files are written by the actions that run k3d.
+Plans never write, and never read: ``read(reader)`` gathers the facts through
+``devslice.facts.k3d`` (one ``k3d registry list`` and one ``k3d cluster list`` shared by both
+resources; ``k3d version`` only when something would change) and ``plan(facts)`` is a pure
+function of them. The config files are written by the actions that run k3d.
 """
 
 from __future__ import annotations
@@ -29,26 +32,33 @@ import ipaddress
 import json
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from devslice.adapters.k3d import (
+    CONFIG_V1ALPHA5_VERSION,
     MIN_VERSION,
     ClusterFact,
     K3d,
+    K3dVersion,
+    RegistryFact,
     argv_for_cluster_create,
     argv_for_cluster_delete,
     argv_for_cluster_start,
     argv_for_cluster_stop,
     argv_for_registry_create,
     argv_for_registry_delete,
+    check_version,
     registry_container,
     show,
 )
 from devslice.config.model import ClusterSettings, RegistrySettings
-from devslice.engine.plan import Action, noop
-from devslice.errors import ConfigError, ConfigIssue
+from devslice.errors import ConfigError, ConfigIssue, DevsliceError
+from devslice.facts import k3d as k3d_facts
+from devslice.facts.world import Reader
 from devslice.files import write_atomic
+from devslice.resources.plan import Action, noop
 
 API_VERSION = "k3d.io/v1alpha5"
 KIND = "Simple"
@@ -147,8 +157,8 @@ def subnet_path(base_dir: Path, name: str) -> Path:
 
 def engine_networks() -> Networks | None:
     """The Docker engine's networks (the one the CLI would use), or None without an engine."""
+    # lazy: the Docker SDK and requests load only when a subnet is chosen
     from devslice.adapters.docker import connect
-    from devslice.errors import DevsliceError
 
     try:
         docker = connect(timeout=10)
@@ -203,6 +213,14 @@ def cluster_subnet(settings: ClusterSettings, base_dir: Path,
         return chosen
 
 
+def chosen_subnet(settings: ClusterSettings, base_dir: Path) -> str | None:
+    """The subnet :func:`cluster_subnet` chose in this command already, if it did."""
+    if settings.subnet != AUTO:
+        return settings.subnet
+    with _chosen_lock:
+        return _chosen.get((str(Path(base_dir).resolve()), settings.name))
+
+
 def check_subnet(settings: ClusterSettings, subnet: str, networks: Networks | None,
                  config_path: str = "devslice.yaml") -> None:
     """An explicit subnet another network of the engine overlaps is refused at plan time:
@@ -232,8 +250,9 @@ def applied_path(base_dir: Path, name: str) -> Path:
 
 
 def dump_config(config: Mapping[str, Any]) -> str:
+    # lazy: ruamel.yaml loads only when a k3d config is written or read
     from ruamel.yaml import YAML
-    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString  # lazy: as YAML above
 
     doc = json.loads(json.dumps(config))  # a deep copy of plain types
     for item in doc.get("ports", []):
@@ -257,8 +276,9 @@ def write_config(path: Path, config: Mapping[str, Any]) -> Path:
 
 def read_config(path: Path) -> dict[str, Any] | None:
     """A config devslice wrote earlier, or None if there is none (or it cannot be read)."""
+    # lazy: ruamel.yaml loads only when a k3d config is written or read
     from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.error import YAMLError  # lazy: as YAML above
 
     try:
         data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
@@ -319,6 +339,38 @@ def spec_changes(current: Mapping[str, str], desired: Mapping[str, str]) -> list
     return changes
 
 
+# ------------------------------------------------------------------ facts
+
+
+@dataclass
+class _Gate:
+    version: K3dVersion | None = None  # read only when the plan changes something
+
+    def require(self, minimum: tuple[int, int, int], needed_for: str = "devslice") -> None:
+        if self.version is not None:  # a plan made without it checks at execution
+            check_version(self.version, minimum, needed_for)
+
+
+@dataclass
+class RegistryFacts(_Gate):
+    """What a registry plan needs: the registry as ``k3d registry list`` shows it."""
+
+    registry: RegistryFact | None = None
+
+
+@dataclass
+class ClusterFacts(_Gate):
+    """What a cluster plan needs: the cluster as ``k3d cluster list`` shows it, the engine's
+    networks (auto subnet, create), the subnet chosen, the config applied last, and the
+    registry (whether it is on the cluster's network)."""
+
+    cluster: ClusterFact | None = None
+    subnet: str = ""
+    networks: Networks | None = None
+    applied: dict[str, Any] | None = None
+    registry: RegistryFact | None = None
+
+
 # ------------------------------------------------------------------ resources
 
 
@@ -336,12 +388,19 @@ class RegistryResource:
     def container(self) -> str:
         return registry_container(self.settings.name)
 
-    def plan(self) -> list[Action]:
+    def read(self, reader: Reader) -> RegistryFacts:
+        fact = k3d_facts.registry(reader, self.k3d, self.settings.name)
+        ok = fact is not None and fact.host_port == self.settings.port and fact.running
+        return RegistryFacts(registry=fact,
+                             version=None if ok else k3d_facts.version(reader, self.k3d))
+
+    def plan(self, facts: RegistryFacts | None = None) -> list[Action]:
+        facts = facts or self.read(Reader())
         name, port = self.settings.name, self.settings.port
-        fact = self.k3d.registry_get(name)
+        fact = facts.registry
         create = argv_for_registry_create(name, port)
         if fact is None:
-            self.k3d.require(MIN_VERSION, "devslice")
+            facts.require(MIN_VERSION)
             return [Action(self.key, "create", f"registry {self.container} does not exist",
                            (show(create),), self._create)]
         if fact.host_port != port:
@@ -353,7 +412,7 @@ class RegistryResource:
                       "(k3d 5.x cannot start a registry)")
         else:
             return [noop(self.key, f"registry {self.container} already running on {port}")]
-        self.k3d.require(MIN_VERSION, "devslice")
+        facts.require(MIN_VERSION)
         return [Action(self.key, "recreate", reason,
                        (show(argv_for_registry_delete(name)), show(create)), self._recreate)]
 
@@ -391,31 +450,48 @@ class ClusterResource:
     def applied_path(self) -> Path:
         return applied_path(self.base_dir, self.settings.name)
 
-    def plan(self) -> list[Action]:
+    def read(self, reader: Reader) -> ClusterFacts:
         name = self.settings.name
-        networks = self.networks()
-        subnet = cluster_subnet(self.settings, self.base_dir, networks)
-        desired = k3d_config(self.settings, subnet=subnet)
+        fact = k3d_facts.cluster(reader, self.k3d, name)
+        # The engine's networks matter for choosing an auto subnet (once per command: the
+        # choice made while building the resources stands) and for a create only.
+        chosen = chosen_subnet(self.settings, self.base_dir)
+        networks = reader.once(("docker", "networks", id(self)), self.networks) \
+            if fact is None or (self.settings.subnet == AUTO and chosen is None) else None
+        facts = ClusterFacts(
+            cluster=fact, networks=networks,
+            subnet=cluster_subnet(self.settings, self.base_dir, networks),
+            applied=read_config(self.applied_path) if fact is not None else None,
+            registry=k3d_facts.registry(reader, self.k3d, self.settings.registry.name)
+            if fact is not None and fact.network is not None else None)
+        if any(a.changes for a in self.plan(facts)):  # the version gate, only when acting
+            facts.version = k3d_facts.version(reader, self.k3d)
+        return facts
+
+    def plan(self, facts: ClusterFacts | None = None) -> list[Action]:
+        facts = facts or self.read(Reader())
+        name = self.settings.name
+        desired = k3d_config(self.settings, subnet=facts.subnet)
         create = show(argv_for_cluster_create(self.config_path))
-        fact = self.k3d.cluster_get(name)
+        fact = facts.cluster
         if fact is None:
-            check_subnet(self.settings, subnet, networks, self.config_file)
-            self.k3d.require_config_support()
+            check_subnet(self.settings, facts.subnet, facts.networks, self.config_file)
+            facts.require(CONFIG_V1ALPHA5_VERSION, "a k3d.io/v1alpha5 cluster config")
             return [Action(self.key, "create", f"cluster {name} does not exist", (create,),
                            lambda: self._create(desired))]
 
-        applied = read_config(self.applied_path)
+        applied = facts.applied
         current = {**(aspects(applied) if applied is not None else {}), **live_aspects(fact)}
         changes = spec_changes(current, aspects(desired))
-        changes += self._registry_unreachable(fact)
+        changes += self._registry_unreachable(fact, facts.registry)
         if changes:
-            self.k3d.require_config_support()
+            facts.require(CONFIG_V1ALPHA5_VERSION, "a k3d.io/v1alpha5 cluster config")
             return [Action(self.key, "recreate",
                            f"recreate cluster {name}: {'; '.join(changes)}",
                            (show(argv_for_cluster_delete(name)), create),
                            lambda: self._recreate(desired))]
         if not fact.running:
-            self.k3d.require(MIN_VERSION, "devslice")
+            facts.require(MIN_VERSION)
             state = "stopped" if fact.stopped else "partly running"
             return [Action(self.key, "start",
                            f"cluster {name} is {state} ({fact.describe_state()})",
@@ -426,10 +502,10 @@ class ClusterResource:
                        f"{self.applied_path.name}, so only servers, agents and subnet compared")
         return [noop(self.key, reason)]
 
-    def _registry_unreachable(self, fact: ClusterFact) -> list[str]:
+    def _registry_unreachable(self, fact: ClusterFact, registry: RegistryFact | None
+                              ) -> list[str]:
         if fact.network is None:
             return []
-        registry = self.k3d.registry_get(self.settings.registry.name)
         if registry is not None and fact.network in registry.networks:
             return []
         return [f"registry {registry_container(self.settings.registry.name)} not on network "

@@ -11,6 +11,12 @@ showing a secret value.
 
 Two runtimes: ``k3d`` keeps each object's own namespace (``default`` when it names none);
 ``kube`` puts everything in the slice's namespace of a shared cluster (see :func:`kube_target`).
+
+Both resources gather their facts in ``read(reader)`` through ``devslice.facts.kube``: one
+label-selected LIST per kind, shared by every layer and the slice's config, plus the kinds
+resolved into a :class:`~devslice.adapters.kube.KubeView` so ``plan(facts)`` names exact
+calls without I/O. CRDs a layer defines are registered with lightkube when its facts are
+read, never in ``plan``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +46,14 @@ from devslice.adapters.kube import (
     KubeError,
     KubeForbidden,
     KubeUnreachable,
+    KubeView,
+    register_crds,
 )
 from devslice.config.model import KubeSettings, ManifestLayer
-from devslice.engine.plan import Action, noop
 from devslice.errors import ConfigError, ConfigIssue
+from devslice.facts import kube as kube_facts
+from devslice.facts.world import Reader
+from devslice.resources.plan import Action, noop
 
 LAYER_LABEL = "devslice.dev/layer"
 HASH_ANNOTATION = "devslice.dev/applied-hash"  # what devslice last applied, to plan without diffs
@@ -400,6 +410,19 @@ def _why_changed(live: Mapping[str, Any], desired: Mapping[str, Any], where: str
                      for (old, new), names in moved.items())
 
 
+@dataclass(frozen=True)
+class ManifestsFacts:
+    """What a layer's plan needs: its files' objects, the kinds its inventory records (None:
+    no inventory), the live objects of the layer, and the kinds resolved; ``offline`` when no
+    cluster runs yet."""
+
+    manifests: list[Manifest]
+    recorded: set[tuple[str, str]] | None = None
+    live: list[dict[str, Any]] = field(default_factory=list)
+    view: KubeView | None = None
+    offline: bool = False
+
+
 class ManifestsResource:
     """One layer of manifests, applied server-side and pruned by label."""
 
@@ -433,12 +456,11 @@ class ManifestsResource:
                       images=self.images, namespace=self.namespace, namespaced=namespaced,
                       config_hash=self.config_hash)
 
-    def plan(self) -> list[Action]:
+    def read(self, reader: Reader) -> ManifestsFacts:
         manifests = self.load()
-        selector = {SLICE_LABEL: self.handle, LAYER_LABEL: self.layer.name}
+        register_crds(m.obj for m in manifests)  # kinds from CRDs in this layer
         try:
-            self.kube.learn(m.obj for m in manifests)  # kinds from CRDs in this layer
-            recorded = self._recorded_kinds()
+            recorded = self._recorded_kinds(reader)
             # Kubernetes has no cross-kind query: search the kinds in the folder and the
             # kinds recorded at the last apply (or, without a record, kubectl's allowlist)
             own = [(m.obj["apiVersion"], m.obj["kind"]) for m in manifests]
@@ -446,16 +468,35 @@ class ManifestsResource:
             # without a record, kubectl's allowlist is searched just in case: kinds a
             # namespace-scoped Role does not let the user list are skipped (issue 13)
             optional = set(PRUNE_KINDS) - set(own) if recorded is None else set()
-            live = self.kube.list_managed(self.namespace, selector, kinds, optional)
+            live = []
+            for kind in dict.fromkeys(kinds):
+                try:
+                    found = kube_facts.managed(reader, self.kube, kind, self.namespace,
+                                               self.handle)
+                except KubeForbidden:
+                    if kind in optional:
+                        continue
+                    raise
+                live += [o for o in found
+                         if (o["metadata"].get("labels") or {}).get(LAYER_LABEL)
+                         == self.layer.name]
+            view = self.kube.view([*kinds, ("v1", "ConfigMap")])
         except KubeUnreachable:
             if not self.cluster_may_be_absent:
                 raise
-            return self._plan_offline()
-        desired = render(manifests, handle=self.handle, layer=self.layer.name,
+            return ManifestsFacts(manifests, offline=True)
+        return ManifestsFacts(manifests, recorded, live, view)
+
+    def plan(self, facts: ManifestsFacts | None = None) -> list[Action]:
+        facts = facts or self.read(Reader())
+        if facts.offline or facts.view is None:
+            return self._plan_offline(facts.manifests)
+        view = facts.view
+        desired = render(facts.manifests, handle=self.handle, layer=self.layer.name,
                          images=self.images, namespace=self.namespace,
-                         namespaced=self.kube.namespaced, config_hash=self.config_hash)
-        actions = self._compare(desired, {_identity(o): o for o in live})
-        return self._with_inventory(actions, desired, live, recorded)
+                         namespaced=view.namespaced, config_hash=self.config_hash)
+        actions = self._compare(desired, {_identity(o): o for o in facts.live}, view)
+        return self._with_inventory(actions, desired, facts.live, facts.recorded, view)
 
     # The inventory: a ConfigMap per layer that records which kinds the layer has applied, so
     # a plan lists only those (and still finds a kind whose last object left the folder).
@@ -466,16 +507,17 @@ class ManifestsResource:
         """Name and namespace of the layer's inventory ConfigMap."""
         return f"devslice-{self.handle}-layer-{self.layer.name}", self.namespace or "default"
 
-    def _recorded_kinds(self) -> set[tuple[str, str]] | None:
+    def _recorded_kinds(self, reader: Reader) -> set[tuple[str, str]] | None:
         name, ns = self.inventory
-        inv = self.kube.get("v1", "ConfigMap", name, ns)
+        inv = kube_facts.find(kube_facts.managed(reader, self.kube, ("v1", "ConfigMap"),
+                                                 self.namespace, self.handle), name, ns)
         if inv is None:
             return None
         text = (inv["metadata"].get("annotations") or {}).get(KINDS_ANNOTATION, "")
         pairs = (item.rpartition(":") for item in text.split(",") if ":" in item)
         return {(api_version, kind) for api_version, _, kind in pairs}
 
-    def _record(self, kinds: set[tuple[str, str]], why: str) -> Action:
+    def _record(self, kinds: set[tuple[str, str]], why: str, view: KubeView) -> Action:
         name, ns = self.inventory
         listed = ",".join(f"{av}:{k}" for av, k in sorted(kinds))
         obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
@@ -484,7 +526,7 @@ class ManifestsResource:
             "annotations": {KINDS_ANNOTATION: listed}}}
         shown = ", ".join(sorted({k for _, k in kinds})) or "none"
         try:
-            call = self.kube.apply_call(obj)
+            call = view.apply_call(obj)
         except KubeError:  # no cluster yet (a fresh machine's plan): the path is known anyway
             call = (f"PATCH /api/v1/namespaces/{ns}/configmaps/{name}?fieldManager="
                     f"{FIELD_MANAGER} (server-side apply)")
@@ -492,8 +534,8 @@ class ManifestsResource:
                       self._applier(obj))
 
     def _with_inventory(self, actions: list[Action], desired: list[Manifest],
-                        live: list[dict[str, Any]], recorded: set[tuple[str, str]] | None
-                        ) -> list[Action]:
+                        live: list[dict[str, Any]], recorded: set[tuple[str, str]] | None,
+                        view: KubeView) -> list[Action]:
         """Record new kinds before applying objects of them, forget kinds only after their
         objects are pruned: an interrupted `up` never leaves an object no plan would find."""
         want = {(m.obj["apiVersion"], m.obj["kind"]) for m in desired
@@ -501,20 +543,23 @@ class ManifestsResource:
         during = want | (recorded or set()) | {(o["apiVersion"], o["kind"]) for o in live}
         nothing_yet = recorded is None and not during
         first = [] if recorded == during or nothing_yet else [
-            self._record(during, "record the kinds it applies")]
-        last = [self._record(want, "forget pruned kinds")] if during != want else []
+            self._record(during, "record the kinds it applies", view)]
+        last = [self._record(want, "forget pruned kinds", view)] if during != want else []
         summary = [a for a in actions if not a.changes]
         changes = [a for a in actions if a.changes]
         return [*summary, *first, *changes, *last]
 
-    def _plan_offline(self) -> list[Action]:
+    def _plan_offline(self, manifests: list[Manifest]) -> list[Action]:
         """Everything is new: there is no cluster to ask yet. `devslice up` plans again once
         the cluster runs, before it applies anything."""
-        desired = sorted(self.render(), key=lambda m: _rank(m.obj))
+        desired = sorted(render(manifests, handle=self.handle, layer=self.layer.name,
+                                images=self.images, namespace=self.namespace,
+                                config_hash=self.config_hash), key=lambda m: _rank(m.obj))
+        view = KubeView({})  # no cluster: kinds lightkube knows still have exact paths
         actions = []
         for m in desired:
             try:
-                calls: tuple[str, ...] = (self.kube.apply_call(m.obj, self.force),)
+                calls: tuple[str, ...] = (view.apply_call(m.obj, self.force),)
             except KubeError:  # a custom kind whose CRD is not known yet: no exact path
                 calls = (f"PATCH {m.obj['kind']} {m.obj['metadata']['name']} (server-side "
                          "apply)",)
@@ -523,10 +568,10 @@ class ManifestsResource:
         if not actions:
             return [noop(self.key, f"{self.layer.path} holds no objects")]
         kinds = {(m.obj["apiVersion"], m.obj["kind"]) for m in desired}
-        return [self._record(kinds, "record the kinds it applies"), *actions]
+        return [self._record(kinds, "record the kinds it applies", view), *actions]
 
     def _compare(self, desired: list[Manifest], live: dict[tuple[str, str, str, str],
-                 dict[str, Any]]) -> list[Action]:
+                 dict[str, Any]], view: KubeView) -> list[Action]:
         where = self.layer.path
         skipped, applies = [], []
         rollouts: list[tuple[str, str]] = []
@@ -547,7 +592,7 @@ class ManifestsResource:
                 up_to_date += 1
                 continue
             applies.append(Action(self.key, "apply", reason,
-                                  (self.kube.apply_call(obj, self.force),), self._applier(obj)))
+                                  (view.apply_call(obj, self.force),), self._applier(obj)))
             if obj["kind"] == "Deployment" and self.wait:
                 rollouts.append((obj["metadata"]["name"], obj["metadata"]["namespace"]))
         prunes = []
@@ -557,17 +602,17 @@ class ManifestsResource:
             meta = obj["metadata"]
             prunes.append(Action(
                 self.key, "prune", f"{_what(obj)}: removed from {where}",
-                (self.kube.delete_call(obj["kind"], meta["name"], meta.get("namespace"),
-                                       obj["apiVersion"]),),
+                (view.delete_call(obj["kind"], meta["name"], meta.get("namespace"),
+                                  obj["apiVersion"]),),
                 self._pruner(obj)))
         summary = []
         if up_to_date or not (applies or prunes):
             n = up_to_date
             summary.append(noop(self.key, f"{n} object{'s' * (n != 1)} from {where} up to date"
                                 if n else f"{where} holds no objects"))
-        return [*summary, *skipped, *applies, *prunes, *self._wait(rollouts)]
+        return [*summary, *skipped, *applies, *prunes, *self._wait(rollouts, view)]
 
-    def _wait(self, rollouts: list[tuple[str, str]]) -> list[Action]:
+    def _wait(self, rollouts: list[tuple[str, str]], view: KubeView) -> list[Action]:
         """One action that waits for every Deployment applied: they roll out in parallel in
         the cluster, so waiting for them one after another costs no more than the slowest."""
         if not rollouts:
@@ -579,7 +624,7 @@ class ManifestsResource:
                                        on_progress=self.on_progress)
 
         names = ", ".join(name for name, _ in rollouts)
-        calls = tuple(f"GET {self.kube.path('apps/v1', 'Deployment', name, ns)} (until rolled "
+        calls = tuple(f"GET {view.path('apps/v1', 'Deployment', name, ns)} (until rolled "
                       "out)" for name, ns in rollouts)
         return [Action(self.key, "wait", f"roll out deployment{'s' * (len(rollouts) > 1)} "
                        f"{names}", calls, wait)]
@@ -598,15 +643,32 @@ class ManifestsResource:
 
 
 def manifest_resources(layers: Sequence[ManifestLayer], base_dir: Path, kube: Kube,
-                       handle: str, *, after: Sequence[str] = (), **options: Any
-                       ) -> list[ManifestsResource]:
+                       handle: str, *, after: Sequence[str] = (),
+                       waits_for: Mapping[str, Sequence[str]] | None = None,
+                       progress: Callable[[str], Callable[[str], None] | None] | None = None,
+                       **options: Any) -> list[ManifestsResource]:
     """One resource per layer, each after the one before it; the first after ``after``
-    (the cluster, the images, the slice's config)."""
+    (the cluster, the images, the slice's config). ``waits_for`` adds keys per layer name
+    (the images its own workloads use); ``progress`` gives a layer's key its progress line.
+    `devslice up` builds its layers here, so tests and users take the same path."""
     out: list[ManifestsResource] = []
     for layer in layers:
         deps = (out[-1].key,) if out else tuple(after)
-        out.append(ManifestsResource(layer, base_dir, kube, handle, after=deps, **options))
+        deps += tuple((waits_for or {}).get(layer.name, ()))
+        on_progress = progress(f"manifests:{layer.name}") if progress else None
+        out.append(ManifestsResource(layer, base_dir, kube, handle, after=deps,
+                                     on_progress=on_progress, **options))
     return out
+
+
+@dataclass(frozen=True)
+class SliceConfigFacts:
+    """Each namespace as read (None: missing) and the slice's ConfigMap and Secret in it by
+    (namespace, kind); ``view`` None when no cluster runs yet."""
+
+    namespaces: Mapping[str, dict[str, Any] | None]
+    live: Mapping[tuple[str, str], dict[str, Any] | None]
+    view: KubeView | None = None
 
 
 class SliceConfigResource:
@@ -616,7 +678,8 @@ class SliceConfigResource:
 
     def __init__(self, kube: Kube, objects: Sequence[Mapping[str, Any]],
                  namespaces: Sequence[str], handle: str, *, after: Sequence[str] = (),
-                 key: str = SLICE_CONFIG_KEY, cluster_may_be_absent: bool = False) -> None:
+                 key: str = SLICE_CONFIG_KEY, cluster_may_be_absent: bool = False,
+                 all_namespaces: bool = False) -> None:
         self.kube = kube
         self.objects = [_as_data(o) for o in objects]
         self.namespaces = list(dict.fromkeys(namespaces))
@@ -624,13 +687,46 @@ class SliceConfigResource:
         self.key = key
         self.after = tuple(after)
         self.cluster_may_be_absent = cluster_may_be_absent
+        # A developer's own cluster: list across all namespaces, once for the layers too.
+        # A shared cluster's slice may read its own namespace only.
+        self.all_namespaces = all_namespaces
 
-    def plan(self) -> list[Action]:
+    def read(self, reader: Reader) -> SliceConfigFacts:
         try:
-            return self._plan()
+            return self._read(reader)
         except KubeUnreachable:
             if not self.cluster_may_be_absent:
                 raise
+        return SliceConfigFacts({}, {})
+
+    def _read(self, reader: Reader) -> SliceConfigFacts:
+        namespaces: dict[str, dict[str, Any] | None] = {}
+        live: dict[tuple[str, str], dict[str, Any] | None] = {}
+        every = kube_facts.namespaces(reader, self.kube) if self.all_namespaces else None
+        for ns in self.namespaces:
+            if every is not None:
+                namespaces[ns] = every.get(ns)
+            else:
+                try:
+                    namespaces[ns] = self.kube.get("v1", "Namespace", ns)
+                except KubeForbidden:
+                    # a namespace-scoped Role may not read its Namespace object: the admins
+                    # made it, and the objects in it are read below
+                    namespaces[ns] = {"metadata": {"name": ns}}
+            found = namespaces[ns]
+            if found is None or found["metadata"].get("deletionTimestamp"):
+                continue
+            for o in self.objects:
+                listed = kube_facts.managed(reader, self.kube, ("v1", o["kind"]),
+                                            None if self.all_namespaces else ns, self.handle)
+                live[(ns, o["kind"])] = kube_facts.find(listed, o["metadata"]["name"], ns)
+        view = self.kube.view([("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Secret")])
+        return SliceConfigFacts(namespaces, live, view)
+
+    def plan(self, facts: SliceConfigFacts | None = None) -> list[Action]:
+        facts = facts or self.read(Reader())
+        if facts.view is not None:
+            return self._plan(facts, facts.view)
         # k3d on a fresh machine: no cluster to read yet; the executor plans again once the
         # cluster exists, so these are what a plan shows, not what runs.
         return [Action(self.key, "apply", f"{_what(o)} in {ns}: the cluster does not run yet",
@@ -639,21 +735,16 @@ class SliceConfigResource:
                         "(server-side apply)",))
                 for ns in self.namespaces for o in self.objects]
 
-    def _plan(self) -> list[Action]:
+    def _plan(self, facts: SliceConfigFacts, view: KubeView) -> list[Action]:
         actions: list[Action] = []
         for ns in self.namespaces:
             namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {
                 "name": ns, "labels": {MANAGED_BY: FIELD_MANAGER, SLICE_LABEL: self.handle}}}
-            try:
-                live_ns = self.kube.get("v1", "Namespace", ns)
-            except KubeForbidden:
-                # a namespace-scoped Role may not read its Namespace object: the admins made
-                # it, and the objects in it are read below
-                live_ns = {"metadata": {"name": ns}}
+            live_ns = facts.namespaces.get(ns)
             current: dict[str, dict[str, Any] | None] = {}
             if live_ns is None:
                 actions.append(Action(self.key, "apply", f"namespace {ns}: missing",
-                                      (self.kube.apply_call(namespace),),
+                                      (view.apply_call(namespace),),
                                       self._applier(namespace)))
             elif live_ns["metadata"].get("deletionTimestamp"):
                 # nothing new may be made in a Terminating namespace (403 from the
@@ -661,11 +752,10 @@ class SliceConfigResource:
                 actions.append(Action(
                     self.key, "apply", f"namespace {ns}: being deleted (Terminating); wait "
                     "until it is gone, then create it",
-                    (f"GET {self.kube.path('v1', 'Namespace', ns)} (until deleted)",
-                     self.kube.apply_call(namespace)), self._recreator(namespace)))
+                    (f"GET {view.path('v1', 'Namespace', ns)} (until deleted)",
+                     view.apply_call(namespace)), self._recreator(namespace)))
             else:
-                current = {o["kind"]: self.kube.get("v1", o["kind"], o["metadata"]["name"], ns)
-                           for o in self.objects}
+                current = {o["kind"]: facts.live.get((ns, o["kind"])) for o in self.objects}
             for obj in self.objects:
                 want = copy.deepcopy(obj)
                 want["metadata"]["namespace"] = ns
@@ -673,7 +763,7 @@ class SliceConfigResource:
                 if why is None:
                     continue
                 actions.append(Action(self.key, "apply", f"{_what(want)} in {ns}: {why}",
-                                      (self.kube.apply_call(want),), self._applier(want)))
+                                      (view.apply_call(want),), self._applier(want)))
         if not actions:
             names = " and ".join(o["kind"].lower() for o in self.objects)
             actions.append(noop(self.key, f"{names} devslice-{self.handle} up to date in "

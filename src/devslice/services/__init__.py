@@ -38,6 +38,7 @@ from devslice.services.base import (
 )
 
 if TYPE_CHECKING:
+    from devslice.adapters.runner import CommandRunner
     from devslice.config.model import Environment
     from devslice.errors import ConfigIssue
     from devslice.resources.containers import ContainerSpec
@@ -127,10 +128,11 @@ def process_notes(project: Project, specs: Iterable[ProcessSpec]) -> list[str]:
     return [note for s in SERVICES for note in s.process_notes(project, specs)]
 
 
-def after_start(project: Project, specs: Iterable[ProcessSpec]) -> None:
+def after_start(project: Project, specs: Iterable[ProcessSpec],
+                runner: CommandRunner | None = None) -> None:
     specs = list(specs)
     for s in SERVICES:
-        s.after_start(project, specs)
+        s.after_start(project, specs, runner)
 
 
 def tools(env: Environment, processes: bool) -> list[ToolNeed]:

@@ -21,6 +21,7 @@ from devslice.errors import ConfigError, ConfigIssue
 from devslice.secrets import Secret, resolve
 
 if TYPE_CHECKING:
+    from devslice.adapters.runner import CommandRunner
     from devslice.config.model import Environment, SecretRef
     from devslice.resources.containers import ContainerSpec
     from devslice.sdk.context import SliceContext
@@ -231,8 +232,10 @@ class Service:
         """What the local runtime's plan should say about the service beside its actions."""
         return []
 
-    def after_start(self, project: Project, specs: Iterable[ProcessSpec]) -> None:
-        """Run once its processes are ready (a replica set to initiate, say)."""
+    def after_start(self, project: Project, specs: Iterable[ProcessSpec],
+                    runner: CommandRunner | None = None) -> None:
+        """Run once its processes are ready (a replica set to initiate, say), its commands
+        through ``runner``."""
 
     def tools(self, env: Environment, processes: bool) -> list[ToolNeed]:
         """Programs needed on this machine; ``processes``: the local runtime may run."""

@@ -18,6 +18,7 @@ BUSY_TIMEOUT = 0.2  # seconds: a Tab must not hang behind a writer
 
 
 def _project(config: str | None) -> object | None:
+    # lazy: pydantic models cost a Tab ~100 ms; only needed with a config
     from devslice.project import Project
 
     try:
@@ -28,6 +29,7 @@ def _project(config: str | None) -> object | None:
 
 def handles(config: str | None = None) -> list[str]:
     """The live slices' handles (sorted), from the ledger when it is a SQLite file."""
+    # lazy: pydantic models cost a Tab ~100 ms; only needed with a config
     from devslice.project import Project
 
     project = _project(config)
@@ -47,7 +49,7 @@ def handles(config: str | None = None) -> list[str]:
 
 
 def _sqlite_handles(path: Path) -> set[str]:
-    from devslice.slices.model import Slice
+    from devslice.slices.model import Slice  # lazy: only when the ledger is read
 
     if not path.is_file():
         return set()
@@ -75,6 +77,7 @@ def _sqlite_handles(path: Path) -> set[str]:
 
 def services(config: str | None = None) -> list[str]:
     """The team's services as devslice.yaml names them: ``services`` and ``images``."""
+    # lazy: pydantic models cost a Tab ~100 ms; only needed with a config
     from devslice.project import Project
 
     project = _project(config)
