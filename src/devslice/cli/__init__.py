@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.write(f"devslice {__version__}\n")
         return
     import os
-    from importlib.util import find_spec
+    from importlib.util import find_spec  # lazy: only past the --version fast path
 
     if find_spec("click") is None:  # the light install: the SDK only (pyproject.toml)
         sys.stderr.write("error: the devslice command needs its CLI dependencies, which this "

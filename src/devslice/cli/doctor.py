@@ -67,6 +67,7 @@ def _needed_by_config(project: Any) -> list[dict[str, Any]]:
     processes = env.cluster.runtime in ("local", "auto")  # auto may pick the local runtime
     out = []
     if env.storage.mode != "shared" and processes:
+        # lazy: only when the config runs Azurite as a process
         from devslice.tools.azurite import NODE_HINT, azurite_readiness
 
         ok, what = azurite_readiness(project.base_dir)
@@ -83,9 +84,9 @@ def _needed_by_config(project: Any) -> list[dict[str, Any]]:
 
 def _platform(project: Any) -> list[dict[str, Any]]:
     """WSL and Docker Desktop, when this is one of them (devslice.facts.platform)."""
-    from pathlib import Path
+    from pathlib import Path  # lazy: doctor only
 
-    from devslice.facts.platform import platform_checks, read_inputs
+    from devslice.facts.platform import platform_checks, read_inputs  # lazy: doctor only
 
     if project is None:
         return platform_checks(read_inputs(Path.cwd(), ()))

@@ -207,7 +207,7 @@ def logs(state: State, service: str | None, follow: bool, lines: int,
       devslice logs
       devslice logs orders -f
     """
-    from devslice.engine.environment import runtime
+    from devslice.engine.environment import runtime  # lazy: start-up time of every command
     from devslice.errors import DevsliceError
     from devslice.local.runtime import follow as follow_logs
     from devslice.local.runtime import local_dir, tail
@@ -240,9 +240,10 @@ def logs(state: State, service: str | None, follow: bool, lines: int,
 
 def _pod_logs(project: Any, chosen: str, handle: str, service: str | None, follow: bool,
               lines: int) -> None:
+    # lazy: the Kubernetes client, for `logs` under k3d/kube only
     from devslice.adapters.kube import connect
-    from devslice.engine.environment import kube_context
-    from devslice.podlogs import prefixes, slice_pod_logs
+    from devslice.engine.environment import kube_context  # lazy: as above
+    from devslice.podlogs import prefixes, slice_pod_logs  # lazy: as above
 
     context = kube_context(project, chosen)
     if follow:

@@ -16,11 +16,16 @@ checked, each with its fix (issue 16). Inputs are read by :func:`read_inputs` an
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from devslice.adapters.runner import SubprocessRunner
+from devslice.errors import DevsliceError
+from devslice.facts.tools import docker_config_dir, docker_endpoint
 
 DESKTOP_CONTEXT = "desktop-linux"
 _WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\/]|\\")
@@ -109,10 +114,6 @@ def platform_checks(inputs: PlatformInputs) -> list[dict[str, Any]]:
 def read_inputs(base_dir: Path, build_contexts: Sequence[tuple[str, str]],
                 gateway: str | None = None) -> PlatformInputs:
     """This machine's inputs: /proc/version, `docker info`, the CLI's contexts."""
-    from devslice.adapters.runner import SubprocessRunner
-    from devslice.errors import DevsliceError
-    from devslice.facts.tools import docker_config_dir, docker_endpoint
-
     try:
         proc_version: str | None = Path("/proc/version").read_text(errors="replace")
     except OSError:
@@ -131,8 +132,6 @@ def read_inputs(base_dir: Path, build_contexts: Sequence[tuple[str, str]],
         context, source = endpoint.context, endpoint.source
     except DevsliceError:
         context, source = "?", "an unreadable Docker config"
-    import os
-
     contexts = []
     meta = docker_config_dir(os.environ) / "contexts" / "meta"
     for f in sorted(meta.glob("*/meta.json")) if meta.is_dir() else []:

@@ -194,7 +194,7 @@ class LocalRuntimeResource:
             f"devslice up of slice {self.handle}"
         with locked(self.directory, what, on_wait=self._say):
             if self.shared and self.project.env.storage.mode != "shared":
-                from devslice.tools.azurite import ensure_azurite
+                from devslice.tools.azurite import ensure_azurite  # lazy: storage emulated
 
                 # Azurite on first use: where planning said it would be (devslice's cache)
                 ensure_azurite(self.project.base_dir, progress=self._say)

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 from devslice.adapters.docker import Mount, PortBinding
 from devslice.config.model import AzuriteSettings
-from devslice.errors import ToolMissing
 from devslice.resources.containers import ContainerSpec, Readiness
 from devslice.services.base import (
     ContainerInputs,
@@ -30,6 +29,7 @@ from devslice.services.base import (
     Service,
 )
 from devslice.slices.derive import derive_names
+from devslice.tools.azurite import AzuriteNotFound
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
@@ -72,10 +72,6 @@ def container_accounts(accounts: Iterable[str]) -> str:
     its checkpoints there, and setting the variable hides it otherwise; facts.md) and each
     given account, with the keys the contract hands out."""
     return accounts_variable([DEV_ACCOUNT, *sorted(set(accounts) - {DEV_ACCOUNT})])
-
-
-class AzuriteNotFound(ToolMissing):
-    pass
 
 
 def find_azurite(start: Path | None = None) -> str:
@@ -177,7 +173,7 @@ class Storage(Service):
             return []
         # Planning needs no tool: where Azurite is, or where `up` installs it (its cache;
         # devslice.local.runtime installs it there first, devslice.tools.azurite).
-        from devslice.tools.azurite import cached_azurite, locate_azurite
+        from devslice.tools.azurite import cached_azurite, locate_azurite  # lazy: local runtime
 
         exe = str(locate_azurite(project.base_dir) or cached_azurite())
         blob = urlsplit(env.storage.blob_endpoint_template.replace("{account}", "a")).port \
@@ -198,6 +194,7 @@ class Storage(Service):
 
     def process_notes(self, project: Project, specs: Iterable[ProcessSpec]) -> list[str]:
         """What `up` will need for Azurite that is not here yet."""
+        # lazy: the local runtime's plan only
         from devslice.tools.azurite import NODE_HINT, azurite_readiness, locate_azurite
 
         if not any(s.name == "azurite" for s in specs) or locate_azurite(project.base_dir):

@@ -16,14 +16,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from devslice.adapters.runner import CommandRunner, SubprocessRunner
-from devslice.errors import CommandFailed
-from devslice.services.storage import AzuriteNotFound
+from devslice.errors import CommandFailed, ToolMissing
 
 # The version package.json pins for devslice's own tests (a test keeps the two equal).
 AZURITE_VERSION = "3.37.0"
 NODE_HINT = ("install Node.js 20 or newer (https://nodejs.org; it brings npm): devslice then "
              f"installs Azurite {AZURITE_VERSION} into its cache on first use; or set "
              "AZURITE_BIN, or storage.mode: shared")
+class AzuriteNotFound(ToolMissing):
+    pass
+
+
 # Where devslice itself lives: in its checkout, node_modules is beside package.json above it.
 CHECKOUT = Path(__file__).resolve().parent
 
