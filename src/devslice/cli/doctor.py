@@ -66,14 +66,11 @@ def _needed_by_config(project: Any) -> list[dict[str, Any]]:
     env = project.env
     processes = env.cluster.runtime in ("local", "auto")  # auto may pick the local runtime
     out = []
-    if env.storage.mode != "shared" and processes:
-        # lazy: only when the config runs Azurite as a process
-        from devslice.tools.azurite import NODE_HINT, azurite_readiness
+    from devslice.services.storage import azurite_check  # lazy: as above
 
-        ok, what = azurite_readiness(project.base_dir)
-        out.append({"name": "azurite", "ok": ok, "found": ok, "version": what if ok else None,
-                    "problem": None if ok else what, "fix": None if ok else NODE_HINT,
-                    "neededFor": f"storage.mode {env.storage.mode} in the local runtime"})
+    azurite = azurite_check(env, project.base_dir, processes)
+    if azurite is not None:
+        out.append(azurite)
     for need in tools(env, processes):
         path = shutil.which(need.tool)
         out.append({"name": need.tool, "ok": path is not None, "found": path is not None,

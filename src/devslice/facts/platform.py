@@ -52,63 +52,70 @@ def _row(name: str, ok: bool, version: str | None, problem: str | None, fix: str
 def platform_checks(inputs: PlatformInputs) -> list[dict[str, Any]]:
     """Doctor rows for WSL and Docker Desktop (none on a machine that is neither, except
     Windows paths in build contexts, wrong everywhere)."""
-    rows: list[dict[str, Any]] = []
-    version = (inputs.proc_version or "").lower()
-    wsl = "microsoft" in version
-    desktop = (inputs.docker_info or {}).get("OperatingSystem") == "Docker Desktop"
-    if wsl:
-        wsl2 = "wsl2" in version
-        rows.append(_row("wsl", wsl2, "WSL 2" if wsl2 else "WSL 1",
-                         None if wsl2 else "WSL 1 has no Linux kernel: Docker and k3d need WSL 2",
-                         None if wsl2 else "in PowerShell: `wsl --set-version <distro> 2`",
-                         "Docker and k3d under Windows"))
-        checkout = str(inputs.base_dir.resolve()) if inputs.base_dir else ""
-        on_windows = re.match(r"^/mnt/[a-z](/|$)", checkout)
-        rows.append(_row("wsl file system", True, checkout,
-                         f"the checkout is on the Windows drive ({checkout}): builds, bind "
-                         "mounts and file watching are slow or miss changes there"
-                         if on_windows else None,
-                         "clone it inside WSL (e.g. ~/src) and open it from there (`code .`, "
-                         "Rider's WSL support)" if on_windows else None,
-                         "builds and bind mounts"))
-    if desktop:
-        ctx = inputs.docker_context
-        wrong = ctx not in (DESKTOP_CONTEXT, "default") or inputs.docker_source == "DOCKER_HOST"
-        rows.append(_row(
-            "docker desktop", not wrong,
-            f"engine {(inputs.docker_info or {}).get('ServerVersion', '?')}, context {ctx}",
-            f"the CLI uses {inputs.docker_source} (context {ctx}), not Docker Desktop's "
-            f"context {DESKTOP_CONTEXT}: builds and k3d may land on another engine"
-            if wrong else None,
-            f"`docker context use {DESKTOP_CONTEXT}` (and unset DOCKER_HOST)" if wrong else None,
-            "images, k3d and emulator containers"))
+    wsl = "microsoft" in (inputs.proc_version or "").lower()
+    return [*(_wsl_rows(inputs) if wsl else []), *_desktop_rows(inputs, wsl),
+            *_path_rows(inputs)]
+
+
+def _wsl_rows(inputs: PlatformInputs) -> list[dict[str, Any]]:
+    wsl2 = "wsl2" in (inputs.proc_version or "").lower()
+    checkout = str(inputs.base_dir.resolve())
+    on_windows = re.match(r"^/mnt/[a-z](/|$)", checkout) is not None
+    return [
+        _row("wsl", wsl2, "WSL 2" if wsl2 else "WSL 1",
+             None if wsl2 else "WSL 1 has no Linux kernel: Docker and k3d need WSL 2",
+             None if wsl2 else "in PowerShell: `wsl --set-version <distro> 2`",
+             "Docker and k3d under Windows"),
+        _row("wsl file system", True, checkout,
+             f"the checkout is on the Windows drive ({checkout}): builds, bind mounts and "
+             "file watching are slow or miss changes there" if on_windows else None,
+             "clone it inside WSL (e.g. ~/src) and open it from there (`code .`, Rider's WSL "
+             "support)" if on_windows else None, "builds and bind mounts")]
+
+
+def _desktop_rows(inputs: PlatformInputs, wsl: bool) -> list[dict[str, Any]]:
+    info = inputs.docker_info or {}
+    ctx = inputs.docker_context
+    if info.get("OperatingSystem") != "Docker Desktop":
+        if inputs.docker_info is None and DESKTOP_CONTEXT in inputs.contexts \
+                and ctx != DESKTOP_CONTEXT:
+            return [_row(
+                "docker desktop", False, f"context {ctx}",
+                f"Docker Desktop is installed (context {DESKTOP_CONTEXT}) but the CLI uses "
+                f"{inputs.docker_source} (context {ctx}), where no engine answers",
+                f"start Docker Desktop and `docker context use {DESKTOP_CONTEXT}`",
+                "images, k3d and emulator containers")]
+        return []
+    wrong = ctx not in (DESKTOP_CONTEXT, "default") or inputs.docker_source == "DOCKER_HOST"
+    return [
+        _row("docker desktop", not wrong,
+             f"engine {info.get('ServerVersion', '?')}, context {ctx}",
+             f"the CLI uses {inputs.docker_source} (context {ctx}), not Docker Desktop's "
+             f"context {DESKTOP_CONTEXT}: builds and k3d may land on another engine"
+             if wrong else None,
+             f"`docker context use {DESKTOP_CONTEXT}` (and unset DOCKER_HOST)" if wrong else None,
+             "images, k3d and emulator containers"),
         # A warning (ok, with its fix): no doctor run can see what sleep will do.
-        rows.append(_row(
-            "gateway after sleep", True, inputs.gateway or "LOCAL_DEV_HOST_ADDRESS",
-            "Docker Desktop keeps the k3d network's gateway (LOCAL_DEV_HOST_ADDRESS) inside "
-            "its VM: after sleep or a network change pods may stop reaching this machine's "
-            "emulators there",
-            "if `devslice verify` then fails from pods: restart Docker Desktop"
-            + (" (`wsl --shutdown` first, under WSL)" if wsl else "")
-            + ", then `devslice up` (the subnet is kept, so the address stays)",
-            "pods reaching this machine"))
-    elif (inputs.docker_info is None and DESKTOP_CONTEXT in inputs.contexts
-          and inputs.docker_context != DESKTOP_CONTEXT):
-        rows.append(_row(
-            "docker desktop", False, f"context {inputs.docker_context}",
-            f"Docker Desktop is installed (context {DESKTOP_CONTEXT}) but the CLI uses "
-            f"{inputs.docker_source} (context {inputs.docker_context}), where no engine "
-            "answers", f"start Docker Desktop and `docker context use {DESKTOP_CONTEXT}`",
-            "images, k3d and emulator containers"))
+        _row("gateway after sleep", True, inputs.gateway or "LOCAL_DEV_HOST_ADDRESS",
+             "Docker Desktop keeps the k3d network's gateway (LOCAL_DEV_HOST_ADDRESS) inside "
+             "its VM: after sleep or a network change pods may stop reaching this machine's "
+             "emulators there",
+             "if `devslice verify` then fails from pods: restart Docker Desktop"
+             + (" (`wsl --shutdown` first, under WSL)" if wsl else "")
+             + ", then `devslice up` (the subnet is kept, so the address stays)",
+             "pods reaching this machine")]
+
+
+def _path_rows(inputs: PlatformInputs) -> list[dict[str, Any]]:
     bad = [(image, ctx) for image, ctx in inputs.build_contexts if _WINDOWS_PATH.search(ctx)]
-    if bad:
-        rows.append(_row(
-            "build contexts", False, None,
-            "Windows paths in images[].context, which Docker on Linux (WSL, Docker Desktop's "
-            "VM) cannot open: " + ", ".join(f"{i}: {c}" for i, c in bad),
-            "write them relative to devslice.yaml with forward slashes (e.g. services/orders)",
-            "building images"))
-    return rows
+    if not bad:
+        return []
+    return [_row(
+        "build contexts", False, None,
+        "Windows paths in images[].context, which Docker on Linux (WSL, Docker Desktop's VM) "
+        "cannot open: " + ", ".join(f"{i}: {c}" for i, c in bad),
+        "write them relative to devslice.yaml with forward slashes (e.g. services/orders)",
+        "building images")]
 
 
 def read_inputs(base_dir: Path, build_contexts: Sequence[tuple[str, str]],

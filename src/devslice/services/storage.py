@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from devslice.adapters.docker import Mount, PortBinding
@@ -201,6 +201,19 @@ class Storage(Service):
             return []
         ok, what = azurite_readiness(project.base_dir)
         return [what if ok else f"{what}: `up` will fail; {NODE_HINT}"]
+
+
+def azurite_check(env: Environment, base_dir: Path, processes: bool) -> dict[str, Any] | None:
+    """Doctor's row for Azurite as a process (``processes``: the local runtime may run):
+    found, `up` will install it, or how to get Node; None when the config runs none."""
+    if env.storage.mode == "shared" or not processes:
+        return None
+    from devslice.tools.azurite import NODE_HINT, azurite_readiness  # lazy: doctor only
+
+    ok, what = azurite_readiness(base_dir)
+    return {"name": "azurite", "ok": ok, "found": ok, "version": what if ok else None,
+            "problem": None if ok else what, "fix": None if ok else NODE_HINT,
+            "neededFor": f"storage.mode {env.storage.mode} in the local runtime"}
 
 
 SERVICE = Storage()
