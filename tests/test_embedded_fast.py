@@ -132,6 +132,36 @@ def test_an_idle_consumer_is_woken_by_a_commit_in_another_process(tmp_path: Path
     assert not receiving.is_alive()
 
 
+def test_consumers_are_woken_when_a_commit_is_visible_not_when_the_wal_is_written(
+        tmp_path: Path) -> None:
+    """Issue 17: SQLite writes a transaction's pages to the WAL file before they are visible
+    to readers. Woken by that write, a consumer read nothing and slept until the next event
+    (one event per run arrived a whole interval late). Pages written, not committed: no wake;
+    committed through the hub: a wake, and the event is there to read."""
+    import sqlite3
+
+    path = tmp_path / "hub.db"
+    hub = EmbeddedHub(path, partitions=4)
+    hub.partition_ids("orders")
+    watch = changes(path)
+    assert watch is not None  # Linux: inotify
+    seen = watch.generation
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA cache_size = 1")  # spill the transaction's pages into the WAL
+    writer.execute("BEGIN IMMEDIATE")
+    writer.executemany("INSERT INTO events VALUES ('orders', 0, ?, 0, ?, NULL, NULL)",
+                       [(i, b"x" * 4000) for i in range(200)])
+    assert (path.parent / "hub.db-wal").stat().st_size > 100_000  # written, not committed
+    watch.wait(seen, 0.5)  # a wake would come within milliseconds
+    assert watch.generation == seen
+    writer.execute("ROLLBACK")
+    writer.close()
+    hub.append("orders", "1", [EventData("visible")])
+    watch.wait(seen, 30)
+    assert watch.generation != seen
+    assert [e.body for e in hub.read("orders", "1", -1)] == [b"visible"]
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1_800_000_000.0

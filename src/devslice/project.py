@@ -184,8 +184,9 @@ class Project:
     def slices(self) -> list[Slice]:
         return sorted(self.ledger.read().slices.values(), key=lambda s: s.handle)
 
-    def get(self, handle: str) -> Slice:
-        return ops.get_slice(self.ledger.read(), handle)
+    def get(self, handle: str, state: LedgerState | None = None) -> Slice:
+        """Slice ``handle``, from ``state`` when given (a command reads the ledger once)."""
+        return ops.get_slice(state or self.ledger.read(), handle)
 
     # -- the current slice ------------------------------------------------------------------
     def current_handle(self, explicit: str | None = None, state: LedgerState | None = None) -> str:
@@ -230,12 +231,14 @@ class Project:
 
     # -- views ------------------------------------------------------------------------------
     def variables(self, handle: str, environ: dict[str, str] | None = None,
-                  secrets: bool = True, overrides: bool = True) -> list[Variable]:
+                  secrets: bool = True, overrides: bool = True,
+                  state: LedgerState | None = None) -> list[Variable]:
         """The slice's contract; ``secrets=False`` leaves secrets out (and unresolved),
-        ``overrides=False`` gives it as the ledger and devslice.yaml alone make it."""
+        ``overrides=False`` gives it as the ledger and devslice.yaml alone make it; ``state``
+        is the ledger as the command read it (read here when not given)."""
         from devslice.contract.variables import slice_variables
 
-        s = self.get(handle)
+        s = self.get(handle, state)
         if s.expired(self.clock()):
             from devslice.errors import SliceError
 

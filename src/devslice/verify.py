@@ -103,16 +103,19 @@ class Owners:
 
 
 def verify(project: Project, handle: str, kube: Kube | None = None,
-           runtime: str | None = None, azure: Any = None) -> list[Check]:
+           runtime: str | None = None, azure: Any = None,
+           state: LedgerState | None = None) -> list[Check]:
     """The checks, in order. ``kube`` reads the slice's ConfigMap and Secret on k3d/kube (one is
-    connected when not given); ``runtime`` is the runtime to check (default: as `up` picks)."""
-    state = project.ledger.read()
+    connected when not given); ``runtime`` is the runtime to check (default: as `up` picks);
+    ``state`` is the ledger as the command read it: every check uses that one read (issue 17;
+    on Azure Blob each read is the whole document)."""
+    state = state or project.ledger.read()
     mine = state.slices.get(handle) or project.get(handle)
     owners = Owners(project, state, handle)
     checks = [_own_partitions(project, state, mine)]
 
-    contract, note = _contract(project, handle)
-    expected = _expected_context(project, handle)
+    contract, note = _contract(project, handle, state)
+    expected = _expected_context(project, handle, state)
     found = conflicts(contract.values, project, mine, owners)
     for area, name in CHECK_NAMES.items():
         mine_found = [c for c in found if c.area == area]
@@ -121,9 +124,9 @@ def verify(project: Project, handle: str, kube: Kube | None = None,
                 f"{c.message} (fix: {contract.fix(c)})" for c in mine_found)))
         else:
             checks.append(Check(name, "ok", _ok_detail(area, expected, contract, note)))
-    checks.append(_running(project, handle, mine, owners, kube, runtime))
+    checks.append(_running(project, handle, mine, owners, kube, runtime, state))
     checks.append(_canary(project, handle, expected))
-    checks.append(start_fence_check(project, handle))
+    checks.append(start_fence_check(project, handle, state))
     if project.env.data_explorer.data_connection is not None:  # issue 15: the team's, checked
         from devslice.cloud.dataexplorer import routing_status
 
@@ -160,20 +163,22 @@ class _Contract:
             or "run `devslice env --explain` to see where the slice's values come from"
 
 
-def _contract(project: Project, handle: str) -> tuple[_Contract, str]:
+def _contract(project: Project, handle: str, state: LedgerState) -> tuple[_Contract, str]:
     try:
-        variables, note = project.variables(handle), ""
+        variables, note = project.variables(handle, state=state), ""
     except SecretUnavailable as exc:  # check the rest; say which secret was not
-        variables, note = project.variables(handle, secrets=False), f"; not checked: {exc.message}"
+        variables = project.variables(handle, secrets=False, state=state)
+        note = f"; not checked: {exc.message}"
     values = {v.name: v.value if isinstance(v.value, str) else v.value.reveal()
               for v in variables}
     return _Contract(values, {v.name: v for v in variables}), note
 
 
-def _expected_context(project: Project, handle: str) -> SliceContext:
+def _expected_context(project: Project, handle: str, state: LedgerState) -> SliceContext:
     """The contract as the ledger and devslice.yaml alone make it (no override): what the
     canaries use."""
-    values = {v.name: v.value for v in project.variables(handle, secrets=False, overrides=False)
+    values = {v.name: v.value for v in project.variables(handle, secrets=False, overrides=False,
+                                                         state=state)
               if isinstance(v.value, str)}
     return SliceContext.from_env(values)
 
@@ -317,7 +322,7 @@ def _own_partitions(project: Project, state: LedgerState, mine: Slice) -> Check:
 # -- what running services use ---------------------------------------------------------------
 
 def _running(project: Project, handle: str, mine: Slice, owners: Owners, kube: Kube | None,
-             runtime: str | None) -> Check:
+             runtime: str | None, state: LedgerState) -> Check:
     if runtime is None:
         from devslice.engine.environment import runtime as pick
 
@@ -326,7 +331,7 @@ def _running(project: Project, handle: str, mine: Slice, owners: Owners, kube: K
         except DevsliceError as exc:
             return Check(RUNNING, "skipped", f"not checked: no runtime ({exc.message})")
     if runtime == "local":
-        return _processes(project, handle, mine, owners)
+        return _processes(project, handle, mine, owners, state)
     return _cluster(project, handle, mine, owners, kube, runtime)
 
 
@@ -338,7 +343,8 @@ def _report(seen: list[tuple[str, list[Conflict]]], fix: Callable[[Conflict], st
     return Check(RUNNING, "ok", checked)
 
 
-def _processes(project: Project, handle: str, mine: Slice, owners: Owners) -> Check:
+def _processes(project: Project, handle: str, mine: Slice, owners: Owners,
+               state: LedgerState) -> Check:
     from devslice.facts.processes import environ_readable, process_environment
     from devslice.local.runtime import local_dir
     from devslice.local.state import STATE, alive, read_json
@@ -370,7 +376,7 @@ def _processes(project: Project, handle: str, mine: Slice, owners: Owners) -> Ch
         seen.append((f"service {name} (pid {pid})", conflicts(env.environ, project, mine,
                                                               owners)))
 
-    contract = {v.name for v in project.variables(handle, secrets=False)}
+    contract = {v.name for v in project.variables(handle, secrets=False, state=state)}
 
     def fix(c: Conflict) -> str:
         stray = [v for v in c.variables if v not in contract]
@@ -451,18 +457,20 @@ def _canary(project: Project, handle: str, ctx: SliceContext) -> Check:
     return Check("a canary on each partition arrives there only", probe.status, probe.detail)
 
 
-def start_fence_check(project: Project, handle: str) -> Check:
+def start_fence_check(project: Project, handle: str,
+                      state: LedgerState | None = None) -> Check:
     """Issue 11: a consumer of the slice sees nothing from before its claim. The contract
     (overrides included) must carry the ledger's fences; on the embedded hub a SliceConsumer
     reads every event hub of the slice from the beginning, and must deliver no event
     enqueued before the claim."""
     name = "a consumer of the slice sees nothing from before its claim"
-    s = project.get(handle)
+    s = project.get(handle, state)
     fences = contract_fences(s)
     if fences is None:
         return Check(name, "skipped", f"slice {handle!r} was claimed before start fences "
                      f"existed; release it and claim again to get them")
-    variables = {v.name: str(v.value) for v in project.variables(handle, secrets=False)}
+    variables = {v.name: str(v.value)
+                 for v in project.variables(handle, secrets=False, state=state)}
     p = project.env.contract.prefix
     given = variables.get(f"{p}SLICE_CLAIM"), variables.get(f"{p}EVENTHUBS_STARTFENCE")
     if given != (s.claim, fences.format()):

@@ -151,7 +151,8 @@ def verify(state: State, handle: str | None, as_json: bool) -> None:
     from devslice.verify import verify as run_checks
 
     project = state.project()
-    checks = run_checks(project, project.current_handle(handle))
+    ledger = project.ledger.read()  # the one read of the command (issue 17)
+    checks = run_checks(project, project.current_handle(handle, ledger), state=ledger)
     if as_json:
         print_json([{"check": c.name, "status": c.status, "detail": c.detail} for c in checks])
     else:

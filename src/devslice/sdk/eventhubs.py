@@ -68,26 +68,29 @@ def is_canary(event: Any) -> bool:
 Fence = int | datetime  # a sequence number (deliver only later ones) or an enqueued time
 
 
-def behind_fence(on_event: Callable[[Any, Any], None], fence: Fence | None
-                 ) -> Callable[[Any, Any], None]:
+class Fenced:
     """``on_event`` for one partition, without the events below its start fence and without
-    canaries. The per-event cost is one int comparison: a time fence turns into a sequence
-    number at the first event enqueued from then on (enqueued times only grow within a
-    partition)."""
-    floor = -1  # sequence numbers start at 0: nothing is below -1
-    since: datetime | None = None
-    if isinstance(fence, datetime):
-        floor, since = sys.maxsize, fence
-    elif fence is not None:
-        floor = fence
+    canaries (:func:`behind_fence`). A client that reads rows in pages (the embedded hub)
+    may apply ``floor`` and the canary test to a whole page and call ``on_event`` directly
+    (issue 17: no extra call per event); others call the object per event."""
 
-    def admit(context: Any, event: Any) -> None:
-        nonlocal floor
+    __slots__ = ("floor", "on_event", "since")
+
+    def __init__(self, on_event: Callable[[Any, Any], None], fence: Fence | None) -> None:
+        self.on_event = on_event
+        self.floor = -1  # sequence numbers start at 0: nothing is below -1
+        self.since: datetime | None = None  # a time fence not yet turned into a floor
+        if isinstance(fence, datetime):
+            self.floor, self.since = sys.maxsize, fence
+        elif fence is not None:
+            self.floor = fence
+
+    def __call__(self, context: Any, event: Any) -> None:
         if event is not None:
-            if event.sequence_number <= floor:
-                if since is None or event.enqueued_time < since:
+            if event.sequence_number <= self.floor:
+                if self.since is None or event.enqueued_time < self.since:
                     return  # the previous holder's
-                floor = event.sequence_number - 1
+                self.floor, self.since = event.sequence_number - 1, None
             try:
                 canary = event.devslice_canary  # the embedded hub's events: no decoding
             except AttributeError:
@@ -95,9 +98,15 @@ def behind_fence(on_event: Callable[[Any, Any], None], fence: Fence | None
                 canary = bool(props) and (CANARY in props or _CANARY_BYTES in props)
             if canary:
                 return
-        on_event(context, event)
+        self.on_event(context, event)
 
-    return admit
+
+def behind_fence(on_event: Callable[[Any, Any], None], fence: Fence | None) -> Fenced:
+    """``on_event`` for one partition, without the events below its start fence and without
+    canaries. The per-event cost is one int comparison: a time fence turns into a sequence
+    number at the first event enqueued from then on (enqueued times only grow within a
+    partition)."""
+    return Fenced(on_event, fence)
 
 
 def fenced_start(position: Any, inclusive: Any, partition_id: str, fence: Fence | None
