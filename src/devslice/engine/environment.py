@@ -255,7 +255,7 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     namespace: str | None = None
     if k3d:
         from devslice.resources.hostdns import HostDnsResource
-        from devslice.resources.k3d import cluster_subnet, host_gateway
+        from devslice.resources.k3d import chosen_subnet, cluster_subnet, host_gateway
 
         def networks() -> dict[str, list[str]] | None:
             try:
@@ -264,9 +264,9 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
                 return None  # no engine: the cluster's plan says what is missing
 
         # One subnet for the cluster, the host DNS entry and the pods' contract (auto: chosen
-        # against the engine's networks once per command, then kept; issue 13). No adapter is
-        # used here: building the list needs no engine (cluster_subnet asks it if it can).
-        subnet = cluster_subnet(c, base)
+        # against the engine's networks once per command, then kept; issue 13), asked through
+        # the command's Docker adapter, which the container resources share (one client).
+        subnet = chosen_subnet(c, base) or cluster_subnet(c, base, networks())
         out += [RegistryResource(tools.k3d, c.registry),
                 ClusterResource(tools.k3d, c, base, networks,
                                 config_path=str(project.config_path)),
