@@ -24,10 +24,13 @@ from typing import TYPE_CHECKING, Any
 from devslice.errors import DevsliceError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from devslice.adapters.docker import Docker
     from devslice.adapters.k3d import K3d
     from devslice.adapters.kube import Kube
     from devslice.adapters.registry import Registry
+    from devslice.config.model import ClusterSettings
     from devslice.engine.plan import Resource
     from devslice.project import Project
 
@@ -229,6 +232,26 @@ def slice_storage(project: Project, handle: str, tools: Tools, after: tuple[str,
     return out
 
 
+def _networks_of(tools: Tools) -> Callable[[], dict[str, list[str]] | None]:
+    def networks() -> dict[str, list[str]] | None:
+        try:
+            return tools.docker.network_subnets()
+        except DevsliceError:
+            return None  # no engine: the cluster's plan says what is missing
+
+    return networks
+
+
+def _subnet(c: ClusterSettings, base: Path,
+            networks: Callable[[], dict[str, list[str]] | None]) -> str:
+    """One subnet for the cluster, the host DNS entry and the pods' contract (auto: chosen
+    against the engine's networks once per command, then kept; issue 13), asked through the
+    command's Docker adapter, which the container resources share (one client)."""
+    from devslice.resources.k3d import chosen_subnet, cluster_subnet  # lazy: as every import here
+
+    return chosen_subnet(c, base) or cluster_subnet(c, base, networks())
+
+
 def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
                        progress: Progress | None = None, force_conflicts: bool = False,
                        adopt: bool = False) -> list[Resource]:
@@ -255,18 +278,10 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     namespace: str | None = None
     if k3d:
         from devslice.resources.hostdns import HostDnsResource
-        from devslice.resources.k3d import chosen_subnet, cluster_subnet, host_gateway
+        from devslice.resources.k3d import host_gateway
 
-        def networks() -> dict[str, list[str]] | None:
-            try:
-                return tools.docker.network_subnets()
-            except DevsliceError:
-                return None  # no engine: the cluster's plan says what is missing
-
-        # One subnet for the cluster, the host DNS entry and the pods' contract (auto: chosen
-        # against the engine's networks once per command, then kept; issue 13), asked through
-        # the command's Docker adapter, which the container resources share (one client).
-        subnet = chosen_subnet(c, base) or cluster_subnet(c, base, networks())
+        networks = _networks_of(tools)
+        subnet = _subnet(c, base, networks)
         out += [RegistryResource(tools.k3d, c.registry),
                 ClusterResource(tools.k3d, c, base, networks,
                                 config_path=str(project.config_path)),
