@@ -31,7 +31,7 @@ def metadata_tags(group: Any) -> dict[str, str]:
 
 
 def wanted_groups(env: Environment, handle: str) -> list[str]:
-    from devslice.slices.derive import derive_names
+    from devslice.config.derive import derive_names
 
     named = derive_names(env, handle).named
     return [named[k] for k, t in env.names.items() if t.rule == "consumerGroup"]

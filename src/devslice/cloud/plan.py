@@ -71,7 +71,7 @@ def slice_resources(project: Project, handle: str, azure: Azure | Any, *,
     from devslice.cloud.dataexplorer import DatabaseResource
     from devslice.cloud.eventhubs import ConsumerGroupsResource, wanted_groups
     from devslice.cloud.storage import StorageAccountResource
-    from devslice.slices.derive import derive_names
+    from devslice.config.derive import derive_names
 
     env = project.env
     if not provisioning(env):

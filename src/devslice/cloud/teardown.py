@@ -96,7 +96,7 @@ def pending_leftovers(ledger: Ledger) -> list[tuple[str, dict[str, str]]]:
 
 
 def candidates(azure: Azure, env: Environment, handle: str) -> list[Candidate]:
-    from devslice.slices.derive import derive_names
+    from devslice.config.derive import derive_names
 
     names = derive_names(env, handle)
     out: list[Candidate] = []

@@ -390,7 +390,7 @@ def container_resources(project: Project, tools: Tools, runtime: str) -> list[Re
     env = project.env
     accounts: list[str] = []
     if wants_accounts(env):
-        from devslice.slices.derive import derive_names
+        from devslice.config.derive import derive_names
 
         accounts = [derive_names(env, s.handle).storage_account for s in project.slices()]
     specs = container_specs(env, project.base_dir, runtime=runtime, storage_accounts=accounts,

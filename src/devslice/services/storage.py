@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from devslice.adapters.docker import Mount, PortBinding
+from devslice.config.derive import derive_names
 from devslice.config.model import AzuriteSettings
 from devslice.errors import ToolMissing
 from devslice.resources.containers import ContainerSpec, Readiness
@@ -29,7 +30,6 @@ from devslice.services.base import (
     Reach,
     Service,
 )
-from devslice.slices.derive import derive_names
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
