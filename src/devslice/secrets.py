@@ -38,7 +38,7 @@ class Secret:
 def resolve(ref: SecretRef, base_dir: Path, environ: dict[str, str] | None = None) -> Secret:
     env = os.environ if environ is None else environ
     if ref.from_key_vault is not None:
-        from devslice.cloud.keyvault import VAULTS
+        from devslice.access.keyvault import VAULTS
 
         return Secret(VAULTS.read(ref.from_key_vault), ref.describe())
     if ref.from_env is not None:

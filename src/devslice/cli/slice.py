@@ -143,7 +143,7 @@ def _delete_options(f: Any) -> Any:
 def _delete_resources(project: Any, slices: list[Any], yes: bool, adopt: bool,
                       retry: bool = False) -> list[dict[str, str]]:
     """Delete the slices' tagged Azure resources (and retry earlier failures with gc)."""
-    from devslice.cloud.azure import Azure
+    from devslice.access.azure import Azure
     from devslice.cloud.plan import provisioning
     from devslice.cloud.teardown import delete_slice_resources, retry_leftovers
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from devslice.cloud.azure import Azure, claim_of, ownership, slice_tags, translated
+from devslice.access.azure import Azure, claim_of, ownership, slice_tags, translated
 from devslice.resources.plan import Action, noop
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from devslice.cloud.azure import (
+from devslice.access.azure import (
     Azure,
     AzureError,
     AzureNameTaken,

@@ -79,7 +79,7 @@ class Tools:
     docker: Docker
     registry: Registry
     kube: Kube
-    azure: Any = None  # devslice.cloud.azure.Azure: the management clients (issue 15)
+    azure: Any = None  # devslice.access.azure.Azure: the management clients (issue 15)
 
     def close(self) -> None:
         """Close what was opened; a Lazy adapter never connected is left alone."""
@@ -119,7 +119,7 @@ class Tools:
             return Registry.at(f"{endpoint.machine}:{c.registry.port}")
 
         def azure() -> Any:
-            from devslice.cloud.azure import Azure
+            from devslice.access.azure import Azure
 
             return Azure.from_settings(project.env.azure)
 
