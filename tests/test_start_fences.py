@@ -701,3 +701,23 @@ def test_the_embedded_hub_answers_get_partition_properties_like_the_sdk(tmp_path
             props["last_enqueued_offset"], props["is_empty"]) == (0, 1, "1", False)
     assert props["last_enqueued_time_utc"] == hub.read("orders", "1", 0)[0].enqueued_time
     hub.close()
+
+
+def test_slice_show_says_where_each_partition_begins(
+        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from devslice.cli.app import run
+
+    project = embedded_project(workdir, Clock())
+    project.claim("aa", owner="Ann A")
+    publish(contract(project, "aa"), "orders", [f"aa-{i}" for i in range(10)])
+    project.release("aa", owner="Ann A")
+    project.claim("bb", owner="Ben B")
+    hub = EmbeddedHub(workdir / ".devslice" / "eventhubs.db", partitions=2)
+    last = {p: hub.last_sequence_number("orders", p) for p in ("0", "1")}
+    hub.close()
+    capsys.readouterr()
+    assert run(["slice", "show", "bb"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(claim bb-" in out
+    assert f"orders/0 after #{last['0']}" in out and f"orders/1 after #{last['1']}" in out
+    assert "payments/0 from its first event (empty when claimed)" in out

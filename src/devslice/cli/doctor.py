@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from devslice.cli.output import console, print_json
+from devslice.text import plural
 
 
 def run_doctor(state: Any, as_json: bool) -> bool:
@@ -33,8 +34,9 @@ def run_doctor(state: Any, as_json: bool) -> bool:
 
             ledger = project.ledger
             slices = ledger.read().slices
+            held = plural(len(slices), "slice")
             ledger_check.update(ok=True, found=True, version=f"{ledger.location} "
-                                f"({len(slices)} slices; {describe(project.env, ledger)})")
+                                f"({held}; {describe(project.env, ledger)})")
             refused = reach_issue(project.env, project.config_path, ledger)
             if refused is not None:
                 ledger_check.update(ok=False, problem=refused.message, fix=refused.hint)

@@ -52,13 +52,29 @@ def _slice_table(project: Any, s: Any) -> None:
               f"{','.join(map(str, s.event_hubs.partitions))}")
     for key, name in derive_names(project.env, s.handle).all().items():
         t.add_row(key, name)
-    t.add_row("claimed", f"{_when(s.created_at)} by {s.created_by}")
+    t.add_row("claimed", f"{_when(s.created_at)} by {s.created_by}"
+              + (f" (claim {s.claim})" if s.claim else ""))
+    t.add_row("start fences", _fences(s))
     t.add_row("updated", f"{_when(s.updated_at)} by {s.updated_by}")
     expiry = _when(s.expires_at)
     if s.expired(project.clock()):
         expiry += " (expired; `devslice slice gc` will reclaim it)"
     t.add_row("expires", expiry)
     console().print(t)
+
+
+def _fences(s: Any) -> str:
+    """Where the slice's view of each partition begins (issue 11), in one line."""
+    if s.claim is None:
+        return "none (claimed before start fences existed: release and claim again)"
+    if not s.start_fences:
+        return "events enqueued from the claim time on"
+    parts = [f"{f.event_hub}/{f.partition} "
+             + ("from the claim time (not readable then)" if f.sequence_number is None
+                else "from its first event (empty when claimed)" if f.sequence_number < 0
+                else f"after #{f.sequence_number}")
+             for f in s.start_fences]
+    return ", ".join(parts)
 
 
 @click.group("slice", context_settings={"help_option_names": ["-h", "--help"]})
