@@ -85,3 +85,20 @@ def free_port_block(n: int) -> int:
             for s in socks:
                 s.close()
     raise RuntimeError(f"no {n} consecutive free ports found")
+
+
+def build_wheel(dest: Path) -> Path:
+    """devslice's wheel, built from this checkout into ``dest``. Builds of one source tree
+    share its build/ and egg-info folders, so parallel tests take turns (a file lock)."""
+    import fcntl
+    import subprocess
+    import sys
+    import tempfile
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    lock = Path(tempfile.gettempdir()) / f"devslice-wheel-{os.getuid()}.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q",
+                        "-w", str(dest)], check=True, env=clean, cwd=dest.parent)
+    return next(dest.glob("devslice-*.whl"))

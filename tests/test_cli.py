@@ -320,7 +320,7 @@ def test_storage_floors_know_the_api_version_pinned_for_azurite() -> None:
     assert AZURITE_API_VERSION in BLOB and AZURITE_API_VERSION in QUEUE
     deps = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     floors = {}
-    for dep in deps["project"]["dependencies"]:
+    for dep in [*deps["project"]["dependencies"], *deps["project"]["optional-dependencies"]["cli"]]:
         m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", dep)
         if m:
             floors[m.group(1)] = tuple(int(p) for p in m.group(2).split("."))

@@ -761,3 +761,40 @@ def test_sigterm_to_devslice_reaches_the_debugged_program(tmp_path: Path) -> Non
     presser.join(5)
     assert done.returncode == 15
     assert marker.exists()
+
+
+# -- `devslice logs` under k3d/kube: the slice's pods through pods/log (issue 16) --------------
+
+def test_logs_of_the_slices_pods(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.deployment("orders")
+    world.deployment("billing")
+    world.pod("orders-1")
+    world.pod("orders-2", containers=("orders", "istio-proxy"))
+    world.pod("billing-1", app="billing", containers=("billing",))
+    world.pod("billing-2", app="billing", containers=("billing",), phase="Pending",
+              ready=False, waiting="ContainerCreating")
+    world.kube.write_log("orders-1", ["started", "order 1 placed"])
+    world.kube.write_log("orders-2", ["started too"])
+    world.kube.write_log("orders-2", ["proxy noise"], container="istio-proxy")
+    world.kube.write_log("billing-1", ["invoice 1"])
+    assert run(["logs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "billing/billing-1 | invoice 1",
+        'billing/billing-2 | (reading the log of billing-2: container "billing" in pod '
+        '"billing-2" is waiting to start: '
+        "ContainerCreating)",
+        "orders/orders-1   | started", "orders/orders-1   | order 1 placed",
+        "orders/orders-2   | started too"]
+    assert run(["logs", "orders", "--lines", "1"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "orders/orders-1 | order 1 placed", "orders/orders-2 | started too"]
+
+
+def test_logs_of_an_unknown_service_name_the_slices_and_follow_says_how(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.deployment("orders")
+    assert run(["logs", "nope"]) == 1
+    assert "no Deployment nope of slice ab" in capsys.readouterr().err
+    assert run(["logs", "orders", "-f"]) == 2
+    assert "kubectl --context k3d-devslice logs -f deployment/orders" in capsys.readouterr().err

@@ -151,3 +151,16 @@ def test_programs_the_config_runs_as_processes_are_checked(
     assert checks["asrs-emulator"]["problem"] == "asrs-emulator is not on PATH"
     assert checks["asrs-emulator"]["neededFor"] == "signalR.mode embedded"
     assert "Microsoft.Azure.SignalR.Emulator" in str(checks["asrs-emulator"]["fix"])
+
+
+def test_azurite_is_checked_only_when_the_config_runs_it(
+    fake_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURITE_BIN", "/opt/azurite/bin/azurite")
+    config = fake_path.parent / "devslice.yaml"
+    config.write_text(BASE + "cluster: {runtime: local}\nstorage: {mode: emulator}\n")
+    code, checks = doctor(capsys)
+    assert code == 0 and checks["azurite"]["version"] == "/opt/azurite/bin/azurite"
+    assert checks["azurite"]["neededFor"] == "storage.mode emulator in the local runtime"
+    config.write_text(BASE + "cluster: {runtime: local}\nstorage: {mode: shared}\n")
+    assert "azurite" not in doctor(capsys)[1]

@@ -121,6 +121,17 @@ def test_explain_one_key_like_kubectl(capsys: pytest.CaptureFixture[str]) -> Non
     assert YAML(typ="safe").load(example) == {"cluster": {"registry": {"port": 5050}}}
 
 
+@pytest.mark.parametrize(("key", "port"), [
+    ("cluster.registry.port", "5050"), ("storage.blobEndpointTemplate", "10000"),
+    ("storage.queueEndpointTemplate", "10001"), ("containers.azurite.tablePort", "10002")])
+def test_the_fixed_default_ports_are_explained(
+        key: str, port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16: where devslice listens by default, and where to change it, is discoverable."""
+    assert run(["explain", key]) == 0
+    description = capsys.readouterr().out.split("DESCRIPTION:\n", 1)[1].split("EXAMPLE:")[0]
+    assert port in description
+
+
 def test_explain_an_object_lists_its_keys(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["explain", "ledger"]) == 0
     out = capsys.readouterr().out

@@ -569,3 +569,16 @@ def socket_closed_port() -> Iterator[int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         yield int(s.getsockname()[1])  # bound, not listening: connections are refused
+
+
+@pytest.mark.parametrize("eol", ["\r", "\u2028", "\u2029", "\r\n", "\n"])
+def test_every_line_break_kusto_knows_ends_a_line(eol: str) -> None:
+    """Kusto.Language ends a line at CR LF, CR, LF, U+2028 and U+2029: a file saved with CR
+    only is two commands, not one."""
+    script = eol.join([".create table A (x: int)", "", "// a note",
+                       ".create table B (", "  y: string)", ""])
+    commands = parse_kql(script, "s.kql")
+    assert [(c.text, c.line) for c in commands] == [
+        (".create table A (x: int)", 1), (".create table B (\n  y: string)", 4)]
+    with pytest.raises(KqlScriptError, match=r"^s\.kql:2: a blank line inside"):
+        parse_kql(eol.join([".create table C (", "", "  z: int)"]), "s.kql")

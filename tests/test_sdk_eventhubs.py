@@ -74,7 +74,7 @@ def test_every_key_lands_in_the_slice_and_follows_the_contract(key: str) -> None
     chosen = partition_for_key(key, ("4", "5", "6"))
     assert chosen in ("4", "5", "6")
     n = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
-    assert chosen == ("4", "5", "6")[n % 3]  # the formula docs/contract.md gives other languages
+    assert chosen == ("4", "5", "6")[n % 3]  # the formula conformance/ gives other languages
 
 
 def test_key_mapping_is_stable_across_processes() -> None:

@@ -687,12 +687,17 @@ class Kube:
                                       problem.message, problem.restarts, logs))
         return out
 
+    def pod_log(self, pod: str, namespace: str, container: str, lines: int
+                ) -> tuple[str, ...]:
+        """The last ``lines`` lines a container of ``pod`` printed (the pods/log API)."""
+        with self._translated(f"reading the log of {pod}"):
+            return tuple(self.client.log(pod, namespace=namespace, container=container,
+                                         tail_lines=lines, newlines=False))
+
     def _log_tail(self, pod: str, namespace: str, container: str, lines: int
                   ) -> tuple[str, ...]:
         try:
-            with self._translated(f"reading the log of {pod}"):
-                return tuple(self.client.log(pod, namespace=namespace, container=container,
-                                             tail_lines=lines, newlines=False))
+            return self.pod_log(pod, namespace, container, lines)
         except KubeApiError as exc:
             return (f"(no log: {exc.message})",)
 

@@ -49,6 +49,7 @@ def run_doctor(state: Any, as_json: bool) -> bool:
     checks += [config_check, ledger_check]
     if config_check["ok"]:
         checks += _needed_by_config(project)
+    checks += _platform(project if config_check["ok"] else None)
 
     if as_json:
         print_json(checks)
@@ -67,12 +68,29 @@ def _needed_by_config(project: Any) -> list[dict[str, Any]]:
     env = project.env
     processes = env.cluster.runtime in ("local", "auto")  # auto may pick the local runtime
     out = []
+    from devslice.services.storage import azurite_check  # lazy: as above
+
+    azurite = azurite_check(env, project.base_dir, processes)
+    if azurite is not None:
+        out.append(azurite)
     for need in tools(env, processes):
         path = shutil.which(need.tool)
         out.append({"name": need.tool, "ok": path is not None, "found": path is not None,
                     "version": path, "problem": None if path else f"{need.tool} is not on PATH",
                     "fix": None if path else need.fix, "neededFor": need.why})
     return out
+
+
+def _platform(project: Any) -> list[dict[str, Any]]:
+    """WSL and Docker Desktop, when this is one of them (devslice.facts.platform)."""
+    from pathlib import Path  # lazy: doctor only
+
+    from devslice.facts.platform import platform_checks, read_inputs  # lazy: doctor only
+
+    if project is None:
+        return platform_checks(read_inputs(Path.cwd(), ()))
+    images = [(i.name, i.context) for i in project.env.images]
+    return platform_checks(read_inputs(project.base_dir, images))
 
 
 def _print(checks: list[dict[str, Any]]) -> None:

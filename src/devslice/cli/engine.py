@@ -199,19 +199,25 @@ def status(state: State, handle: str | None, as_json: bool) -> None:
 @pass_state
 def logs(state: State, service: str | None, follow: bool, lines: int,
          handle: str | None) -> None:
-    """Output of the services the local runtime runs, each line prefixed by its service.
+    """Output of the slice's services, each line prefixed by its service: the processes of
+    the local runtime, or the pods of the slice under k3d and kube (the pods/log API).
 
     \b
     Examples:
       devslice logs
       devslice logs orders -f
     """
+    from devslice.engine.environment import runtime  # lazy: start-up time of every command
     from devslice.errors import DevsliceError
     from devslice.local.runtime import follow as follow_logs
     from devslice.local.runtime import local_dir, tail
     from devslice.local.state import SPEC, read_json
 
     project = state.project()
+    chosen = runtime(project)[0]
+    if chosen != "local":
+        _pod_logs(project, chosen, project.current_handle(handle), service, follow, lines)
+        return
     directory = local_dir(project, project.current_handle(handle))
     names = [s["name"] for s in (read_json(directory / SPEC) or {}).get("services", [])]
     if service is not None:
@@ -230,6 +236,34 @@ def logs(state: State, service: str | None, follow: bool, lines: int,
                 click.echo(line)
         except KeyboardInterrupt:
             return
+
+
+def _pod_logs(project: Any, chosen: str, handle: str, service: str | None, follow: bool,
+              lines: int) -> None:
+    # lazy: the Kubernetes client, for `logs` under k3d/kube only
+    from devslice.adapters.kube import connect
+    from devslice.engine.environment import kube_context  # lazy: as above
+    from devslice.podlogs import prefixes, slice_pod_logs  # lazy: as above
+
+    context = kube_context(project, chosen)
+    if follow:
+        raise click.UsageError(f"-f follows the local runtime's processes only; for pods: "
+                               f"`kubectl --context {context} logs -f deployment/"
+                               f"{service or 'NAME'}`")
+    kube = connect(context=context)
+    try:
+        found = slice_pod_logs(project, kube, handle, service, lines)
+    finally:
+        kube.close()
+    if not found:
+        click.echo(f"no pods of slice {handle} (`devslice up` deploys them)", err=True)
+    names = prefixes(found)
+    width = max((len(n) for n in names), default=0)
+    for name, pod in zip(names, found, strict=True):
+        if pod.problem:
+            click.echo(f"{name:<{width}} | ({pod.problem})")
+        for line in pod.lines:
+            click.echo(f"{name:<{width}} | {line}")
 
 
 def _run(actions: list[Any], as_json: bool, parallel: bool = False) -> None:

@@ -280,9 +280,15 @@ class StorageSettings(Model):
     account_template: str = "{team}stacc4{slice}"
     blob_endpoint_template: str = Field(
         "http://127.0.0.1:10000/{account}",
-        description="Use https://{account}.blob.core.windows.net for real Azure.",
+        description="Its port is where Azurite listens in emulator/embedded mode (10000, "
+        "Azurite's blob default; change it here when taken). Use "
+        "https://{account}.blob.core.windows.net for real Azure.",
     )
-    queue_endpoint_template: str = "http://127.0.0.1:10001/{account}"
+    queue_endpoint_template: str = Field(
+        "http://127.0.0.1:10001/{account}",
+        description="Its port is Azurite's queue port in emulator/embedded mode (10001, "
+        "Azurite's default). Use https://{account}.queue.core.windows.net for real Azure.",
+    )
     connection_string: SecretRef | None = Field(
         None, description="Omit to sign in with Azure AD (DefaultAzureCredential)."
     )
@@ -462,7 +468,9 @@ ClusterPort = Annotated[str, BeforeValidator(_cluster_port)]
 class RegistrySettings(Model):
     name: str = Field("devslice-registry", pattern=r"^[a-z0-9]([a-z0-9.-]{0,48}[a-z0-9])?$",
                       description="k3d names the container k3d-NAME.")
-    port: int = Field(5050, ge=1024, le=65535)
+    port: int = Field(5050, ge=1024, le=65535,
+                      description="The registry's port on this machine (localhost:5050, "
+                      "where images are pushed); pick another when 5050 is taken.")
 
 
 class KubeSettings(Model):
@@ -737,9 +745,12 @@ class AzuriteSettings(Model):
     """Azurite with an account for every live slice (and the well-known dev account)."""
 
     image: str = "mcr.microsoft.com/azure-storage/azurite:latest"
-    blob_port: int = Field(10000, ge=1, le=65535)
-    queue_port: int = Field(10001, ge=1, le=65535)
-    table_port: int = Field(10002, ge=1, le=65535)
+    blob_port: int = Field(10000, ge=1, le=65535,
+                           description="Published on this machine (10000, Azurite's default).")
+    queue_port: int = Field(10001, ge=1, le=65535,
+                            description="Published on this machine (10001, Azurite's default).")
+    table_port: int = Field(10002, ge=1, le=65535,
+                            description="Published on this machine (10002, Azurite's default).")
     volume: str = Field("devslice-azurite-data", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 

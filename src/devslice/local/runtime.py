@@ -193,7 +193,13 @@ class LocalRuntimeResource:
         what = f"devslice up (emulators, for slice {self.handle})" if self.shared else \
             f"devslice up of slice {self.handle}"
         with locked(self.directory, what, on_wait=self._say):
-            for a in self._plan(self.specs(), running(self.directory)):
+            specs = self.specs()
+            if any(s.name == "azurite" for s in specs):
+                from devslice.tools.azurite import ensure_azurite  # lazy: storage emulated
+
+                # Azurite on first use: where planning said it would be (devslice's cache)
+                ensure_azurite(self.project.base_dir, progress=self._say)
+            for a in self._plan(specs, running(self.directory)):
                 if a.changes and a.execute is not None:
                     a.execute()
 

@@ -193,7 +193,9 @@ def _string_end(text: str, start: int, verbatim: bool) -> int:
 def parse_kql(script: str, source: str = "<script>") -> list[KqlCommand]:
     """Split a Kusto script into its commands, each with the line it starts on.
 
-    Blank lines separate commands; ``//`` lines are dropped; a command may span many lines; a
+    Lines end at CR LF, CR, LF, U+2028 or U+2029, as in Kusto.Language (a file saved with
+    classic Mac line endings is many lines, not one command). Blank lines separate commands;
+    ``//`` lines are dropped; a command may span many lines; a
     ```` ``` ```` or ``~~~`` literal is kept whole, blank lines and ``//`` lines included. A blank
     line inside an open ``(``, ``[`` or ``{`` is an error rather than a split: Kusto.Explorer
     would cut the command there and send both halves, which fail with a confusing message.
@@ -209,8 +211,7 @@ def parse_kql(script: str, source: str = "<script>") -> list[KqlCommand]:
         lines.clear()
         lexer.open.clear()
 
-    for number, raw in enumerate(script.removeprefix("\ufeff").split("\n"), start=1):
-        line = raw.removesuffix("\r")
+    for number, line in enumerate(_LINE_BREAK.split(script.removeprefix("\ufeff")), start=1):
         if lexer.fence is None:
             stripped = line.strip()
             if not stripped:
@@ -238,6 +239,10 @@ def parse_kql(script: str, source: str = "<script>") -> list[KqlCommand]:
         )
     flush()
     return commands
+
+
+# Where Kusto.Language ends a line (TextFacts.IsLineBreakStart): CR LF, CR, LF, U+2028, U+2029.
+_LINE_BREAK = re.compile("\r\n|\r|\n|\u2028|\u2029")
 
 
 def split_kql(script: str, source: str = "<script>") -> list[str]:

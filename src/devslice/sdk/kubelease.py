@@ -118,7 +118,11 @@ class KubeLeaseStore:
                 self._kube = source if isinstance(source, Kube) else Kube(source)
             except DevsliceError:
                 raise
-            except Exception as exc:  # no service account, no lightkube: no lease
+            except ModuleNotFoundError as exc:  # the light install: no lease, and why
+                raise DevsliceError(f"cannot watch debug leases: {exc.name} is not installed",
+                                    hint="add devslice[kube] to the service's requirements "
+                                    "instead of devslice") from exc
+            except Exception as exc:  # no service account: no lease
                 raise DevsliceError(f"cannot reach the Kubernetes API for leases: {exc}",
                                     hint="in a pod, the service account's token is mounted "
                                          "unless automountServiceAccountToken is false") from exc

@@ -14,13 +14,12 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from devslice.adapters.docker import Mount, PortBinding
 from devslice.config.derive import derive_names
 from devslice.config.model import AzuriteSettings
-from devslice.errors import ToolMissing
 from devslice.resources.containers import ContainerSpec, Readiness
 from devslice.services.base import (
     ContainerInputs,
@@ -30,6 +29,7 @@ from devslice.services.base import (
     Reach,
     Service,
 )
+from devslice.tools.azurite import AzuriteNotFound
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
@@ -72,10 +72,6 @@ def container_accounts(accounts: Iterable[str]) -> str:
     its checkpoints there, and setting the variable hides it otherwise; facts.md) and each
     given account, with the keys the contract hands out."""
     return accounts_variable([DEV_ACCOUNT, *sorted(set(accounts) - {DEV_ACCOUNT})])
-
-
-class AzuriteNotFound(ToolMissing):
-    pass
 
 
 def find_azurite(start: Path | None = None) -> str:
@@ -175,16 +171,11 @@ class Storage(Service):
         env = project.env
         if env.storage.mode == "shared":
             return []
-        try:
-            exe = find_azurite(project.base_dir)
-        except AzuriteNotFound:
-            try:  # devslice's own checkout has it (npm ci beside package.json)
-                exe = find_azurite(Path(__file__).parent)
-            except AzuriteNotFound as exc:
-                raise AzuriteNotFound(
-                    f"storage.mode is {env.storage.mode} but Azurite is not installed",
-                    hint="`npm install azurite@3` in this project (or set AZURITE_BIN), or set "
-                    "storage.mode: shared") from exc
+        # Planning needs no tool: where Azurite is, or where `up` installs it (its cache;
+        # devslice.local.runtime installs it there first, devslice.tools.azurite).
+        from devslice.tools.azurite import cached_azurite, locate_azurite  # lazy: local runtime
+
+        exe = str(locate_azurite(project.base_dir) or cached_azurite())
         blob = urlsplit(env.storage.blob_endpoint_template.replace("{account}", "a")).port \
             or BLOB_PORT
         queue = urlsplit(env.storage.queue_endpoint_template.replace("{account}", "a")).port \
@@ -200,6 +191,29 @@ class Storage(Service):
              "--queueHost", "127.0.0.1", "--queuePort", str(queue), "--tablePort", "0"],
             str(project.base_dir), {"AZURITE_ACCOUNTS": accounts_variable(accounts)},
             {"port": blob, "timeout": 30.0})]
+
+    def process_notes(self, project: Project, specs: Iterable[ProcessSpec]) -> list[str]:
+        """What `up` will need for Azurite that is not here yet."""
+        # lazy: the local runtime's plan only
+        from devslice.tools.azurite import NODE_HINT, azurite_readiness, locate_azurite
+
+        if not any(s.name == "azurite" for s in specs) or locate_azurite(project.base_dir):
+            return []
+        ok, what = azurite_readiness(project.base_dir)
+        return [what if ok else f"{what}: `up` will fail; {NODE_HINT}"]
+
+
+def azurite_check(env: Environment, base_dir: Path, processes: bool) -> dict[str, Any] | None:
+    """Doctor's row for Azurite as a process (``processes``: the local runtime may run):
+    found, `up` will install it, or how to get Node; None when the config runs none."""
+    if env.storage.mode == "shared" or not processes:
+        return None
+    from devslice.tools.azurite import NODE_HINT, azurite_readiness  # lazy: doctor only
+
+    ok, what = azurite_readiness(base_dir)
+    return {"name": "azurite", "ok": ok, "found": ok, "version": what if ok else None,
+            "problem": None if ok else what, "fix": None if ok else NODE_HINT,
+            "neededFor": f"storage.mode {env.storage.mode} in the local runtime"}
 
 
 SERVICE = Storage()

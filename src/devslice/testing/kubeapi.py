@@ -339,6 +339,17 @@ class FakeKubeAPI:
             if stored is not None and now:
                 self._reconcile_deployment(stored.obj, restart=True)
 
+    def write_log(self, pod: str, lines: Iterable[str], container: str | None = None,
+                  namespace: str = "default") -> None:
+        """What a running container of ``pod`` printed (``container``: its first), served
+        from ``pods/NAME/log``."""
+        with self._lock:
+            stored = self._objects.get(("v1", "Pod", namespace, pod))
+            if stored is None:
+                raise KeyError(f"no pod {namespace}/{pod}")
+            name = container or stored.obj["spec"]["containers"][0]["name"]
+            self._logs.setdefault((namespace, pod, name), []).extend(lines)
+
     def restrict(self, rules: Iterable[Rule], user: str | None = None) -> None:
         """From now on, allow only what ``rules`` allow (RBAC for ``user``)."""
         with self._lock:
