@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.local import free_ports
 from benchmarks.stats import median, ms, percentile, table
 from devslice.testing.dockerapi import FakeDockerEngine, FakeRegistry
 from devslice.testing.kubeapi import FakeKubeAPI
@@ -57,7 +58,6 @@ kind: Environment
 team: company1
 # shared services: pods reach them (embedded stand-ins are refused for pods)
 eventHubs: {mode: shared, namespaces: [{name: company1-ehns1}]}
-storage: {mode: shared}
 # a SQLite ledger with shared services: this machine is the team (the ledger merge's check)
 ledger: {soloTeam: true}
 """
@@ -238,7 +238,15 @@ class World:
             (p / "deploy" / layer).mkdir(parents=True)
             (p / "deploy" / layer / "objects.yaml").write_text(text)
         images = "".join(f"  - {{name: {n}, context: services/{n}}}\n" for n in self.images)
+        blob, queue, table = free_ports(3)
         (p / "devslice.yaml").write_text(CONFIG_HEAD + textwrap.dedent(f"""\
+            # Azurite as a container (issue 14: one container listing per command)
+            storage:
+              mode: emulator
+              blobEndpointTemplate: "http://127.0.0.1:{blob}/{{account}}"
+              queueEndpointTemplate: "http://127.0.0.1:{queue}/{{account}}"
+            containers:
+              azurite: {{blobPort: {blob}, queuePort: {queue}, tablePort: {table}}}
             cluster:
               registry: {{name: devslice-registry, port: {self.registry.port}}}
             images:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devslice.cloud.azure import Azure, AzureLoginRequired, AzureNameTaken, claim_of
+from devslice.access.azure import Azure, AzureLoginRequired, AzureNameTaken, claim_of
 from devslice.cloud.plan import slice_resources
 from devslice.engine import Executor
 from devslice.engine.plan import make_plan

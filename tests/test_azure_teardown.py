@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from devslice.access.azure import Azure, AzureLoginRequired
 from devslice.cli.app import run
-from devslice.cloud.azure import Azure, AzureLoginRequired
 from devslice.cloud.plan import slice_resources
 from devslice.engine import Executor
 from devslice.engine.plan import make_plan

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from devslice.access.keyvault import VAULTS
 from devslice.cli.app import run
-from devslice.cloud.keyvault import VAULTS
 from devslice.config.model import KeyVaultRef
 from devslice.errors import SecretUnavailable
 from devslice.project import Project
@@ -106,7 +106,7 @@ def test_a_missing_key_vault_secret_is_a_clear_error(vault: FakeAzure) -> None:
 
 
 def test_vault_urls_follow_the_cloud() -> None:
-    from devslice.cloud.keyvault import Vaults
+    from devslice.access.keyvault import Vaults
 
     v = Vaults()
     assert v.url("company1-kv") == "https://company1-kv.vault.azure.net"

@@ -23,7 +23,7 @@ MISSING = [v for v in NEEDED if not os.environ.get(v)]
 @pytest.mark.skipif(bool(MISSING), reason=f"live Azure settings are not set: {', '.join(MISSING)}")
 def test_a_slices_storage_account_is_created_tagged_read_only_again_and_deleted(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from devslice.cloud.azure import Azure
+    from devslice.access.azure import Azure
     from devslice.cloud.plan import slice_resources
     from devslice.cloud.teardown import delete_slice_resources
     from devslice.engine import Executor
@@ -59,7 +59,7 @@ azure: {{location: {os.environ["DEVSLICE_LIVE_AZURE_LOCATION"]}}}
                     reason="live Key Vault settings are not set: DEVSLICE_LIVE_KEYVAULT, "
                     "DEVSLICE_LIVE_KEYVAULT_SECRET")
 def test_a_key_vault_secret_is_read() -> None:
-    from devslice.cloud.keyvault import Vaults
+    from devslice.access.keyvault import Vaults
     from devslice.config.model import KeyVaultRef
 
     value = Vaults().read(KeyVaultRef(vault=os.environ["DEVSLICE_LIVE_KEYVAULT"],

@@ -12,10 +12,30 @@ from typing import Any
 
 import pytest
 
+from devslice.adapters.docker import (
+    ContainerFact,
+    Mount,
+    PortBinding,
+    PortInUse,
+    create_call,
+    pull_call,
+    remove_call,
+    start_call,
+    volume_create_call,
+)
 from devslice.adapters.k3d import ClusterFact, K3dVersion, NodeFact, RegistryFact
 from devslice.adapters.kube import KubeView
 from devslice.config.model import ClusterSettings, ImageSettings, ManifestLayer, RegistrySettings
-from devslice.errors import ToolMissing
+from devslice.errors import CommandFailed, ToolMissing
+from devslice.facts.world import Reader
+from devslice.resources.containers import (
+    ContainerFacts,
+    ContainerResource,
+    ContainerSpec,
+    GeneratedFile,
+    Setup,
+)
+from devslice.resources.dataexplorer import DatabaseFacts, EmulatorDatabaseResource
 from devslice.resources.images import ImageFacts, ImageResource
 from devslice.resources.k3d import (
     ClusterFacts,
@@ -33,6 +53,7 @@ from devslice.resources.manifests import (
     ManifestsResource,
     render,
 )
+from devslice.sdk.dataexplorer import DataExplorer, DataExplorerUnreachable
 
 
 class Untouchable:
@@ -217,3 +238,152 @@ def test_a_plan_teaches_lightkube_no_kind(tmp_path: Path) -> None:
     actions = resource.plan(ManifestsFacts([crd, gadget], offline=True))
     assert resource_registry.get("plans.example.com/v1", "Gadget") is None
     assert ("PATCH Gadget g (server-side apply)",) in [a.calls for a in actions]
+
+
+# -- local containers and the Kusto emulator's database ------------------------------------
+
+
+def mongo_spec(tmp_path: Path, image: str = "mongo:7", *,
+               setup: tuple[Setup, ...] = ()) -> ContainerSpec:
+    return ContainerSpec("mongodb", image, ports=(PortBinding(27017, 27017, "127.0.0.1"),),
+                         mounts=(Mount("devslice-mongodb-data", "/data/db"),), setup=setup,
+                         files=(GeneratedFile(tmp_path / "mongo.conf", "net: {}\n"),))
+
+
+def mongo_fact(spec: ContainerSpec, status: str = "running", *,
+               labels: dict[str, str] | None = None) -> ContainerFact:
+    return ContainerFact("c1", spec.container_name, spec.image, status,
+                         spec.labels() if labels is None else labels, (27017,))
+
+
+def container_plan(tmp_path: Path, spec: ContainerSpec, facts: ContainerFacts
+                   ) -> list[tuple[str, str, tuple[str, ...]]]:
+    resource = ContainerResource(spec, Untouchable(), tmp_path)  # type: ignore[arg-type]
+    return [(a.verb, a.reason, a.calls) for a in resource.plan(facts)]
+
+
+MONGO = "devslice-mongodb"
+SAME = {"state": {"container": "c1", "setup": {}, "secrets": {}}}
+
+
+@pytest.mark.parametrize(("case", "facts", "expected"), [
+    ("missing, image absent", {}, [(
+        "create", "container devslice-mongodb does not exist",
+        (volume_create_call("devslice-mongodb-data"), pull_call("mongo:7"),
+         create_call(MONGO), start_call(MONGO)))]),
+    ("missing, image present", dict(image_present=True), [(
+        "create", "container devslice-mongodb does not exist",
+        (volume_create_call("devslice-mongodb-data"), create_call(MONGO),
+         start_call(MONGO)))]),
+    ("running, same", dict(fact="running", files="same", **SAME), [(
+        "noop", "container devslice-mongodb already running with the same spec", ())]),
+    ("stopped, same", dict(fact="exited", files="same", **SAME), [(
+        "start", "container devslice-mongodb is exited", (start_call(MONGO),))]),
+    ("file gone", dict(fact="running", files="missing", image_present=True, **SAME), [(
+        "recreate", "recreate mongodb: generated file mongo.conf is missing",
+        (remove_call(MONGO), volume_create_call("devslice-mongodb-data"),
+         create_call(MONGO), start_call(MONGO)))]),
+    ("file edited", dict(fact="running", files="differs", image_present=True, **SAME), [(
+        "recreate", "recreate mongodb: generated file mongo.conf differs on disk",
+        (remove_call(MONGO), volume_create_call("devslice-mongodb-data"),
+         create_call(MONGO), start_call(MONGO)))]),
+])
+def test_container_plans(tmp_path: Path, case: str, facts: dict[str, Any],
+                         expected: list[tuple[str, str, tuple[str, ...]]]) -> None:
+    spec = mongo_spec(tmp_path)
+    facts = dict(facts)
+    status, on_disk = facts.pop("fact", None), facts.pop("files", None)
+    fact = None if status is None else mongo_fact(spec, status)
+    files = {} if on_disk is None else {str(tmp_path / "mongo.conf"): on_disk}
+    got = container_plan(tmp_path, spec, ContainerFacts(fact, files=files, **facts))
+    assert got == expected, case
+
+
+def test_container_plan_names_the_drift_and_pending_setup(tmp_path: Path) -> None:
+    old = mongo_spec(tmp_path)
+    new = mongo_spec(tmp_path, "mongo:8", setup=(Setup("users", ("sh", "-c", "true")),))
+    files = {str(tmp_path / "mongo.conf"): "same"}
+    drift = container_plan(tmp_path, new, ContainerFacts(
+        mongo_fact(new, labels=old.labels()), SAME["state"], files, image_present=True))
+    assert [(v, r) for v, r, _ in drift] == [
+        ("recreate", "recreate mongodb: image mongo:7 -> mongo:8"),
+        ("setup", "run setup script users in devslice-mongodb (recreated container)")]
+    pending = container_plan(tmp_path, new, ContainerFacts(mongo_fact(new), SAME["state"],
+                                                           files))
+    assert [(v, r) for v, r, _ in pending] == [
+        ("setup", "run setup script users in devslice-mongodb (not run yet in this container)")]
+
+
+def test_container_plan_refuses_ports_held_and_containers_not_its_own(tmp_path: Path) -> None:
+    spec = mongo_spec(tmp_path)
+    with pytest.raises(PortInUse, match="host port 27017"):
+        container_plan(tmp_path, spec, ContainerFacts(None, ports_taken=frozenset({27017})))
+    with pytest.raises(CommandFailed, match="devslice did not create it"):
+        container_plan(tmp_path, spec, ContainerFacts(mongo_fact(spec, labels={})))
+
+
+def test_containers_share_one_listing_and_read_images_only_to_create(tmp_path: Path) -> None:
+    """Every container resource of a gathering shares one `docker ps -a`; the image is
+    looked up only by a plan that creates, and a stopped container is inspected for its
+    published ports."""
+    a, b = mongo_spec(tmp_path), ContainerSpec("sftp", "atmoz/sftp")
+    calls: list[str] = []
+
+    class Engine:
+        def container_list(self, labels: dict[str, str]) -> list[ContainerFact]:
+            calls.append(f"list {labels}")
+            return [mongo_fact(a, "exited")]
+
+        def container_get(self, name: str) -> ContainerFact:
+            calls.append(f"inspect {name}")
+            return mongo_fact(a, "exited")
+
+        def image_get(self, ref: str) -> None:
+            calls.append(f"image {ref}")
+
+    reader = Reader()
+    engine = Engine()
+    for spec in (a, b):
+        ContainerResource(spec, engine, tmp_path).read(reader)  # type: ignore[arg-type]
+    assert calls == ["list {}", "inspect devslice-mongodb", "image mongo:7",
+                     "image atmoz/sftp"]  # mongo.conf is missing, so mongodb is recreated
+
+
+class Kusto:
+    def __init__(self, databases: list[str] | None) -> None:
+        self._databases = databases
+
+    def __enter__(self) -> Kusto:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def create_command(self, database: str) -> str:
+        return f".create database {database} persist"
+
+    def databases(self) -> list[str]:
+        if self._databases is None:
+            raise DataExplorerUnreachable("connection refused")
+        return self._databases
+
+
+@pytest.mark.parametrize(("present", "expected"), [
+    (True, [("noop", "database db4ab exists in the Kusto emulator", ())]),
+    (False, [("create", "database db4ab is missing in the Kusto emulator",
+              (".create database db4ab persist",))]),
+    (None, [("create", "database db4ab: the Kusto emulator at http://127.0.0.1:1 does not "
+             "answer yet", (".create database db4ab persist",))]),
+])
+def test_emulator_database_plans(present: bool | None,
+                                 expected: list[tuple[str, str, tuple[str, ...]]]) -> None:
+    def untouchable(url: str) -> DataExplorer:
+        raise AssertionError("plan() connected to the emulator")
+
+    resource = EmulatorDatabaseResource("db4ab", "http://127.0.0.1:1", connect=untouchable)
+    facts = DatabaseFacts(present, ".create database db4ab persist")
+    assert [(a.verb, a.reason, a.calls) for a in resource.plan(facts)] == expected
+    listed = {True: ["db4ab"], False: ["other"], None: None}[present]
+    reading = EmulatorDatabaseResource("db4ab", "http://127.0.0.1:1",
+                                       connect=lambda url: Kusto(listed))  # type: ignore[arg-type,return-value]
+    assert reading.read(Reader()) == facts

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from devslice.config.checks import templates
+from devslice.config.derive import derive_names
 from devslice.errors import CapacityError, InvalidHandle, SliceConflict, SliceNotFound
 from devslice.ledger.sqlite import SqliteLedger
 from devslice.project import Project
-from devslice.slices.derive import derive_names
 from devslice.slices.model import SliceKind
 from devslice.slices.names import RULES
 

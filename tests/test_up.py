@@ -104,6 +104,21 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             yield World(project, registry, engine, kube)
 
 
+def use_azurite(world: World) -> int:
+    """storage.mode: emulator with Azurite as a container; returns its blob port."""
+    blob, queue, table = free_ports(3)
+    config = world.root / "devslice.yaml"
+    config.write_text(config.read_text().replace("storage: {mode: shared}\n", textwrap.dedent(f"""\
+        storage:
+          mode: emulator
+          blobEndpointTemplate: "http://127.0.0.1:{blob}/{{account}}"
+          queueEndpointTemplate: "http://127.0.0.1:{queue}/{{account}}"
+        containers:
+          azurite: {{blobPort: {blob}, queuePort: {queue}, tablePort: {table}}}
+        """)))
+    return blob
+
+
 def plan_json(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
     capsys.readouterr()
     assert run(["plan", "--json"]) == 0
@@ -247,16 +262,7 @@ def test_emulators_run_beside_the_cluster_and_follow_down_and_destroy(
     """storage.mode: emulator brings Azurite up as a container before the slice's objects;
     pods find it at the gateway; `down` stops it, `up` starts it again, `destroy --keep-data`
     removes it and keeps its volume, `destroy` removes the volume too."""
-    blob, queue, table = free_ports(3)
-    config = world.root / "devslice.yaml"
-    config.write_text(config.read_text().replace("storage: {mode: shared}\n", textwrap.dedent(f"""\
-        storage:
-          mode: emulator
-          blobEndpointTemplate: "http://127.0.0.1:{blob}/{{account}}"
-          queueEndpointTemplate: "http://127.0.0.1:{queue}/{{account}}"
-        containers:
-          azurite: {{blobPort: {blob}, queuePort: {queue}, tablePort: {table}}}
-        """)))
+    blob = use_azurite(world)
     assert run(["slice", "claim"]) == 0
     capsys.readouterr()
     assert run(["up", "--json"]) == 0
@@ -328,7 +334,9 @@ def test_data_explorer_emulator_gets_the_slices_database(
 def test_a_no_op_up_reads_each_system_once(world: World,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     """Facts are gathered once (issue 14): one `k3d registry list` and one `cluster list`,
-    one registry HEAD per image, one Kubernetes LIST per kind and no GET twice."""
+    one registry HEAD per image, one Kubernetes LIST per kind and no GET twice, one Docker
+    container listing for the emulator containers."""
+    use_azurite(world)
     assert run(["slice", "claim"]) == 0
     assert run(["up", "--json"]) == 0
     world.forget_calls()
@@ -348,6 +356,9 @@ def test_a_no_op_up_reads_each_system_once(world: World,
     assert sorted(lists) == ["configmaps", "deployments", "namespaces", "secrets"], reads
     assert len(reads) == len(lists) + 1, reads  # and CoreDNS's ConfigMap (host-dns)
     assert [r.method for r in world.registry.requests] == ["HEAD"]  # the one image
+    containers = [f"{r.method} {r.path}" for r in world.engine.requests
+                  if r.path.split("/")[-2:-1] == ["containers"] or "/containers/" in r.path]
+    assert containers == ["GET /containers/json"], containers  # no inspect, no second list
 
 
 def test_plans_are_pure_once_facts_are_gathered(world: World) -> None:

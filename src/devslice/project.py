@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from devslice import identity
-from devslice.errors import SliceNotFound
+from devslice.config.checks import handle_rule
+from devslice.config.load import load_config
+from devslice.config.local import load_local
+from devslice.errors import InvalidHandle, SliceError, SliceNotFound
+from devslice.ledger import open_ledger
+from devslice.ledger.reach import reach_issue
 from devslice.slices import operations as ops
 from devslice.slices.model import LedgerState, Slice, SliceKind
 from devslice.slices.names import HandleRule
@@ -40,8 +45,6 @@ def _not_empty(handle: str) -> str:
     """An explicitly empty handle (``release "$H"`` with H unset) is a mistake, never "my
     slice" (issue 12)."""
     if not handle.strip():
-        from devslice.errors import InvalidHandle
-
         raise InvalidHandle("the slice handle is empty",
                             hint="name a slice, or leave the handle out to mean yours")
     return handle
@@ -88,8 +91,6 @@ class Project:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, **kwargs: object) -> Project:
-        from devslice.config.load import load_config
-
         env, found = load_config(path)
         return cls(env, found, **kwargs)  # type: ignore[arg-type]
 
@@ -97,8 +98,6 @@ class Project:
     @property
     def ledger(self) -> Ledger:
         if self._ledger is None:
-            from devslice.ledger import open_ledger
-
             self._ledger = open_ledger(self.env, self.base_dir)
         return self._ledger
 
@@ -111,8 +110,6 @@ class Project:
 
     @cached_property
     def handle_rule(self) -> HandleRule:
-        from devslice.config.checks import handle_rule
-
         return handle_rule(self.env)
 
     def default_ttl(self, kind: SliceKind) -> timedelta | None:
@@ -129,8 +126,6 @@ class Project:
         owner: str | None = None,
     ) -> tuple[Slice, bool]:
         """Claim a slice (or return the one the owner already holds); returns (slice, new)."""
-        from devslice.ledger.reach import reach_issue
-
         if handle is not None:
             _not_empty(handle)
 
@@ -151,7 +146,7 @@ class Project:
         assert result.value is not None
         s, created = result.value
         if created and s.claim is not None:  # issue 11: where the new holder's view begins
-            from devslice.services.fences import fence_new_slice
+            from devslice.services.fences import fence_new_slice  # lazy: docker SDK
 
             s, _ = fence_new_slice(self, s)
         return s, created
@@ -225,8 +220,6 @@ class Project:
 
     def local(self) -> tuple[LocalOverrides | None, Path]:
         """The developer's devslice.local.yaml beside devslice.yaml, and its path."""
-        from devslice.config.local import load_local
-
         return load_local(self.base_dir)
 
     # -- views ------------------------------------------------------------------------------
@@ -236,12 +229,10 @@ class Project:
         """The slice's contract; ``secrets=False`` leaves secrets out (and unresolved),
         ``overrides=False`` gives it as the ledger and devslice.yaml alone make it; ``state``
         is the ledger as the command read it (read here when not given)."""
-        from devslice.contract.variables import slice_variables
+        from devslice.contract.variables import slice_variables  # lazy: docker SDK
 
         s = self.get(handle, state)
         if s.expired(self.clock()):
-            from devslice.errors import SliceError
-
             # Its partitions go to the next claimer once collected: using them would mix
             # this developer's events with someone else's.
             raise SliceError(
@@ -266,7 +257,7 @@ class Project:
     def overrides(self, handle: str) -> Overrides:
         """The personal overrides slice ``handle`` gets: those of devslice.local.yaml when it
         names this slice, none otherwise."""
-        from devslice.contract.variables import overrides_for
+        from devslice.contract.variables import overrides_for  # lazy: docker SDK
 
         return overrides_for(*self.local(), handle)
 

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devslice.access.keyvault import VAULTS
 from devslice.errors import SecretUnavailable
 
 if TYPE_CHECKING:
@@ -38,8 +39,6 @@ class Secret:
 def resolve(ref: SecretRef, base_dir: Path, environ: dict[str, str] | None = None) -> Secret:
     env = os.environ if environ is None else environ
     if ref.from_key_vault is not None:
-        from devslice.cloud.keyvault import VAULTS
-
         return Secret(VAULTS.read(ref.from_key_vault), ref.describe())
     if ref.from_env is not None:
         value = env.get(ref.from_env)

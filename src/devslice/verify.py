@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from devslice.config.derive import SliceNames, derive_names
 from devslice.errors import DevsliceError, SecretUnavailable
 from devslice.sdk.context import (
     DEFAULT_PREFIX,
@@ -35,7 +36,6 @@ from devslice.sdk.context import (
 )
 from devslice.services.eventhubs import SERVICE as EVENTHUBS
 from devslice.services.fences import contract_fences
-from devslice.slices.derive import SliceNames, derive_names
 from devslice.text import plural
 
 if TYPE_CHECKING:

@@ -199,7 +199,7 @@ def _reset_in_azure(project: object, target: Target, yes: bool, no_schema: bool)
     """Delete and create the database through Resource Manager, then the schema script."""
     from rich.markup import escape
 
-    from devslice.cloud.azure import Azure
+    from devslice.access.azure import Azure
     from devslice.cloud.dataexplorer import DatabaseResource
     from devslice.cloud.plan import schema_applier
     from devslice.project import Project

@@ -23,7 +23,7 @@ class State:
             from devslice.project import Project
 
             self._project = Project.load(self.config)
-            from devslice.cloud.keyvault import VAULTS
+            from devslice.access.keyvault import VAULTS
 
             VAULTS.begin(self._project.env.azure.cloud)  # Key Vault reads: this command's only
         return self._project

@@ -29,7 +29,7 @@ def _when(at: datetime | None) -> str:
 
 
 def slice_json(project: Any, s: Any) -> dict[str, Any]:
-    from devslice.slices.derive import derive_names
+    from devslice.config.derive import derive_names
 
     data: dict[str, Any] = s.model_dump(mode="json")
     data["names"] = derive_names(project.env, s.handle).all()
@@ -40,7 +40,7 @@ def slice_json(project: Any, s: Any) -> dict[str, Any]:
 def _slice_table(project: Any, s: Any) -> None:
     from rich.table import Table
 
-    from devslice.slices.derive import derive_names
+    from devslice.config.derive import derive_names
 
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
@@ -159,7 +159,7 @@ def _delete_options(f: Any) -> Any:
 def _delete_resources(project: Any, slices: list[Any], yes: bool, adopt: bool,
                       retry: bool = False) -> list[dict[str, str]]:
     """Delete the slices' tagged Azure resources (and retry earlier failures with gc)."""
-    from devslice.cloud.azure import Azure
+    from devslice.access.azure import Azure
     from devslice.cloud.plan import provisioning
     from devslice.cloud.teardown import delete_slice_resources, retry_leftovers
 

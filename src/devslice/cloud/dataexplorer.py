@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from devslice.cloud.azure import Azure, AzureError, get_or_none, translated, wait
+from devslice.access.azure import Azure, AzureError, get_or_none, translated, wait
 from devslice.resources.plan import Action, noop
 from devslice.services.dataexplorer import SERVICE as DATAEXPLORER
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from devslice.cloud.azure import Azure, claim_of, ownership, slice_tags, translated
+from devslice.access.azure import Azure, claim_of, ownership, slice_tags, translated
 from devslice.resources.plan import Action, noop
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def metadata_tags(group: Any) -> dict[str, str]:
 
 
 def wanted_groups(env: Environment, handle: str) -> list[str]:
-    from devslice.slices.derive import derive_names
+    from devslice.config.derive import derive_names
 
     named = derive_names(env, handle).named
     return [named[k] for k, t in env.names.items() if t.rule == "consumerGroup"]

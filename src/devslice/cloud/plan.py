@@ -14,7 +14,7 @@ from devslice.services.signalr import SERVICE as SIGNALR
 from devslice.services.storage import SERVICE as STORAGE
 
 if TYPE_CHECKING:
-    from devslice.cloud.azure import Azure
+    from devslice.access.azure import Azure
     from devslice.config.model import Environment
     from devslice.project import Project
     from devslice.resources.plan import Resource
@@ -71,7 +71,7 @@ def slice_resources(project: Project, handle: str, azure: Azure | Any, *,
     from devslice.cloud.dataexplorer import DatabaseResource
     from devslice.cloud.eventhubs import ConsumerGroupsResource, wanted_groups
     from devslice.cloud.storage import StorageAccountResource
-    from devslice.slices.derive import derive_names
+    from devslice.config.derive import derive_names
 
     env = project.env
     if not provisioning(env):
@@ -87,7 +87,7 @@ def slice_resources(project: Project, handle: str, azure: Azure | Any, *,
         storage.progress = report(storage.key)
         out.append(storage)
     if DATAEXPLORER.shared(env) and env.data_explorer.cluster_url:
-        from devslice.cloud.azure import claim_of
+        from devslice.access.azure import claim_of
         from devslice.cloud.teardown import CREATED, record
 
         claim = claim_of(s)

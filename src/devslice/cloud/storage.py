@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from devslice.cloud.azure import (
+from devslice.access.azure import (
     Azure,
     AzureError,
     AzureNameTaken,
@@ -40,7 +40,7 @@ MIN_TLS = "TLS1_2"
 
 def wanted_children(env: Environment, handle: str) -> tuple[list[str], list[str]]:
     """The slice's blob containers (the checkpoint container among them) and queues."""
-    from devslice.slices.derive import derive_names
+    from devslice.config.derive import derive_names
 
     named = derive_names(env, handle).named
     containers = [named[k] for k, t in env.names.items() if t.rule == "container"]
@@ -56,7 +56,7 @@ class StorageAccountResource:
     def __init__(self, azure: Azure, env: Environment, s: Slice, *, adopt: bool = False,
                  after: tuple[str, ...] = (), progress: Callable[[str], None] | None = None
                  ) -> None:
-        from devslice.slices.derive import derive_names
+        from devslice.config.derive import derive_names
 
         self.azure, self.env, self.slice = azure, env, s
         self.account = derive_names(env, s.handle).storage_account
@@ -222,8 +222,8 @@ class EmulatorContainersResource:
 
     def __init__(self, env: Environment, handle: str, *, after: tuple[str, ...] = (),
                  connect: Callable[[], tuple[Any, Any]] | None = None) -> None:
+        from devslice.config.derive import derive_names
         from devslice.services.storage import connection_string as azurite_connection_string
-        from devslice.slices.derive import derive_names
 
         names = derive_names(env, handle)
         self.account = names.storage_account

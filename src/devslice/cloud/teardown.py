@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from devslice.cloud.azure import Azure, AzureError, claim_of, get_or_none, ownership, translated
+from devslice.access.azure import Azure, AzureError, claim_of, get_or_none, ownership, translated
 from devslice.services.dataexplorer import SERVICE as DATAEXPLORER
 from devslice.services.eventhubs import SERVICE as EVENTHUBS
 from devslice.services.storage import SERVICE as STORAGE
@@ -96,7 +96,7 @@ def pending_leftovers(ledger: Ledger) -> list[tuple[str, dict[str, str]]]:
 
 
 def candidates(azure: Azure, env: Environment, handle: str) -> list[Candidate]:
-    from devslice.slices.derive import derive_names
+    from devslice.config.derive import derive_names
 
     names = derive_names(env, handle)
     out: list[Candidate] = []
@@ -144,7 +144,7 @@ def _tags(c: Candidate, found: dict[str, Any]) -> dict[str, str] | None:
 
 
 def _delete(azure: Azure, c: Candidate, progress: Callable[[str], None] | None) -> None:
-    from devslice.cloud.azure import wait
+    from devslice.access.azure import wait
 
     rg = azure.resource_group
     with translated(f"delete {c.rid}"):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devslice.config.derive import derive_names
 from devslice.errors import DevsliceError
 from devslice.sdk.context import (
     DEFAULT_PARTITIONS_VARIABLE,
@@ -24,7 +25,6 @@ from devslice.sdk.context import (
 from devslice.secrets import Secret
 from devslice.services import contract_variables
 from devslice.services.base import Contract, Origin, Reach, Variable
-from devslice.slices.derive import derive_names
 
 if TYPE_CHECKING:
     from devslice.config.local import LocalOverrides

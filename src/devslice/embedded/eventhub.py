@@ -35,8 +35,7 @@ from typing import Any, Protocol
 from azure.eventhub import EventData, EventDataBatch
 
 from devslice.errors import DevsliceError
-from devslice.sdk.context import DEFAULT_RETENTION
-from devslice.sdk.leases import LeaseInfo
+from devslice.hubs import DEFAULT_RETENTION, LeaseInfo
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hubs (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);

@@ -21,13 +21,18 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from devslice.errors import DevsliceError
+from devslice.adapters.runner import SubprocessRunner
+from devslice.config.derive import derive_names
+from devslice.errors import ConfigError, ConfigIssue, DevsliceError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from devslice.adapters.docker import Docker
     from devslice.adapters.k3d import K3d
     from devslice.adapters.kube import Kube
     from devslice.adapters.registry import Registry
+    from devslice.config.model import ClusterSettings
     from devslice.engine.plan import Resource
     from devslice.project import Project
 
@@ -65,7 +70,7 @@ class Lazy:
 
 def _cluster_absent(exc: DevsliceError) -> DevsliceError:
     """k3d writes the cluster's kube context only when it creates the cluster."""
-    from devslice.adapters.kube import KubeUnreachable
+    from devslice.adapters.kube import KubeUnreachable  # lazy: lightkube
 
     return KubeUnreachable(exc.message, hint=exc.hint)
 
@@ -76,7 +81,7 @@ class Tools:
     docker: Docker
     registry: Registry
     kube: Kube
-    azure: Any = None  # devslice.cloud.azure.Azure: the management clients (issue 15)
+    azure: Any = None  # devslice.access.azure.Azure: the management clients (issue 15)
 
     def close(self) -> None:
         """Close what was opened; a Lazy adapter never connected is left alone."""
@@ -86,9 +91,8 @@ class Tools:
 
     @classmethod
     def real(cls, project: Project, chosen: str = "k3d") -> Tools:
-        from devslice.adapters.k3d import K3d
-        from devslice.adapters.runner import SubprocessRunner
-        from devslice.facts.tools import TOOLS, docker_endpoint
+        from devslice.adapters.k3d import K3d  # lazy: start-up
+        from devslice.facts.tools import TOOLS, docker_endpoint  # lazy: start-up
 
         c = project.env.cluster
         fixes = {t.name: t.fix for t in TOOLS}
@@ -97,26 +101,26 @@ class Tools:
         endpoint = docker_endpoint()
 
         def docker() -> Docker:
-            from devslice.adapters.docker import connect
+            from devslice.adapters.docker import connect  # lazy: docker SDK
 
             return connect(endpoint=endpoint)
 
         def kube() -> Kube:
-            from devslice.adapters.kube import connect
+            from devslice.adapters.kube import connect  # lazy: lightkube
 
             return connect(context=kube_context(project, chosen))
 
         def registry() -> Registry:  # an httpx client: made only when an image is checked
-            from devslice.adapters.registry import Registry
+            from devslice.adapters.registry import Registry  # lazy: httpx
 
             if chosen == "kube" and c.kube.registry:  # the registry the shared cluster pulls from
-                from devslice.adapters.registry import docker_credentials
+                from devslice.adapters.registry import docker_credentials  # lazy: httpx
 
                 return Registry.at(c.kube.registry, credentials=docker_credentials)
             return Registry.at(f"{endpoint.machine}:{c.registry.port}")
 
         def azure() -> Any:
-            from devslice.cloud.azure import Azure
+            from devslice.access.azure import Azure  # lazy: Azure SDKs
 
             return Azure.from_settings(project.env.azure)
 
@@ -133,8 +137,8 @@ def kube_context(project: Project, chosen: str = "k3d") -> str | None:
     c = project.env.cluster
     if chosen == "k3d":
         return f"k3d-{c.name}"  # the context k3d writes into the kubeconfig
-    from devslice.adapters.kube import current_context
-    from devslice.resources.manifests import kube_target
+    from devslice.adapters.kube import current_context  # lazy: lightkube
+    from devslice.resources.manifests import kube_target  # lazy: lightkube
 
     return kube_target(c.kube, "x", current_context(), project.env.team).context
 
@@ -154,11 +158,10 @@ def runtime(project: Project) -> tuple[str, str]:
         return chosen, f"cluster.runtime is {chosen}"
     embedded = machine_only(project.env)
     if embedded:
-        from devslice.local.runtime import container_only
+        from devslice.local.runtime import container_only  # lazy: docker SDK
 
         images = container_only(project)
         if images:  # neither runtime can serve both: say so once, with both sides
-            from devslice.errors import ConfigError
 
             raise ConfigError(images, hint=f"cluster.runtime is auto, and {' and '.join(embedded)}"
                               ", which pods cannot reach, so services would run as processes, "
@@ -166,7 +169,7 @@ def runtime(project: Project) -> tuple[str, str]:
                               "embedded services emulator and run with Docker and k3d")
         return "local", (f"auto: {' and '.join(embedded)}, which pods cannot reach, so services "
                          "run as processes")
-    from devslice.facts.tools import TOOLS, probe_all
+    from devslice.facts.tools import TOOLS, probe_all  # lazy: start-up
 
     facts = {f.tool.name: f for f in probe_all(t for t in TOOLS
                                                if t.name in ("docker engine", "k3d"))}
@@ -194,7 +197,7 @@ def build(project: Project, handle: str, tools: Tools, chosen: str | None = None
     same-named Azure resources without devslice's tags are tagged as the slice's."""
     chosen = chosen or runtime(project)[0]
     if chosen == "local":
-        from devslice.local.runtime import SHARED_KEY, LocalRuntimeResource
+        from devslice.local.runtime import SHARED_KEY, LocalRuntimeResource  # lazy: docker SDK
 
         # Emulators first, and ready, so the services' first calls find them (the storage SDK
         # waits 15 s after a refused connection before it tries again); the slice's Azure
@@ -214,14 +217,14 @@ def slice_storage(project: Project, handle: str, tools: Tools, after: tuple[str,
     """What the slice's services need before they start, besides emulators: its resources in
     Azure (shared services) and its containers and queues in Azurite (the consumers'
     checkpoint container among them; issue 15)."""
-    from devslice.cloud.plan import slice_resources
+    from devslice.cloud.plan import slice_resources  # lazy: Azure SDKs
 
     out: list[Resource] = list(slice_resources(project, handle, tools.azure, progress=progress,
                                                adopt=adopt))
     from devslice.services.storage import SERVICE as STORAGE  # lazy: as every import here
 
     if not STORAGE.shared(project.env):  # Azurite: a container, or a process (local)
-        from devslice.cloud.storage import EmulatorContainersResource
+        from devslice.cloud.storage import EmulatorContainersResource  # lazy: Azure SDKs
 
         emulated = EmulatorContainersResource(project.env, handle, after=after)
         if emulated.containers or emulated.queues:
@@ -229,14 +232,34 @@ def slice_storage(project: Project, handle: str, tools: Tools, after: tuple[str,
     return out
 
 
+def _networks_of(tools: Tools) -> Callable[[], dict[str, list[str]] | None]:
+    def networks() -> dict[str, list[str]] | None:
+        try:
+            return tools.docker.network_subnets()
+        except DevsliceError:
+            return None  # no engine: the cluster's plan says what is missing
+
+    return networks
+
+
+def _subnet(c: ClusterSettings, base: Path,
+            networks: Callable[[], dict[str, list[str]] | None]) -> str:
+    """One subnet for the cluster, the host DNS entry and the pods' contract (auto: chosen
+    against the engine's networks once per command, then kept; issue 13), asked through the
+    command's Docker adapter, which the container resources share (one client)."""
+    from devslice.resources.k3d import chosen_subnet, cluster_subnet  # lazy: as every import here
+
+    return chosen_subnet(c, base) or cluster_subnet(c, base, networks())
+
+
 def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
                        progress: Progress | None = None, force_conflicts: bool = False,
                        adopt: bool = False) -> list[Resource]:
-    from devslice.adapters.kube import register_crds
-    from devslice.contract.render import k8s_objects
-    from devslice.resources.images import ImageResource, image_refs
-    from devslice.resources.k3d import ClusterResource, RegistryResource
-    from devslice.resources.manifests import (
+    from devslice.adapters.kube import register_crds  # lazy: lightkube
+    from devslice.contract.render import k8s_objects  # lazy: docker SDK
+    from devslice.resources.images import ImageResource, image_refs  # lazy: docker SDK, httpx
+    from devslice.resources.k3d import ClusterResource, RegistryResource  # lazy: start-up
+    from devslice.resources.manifests import (  # lazy: lightkube
         SLICE_CONFIG_KEY,
         WORKLOADS,
         SliceConfigResource,
@@ -254,19 +277,11 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     ready: list[str] = []  # what the slice's objects wait for
     namespace: str | None = None
     if k3d:
-        from devslice.resources.hostdns import HostDnsResource
-        from devslice.resources.k3d import cluster_subnet, host_gateway
+        from devslice.resources.hostdns import HostDnsResource  # lazy: lightkube
+        from devslice.resources.k3d import host_gateway  # lazy: start-up
 
-        def networks() -> dict[str, list[str]] | None:
-            try:
-                return tools.docker.network_subnets()
-            except DevsliceError:
-                return None  # no engine: the cluster's plan says what is missing
-
-        # One subnet for the cluster, the host DNS entry and the pods' contract (auto: chosen
-        # against the engine's networks once per command, then kept; issue 13). No adapter is
-        # used here: building the list needs no engine (cluster_subnet asks it if it can).
-        subnet = cluster_subnet(c, base)
+        networks = _networks_of(tools)
+        subnet = _subnet(c, base, networks)
         out += [RegistryResource(tools.k3d, c.registry),
                 ClusterResource(tools.k3d, c, base, networks,
                                 config_path=str(project.config_path)),
@@ -278,8 +293,8 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
                               config_path=str(project.config_path)) for image in env.images]
         refs = image_refs(env.images, base, pull_host, str(project.config_path))
     else:
-        from devslice.adapters.kube import current_context
-        from devslice.resources.manifests import kube_target
+        from devslice.adapters.kube import current_context  # lazy: lightkube
+        from devslice.resources.manifests import kube_target  # lazy: lightkube
 
         namespace = kube_target(c.kube, handle, current_context(), env.team).namespace
         images, refs = _kube_images(project, tools)
@@ -298,8 +313,8 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     ready += [r.key for r in containers]
     # -- end containers -------------------------------------------------------------------
     # The contract as pods see it: emulators' host ports through the gateway (for_pods).
-    from devslice.contract.variables import for_pods
-    from devslice.resources.k3d import cluster_subnet, host_gateway
+    from devslice.contract.variables import for_pods  # lazy: docker SDK
+    from devslice.resources.k3d import cluster_subnet, host_gateway  # lazy: start-up
 
     pod_variables = for_pods(project.variables(handle), chosen,
                              host_gateway(cluster_subnet(c, base)) if k3d else None)
@@ -335,14 +350,13 @@ def _kube_images(project: Project, tools: Tools) -> tuple[list[Resource], dict[s
     """The image resources of runtime kube, and the references manifests get. A shared
     cluster cannot pull what was built on this machine: images go to the registry it pulls
     from (issue 13: they were skipped, and pods kept unbuilt names)."""
-    from devslice.resources.images import ImageResource, image_refs
+    from devslice.resources.images import ImageResource, image_refs  # lazy: docker SDK, httpx
 
     env, base, config_path = project.env, project.base_dir, str(project.config_path)
     if not env.images:
         return [], {}
     registry = env.cluster.kube.registry
     if registry is None:
-        from devslice.errors import ConfigError, ConfigIssue
 
         raise ConfigError([ConfigIssue(
             config_path, None, None, "images",
@@ -369,13 +383,12 @@ def container_resources(project: Project, tools: Tools, runtime: str) -> list[Re
     """``container:<name>`` for every container of ``containers:`` (and the Event Hubs
     emulator with Azurite when ``eventHubs.mode`` is emulator). Azurite gets an account for
     each slice in the ledger, so the ledger is read only when Azurite runs."""
-    from devslice.resources.containers import ContainerResource
+    from devslice.resources.containers import ContainerResource  # lazy: docker SDK
     from devslice.services import container_specs, wants_accounts  # lazy: as above
 
     env = project.env
     accounts: list[str] = []
     if wants_accounts(env):
-        from devslice.slices.derive import derive_names
 
         accounts = [derive_names(env, s.handle).storage_account for s in project.slices()]
     specs = container_specs(env, project.base_dir, runtime=runtime, storage_accounts=accounts,

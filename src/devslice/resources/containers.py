@@ -22,8 +22,9 @@ command exiting 0 inside the container, or a log line). Setup scripts then run o
 again only when their text changes or the container was recreated; a failing script raises
 :class:`SetupFailed` with its output and leaves every container as it is.
 
-Plans never write: generated files (users.conf, Config.json) and the state file are written
-by the actions.
+Facts are read in ``read(reader)``: every container resource of a command shares one
+container listing (:mod:`devslice.facts.docker`); ``plan(facts)`` reads and writes nothing.
+Generated files (users.conf, Config.json) and the state file are written by the actions.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from devslice.adapters.docker import (
+    ContainerFact,
     Docker,
     ExecResult,
     Mount,
@@ -53,7 +55,9 @@ from devslice.adapters.docker import (
     volume_remove_call,
 )
 from devslice.errors import CommandFailed
+from devslice.facts import docker as docker_facts
 from devslice.facts.ports import port_bindable, port_serves
+from devslice.facts.world import Reader
 from devslice.files import write_atomic
 from devslice.resources.plan import Action, noop
 from devslice.secrets import Secret
@@ -246,6 +250,24 @@ def port_taken(port: PortBinding) -> bool:
                                                           port.host_ip or "0.0.0.0")
 
 
+@dataclass
+class ContainerFacts:
+    """What ``plan`` compares: the container (None: missing), its state file, each generated
+    file on disk (``same``, ``differs`` or ``missing``, by path); and, read only when the
+    plan (re)creates it, whether the engine has the image and which of the spec's host ports
+    another program holds."""
+
+    container: ContainerFact | None
+    state: Mapping[str, Any] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)
+    image_present: bool = False
+    ports_taken: frozenset[int] = frozenset()
+
+
+def _ours(fact: ContainerFact) -> bool:
+    return fact.labels.get(LABEL_MANAGED_BY) == MANAGED_BY
+
+
 # ------------------------------------------------------------------ the resource
 
 
@@ -269,28 +291,44 @@ class ContainerResource:
     def state_path(self) -> Path:
         return state_path(self.base_dir, self.spec.name)
 
-    def plan(self) -> list[Action]:
+    def read(self, reader: Reader) -> ContainerFacts:
+        """The container (from the one listing), its state file, the generated files on
+        disk; and, only when the plan would (re)create it, the image and the host ports."""
+        fact = docker_facts.container(reader, self.docker, self.spec.container_name)
+        facts = ContainerFacts(
+            fact, read_state(self.state_path),
+            {str(f.path): "missing" if not f.path.exists() else
+             "same" if _same_file(f) else "differs" for f in self.spec.files})
+        if self._rebuilds(facts):
+            own = fact.host_ports if fact is not None else ()
+            facts.image_present = docker_facts.image_present(reader, self.docker, self.spec.image)
+            facts.ports_taken = frozenset(p.host_port for p in self.spec.ports
+                                          if p.host_port not in own and port_taken(p))
+        return facts
+
+    def plan(self, facts: ContainerFacts | None = None) -> list[Action]:
+        facts = facts or self.read(Reader())
         spec, cname = self.spec, self.spec.container_name
-        fact = self.docker.container_get(cname)
+        fact = facts.container
         if fact is None:
-            self._check_ports(own=())
-            calls = (*self._volume_calls(), *self._pull_calls(), create_call(cname),
+            self._check_ports(facts)
+            calls = (*self._volume_calls(), *self._pull_calls(facts), create_call(cname),
                      start_call(cname))
             return [Action(self.key, "create", f"container {cname} does not exist", calls,
                            self._create),
                     *self._setup_actions(spec.setup, "new container")]
-        if fact.labels.get(LABEL_MANAGED_BY) != MANAGED_BY:
+        if not _ours(fact):
             raise CommandFailed(
                 f"a container named {cname} exists, but devslice did not create it "
                 f"(no label {LABEL_MANAGED_BY}={MANAGED_BY}); devslice leaves it alone",
                 hint=f"remove it (`docker rm -f {cname}`) if it is a leftover, then run "
                 "devslice up again")
-        state = read_state(self.state_path)
+        state = facts.state
         known = state.get("container") == fact.id
-        changes = self._changes(fact.labels, fact.id, state, known)
+        changes = self._changes(facts)
         if changes:
-            self._check_ports(own=fact.host_ports)
-            calls = (remove_call(cname), *self._volume_calls(), *self._pull_calls(),
+            self._check_ports(facts)
+            calls = (remove_call(cname), *self._volume_calls(), *self._pull_calls(facts),
                      create_call(cname), start_call(cname))
             return [Action(self.key, "recreate", f"recreate {spec.name}: {'; '.join(changes)}",
                            calls, self._recreate),
@@ -314,26 +352,35 @@ class ContainerResource:
 
     # -- plan helpers --
 
-    def _changes(self, labels: Mapping[str, str], container_id: str, state: Mapping[str, Any],
-                 known: bool) -> list[str]:
+    def _rebuilds(self, facts: ContainerFacts) -> bool:
+        """Whether the plan creates or recreates the container (and so needs the image and
+        host-port facts)."""
+        fact = facts.container
+        return fact is None or (_ours(fact) and bool(self._changes(facts)))
+
+    def _changes(self, facts: ContainerFacts) -> list[str]:
         """What differs from the spec: labels, secrets (when the state file knows the
         container) and the generated files on disk."""
-        changes = spec_changes(labels, self.spec)
-        secrets_changed = self._secret_changes(container_id, state) if known else []
+        fact = facts.container
+        assert fact is not None
+        changes = spec_changes(fact.labels, self.spec)
+        known = facts.state.get("container") == fact.id
+        secrets_changed = self._secret_changes(fact.id, facts.state) if known else []
         changes += secrets_changed
         for f in self.spec.files:
-            if not f.path.exists():
+            on_disk = facts.files.get(str(f.path), "missing")
+            if on_disk == "missing":
                 changes.append(f"generated file {f.path.name} is missing")
-            elif not _same_file(f) and not (f.secret and secrets_changed):
+            elif on_disk == "differs" and not (f.secret and secrets_changed):
                 changes.append(f"generated file {f.path.name} differs on disk")
         return changes
 
-    def _pull_calls(self) -> tuple[str, ...]:
-        return () if self.docker.image_get(self.spec.image) else (pull_call(self.spec.image),)
+    def _pull_calls(self, facts: ContainerFacts) -> tuple[str, ...]:
+        return () if facts.image_present else (pull_call(self.spec.image),)
 
-    def _check_ports(self, own: tuple[int, ...]) -> None:
+    def _check_ports(self, facts: ContainerFacts) -> None:
         for p in self.spec.ports:
-            if p.host_port not in own and port_taken(p):
+            if p.host_port in facts.ports_taken:
                 raise PortInUse(
                     f"container {self.spec.container_name} cannot publish host port "
                     f"{p.host_port} ({p}): it is already in use by another program or "

@@ -13,12 +13,23 @@ resource.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from devslice.facts.world import Reader
 from devslice.resources.plan import Action, noop
 from devslice.sdk.dataexplorer import DataExplorer, DataExplorerUnreachable
 
 KUSTO_DATA = "/kustodata"  # where the emulator's docs mount a volume for persistent databases
 PERSIST_ROOT = f"{KUSTO_DATA}/dbs"  # the emulator's docs keep databases under /kustodata
+
+
+@dataclass(frozen=True)
+class DatabaseFacts:
+    """Whether the emulator has the database (None: it does not answer yet), and the
+    ``.create database`` command it would be sent (fresh persist folders)."""
+
+    present: bool | None
+    create: str
 
 
 class EmulatorDatabaseResource:
@@ -32,21 +43,26 @@ class EmulatorDatabaseResource:
         self.after = after
         self._connect = connect or (lambda url: DataExplorer(url, persist_root=PERSIST_ROOT))
 
-    def plan(self) -> list[Action]:
+    def read(self, reader: Reader) -> DatabaseFacts:
         with self._connect(self.cluster_url) as adx:
             create = adx.create_command(self.database)
             try:
-                present = self.database in adx.databases()
+                return DatabaseFacts(self.database in adx.databases(), create)
             except DataExplorerUnreachable:
-                # Not started yet (a fresh machine): the executor plans again once the
-                # emulator's container is ready, so this is what a plan shows.
-                return [Action(self.key, "create", f"database {self.database}: the Kusto "
-                               f"emulator at {self.cluster_url} does not answer yet", (create,),
-                               self._create)]
-        if present:
+                return DatabaseFacts(None, create)
+
+    def plan(self, facts: DatabaseFacts | None = None) -> list[Action]:
+        facts = facts or self.read(Reader())
+        if facts.present is None:
+            # Not started yet (a fresh machine): the executor plans again once the
+            # emulator's container is ready, so this is what a plan shows.
+            return [Action(self.key, "create", f"database {self.database}: the Kusto "
+                           f"emulator at {self.cluster_url} does not answer yet",
+                           (facts.create,), self._create)]
+        if facts.present:
             return [noop(self.key, f"database {self.database} exists in the Kusto emulator")]
         return [Action(self.key, "create", f"database {self.database} is missing in the Kusto "
-                       "emulator", (create,), self._create)]
+                       "emulator", (facts.create,), self._create)]
 
     def _create(self) -> None:
         with self._connect(self.cluster_url) as adx:

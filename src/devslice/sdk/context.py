@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from devslice.errors import DevsliceError
+from devslice.hubs import DEFAULT_RETENTION
 
 DEFAULT_PREFIX = "LOCAL_DEV_"
 DEFAULT_PARTITIONS_VARIABLE = "LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS"
 EMBEDDED_SCHEME = "embedded:"
 EMBEDDED_OPTIONS = {"retention": "retention", "maxBytes": "max_bytes"}
-DEFAULT_RETENTION = 86400.0  # seconds: the embedded hub's default, Event Hubs' shortest
 
 
 def embedded_connection(path: object, retention: float = DEFAULT_RETENTION,

@@ -24,12 +24,12 @@ import os
 import re
 import socket
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from devslice.errors import DevsliceError
+from devslice.hubs import LeaseInfo
 
 HOLDER_VARIABLE = "DEVSLICE_LEASE_HOLDER"  # who the process is, for leases it may hold itself
 SERVICE_VARIABLE = "DEVSLICE_SERVICE"  # which service a process belongs to, when set
@@ -44,19 +44,6 @@ _DEPLOYMENT_POD = re.compile(r"^(?P<deployment>[a-z0-9]([-a-z0-9.]*[a-z0-9])?)"
 
 class LeaseHeld(DevsliceError):
     """Another holder's lease is live."""
-
-
-@dataclass(frozen=True)
-class LeaseInfo:
-    """A live lease: who holds it and until when (epoch milliseconds)."""
-
-    name: str
-    holder: str
-    expires_ms: int
-
-    @property
-    def seconds_left(self) -> float:
-        return max(0.0, self.expires_ms / 1000 - time.time())
 
 
 class LeaseStore(Protocol):

@@ -22,10 +22,10 @@ from devslice.secrets import Secret, resolve
 
 if TYPE_CHECKING:
     from devslice.adapters.runner import CommandRunner
+    from devslice.config.derive import SliceNames
     from devslice.config.model import Environment, SecretRef
     from devslice.resources.containers import ContainerSpec
     from devslice.sdk.context import SliceContext
-    from devslice.slices.derive import SliceNames
     from devslice.slices.model import Slice
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from devslice.adapters.docker import Mount, PortBinding
+from devslice.config.derive import derive_names
 from devslice.config.model import KustoEmulatorSettings
 from devslice.errors import ConfigIssue
 from devslice.resources.containers import ContainerSpec, Readiness
 from devslice.resources.dataexplorer import KUSTO_DATA, EmulatorDatabaseResource
 from devslice.services.base import ContainerInputs, Contract, Origin, Reach, Service, require_eula
-from devslice.slices.derive import derive_names
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment

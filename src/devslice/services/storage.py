@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from devslice.adapters.docker import Mount, PortBinding
+from devslice.config.derive import derive_names
 from devslice.config.model import AzuriteSettings
 from devslice.resources.containers import ContainerSpec, Readiness
 from devslice.services.base import (
@@ -28,7 +29,6 @@ from devslice.services.base import (
     Reach,
     Service,
 )
-from devslice.slices.derive import derive_names
 from devslice.tools.azurite import AzuriteNotFound
 
 if TYPE_CHECKING:

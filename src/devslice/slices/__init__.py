@@ -1,1 +1,2 @@
-"""Slices: handles, the names derived from them, partition allocation and ledger operations."""
+"""Slices: handles, name templates and rules, partition allocation and ledger operations (the
+names a slice gets from the config are `devslice.config.derive`)."""

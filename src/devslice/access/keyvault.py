@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from devslice.cloud.azure import CLOUDS, LOGIN_HINT, Cloud
+from devslice.access.azure import CLOUDS, LOGIN_HINT, Cloud
 from devslice.errors import SecretUnavailable
 
 if TYPE_CHECKING:

@@ -7,12 +7,9 @@ checked at load time to be one-to-one, so distinct handles always give distinct 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from devslice.config.model import Environment
 from devslice.slices.names import render
-
-if TYPE_CHECKING:
-    from devslice.config.model import Environment
 
 
 @dataclass(frozen=True)
