@@ -138,8 +138,7 @@ PENDING_LAZY = {
     "cloud/teardown.py": 8, "config/model.py": 4, "contract/render.py": 4,
     "debug.py": 9, "ledger/__init__.py": 3, "ledger/azureblob.py": 9,
     "ledger/base.py": 1, "ledger/reach.py": 1, "ledger/records.py": 1,
-    "sdk/aio.py": 3, "sdk/dataexplorer.py": 6, "sdk/eventhubs.py": 15, "sdk/kubelease.py": 5,
-    "sdk/signalr.py": 3, "sdk/storage.py": 10, "testing/arm.py": 5,
+    "testing/arm.py": 5,
 }
 
 
