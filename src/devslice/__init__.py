@@ -10,6 +10,8 @@ Library first: everything the CLI does is a call on :class:`devslice.project.Pro
 Heavy modules are imported lazily so that ``devslice --version`` starts fast.
 """
 
+import os
+
 __version__ = "0.1.0"
 
 # The CLI turns pydantic's plugin loader off for itself (it scans every installed package's
@@ -21,8 +23,6 @@ PLUGINS_OFF_MARKER = "DEVSLICE_PYDANTIC_PLUGINS_OFF"
 
 def child_environ(env: dict[str, str]) -> dict[str, str]:
     """``env`` (from os.environ) for a process the user runs: without the CLI's own switch."""
-    import os
-
     if os.environ.get(PLUGINS_OFF_MARKER):
         env.pop("PYDANTIC_DISABLE_PLUGINS", None)
         env.pop(PLUGINS_OFF_MARKER, None)

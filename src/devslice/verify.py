@@ -20,20 +20,29 @@ from __future__ import annotations
 
 import base64
 import binascii
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from devslice.cloud.dataexplorer import routing_status
 from devslice.config.derive import SliceNames, derive_names
+from devslice.contract.variables import Origin
 from devslice.errors import DevsliceError, SecretUnavailable
+from devslice.facts.processes import environ_readable, process_environment
+from devslice.local.runtime import local_dir
+from devslice.local.state import STATE, alive, read_json
 from devslice.sdk.context import (
     DEFAULT_PREFIX,
     PARTITIONS_VARIABLE_VARIABLE,
     PREFIX_VARIABLE,
+    ContractError,
     SliceContext,
     variable_key,
 )
+from devslice.sdk.eventhubs import SliceConsumer
+from devslice.sdk.storage import account_of, accounts_addressed
 from devslice.services.eventhubs import SERVICE as EVENTHUBS
 from devslice.services.fences import contract_fences
 from devslice.text import plural
@@ -128,7 +137,6 @@ def verify(project: Project, handle: str, kube: Kube | None = None,
     checks.append(_canary(project, handle, expected))
     checks.append(start_fence_check(project, handle, state))
     if project.env.data_explorer.data_connection is not None:  # issue 15: the team's, checked
-        from devslice.cloud.dataexplorer import routing_status
 
         checks.append(Check("events reach the slice's database",
                             *routing_status(project.env, azure)))
@@ -145,8 +153,6 @@ class _Contract:
     variables: dict[str, Variable]
 
     def fix(self, conflict: Conflict) -> str:
-        from devslice.contract.variables import Origin
-
         fixes: dict[tuple[str, str], list[str]] = {}  # (before, after) the variables named
         for name in conflict.variables:
             v = self.variables.get(name)
@@ -187,8 +193,6 @@ def conflicts(environ: Mapping[str, str], project: Project, mine: Slice,
               owners: Owners) -> list[Conflict]:
     """What in ``environ`` (a service's environment) is not slice ``mine``'s, read the way the
     SDK reads it: prefix and partition variable as the environment names them."""
-    from devslice.sdk.context import ContractError
-
     p = environ.get(PREFIX_VARIABLE) or DEFAULT_PREFIX
     try:
         ctx = SliceContext.from_env(environ)
@@ -233,9 +237,6 @@ def _partition_conflicts(environ: Mapping[str, str], ctx: SliceContext, p: str,
 
 def _storage_conflicts(environ: Mapping[str, str], ctx: SliceContext, p: str,
                        names: SliceNames, owners: Owners) -> list[Conflict]:
-    from devslice.sdk.context import ContractError
-    from devslice.sdk.storage import account_of, accounts_addressed
-
     own = names.storage_account
     seen: list[tuple[str, str, str | None]] = []  # (variable, what, account)
     if ctx.storage_account:
@@ -296,7 +297,6 @@ def _ok_detail(area: str, expected: SliceContext, contract: _Contract, note: str
                 f"the ledger's {expected.eventhubs_namespace} partitions")
     if area == STORAGE:
         return f"every endpoint and connection string addresses {expected.storage_account}{note}"
-    from devslice.contract.variables import Origin
 
     overridden = sorted(n for n, v in contract.variables.items() if v.origin is Origin.override)
     return (f"database {expected.data_explorer_database}, "
@@ -324,6 +324,7 @@ def _own_partitions(project: Project, state: LedgerState, mine: Slice) -> Check:
 def _running(project: Project, handle: str, mine: Slice, owners: Owners, kube: Kube | None,
              runtime: str | None, state: LedgerState) -> Check:
     if runtime is None:
+        # lazy: engine, only when the caller did not pick the runtime
         from devslice.engine.environment import runtime as pick
 
         try:
@@ -345,10 +346,6 @@ def _report(seen: list[tuple[str, list[Conflict]]], fix: Callable[[Conflict], st
 
 def _processes(project: Project, handle: str, mine: Slice, owners: Owners,
                state: LedgerState) -> Check:
-    from devslice.facts.processes import environ_readable, process_environment
-    from devslice.local.runtime import local_dir
-    from devslice.local.state import STATE, alive, read_json
-
     directory = local_dir(project, handle)
     services = (read_json(directory / STATE) or {}).get("services") or {}
     # Every process the state records as live, also when its supervisor died (issue 11: a
@@ -391,12 +388,12 @@ def _processes(project: Project, handle: str, mine: Slice, owners: Owners,
 
 def _cluster(project: Project, handle: str, mine: Slice, owners: Owners, kube: Kube | None,
              runtime: str) -> Check:
-    from devslice.adapters.kube import SLICE_LABEL, KubeError
+    from devslice.adapters.kube import SLICE_LABEL, KubeError  # lazy: kubernetes client, ~100 ms
 
     own = kube is None
     if kube is None:
-        from devslice.adapters.kube import connect
-        from devslice.engine.environment import kube_context
+        from devslice.adapters.kube import connect  # lazy: kubernetes client, ~100 ms
+        from devslice.engine.environment import kube_context  # lazy: only with no client given
 
         try:
             kube = connect(context=kube_context(project, runtime))
@@ -405,8 +402,8 @@ def _cluster(project: Project, handle: str, mine: Slice, owners: Owners, kube: K
     namespace = None
     try:
         if runtime == "kube":
-            from devslice.adapters.kube import current_context
-            from devslice.resources.manifests import kube_target
+            from devslice.adapters.kube import current_context  # lazy: kube runtime only
+            from devslice.resources.manifests import kube_target  # lazy: kube runtime only
 
             c = project.env.cluster
             namespace = kube_target(c.kube, handle, current_context(), project.env.team).namespace
@@ -504,10 +501,8 @@ def _read_from_the_beginning(ctx: SliceContext, hub: str) -> list[tuple[str, int
     """(partition, sequence number, enqueued time) of every event a SliceConsumer of the
     slice delivers from "-1", in a consumer group no service checkpoints in; it stops once
     every partition has been idle for a moment (the embedded client then reports None)."""
-    import threading
-
+    # lazy: the embedded broker (~100 ms), only for the canary read
     from devslice.embedded import EmbeddedConsumerClient, EmbeddedHub
-    from devslice.sdk.eventhubs import SliceConsumer
 
     assert ctx.embedded_path is not None
     log = EmbeddedHub(ctx.embedded_path, partitions=ctx.partition_count or 32)

@@ -54,7 +54,7 @@ class Vaults:
         return value
 
     def _fetch(self, url: str, name: str, vault: str) -> str:
-        from azure.core.exceptions import (
+        from azure.core.exceptions import (  # lazy: azure-core, ~40 ms, only against Azure
             ClientAuthenticationError,
             HttpResponseError,
             ResourceNotFoundError,
@@ -62,13 +62,13 @@ class Vaults:
 
         credential = self.credential
         if credential is None:
-            from azure.identity import DefaultAzureCredential
+            from azure.identity import DefaultAzureCredential  # lazy: azure-identity, ~180 ms
 
             credential = self.credential = DefaultAzureCredential(authority=self.cloud.authority)
         if self.client_factory is not None:
             client = self.client_factory(url, credential)
         else:
-            from azure.keyvault.secrets import SecretClient
+            from azure.keyvault.secrets import SecretClient  # lazy: azure-keyvault
 
             client = SecretClient(url, credential)
         where = f"secret {name} in Key Vault {vault}"

@@ -6,17 +6,17 @@ scripts make most often starts as fast as Python itself (see benchmarks/RESULTS.
 
 from __future__ import annotations
 
+import os
 import sys
+
+from devslice import PLUGINS_OFF_MARKER, __version__
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args == ["--version"]:
-        from devslice import __version__
-
         sys.stdout.write(f"devslice {__version__}\n")
         return
-    import os
     from importlib.util import find_spec  # lazy: only past the --version fast path
 
     if find_spec("click") is None:  # the light install: the SDK only (pyproject.toml)
@@ -25,10 +25,8 @@ def main(argv: list[str] | None = None) -> None:
                          "\"devslice[cli]\"\n")
         sys.exit(2)
     if "PYDANTIC_DISABLE_PLUGINS" not in os.environ:  # read by pydantic at each model built
-        from devslice import PLUGINS_OFF_MARKER
-
         os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
         os.environ[PLUGINS_OFF_MARKER] = "1"
-    from devslice.cli.app import run
+    from devslice.cli.app import run  # lazy: click, pydantic and rich: past the fast path
 
     sys.exit(run(args))

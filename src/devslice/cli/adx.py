@@ -10,6 +10,7 @@ import click
 
 from devslice.cli.app import State, pass_state
 from devslice.cli.output import console, print_json
+from devslice.sdk.context import SliceContext
 
 if TYPE_CHECKING:
     from devslice.sdk.dataexplorer import AppliedCommand, KqlCommand
@@ -27,8 +28,7 @@ class Target:
 
 def _target(state: State, handle: str | None) -> Target:
     """The slice's contract as its services would read it, overrides included."""
-    from devslice.sdk.context import SliceContext
-    from devslice.sdk.dataexplorer import DataExplorerNotConfigured
+    from devslice.sdk.dataexplorer import DataExplorerNotConfigured  # lazy: per command
 
     project = state.project()
     handle = project.current_handle(handle)
@@ -51,7 +51,7 @@ def _target(state: State, handle: str | None) -> Target:
 
 
 def _read_script(path: Path) -> str:
-    from devslice.sdk.dataexplorer import KqlScriptError
+    from devslice.sdk.dataexplorer import KqlScriptError  # lazy: only when this command runs
 
     try:
         # utf-8-sig: editors on Windows often start a UTF-8 file with a byte-order mark.
@@ -110,9 +110,9 @@ def apply(state: State, script: Path, handle: str | None, dry_run: bool, as_json
       devslice adx apply schema.kql
       devslice adx apply schema.kql --slice ci1 --json
     """
-    from rich.markup import escape
+    from rich.markup import escape  # lazy: rich, only for output
 
-    from devslice.sdk.dataexplorer import DataExplorer, parse_kql, plan_apply
+    from devslice.sdk.dataexplorer import DataExplorer, parse_kql, plan_apply  # lazy: per command
 
     target = _target(state, handle)
     commands = plan_apply(target.database, parse_kql(_read_script(script), str(script)))
@@ -171,14 +171,14 @@ def reset(state: State, handle: str | None, yes: bool, persist_root: str | None,
       devslice adx reset                          # asks first
       devslice adx reset -y && devslice adx apply schema.kql
     """
-    from rich.markup import escape
+    from rich.markup import escape  # lazy: rich, only for output
 
-    from devslice.sdk.dataexplorer import DataExplorer
+    from devslice.sdk.dataexplorer import DataExplorer  # lazy: only when this command runs
 
     target = _target(state, handle)
     project = state.project()
-    from devslice.cloud.plan import provisioning
-    from devslice.services.dataexplorer import SERVICE as DATAEXPLORER
+    from devslice.cloud.plan import provisioning  # lazy: only when this command runs
+    from devslice.services.dataexplorer import SERVICE as DATAEXPLORER  # lazy: per command
 
     if DATAEXPLORER.shared(project.env) and provisioning(project.env):
         _reset_in_azure(project, target, yes, no_schema)
@@ -197,16 +197,16 @@ def reset(state: State, handle: str | None, yes: bool, persist_root: str | None,
 
 def _reset_in_azure(project: object, target: Target, yes: bool, no_schema: bool) -> None:
     """Delete and create the database through Resource Manager, then the schema script."""
-    from rich.markup import escape
+    from rich.markup import escape  # lazy: rich, only for output
 
-    from devslice.access.azure import Azure
-    from devslice.cloud.dataexplorer import DatabaseResource
-    from devslice.cloud.plan import schema_applier
-    from devslice.project import Project
+    from devslice.access.azure import Azure  # lazy: only when this command runs
+    from devslice.cloud.dataexplorer import DatabaseResource  # lazy: only when this command runs
+    from devslice.cloud.plan import schema_applier  # lazy: only when this command runs
+    from devslice.project import Project  # lazy: only when this command runs
 
     assert isinstance(project, Project)
     if not target.database:
-        from devslice.sdk.dataexplorer import NoSliceDatabase
+        from devslice.sdk.dataexplorer import NoSliceDatabase  # lazy: only when this command runs
 
         raise NoSliceDatabase(f"slice {target.handle} has no Data Explorer database")
     if not yes:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
 from devslice import __version__
+from devslice.cli.completion import attach, completion, full_summaries
+from devslice.cli.output import err_console, print_error
 from devslice.errors import DevsliceError
 
 
@@ -20,9 +24,11 @@ class State:
 
     def project(self) -> Any:
         if self._project is None:
+            # lazy: loads the config and pydantic, only for commands that need the project
             from devslice.project import Project
 
             self._project = Project.load(self.config)
+            # lazy: Key Vault access, only once a project is loaded
             from devslice.access.keyvault import VAULTS
 
             VAULTS.begin(self._project.env.azure.cloud)  # Key Vault reads: this command's only
@@ -66,7 +72,7 @@ def init(team: str, force: bool, path: str) -> None:
     Example:
       devslice init --team company1
     """
-    from devslice.config.starter import write_starter
+    from devslice.config.starter import write_starter  # lazy: only when this command runs
 
     written = write_starter(Path(path), team=team, force=force)
     click.echo(f"wrote {written}; next: devslice slice claim")
@@ -83,11 +89,11 @@ def schema(kind: str) -> None:
       devslice schema > .devslice.schema.json
       # then in devslice.yaml:  # yaml-language-server: $schema=.devslice.schema.json
     """
-    import json
-
     if kind == "Environment":
+        # lazy: pydantic models, only when this command runs
         from devslice.config.model import Environment as model
     else:
+        # lazy: pydantic models, only when this command runs
         from devslice.config.local import LocalOverrides as model  # type: ignore[assignment]
     data = model.model_json_schema(by_alias=True, mode="validation")
     data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -108,15 +114,14 @@ def explain(key: str | None) -> None:
       devslice explain cluster.registry.port
       devslice explain services
     """
-    from devslice.config.explain import explain as describe
+    from devslice.config.explain import explain as describe  # lazy: only when this command runs
 
     click.echo(describe(key), nl=False)
 
 
 def _complete_keys(incomplete: str) -> list[Any]:
-    from click.shell_completion import CompletionItem
 
-    from devslice.config.explain import keys
+    from devslice.config.explain import keys  # lazy: only for tab completion
 
     return [CompletionItem(k.path) for k in keys() if k.path.startswith(incomplete)]
 
@@ -131,18 +136,19 @@ def doctor(state: State, as_json: bool) -> None:
     Example:
       devslice doctor
     """
-    from devslice.cli.doctor import run_doctor
+    from devslice.cli.doctor import run_doctor  # lazy: only when this command runs
 
     if not run_doctor(state, as_json):
         raise click.exceptions.Exit(1)
 
 
 def _register() -> None:
-    from devslice.cli.adx import adx_group
-    from devslice.cli.engine import destroy, down, logs, plan, status, up
-    from devslice.cli.env import env, verify
-    from devslice.cli.ledger import ledger_group
-    from devslice.cli.slice import slice_group
+    # Each command module imports State and pass_state from this module, defined above.
+    from devslice.cli.adx import adx_group  # lazy: imports State
+    from devslice.cli.engine import destroy, down, logs, plan, status, up  # lazy: imports State
+    from devslice.cli.env import env, verify  # lazy: imports State
+    from devslice.cli.ledger import ledger_group  # lazy: imports State
+    from devslice.cli.slice import slice_group  # lazy: imports State
 
     for command in (plan, up, status, down, destroy, logs):
         cli.add_command(command)
@@ -151,11 +157,9 @@ def _register() -> None:
     cli.add_command(env)
     cli.add_command(verify)
     cli.add_command(adx_group)
-    from devslice.cli.debug import debug
+    from devslice.cli.debug import debug  # lazy: imports State
 
     cli.add_command(debug)
-    from devslice.cli.completion import attach, completion, full_summaries
-
     cli.add_command(completion)
     attach(cli)
     full_summaries(cli)
@@ -166,8 +170,6 @@ _register()
 
 def run(args: list[str]) -> int:
     """Run the CLI; every DevsliceError becomes a message and an exit code, not a traceback."""
-    from devslice.cli.output import print_error
-
     try:
         code = cli.main(args=args, prog_name="devslice", standalone_mode=False)
     except DevsliceError as exc:
@@ -182,8 +184,6 @@ def run(args: list[str]) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as exc:  # a file we were told to write or read: say which and why
-        from devslice.cli.output import err_console
-
         where = f": {exc.filename}" if exc.filename else ""
         err_console().print(f"[bold red]error:[/] {exc.strerror or exc}{where}", markup=True)
         return 1

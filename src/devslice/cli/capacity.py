@@ -13,7 +13,7 @@ PER_ROW = 8
 
 
 def print_map(project: Any, namespaces: list[Any], state: Any) -> None:
-    from rich.text import Text
+    from rich.text import Text  # lazy: rich, only for output
 
     c = console()
     handles = sorted(state.slices)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from click.shell_completion import CompletionItem
+from click.shell_completion import CompletionItem, get_completion_class
 
 SHELLS = ("bash", "zsh", "fish")
 COMPLETE_VAR = "_DEVSLICE_COMPLETE"
@@ -37,7 +37,6 @@ def completion(ctx: click.Context, shell: str) -> None:
       eval "$(devslice completion zsh)"     # in ~/.zshrc, after compinit
       devslice completion fish > ~/.config/fish/completions/devslice.fish
     """
-    from click.shell_completion import get_completion_class
 
     cls = get_completion_class(shell)
     assert cls is not None  # every name in SHELLS is one click ships
@@ -53,14 +52,14 @@ def _config(ctx: click.Context) -> str | None:
 
 def complete_handles(ctx: click.Context, param: click.Parameter, incomplete: str
                      ) -> list[CompletionItem]:
-    from devslice.cli.candidates import handles
+    from devslice.cli.candidates import handles  # lazy: only during tab completion
 
     return [CompletionItem(h) for h in handles(_config(ctx)) if h.startswith(incomplete)]
 
 
 def complete_services(ctx: click.Context, param: click.Parameter, incomplete: str
                       ) -> list[CompletionItem]:
-    from devslice.cli.candidates import services
+    from devslice.cli.candidates import services  # lazy: only during tab completion
 
     return [CompletionItem(s) for s in services(_config(ctx)) if s.startswith(incomplete)]
 

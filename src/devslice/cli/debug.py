@@ -6,16 +6,16 @@ import time
 
 import click
 
-from devslice.adapters.mirrord import FS_MODES
+from devslice.adapters.mirrord import FS_MODES, INSTALL, Mirrord, TerminalRunner
 from devslice.cli.app import State, pass_state
+from devslice.cli.output import err_console
 from devslice.sdk.leases import DEFAULT_TTL, HeldLease
 
 
 def _say(message: str, style: str = "") -> None:
     """To stderr: stdout belongs to the debugged process."""
-    from rich.markup import escape
+    from rich.markup import escape  # lazy: rich, only for output
 
-    from devslice.cli.output import err_console
 
     text = escape(message)
     err_console().print(f"[{style}]{text}[/]" if style else text)
@@ -66,10 +66,15 @@ def debug(state: State, service: str, command: tuple[str, ...], steal: bool, exc
       devslice debug orders --ide vscode -- python app.py
       devslice debug orders --ide rider -- dotnet run --project services/Orders
     """
-    from devslice.adapters.kube import KubeConfigError, connect
-    from devslice.adapters.mirrord import INSTALL, Mirrord, TerminalRunner
-    from devslice.debug import MirrordSettings, hold_lease, lease_store, prepare, run_session
-    from devslice.engine.environment import kube_context, runtime
+    from devslice.adapters.kube import KubeConfigError, connect  # lazy: only when this command runs
+    from devslice.debug import (  # lazy: only when this command runs
+        MirrordSettings,
+        hold_lease,
+        lease_store,
+        prepare,
+        run_session,
+    )
+    from devslice.engine.environment import kube_context, runtime  # lazy: per command
 
     project = state.project()
     handle = project.current_handle(handle)

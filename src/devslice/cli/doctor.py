@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from devslice.cli.output import console, print_json
+from devslice.errors import DevsliceError
 from devslice.text import plural
 
 
 def run_doctor(state: Any, as_json: bool) -> bool:
-    from devslice.errors import DevsliceError
-    from devslice.facts.tools import TOOLS, probe_all
+    from devslice.facts.tools import TOOLS, probe_all  # lazy: only when this command runs
 
     checks: list[dict[str, Any]] = []
     for fact in probe_all(TOOLS):
@@ -30,7 +31,7 @@ def run_doctor(state: Any, as_json: bool) -> bool:
         project = state.project()
         config_check["version"] = str(project.config_path)
         try:
-            from devslice.ledger.reach import describe, reach_issue
+            from devslice.ledger.reach import describe, reach_issue  # lazy: per command
 
             ledger = project.ledger
             slices = ledger.read().slices
@@ -61,8 +62,6 @@ def run_doctor(state: Any, as_json: bool) -> bool:
 def _needed_by_config(project: Any) -> list[dict[str, Any]]:
     """Programs this devslice.yaml asks to run as processes on this machine, as its services
     say."""
-    import shutil
-
     from devslice.services import tools  # lazy: start-up time of every other command
 
     env = project.env
@@ -94,8 +93,8 @@ def _platform(project: Any) -> list[dict[str, Any]]:
 
 
 def _print(checks: list[dict[str, Any]]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from rich.markup import escape  # lazy: rich, only for output
+    from rich.table import Table  # lazy: rich, only for output
 
     t = Table(box=None, header_style="bold")
     for col in ("", "check", "version / where", "needed for"):

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from devslice.cli.app import State, pass_state
-from devslice.cli.output import console, print_json
+from devslice.cli.output import console, err_console, print_json
+from devslice.errors import DevsliceError, SliceNotFound, ToolMissing
 from devslice.text import plural
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ def _resources(state: State, handle: str | None, quiet: bool = False,
                adopt: bool = False) -> Iterator[list[Resource]]:
     """The slice's resources over real adapters, closed when the command ends. With ``lock``
     (False: wait for it, True: fail if busy), the local runtime's slice lock is held."""
+    # lazy: only when this command runs
     from devslice.engine.environment import Tools, build, runtime
 
     project = state.project()
@@ -39,7 +41,7 @@ def _resources(state: State, handle: str | None, quiet: bool = False,
     try:
         with ExitStack() as held:
             if lock is not None and chosen == "local":
-                from devslice.local.runtime import slice_lock
+                from devslice.local.runtime import slice_lock  # lazy: only when this command runs
 
                 held.enter_context(slice_lock(project, handle, "devslice up", lock,
                                               _waiting(progress)))
@@ -51,8 +53,6 @@ def _resources(state: State, handle: str | None, quiet: bool = False,
 
 def _waiting(progress: Any = None) -> Callable[[str], None]:
     """Where to say whom a busy slice waits for: the live view's row, or stderr."""
-    from devslice.cli.output import err_console
-
     if progress is not None:
         return lambda line: progress("local", line)
     return lambda line: err_console().print(line, markup=False, highlight=False)
@@ -66,7 +66,7 @@ BUSY_OPTION = click.option(
 
 @contextmanager
 def _tools(state: State) -> Iterator[tuple[Any, Any, str]]:
-    from devslice.engine.environment import Tools, runtime
+    from devslice.engine.environment import Tools, runtime  # lazy: only when this command runs
 
     project = state.project()
     chosen = runtime(project)[0]
@@ -90,7 +90,7 @@ def plan(state: State, handle: str | None, as_json: bool) -> None:
     Example:
       devslice plan
     """
-    from devslice.engine.plan import make_plan
+    from devslice.engine.plan import make_plan  # lazy: only when this command runs
 
     with _resources(state, handle, quiet=as_json) as resources:
         result = make_plan(resources)
@@ -127,8 +127,9 @@ def up(state: State, handle: str | None, as_json: bool, fail_if_busy: bool,
       devslice up --fail-if-busy  # exit 75 if another up/down of the slice runs
       devslice up --force-conflicts   # manifests take fields `kubectl apply` set before
     """
+    # lazy: only when this command runs
     from devslice.cli.progress import JsonEvents, LiveSteps, print_breakdown
-    from devslice.engine import Executor
+    from devslice.engine import Executor  # lazy: only when this command runs
 
     started = time.monotonic()
     if as_json:
@@ -161,10 +162,10 @@ def status(state: State, handle: str | None, as_json: bool) -> None:
       devslice status
       devslice status --json || echo "not ready"
     """
-    from rich.markup import escape
-    from rich.table import Table
+    from rich.markup import escape  # lazy: rich, only for output
+    from rich.table import Table  # lazy: rich, only for output
 
-    from devslice.engine.plan import gather, order, plan_of
+    from devslice.engine.plan import gather, order, plan_of  # lazy: only when this command runs
 
     rows: list[dict[str, Any]] = []
     with _resources(state, handle, quiet=as_json) as resources:
@@ -208,10 +209,9 @@ def logs(state: State, service: str | None, follow: bool, lines: int,
       devslice logs orders -f
     """
     from devslice.engine.environment import runtime  # lazy: start-up time of every command
-    from devslice.errors import DevsliceError
-    from devslice.local.runtime import follow as follow_logs
-    from devslice.local.runtime import local_dir, tail
-    from devslice.local.state import SPEC, read_json
+    from devslice.local.runtime import follow as follow_logs  # lazy: only when this command runs
+    from devslice.local.runtime import local_dir, tail  # lazy: only when this command runs
+    from devslice.local.state import SPEC, read_json  # lazy: only when this command runs
 
     project = state.project()
     chosen = runtime(project)[0]
@@ -277,15 +277,14 @@ def _run(actions: list[Any], as_json: bool, parallel: bool = False) -> None:
         if not parallel and a.changes and a.execute is not None:
             a.execute()
     if parallel:
-        from devslice.engine import Executor
+        from devslice.engine import Executor  # lazy: only when this command runs
 
         Executor().run_actions(actions)
 
 
 def _without_docker(actions: Callable[[], list[Any]], names: list[str]) -> list[Any]:
     """The containers' actions; with no Docker engine to ask, none run, and that is said."""
-    from devslice.engine.plan import noop
-    from devslice.errors import ToolMissing
+    from devslice.engine.plan import noop  # lazy: only when this command runs
 
     if not names:
         return []
@@ -315,9 +314,8 @@ def down(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) ->
       devslice down
       devslice down --slice cd --fail-if-busy
     """
-    from devslice.errors import SliceNotFound
-    from devslice.local.runtime import stop_slice
-    from devslice.resources.k3d import stop_actions
+    from devslice.local.runtime import stop_slice  # lazy: only when this command runs
+    from devslice.resources.k3d import stop_actions  # lazy: only when this command runs
 
     with _tools(state) as (project, tools, chosen):
         try:
@@ -332,8 +330,9 @@ def down(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) ->
                 console().print(f"stopped {plural(len(stopped), 'local process group')}"
                                 if stopped else "nothing was running")
         if chosen != "local":
+            # lazy: only when this command runs
             from devslice.resources.containers import stop_actions as stop_containers
-            from devslice.services import container_names
+            from devslice.services import container_names  # lazy: only when this command runs
 
             names = container_names(project.env)
             actions = _without_docker(lambda: stop_containers(tools.docker, names), names)
@@ -361,13 +360,12 @@ def destroy(state: State, yes: bool, keep_data: bool, as_json: bool) -> None:
       devslice destroy -y
       devslice destroy --keep-data     # containers go, their data volumes stay
     """
-    from devslice.resources.containers import remove_actions
-    from devslice.resources.k3d import destroy_actions
-    from devslice.services import container_names
+    from devslice.resources.containers import remove_actions  # lazy: only when this command runs
+    from devslice.resources.k3d import destroy_actions  # lazy: only when this command runs
+    from devslice.services import container_names  # lazy: only when this command runs
 
     with _tools(state) as (project, tools, chosen):
         if chosen == "local":
-            from devslice.errors import DevsliceError
 
             raise DevsliceError(
                 "destroy deletes a local k3d cluster and containers; the runtime here is "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from devslice.cli.app import State, pass_state
-from devslice.cli.output import console
+from devslice.cli.output import console, print_json
 from devslice.text import plural
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ DEFAULT_FILES = {"dotenv": "{handle}.env", "k8s": "{handle}.k8s.yaml"}
 
 def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read (it holds secrets), replacing it atomically."""
-    from devslice.files import write_atomic
+    from devslice.files import write_atomic  # lazy: only when this command runs
 
     write_atomic(path, text, 0o600)
 
@@ -57,16 +58,14 @@ def env(state: State, handle: str | None, fmt: str, output: str | None,
       devslice env --format k8s -o - | kubectl apply -f -
       devslice env --explain --for pods
     """
-    from devslice.contract import render
+    from devslice.contract import render  # lazy: only when this command runs
 
     project = state.project()
     handle = project.current_handle(handle)
     variables = project.variables(handle)
     if (audience or ("pods" if fmt == "k8s" else "host")) == "pods":
-        import os
-
-        from devslice.contract.variables import PodsCannotReach, for_pods
-        from devslice.resources.k3d import cluster_subnet, host_gateway
+        from devslice.contract.variables import PodsCannotReach, for_pods  # lazy: per command
+        from devslice.resources.k3d import cluster_subnet, host_gateway  # lazy: per command
 
         c = project.env.cluster
         # pods run in k3d, or in a shared cluster with runtime kube (the local runtime and
@@ -111,10 +110,10 @@ def env(state: State, handle: str | None, fmt: str, output: str | None,
 
 
 def _explain(variables: list[Variable]) -> None:
-    from rich.table import Table
-    from rich.text import Text
+    from rich.table import Table  # lazy: rich, only for output
+    from rich.text import Text  # lazy: rich, only for output
 
-    from devslice.secrets import MASK
+    from devslice.secrets import MASK  # lazy: only when this command runs
 
     t = Table(box=None, header_style="bold")
     t.add_column("variable", no_wrap=True)  # names are what CI logs are searched for
@@ -144,11 +143,10 @@ def verify(state: State, handle: str | None, as_json: bool) -> None:
     Example:
       devslice verify
     """
-    from rich.markup import escape
-    from rich.table import Table
+    from rich.markup import escape  # lazy: rich, only for output
+    from rich.table import Table  # lazy: rich, only for output
 
-    from devslice.cli.output import print_json
-    from devslice.verify import verify as run_checks
+    from devslice.verify import verify as run_checks  # lazy: only when this command runs
 
     project = state.project()
     ledger = project.ledger.read()  # the one read of the command (issue 17)

@@ -47,7 +47,7 @@ def check(state: State, as_json: bool) -> None:
     elif not problems:
         console().print(f"[green]ok[/] {ledger.location}: no problems found")
     else:
-        from rich.markup import escape
+        from rich.markup import escape  # lazy: rich, only for output
 
         console().print(f"[red]{len(problems)} problem(s)[/] in {escape(ledger.location)}:")
         for p in problems:
@@ -88,7 +88,7 @@ def migrate(state: State, source_path: str | None, to_account_url: str | None,
       devslice ledger migrate --to-account-url https://company1dev.blob.core.windows.net
       devslice ledger migrate --to-connection-string-env LEDGER_CONNECTION_STRING
     """
-    from devslice.ledger.migrate import migrate as run
+    from devslice.ledger.migrate import migrate as run  # lazy: only when this command runs
 
     project = state.project()
     source = _source(project, source_path)
@@ -115,7 +115,7 @@ def migrate(state: State, source_path: str | None, to_account_url: str | None,
 
 
 def _source(project: Any, path: str | None) -> Ledger:
-    from devslice.ledger.sqlite import SqliteLedger
+    from devslice.ledger.sqlite import SqliteLedger  # lazy: only when this command runs
 
     settings = project.env.ledger
     if path is not None:
@@ -130,9 +130,9 @@ def _source(project: Any, path: str | None) -> Ledger:
 
 def _target(project: Any, account_url: str | None, connection_env: str | None,
             container: str, blob: str) -> Ledger:
-    from devslice.config.model import AzureBlobLedger as Settings
-    from devslice.config.model import SecretRef
-    from devslice.ledger.azureblob import AzureBlobLedger
+    from devslice.config.model import AzureBlobLedger as Settings  # lazy: per command
+    from devslice.config.model import SecretRef  # lazy: only when this command runs
+    from devslice.ledger.azureblob import AzureBlobLedger  # lazy: only when this command runs
 
     if account_url and connection_env:
         raise click.UsageError("give one of --to-account-url and --to-connection-string-env")

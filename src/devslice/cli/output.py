@@ -7,10 +7,10 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from devslice.errors import ConfigError, DevsliceError
+
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from devslice.errors import DevsliceError
 
 _console: Console | None = None
 _err_console: Console | None = None
@@ -23,7 +23,7 @@ def _make(stderr: bool) -> Console:
     """A terminal gets rich's output at its width (tables wrap between words). Piped or
     redirected output (grep, CI logs, `| less`) is plain: no colour or escape codes, and
     tables at their natural width, one row per line, never cut at rich's 80 columns."""
-    from rich.console import Console
+    from rich.console import Console  # lazy: rich, only for output
 
     terminal = Console(stderr=stderr, highlight=False, soft_wrap=True)
     if terminal.is_terminal:
@@ -72,9 +72,8 @@ def print_json(data: Any) -> None:
 
 
 def print_error(exc: DevsliceError) -> None:
-    from rich.markup import escape
+    from rich.markup import escape  # lazy: rich, only for output
 
-    from devslice.errors import ConfigError
 
     c = err_console()
     if isinstance(exc, ConfigError):

@@ -30,7 +30,7 @@ class LiveSteps:
     """A rich live table: each resource, its state, what it is doing, and its time."""
 
     def __init__(self) -> None:
-        from rich.live import Live
+        from rich.live import Live  # lazy: rich, only for output
 
         self._rows: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -38,7 +38,7 @@ class LiveSteps:
                           transient=False)
 
     def _table(self) -> Any:
-        from rich.table import Table
+        from rich.table import Table  # lazy: rich, only for output
 
         t = Table(box=None, show_header=False, padding=(0, 1))
         for col in ("state", "resource", "doing", "time"):
@@ -86,7 +86,7 @@ class LiveSteps:
 
 def print_breakdown(reports: list[StepReport], wall: float) -> None:
     """Time to ready, per step, and what the critical path cost."""
-    from rich.table import Table
+    from rich.table import Table  # lazy: rich, only for output
 
     t = Table(title=f"ready in {wall:.1f}s", box=None, header_style="bold")
     for col in ("step", "started", "took", "changes"):

@@ -16,7 +16,7 @@ def _ttl(value: str | None) -> timedelta | str | None:
         return "default"
     if value.lower() in ("none", "never"):
         return None  # 0 is not "never": like every duration, it must be positive
-    from devslice.config.duration import parse_duration
+    from devslice.config.duration import parse_duration  # lazy: only when this command runs
 
     try:
         return parse_duration(value)
@@ -29,7 +29,7 @@ def _when(at: datetime | None) -> str:
 
 
 def slice_json(project: Any, s: Any) -> dict[str, Any]:
-    from devslice.config.derive import derive_names
+    from devslice.config.derive import derive_names  # lazy: only when this command runs
 
     data: dict[str, Any] = s.model_dump(mode="json")
     data["names"] = derive_names(project.env, s.handle).all()
@@ -38,9 +38,9 @@ def slice_json(project: Any, s: Any) -> dict[str, Any]:
 
 
 def _slice_table(project: Any, s: Any) -> None:
-    from rich.table import Table
+    from rich.table import Table  # lazy: rich, only for output
 
-    from devslice.config.derive import derive_names
+    from devslice.config.derive import derive_names  # lazy: only when this command runs
 
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
@@ -112,8 +112,8 @@ def claim(state: State, handle: str | None, kind: str, partitions: int | None, t
       devslice slice claim ab --partitions 2
       devslice slice claim --kind ci --ttl 2h --json
     """
-    from devslice.project import UNSET
-    from devslice.slices.model import SliceKind
+    from devslice.project import UNSET  # lazy: only when this command runs
+    from devslice.slices.model import SliceKind  # lazy: only when this command runs
 
     project = state.project()
     lease = _ttl(ttl)
@@ -135,7 +135,7 @@ def claim(state: State, handle: str | None, kind: str, partitions: int | None, t
 
 
 def _for_me(owner: str | None) -> bool:
-    from devslice import identity
+    from devslice import identity  # lazy: only when this command runs
 
     return owner is None or owner == identity.owner()
 
@@ -159,9 +159,9 @@ def _delete_options(f: Any) -> Any:
 def _delete_resources(project: Any, slices: list[Any], yes: bool, adopt: bool,
                       retry: bool = False) -> list[dict[str, str]]:
     """Delete the slices' tagged Azure resources (and retry earlier failures with gc)."""
-    from devslice.access.azure import Azure
-    from devslice.cloud.plan import provisioning
-    from devslice.cloud.teardown import delete_slice_resources, retry_leftovers
+    from devslice.access.azure import Azure  # lazy: only when this command runs
+    from devslice.cloud.plan import provisioning  # lazy: only when this command runs
+    from devslice.cloud.teardown import delete_slice_resources, retry_leftovers  # lazy: per command
 
     if not provisioning(project.env):
         console().print("[dim]no Azure resources to delete: nothing is provisioned "
@@ -186,7 +186,7 @@ def _delete_resources(project: Any, slices: list[Any], yes: bool, adopt: bool,
 
 
 def _print_removals(removals: list[dict[str, str]]) -> None:
-    from rich.markup import escape
+    from rich.markup import escape  # lazy: rich, only for output
 
     colour = {"deleted": "green", "absent": "dim", "refused": "yellow", "failed": "red"}
     for r in removals:
@@ -293,7 +293,7 @@ def list_(state: State, as_json: bool) -> None:
     Example:
       devslice slice list --json | jq '.[].handle'
     """
-    from rich.table import Table
+    from rich.table import Table  # lazy: rich, only for output
 
     project = state.project()
     slices = project.slices()
@@ -360,7 +360,7 @@ def map_(state: State, as_json: bool) -> None:
     Example:
       devslice slice map
     """
-    from devslice.cli.capacity import print_map
+    from devslice.cli.capacity import print_map  # lazy: only when this command runs
 
     project = state.project()
     ledger_state = project.ledger.read()

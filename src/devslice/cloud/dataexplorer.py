@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from devslice.access.azure import Azure, AzureError, get_or_none, translated, wait
+from devslice.errors import DevsliceError
 from devslice.resources.plan import Action, noop
 from devslice.services.dataexplorer import SERVICE as DATAEXPLORER
 
@@ -142,8 +143,7 @@ class DatabaseResource:
 
 def routing_status(env: Environment, azure: Azure | None = None) -> tuple[str, str]:
     """`devslice verify`'s view of the team's data connection: (ok|failed|skipped, detail)."""
-    from devslice.cloud.plan import provisioning
-    from devslice.errors import DevsliceError
+    from devslice.cloud.plan import provisioning  # lazy: cloud.plan imports this module
 
     if not DATAEXPLORER.shared(env) or env.data_explorer.data_connection is None:
         return "skipped", "no dataExplorer.dataConnection to check"

@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from devslice.access.azure import Azure, claim_of, ownership, slice_tags, translated
+from devslice.config.derive import derive_names
 from devslice.resources.plan import Action, noop
 
 if TYPE_CHECKING:
@@ -31,8 +32,6 @@ def metadata_tags(group: Any) -> dict[str, str]:
 
 
 def wanted_groups(env: Environment, handle: str) -> list[str]:
-    from devslice.config.derive import derive_names
-
     named = derive_names(env, handle).named
     return [named[k] for k, t in env.names.items() if t.rule == "consumerGroup"]
 

@@ -26,7 +26,10 @@ from devslice.access.azure import (
     translated,
     wait,
 )
+from devslice.config.derive import derive_names
+from devslice.errors import CommandFailed
 from devslice.resources.plan import Action, noop
+from devslice.services.storage import connection_string as azurite_connection_string
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
@@ -40,8 +43,6 @@ MIN_TLS = "TLS1_2"
 
 def wanted_children(env: Environment, handle: str) -> tuple[list[str], list[str]]:
     """The slice's blob containers (the checkpoint container among them) and queues."""
-    from devslice.config.derive import derive_names
-
     named = derive_names(env, handle).named
     containers = [named[k] for k, t in env.names.items() if t.rule == "container"]
     queues = [named[k] for k, t in env.names.items() if t.rule == "queue"]
@@ -56,8 +57,6 @@ class StorageAccountResource:
     def __init__(self, azure: Azure, env: Environment, s: Slice, *, adopt: bool = False,
                  after: tuple[str, ...] = (), progress: Callable[[str], None] | None = None
                  ) -> None:
-        from devslice.config.derive import derive_names
-
         self.azure, self.env, self.slice = azure, env, s
         self.account = derive_names(env, s.handle).storage_account
         self.key = f"azure:storage:{self.account}"
@@ -222,9 +221,6 @@ class EmulatorContainersResource:
 
     def __init__(self, env: Environment, handle: str, *, after: tuple[str, ...] = (),
                  connect: Callable[[], tuple[Any, Any]] | None = None) -> None:
-        from devslice.config.derive import derive_names
-        from devslice.services.storage import connection_string as azurite_connection_string
-
         names = derive_names(env, handle)
         self.account = names.storage_account
         self.key = f"storage-containers:{self.account}"
@@ -235,7 +231,7 @@ class EmulatorContainersResource:
         self._connect = connect or (lambda: _data_clients(conn))
 
     def plan(self) -> list[Action]:
-        from azure.core.exceptions import AzureError as SdkError
+        from azure.core.exceptions import AzureError as SdkError  # lazy: azure-core, ~40 ms
 
         blobs, queues = self._connect()
         try:
@@ -265,10 +261,9 @@ class EmulatorContainersResource:
         return out
 
     def _create(self, kind: str, name: str) -> None:
-        from azure.core.exceptions import AzureError as SdkError
-        from azure.core.exceptions import ResourceExistsError
+        from azure.core.exceptions import AzureError as SdkError  # lazy: azure-core, ~40 ms
+        from azure.core.exceptions import ResourceExistsError  # lazy: azure-core, ~40 ms
 
-        from devslice.errors import CommandFailed
 
         blobs, queues = self._connect()
         try:
@@ -287,8 +282,8 @@ class EmulatorContainersResource:
 
 
 def _data_clients(conn: str) -> tuple[Any, Any]:
-    from azure.storage.blob import BlobServiceClient
-    from azure.storage.queue import QueueServiceClient
+    from azure.storage.blob import BlobServiceClient  # lazy: storage blob, ~300 ms
+    from azure.storage.queue import QueueServiceClient  # lazy: storage queue, ~300 ms
 
     # No retries: a plan on a machine where Azurite is not started yet must not wait.
     return (BlobServiceClient.from_connection_string(conn, retry_total=0),

@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from devslice.access.azure import Azure, AzureError, claim_of, get_or_none, ownership, translated
+from devslice.config.derive import derive_names
 from devslice.services.dataexplorer import SERVICE as DATAEXPLORER
 from devslice.services.eventhubs import SERVICE as EVENTHUBS
 from devslice.services.storage import SERVICE as STORAGE
@@ -54,8 +56,6 @@ class Candidate:
 
 def record(ledger: Ledger, action: str, handle: str, detail: dict[str, str]) -> None:
     """A line in the ledger's history (the state is unchanged)."""
-    from datetime import UTC, datetime
-
     from devslice import identity
     from devslice.slices.model import Change
     from devslice.slices.operations import Transition
@@ -96,8 +96,6 @@ def pending_leftovers(ledger: Ledger) -> list[tuple[str, dict[str, str]]]:
 
 
 def candidates(azure: Azure, env: Environment, handle: str) -> list[Candidate]:
-    from devslice.config.derive import derive_names
-
     names = derive_names(env, handle)
     out: list[Candidate] = []
     if STORAGE.shared(env):

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
 import types
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
+
+from devslice.config.model import Environment, SecretRef
 from devslice.errors import ConfigError, ConfigIssue, set_locator
-
-if TYPE_CHECKING:
-    from devslice.config.model import Environment
 
 DEFAULT_FILENAME = "devslice.yaml"
 LOCAL_FILENAME = "devslice.local.yaml"
@@ -112,8 +113,8 @@ def _check_depth(text: str, path: str) -> None:
 
 
 def _check_depth_tokens(text: str, path: str) -> None:
-    from ruamel.yaml import YAML, tokens
-    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml import YAML, tokens  # lazy: ruamel.yaml (~16 ms), only when YAML is read
+    from ruamel.yaml.error import YAMLError  # lazy: ruamel.yaml (~16 ms), only when YAML is read
 
     opening = (tokens.BlockMappingStartToken, tokens.BlockSequenceStartToken,
                tokens.FlowMappingStartToken, tokens.FlowSequenceStartToken)
@@ -139,7 +140,7 @@ def _check_nodes(yaml: Any, root: Any, path: str) -> None:
     cannot be read as their type (a 13th month, a 5,000-digit number, ``!!int x``),
     recursive anchors, and aliases that expand to more than MAX_VALUES values (an alias
     bomb), each at its line and column. Iterative, so nothing here can recurse too deep."""
-    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode  # lazy: ruamel.yaml, ~16 ms
 
     sizes: dict[int, int] = {}
     stack: list[tuple[Any, bool, int]] = [(root, False, 0)]
@@ -185,7 +186,7 @@ def _check_nodes(yaml: Any, root: Any, path: str) -> None:
 
 
 def _children(node: Any) -> list[Any]:
-    from ruamel.yaml.nodes import MappingNode, SequenceNode
+    from ruamel.yaml.nodes import MappingNode, SequenceNode  # lazy: ruamel.yaml, ~16 ms
 
     if isinstance(node, MappingNode):
         return [n for pair in node.value for n in pair]
@@ -195,9 +196,9 @@ def _children(node: Any) -> list[Any]:
 
 
 def _yaml_load(text: str, path: str) -> Any:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-    from ruamel.yaml.reader import ReaderError
+    from ruamel.yaml import YAML  # lazy: ruamel.yaml (~16 ms), only when YAML is read
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError  # lazy: ruamel.yaml, ~16 ms
+    from ruamel.yaml.reader import ReaderError  # lazy: ruamel.yaml (~16 ms), only when YAML is read
 
     text = text.removeprefix("\ufeff")
     yaml = YAML(typ="rt")
@@ -231,7 +232,7 @@ def _yaml_load(text: str, path: str) -> Any:
 
 def _position(root: Any, loc: tuple[Any, ...], key: bool = False) -> tuple[int | None, int | None]:
     """Line and column (1-based) of the deepest node along ``loc`` that the file contains."""
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq  # lazy: ruamel.yaml, ~16 ms
 
     node = root
     line, col = (0, 0) if isinstance(root, CommentedMap | CommentedSeq) else (None, None)
@@ -260,9 +261,7 @@ def locate(issues: list[ConfigIssue]) -> list[ConfigIssue]:
 
 
 def _locate(issue: ConfigIssue, roots: dict[str, Any]) -> ConfigIssue:
-    import dataclasses
-
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq  # lazy: ruamel.yaml, ~16 ms
 
     if issue.line is not None or not issue.where or not os.path.isabs(issue.path):
         return issue
@@ -304,8 +303,6 @@ def _where(loc: tuple[Any, ...]) -> str:
 
 def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
     """The pydantic model class that ``loc`` points into (for listing allowed keys)."""
-    from pydantic import BaseModel
-
     current: Any = model
     for part in loc:
         current = _unwrap(current, part)
@@ -356,7 +353,6 @@ def _message(err: dict[str, Any], model: Any) -> str:
         guess = f"; did you mean {close[0]!r}?" if close else ";"
         return f"unknown key {loc[-1]!r}{guess} expected one of: {', '.join(allowed)}"
     msg = err["msg"]
-    from devslice.config.model import SecretRef
 
     if kind == "model_type" and _model_at(model, loc) is SecretRef:
         # Never echo what was written: it is probably the secret itself.
@@ -391,8 +387,7 @@ def _kind(value: Any) -> str:
 
 def _text_maps(model: Any) -> tuple[tuple[str, ...], ...]:
     """Where ``model`` has maps of environment variables (``dict[str, str]``)."""
-    from devslice.config.local import LocalOverrides
-    from devslice.config.model import Environment
+    from devslice.config.local import LocalOverrides  # lazy: config.local imports this module
 
     if model is Environment:
         return (("contract", "env"),)
@@ -419,7 +414,7 @@ def _scalars_as_text(data: Any, text: str, maps: tuple[tuple[str, ...], ...]) ->
         if not keys:
             continue
         if not root:
-            from ruamel.yaml import YAML
+            from ruamel.yaml import YAML  # lazy: ruamel.yaml (~16 ms), only when YAML is read
 
             root.append(YAML(typ="rt").compose(text))
         written = _written_scalars(root[0], loc)
@@ -470,8 +465,6 @@ def _merge_union_members(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def parse_config(text: str, path: str, model: type[M]) -> M:  # M is a pydantic model
     """Validate YAML text against a pydantic model; errors carry file:line:col."""
-    from pydantic import ValidationError
-
     data = _yaml_load(text, path)
     if data is None:
         raise ConfigError([ConfigIssue(path, 1, 1, "", "the file is empty")],
@@ -507,8 +500,6 @@ def parse_config(text: str, path: str, model: type[M]) -> M:  # M is a pydantic 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> tuple[Environment, Path]:
     """Find, read and validate devslice.yaml; returns the Environment and the file's path."""
-    from devslice.config.model import Environment
-
     found = find_config(path)
     return parse_config(read_config_text(found), str(found), Environment), found
 

@@ -66,7 +66,7 @@ class Ledger(ABC):
 
     def invalid(self, problems: list[Problem]) -> LedgerCorrupt:
         """The error for a ledger holding records devslice will not act on."""
-        from devslice.ledger.records import summary
+        from devslice.ledger.records import summary  # lazy: pydantic, only for this error
 
         return LedgerCorrupt(
             f"the ledger {self.location} holds records devslice will not act on: "

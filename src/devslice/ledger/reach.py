@@ -44,7 +44,7 @@ def reach_issue(env: Environment, config_path: Path, ledger: Ledger) -> ConfigEr
     services = shared_services(env)
     if ledger.shared or not services or solo(env):
         return None
-    from devslice.config.load import locate
+    from devslice.config.load import locate  # lazy: pydantic and the config models
 
     path = str(Path(config_path).resolve())
     listed = ", ".join(services[:-1]) + " and " + services[-1] if len(services) > 1 \

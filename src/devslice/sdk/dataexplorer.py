@@ -326,12 +326,13 @@ def connect(cluster_url: str) -> KustoClient:
     authentication" (kusto-emulator-install): no sign-in. ``https://`` is a cluster: a token
     from DefaultAzureCredential (az login, environment, managed identity), as the ledger does.
     """
+    # lazy: azure-kusto-data, ~220 ms, only when used
     from azure.kusto.data import KustoClient, KustoConnectionStringBuilder
 
     if cluster_url.startswith("http://"):
         kcsb = KustoConnectionStringBuilder.with_no_authentication(cluster_url)
     else:
-        from azure.identity import DefaultAzureCredential
+        from azure.identity import DefaultAzureCredential  # lazy: azure-identity, ~180 ms
 
         kcsb = KustoConnectionStringBuilder.with_azure_token_credential(
             cluster_url, DefaultAzureCredential())
@@ -476,7 +477,7 @@ class DataExplorer:
     # -- one request ----------------------------------------------------------------------------
     def _execute(self, database: str, csl: str, verb: str, what: str,
                  applied: int | None) -> KustoResponseDataSet:
-        from azure.kusto.data.exceptions import KustoError
+        from azure.kusto.data.exceptions import KustoError  # lazy: azure-kusto-data, ~220 ms
 
         try:
             return self.client.execute_mgmt(database, csl, _properties(verb))
@@ -489,7 +490,7 @@ class DataExplorer:
 
 
 def _properties(verb: str) -> ClientRequestProperties:
-    from azure.kusto.data import ClientRequestProperties
+    from azure.kusto.data import ClientRequestProperties  # lazy: azure-kusto-data, ~220 ms
 
     props = ClientRequestProperties()
     props.application = APPLICATION
@@ -538,7 +539,7 @@ def _applied_note(applied: int | None) -> str | None:
 
 def _translate(exc: Exception, url: str, what: str, applied: int | None) -> DataExplorerError:
     """A devslice error for an azure-kusto-data one, saying what was being done and what next."""
-    from azure.kusto.data.exceptions import (
+    from azure.kusto.data.exceptions import (  # lazy: azure-kusto-data, ~220 ms, only when used
         KustoApiError,
         KustoAuthenticationError,
         KustoClientInvalidConnectionStringException,
@@ -583,7 +584,7 @@ def _translate(exc: Exception, url: str, what: str, applied: int | None) -> Data
 
 
 def _server_message(exc: Exception) -> str:
-    from azure.kusto.data.exceptions import KustoServiceError
+    from azure.kusto.data.exceptions import KustoServiceError  # lazy: azure-kusto-data, ~220 ms
 
     if isinstance(exc, KustoServiceError):
         return exc.message_text.strip() or "no message"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import sys
 import threading
 import time
@@ -229,8 +230,6 @@ class Router:
         """The routing properties of an event that names none of its own, as the embedded
         hub stores them (JSON), computed once."""
         if self._routing_json is None and self._routing:
-            import json
-
             self._routing_json = json.dumps(self._routing, default=str)
         return self._routing_json
 
@@ -269,7 +268,7 @@ def too_large(batch: Any) -> DevsliceError:
 
 
 def _events(events: Any) -> list[Any]:
-    from azure.eventhub import EventData
+    from azure.eventhub import EventData  # lazy: azure-eventhub, ~100 ms, only against Event Hubs
 
     if isinstance(events, EventData | str | bytes):
         events = [events]
@@ -373,7 +372,7 @@ class SliceConsumer:
         the slice uses it (its consumers and the debug session share its file), else, in a
         pod, as ``coordination.k8s.io`` Leases in the pod's namespace
         (:mod:`devslice.sdk.kubelease`)."""
-        from devslice.sdk.kubelease import pod_lease_store
+        from devslice.sdk.kubelease import pod_lease_store  # lazy: only in a pod
 
         ctx = ctx or SliceContext.from_env()
         lease = None
@@ -553,8 +552,8 @@ def _resume_positions(partitions: Iterable[str], original: Any, seen: dict[str, 
 
 # -- building clients from the contract -----------------------------------------------------------
 def _embedded(ctx: SliceContext) -> Any:
-    from devslice.embedded import EmbeddedHub
-    from devslice.embedded.eventhub import RETENTION
+    from devslice.embedded import EmbeddedHub  # lazy: embedded broker, ~90 ms, only offline
+    from devslice.embedded.eventhub import RETENTION  # lazy: embedded broker, ~90 ms, only offline
 
     assert ctx.embedded_path is not None
     options = ctx.embedded_options
@@ -575,17 +574,17 @@ def _no_connection() -> DevsliceError:
 def _credential(credential: Any) -> Any:
     if credential is not None:
         return credential
-    from azure.identity import DefaultAzureCredential
+    from azure.identity import DefaultAzureCredential  # lazy: azure-identity, ~180 ms
 
     return DefaultAzureCredential()
 
 
 def _producer_client(ctx: SliceContext, eventhub_name: str, credential: Any) -> ProducerClient:
     if ctx.embedded_path:
-        from devslice.embedded import EmbeddedProducerClient
+        from devslice.embedded import EmbeddedProducerClient  # lazy: embedded broker, ~90 ms
 
         return EmbeddedProducerClient(_embedded(ctx), eventhub_name)
-    from azure.eventhub import EventHubProducerClient
+    from azure.eventhub import EventHubProducerClient  # lazy: azure-eventhub, ~100 ms
 
     if ctx.eventhubs_connection_string:
         return EventHubProducerClient.from_connection_string(
@@ -602,7 +601,7 @@ def checkpoint_store_for(ctx: SliceContext, container: str = "eventhub-checkpoin
     created when missing: the official event processor swallows "The specified container does
     not exist" and retries every ~35 s without ever receiving (issue 15), so a new slice's
     consumer would wait forever for a container nobody made. `devslice up` creates it too."""
-    from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
+    from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore  # lazy: ~330 ms
 
     if ctx.storage_connection_string:
         conn = ctx.storage_connection_string
@@ -618,7 +617,7 @@ def checkpoint_store_for(ctx: SliceContext, container: str = "eventhub-checkpoin
 
 def _container_client(conn: str | None, endpoint: str | None, container: str,
                       credential: Any) -> Any:
-    from azure.storage.blob import ContainerClient
+    from azure.storage.blob import ContainerClient  # lazy: storage blob, ~300 ms
 
     if conn:
         return ContainerClient.from_connection_string(conn, container)
@@ -627,7 +626,7 @@ def _container_client(conn: str | None, endpoint: str | None, container: str,
 
 def _ensure_container(connect: Callable[[], Any], container: str) -> None:
     """Create-if-missing; another consumer creating it at the same moment is fine."""
-    from azure.core.exceptions import AzureError, ResourceExistsError
+    from azure.core.exceptions import AzureError, ResourceExistsError  # lazy: azure-core, ~40 ms
 
     try:
         with connect() as client:
@@ -645,12 +644,12 @@ def _ensure_container(connect: Callable[[], Any], container: str) -> None:
 def _consumer_client(ctx: SliceContext, eventhub_name: str, consumer_group: str,
                      checkpoint_store: Any, credential: Any) -> ConsumerClient:
     if ctx.embedded_path:
-        from devslice.embedded import EmbeddedConsumerClient
+        from devslice.embedded import EmbeddedConsumerClient  # lazy: embedded broker, ~90 ms
 
         hub = _embedded(ctx)
         return EmbeddedConsumerClient(hub, eventhub_name, consumer_group,
                                       checkpoint_store=per_claim(checkpoint_store or hub, ctx))
-    from azure.eventhub import EventHubConsumerClient
+    from azure.eventhub import EventHubConsumerClient  # lazy: azure-eventhub, ~100 ms
 
     store = per_claim(checkpoint_store or checkpoint_store_for(ctx, credential=credential), ctx)
     if ctx.eventhubs_connection_string:
@@ -670,10 +669,10 @@ def partition_properties_client(ctx: SliceContext, eventhub_name: str,
     embedded hub's, or the official SDK's for the emulator and shared Event Hubs, with one
     retry, so that an unreachable namespace falls back to a time fence soon."""
     if ctx.embedded_path:
-        from devslice.embedded import EmbeddedConsumerClient
+        from devslice.embedded import EmbeddedConsumerClient  # lazy: embedded broker, ~90 ms
 
         return EmbeddedConsumerClient(_embedded(ctx), eventhub_name)
-    from azure.eventhub import EventHubConsumerClient
+    from azure.eventhub import EventHubConsumerClient  # lazy: azure-eventhub, ~100 ms
 
     if ctx.eventhubs_connection_string:
         return EventHubConsumerClient.from_connection_string(

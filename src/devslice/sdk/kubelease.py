@@ -107,9 +107,9 @@ class KubeLeaseStore:
         """The :class:`~devslice.adapters.kube.Kube` adapter over the connection."""
         if self._kube is None:
             try:
-                from lightkube import Client, KubeConfig
+                from lightkube import Client, KubeConfig  # lazy: lightkube, ~100 ms
 
-                from devslice.adapters.kube import Kube
+                from devslice.adapters.kube import Kube  # lazy: lightkube, ~110 ms
 
                 source = self._source
                 if source is None:
@@ -148,9 +148,9 @@ class KubeLeaseStore:
 
     def _write(self, obj: dict[str, Any], create: bool) -> bool:
         """Create or replace; False on a 409 (someone else wrote first)."""
-        from lightkube.resources.coordination_v1 import Lease
+        from lightkube.resources.coordination_v1 import Lease  # lazy: lightkube, ~100 ms
 
-        from devslice.adapters.kube import KubeConflict
+        from devslice.adapters.kube import KubeConflict  # lazy: lightkube, ~110 ms
 
         kube, lease = self.kube, Lease.from_dict(obj)
         verb = "creating" if create else "replacing"
@@ -194,7 +194,7 @@ class KubeLeaseStore:
             if self._write(obj, create=current is None):
                 expires_at = now + timedelta(seconds=seconds)
                 return LeaseInfo(name, holder, int(expires_at.timestamp() * 1000))
-        from devslice.adapters.kube import KubeConflict
+        from devslice.adapters.kube import KubeConflict  # lazy: lightkube, ~110 ms
 
         raise KubeConflict(f"Lease {k8s_name} in {self._ns()} kept changing while taking it",
                            hint="another process writes it continuously; try again")

@@ -217,7 +217,7 @@ class _SignalRBase:
         return {"url": url, "accessToken": self._token(audience, lifetime, user_id)}
 
     def _token(self, audience: str, lifetime: timedelta, user_id: str | None = None) -> str:
-        import jwt
+        import jwt  # lazy: pyjwt, ~50 ms, only to sign a token
 
         now = self._clock()
         claims: dict[str, Any] = {"aud": audience, "iat": int(now.timestamp()),
@@ -311,7 +311,7 @@ class SliceSignalR(_SignalRBase):
         self._send(self._request(hub, user_id, target, arguments))
 
     def _send(self, request: _Request) -> None:
-        import httpx
+        import httpx  # lazy: httpx, ~75 ms, only when calling the service
 
         if self._client is None:
             self._client = httpx.Client(timeout=DEFAULT_TIMEOUT)
@@ -358,7 +358,7 @@ class AsyncSliceSignalR(_SignalRBase):
         await self._send(self._request(hub, user_id, target, arguments))
 
     async def _send(self, request: _Request) -> None:
-        import httpx
+        import httpx  # lazy: httpx, ~75 ms, only when calling the service
 
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)

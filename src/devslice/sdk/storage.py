@@ -80,7 +80,7 @@ def blob_service(ctx: SliceContext, credential: Any = None, **options: Any) -> B
     ``credential`` (default ``DefaultAzureCredential``). ``options`` go to the SDK client
     (``transport``, ``per_call_policies``, ``api_version``, ...).
     """
-    from azure.storage.blob import BlobServiceClient
+    from azure.storage.blob import BlobServiceClient  # lazy: storage blob, ~300 ms
 
     return _open(BlobServiceClient, ctx, "blob", credential, options, aio=False)
 
@@ -88,7 +88,7 @@ def blob_service(ctx: SliceContext, credential: Any = None, **options: Any) -> B
 def queue_service(ctx: SliceContext, credential: Any = None,
                   **options: Any) -> QueueServiceClient:
     """The slice's ``QueueServiceClient``; see :func:`blob_service`."""
-    from azure.storage.queue import QueueServiceClient
+    from azure.storage.queue import QueueServiceClient  # lazy: storage queue, ~300 ms
 
     return _open(QueueServiceClient, ctx, "queue", credential, options, aio=False)
 
@@ -97,7 +97,7 @@ def container(ctx: SliceContext, key: str, credential: Any = None, *,
               default: str | None = None, **options: Any) -> ContainerClient:
     """The ``ContainerClient`` for the slice's name ``key`` (``names.<key>`` in devslice.yaml,
     ``default`` when the contract has none), in the slice's account."""
-    from azure.storage.blob import ContainerClient
+    from azure.storage.blob import ContainerClient  # lazy: storage blob, ~300 ms
 
     name = _named(ctx, key, default, "container")
     return _open(ContainerClient, ctx, "blob", credential, options, aio=False,
@@ -107,7 +107,7 @@ def container(ctx: SliceContext, key: str, credential: Any = None, *,
 def queue(ctx: SliceContext, key: str, credential: Any = None, *,
           default: str | None = None, **options: Any) -> QueueClient:
     """The ``QueueClient`` for the slice's name ``key``; see :func:`container`."""
-    from azure.storage.queue import QueueClient
+    from azure.storage.queue import QueueClient  # lazy: storage queue, ~300 ms
 
     name = _named(ctx, key, default, "queue")
     return _open(QueueClient, ctx, "queue", credential, options, aio=False, queue_name=name)
@@ -117,21 +117,21 @@ def async_blob_service(ctx: SliceContext, credential: Any = None,
                        **options: Any) -> AsyncBlobServiceClient:
     """:func:`blob_service` from ``azure.storage.blob.aio``; the default credential is the
     async ``DefaultAzureCredential`` (pass your own to control when it is closed)."""
-    from azure.storage.blob.aio import BlobServiceClient
+    from azure.storage.blob.aio import BlobServiceClient  # lazy: storage blob, ~300 ms
 
     return _open(BlobServiceClient, ctx, "blob", credential, options, aio=True)
 
 
 def async_queue_service(ctx: SliceContext, credential: Any = None,
                         **options: Any) -> AsyncQueueServiceClient:
-    from azure.storage.queue.aio import QueueServiceClient
+    from azure.storage.queue.aio import QueueServiceClient  # lazy: storage queue, ~300 ms
 
     return _open(QueueServiceClient, ctx, "queue", credential, options, aio=True)
 
 
 def async_container(ctx: SliceContext, key: str, credential: Any = None, *,
                     default: str | None = None, **options: Any) -> AsyncContainerClient:
-    from azure.storage.blob.aio import ContainerClient
+    from azure.storage.blob.aio import ContainerClient  # lazy: storage blob, ~300 ms
 
     name = _named(ctx, key, default, "container")
     return _open(ContainerClient, ctx, "blob", credential, options, aio=True,
@@ -140,7 +140,7 @@ def async_container(ctx: SliceContext, key: str, credential: Any = None, *,
 
 def async_queue(ctx: SliceContext, key: str, credential: Any = None, *,
                 default: str | None = None, **options: Any) -> AsyncQueueClient:
-    from azure.storage.queue.aio import QueueClient
+    from azure.storage.queue.aio import QueueClient  # lazy: storage queue, ~300 ms
 
     name = _named(ctx, key, default, "queue")
     return _open(QueueClient, ctx, "queue", credential, options, aio=True, queue_name=name)
@@ -275,10 +275,11 @@ def _default_credential(target: _Target, aio: bool) -> Any:
             "or AzureNamedKeyCredential)",
         )
     if aio:
+        # lazy: azure-identity, ~200 ms, only for Entra ID
         from azure.identity.aio import DefaultAzureCredential as AsyncDefaultAzureCredential
 
         return AsyncDefaultAzureCredential()
-    from azure.identity import DefaultAzureCredential
+    from azure.identity import DefaultAzureCredential  # lazy: azure-identity, ~180 ms
 
     return DefaultAzureCredential()
 
