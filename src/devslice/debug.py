@@ -39,6 +39,7 @@ from devslice.adapters.kube import SLICE_LABEL, KubeError
 from devslice.adapters.mirrord import FS_MODES
 from devslice.dotnet import DotnetRun, parse_run
 from devslice.errors import DevsliceError
+from devslice.sdk.context import SliceContext
 from devslice.sdk.leases import (
     DEFAULT_TTL,
     HOLDER_VARIABLE,
@@ -503,12 +504,16 @@ class Prepared:
 def slice_namespace(project: Project, handle: str) -> str | None:
     """The slice's namespace on a shared cluster (kube runtime); None for the developer's own
     k3d cluster, where the slice's objects keep the namespaces their manifests name."""
+    # lazy: engine.environment brings the engine and its adapters; needed only here
     from devslice.engine.environment import runtime
 
     c = project.env.cluster
     if runtime(project)[0] == "k3d":
         return None
+    # lazy: lightkube, only for a cluster runtime
     from devslice.adapters.kube import current_context
+
+    # lazy: resources.manifests loads lightkube, only for a cluster runtime
     from devslice.resources.manifests import kube_target
 
     return kube_target(c.kube, handle, current_context(), project.env.team).namespace
@@ -548,13 +553,14 @@ def lease_store(project: Project, handle: str, kube: Kube | None = None,
     ``namespace`` to the slice's on a shared cluster, and on k3d to the namespace of the
     service's Deployment, found by :func:`hold_lease`. A blob lease in the slice's storage
     account, for consumers outside a cluster on real Event Hubs, is still to come."""
+    # lazy: engine.environment brings the engine and its adapters; only for --exclusive leases
     from devslice.engine.environment import kube_context, runtime
-    from devslice.sdk.context import SliceContext
 
     variables = project.variables(handle, secrets=False)
     ctx = SliceContext.from_env({v.name: str(v.value) for v in variables},
                                 prefix=project.env.contract.prefix)
     if ctx.embedded_path is not None:
+        # lazy: the embedded hub, only when the slice uses it
         from devslice.embedded import EmbeddedHub
 
         return EmbeddedHub(ctx.embedded_path)
@@ -564,9 +570,11 @@ def lease_store(project: Project, handle: str, kube: Kube | None = None,
                          hint="eventHubs.mode is shared and the services run as local "
                               "processes: the blob lease their consumers would honour is not "
                               "built yet; stop the other consumers by hand")
+    # lazy: lightkube, only for pods
     from devslice.sdk.kubelease import KubeLeaseStore
 
     if kube is None:
+        # lazy: lightkube, only for pods
         from devslice.adapters.kube import connect
 
         kube = connect(context=kube_context(project, chosen))
@@ -580,6 +588,7 @@ def hold_lease(store: LeaseStore, handle: str, service: str, ttl: float = DEFAUL
     """The lease that makes the service's consumers step aside, not yet taken. A Kubernetes
     lease store without a namespace (k3d) takes the namespace of the service's Deployment,
     where its pods read it."""
+    # lazy: lightkube, only for pods
     from devslice.sdk.kubelease import KubeLeaseStore
 
     if isinstance(store, KubeLeaseStore) and store.namespace is None:

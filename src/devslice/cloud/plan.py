@@ -7,6 +7,12 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from devslice.access.azure import claim_of
+from devslice.cloud.dataexplorer import DatabaseResource
+from devslice.cloud.eventhubs import ConsumerGroupsResource, wanted_groups
+from devslice.cloud.storage import StorageAccountResource
+from devslice.cloud.teardown import CREATED, record
+from devslice.config.derive import derive_names
 from devslice.resources.plan import Action, noop
 from devslice.services.dataexplorer import SERVICE as DATAEXPLORER
 from devslice.services.eventhubs import SERVICE as EVENTHUBS
@@ -54,6 +60,7 @@ def schema_applier(project: Project) -> Callable[[str], None] | None:
     url = env.data_explorer.cluster_url
 
     def apply(database: str) -> None:
+        # lazy: azure-kusto-data, only when a schema script runs
         from devslice.sdk.dataexplorer import DataExplorer, parse_kql, plan_apply
 
         commands = plan_apply(database, parse_kql(path.read_text(encoding="utf-8-sig"),
@@ -68,10 +75,6 @@ def slice_resources(project: Project, handle: str, azure: Azure | Any, *,
                     progress: Callable[[str, str], None] | None = None,
                     apply_schema: Callable[[str], None] | None = None,
                     adopt: bool = False) -> list[Resource]:
-    from devslice.cloud.dataexplorer import DatabaseResource
-    from devslice.cloud.eventhubs import ConsumerGroupsResource, wanted_groups
-    from devslice.cloud.storage import StorageAccountResource
-    from devslice.config.derive import derive_names
 
     env = project.env
     if not provisioning(env):
@@ -87,12 +90,11 @@ def slice_resources(project: Project, handle: str, azure: Azure | Any, *,
         storage.progress = report(storage.key)
         out.append(storage)
     if DATAEXPLORER.shared(env) and env.data_explorer.cluster_url:
-        from devslice.access.azure import claim_of
-        from devslice.cloud.teardown import CREATED, record
 
         claim = claim_of(s)
 
         def created(rid: str) -> None:
+            # lazy: the ledger backends, only when a database is created
             from devslice.ledger import open_ledger
 
             # The executor's thread: a ledger of its own (SQLite connections stay in theirs).

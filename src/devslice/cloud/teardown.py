@@ -17,11 +17,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from devslice.access.azure import Azure, AzureError, claim_of, get_or_none, ownership, translated
+from devslice import identity
+from devslice.access.azure import (
+    Azure,
+    AzureError,
+    claim_of,
+    get_or_none,
+    ownership,
+    translated,
+    wait,
+)
+from devslice.cloud.eventhubs import metadata_tags, wanted_groups
 from devslice.config.derive import derive_names
 from devslice.services.dataexplorer import SERVICE as DATAEXPLORER
 from devslice.services.eventhubs import SERVICE as EVENTHUBS
 from devslice.services.storage import SERVICE as STORAGE
+from devslice.slices.model import Change
+from devslice.slices.operations import Transition
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
@@ -56,9 +68,6 @@ class Candidate:
 
 def record(ledger: Ledger, action: str, handle: str, detail: dict[str, str]) -> None:
     """A line in the ledger's history (the state is unchanged)."""
-    from devslice import identity
-    from devslice.slices.model import Change
-    from devslice.slices.operations import Transition
 
     change = Change(at=datetime.now(UTC), actor=identity.actor(), action=action, handle=handle,
                     detail=json.dumps(detail, sort_keys=True))
@@ -112,7 +121,6 @@ def candidates(azure: Azure, env: Environment, handle: str) -> list[Candidate]:
 
 
 def _consumer_groups(azure: Azure, env: Environment, s: Slice) -> list[Candidate]:
-    from devslice.cloud.eventhubs import wanted_groups
 
     if not EVENTHUBS.shared(env):
         return []
@@ -135,14 +143,12 @@ def _read(azure: Azure, c: Candidate) -> dict[str, Any] | None:
 
 def _tags(c: Candidate, found: dict[str, Any]) -> dict[str, str] | None:
     if c.kind == "consumer group":
-        from devslice.cloud.eventhubs import metadata_tags
 
         return metadata_tags(found)
     return found.get("tags")
 
 
 def _delete(azure: Azure, c: Candidate, progress: Callable[[str], None] | None) -> None:
-    from devslice.access.azure import wait
 
     rg = azure.resource_group
     with translated(f"delete {c.rid}"):

@@ -10,9 +10,12 @@ colliding names) live in :mod:`devslice.config.checks`, so that both report file
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 from datetime import timedelta
 from typing import Annotated, Literal
+from urllib.parse import urlparse
 
 from pydantic import (
     AfterValidator,
@@ -335,7 +338,6 @@ class DataExplorerSettings(Model):
             return self.cluster_name
         if not self.cluster_url:
             return None
-        from urllib.parse import urlparse
 
         host = urlparse(self.cluster_url).hostname or ""
         return host.split(".")[0] or None
@@ -510,7 +512,6 @@ class KubeSettings(Model):
 def _subnet(value: object) -> object:
     """A network k3d can create, with room for a gateway and nodes (issue 12: an empty or
     malformed subnet used to pass loading and fail later without a line)."""
-    import ipaddress
 
     if isinstance(value, str) and value != "auto":  # auto: chosen free, then kept (issue 13)
         try:
@@ -900,11 +901,11 @@ class Environment(Model):
 
     def semantic_issues(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-field problems (templates, reserved partitions), each with its location."""
+        # lazy: config.checks imports this module
         from devslice.config.checks import check
 
         return check(self)
 
     def config_dir_path(self, config_path: str) -> str:
-        import os
 
         return os.path.dirname(os.path.abspath(config_path))

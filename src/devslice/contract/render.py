@@ -12,6 +12,7 @@ import json
 import re
 import shlex
 from collections.abc import Iterable
+from io import StringIO
 from typing import Any, Literal
 
 from devslice.contract.variables import Variable
@@ -30,6 +31,7 @@ class UnsafeVariableName(DevsliceError):
 def variable_name(name: str) -> str:
     """``name`` if every format reads it as one variable name, else an error: the config
     refuses such names at load, and this keeps any other path from writing one (issue 12)."""
+    # lazy: config.model builds pydantic models, not needed for quoting
     from devslice.config.model import VARIABLE_NAME
 
     if not VARIABLE_NAME.fullmatch(name):
@@ -61,6 +63,7 @@ def quote(value: str, fmt: Format) -> str:
     if fmt == "shell":
         return shlex.quote(value)
     if fmt == "k8s":
+        # lazy: ruamel.yaml, only for the k8s format
         from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
         return DoubleQuotedScalarString(value)
@@ -146,8 +149,8 @@ def k8s_objects(
 
 
 def k8s(variables: Iterable[Variable], handle: str, namespace: str | None = None) -> str:
-    from io import StringIO
 
+    # lazy: ruamel.yaml, only for the k8s format
     from ruamel.yaml import YAML
 
     objects = k8s_objects(variables, handle, namespace)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from devslice.errors import LedgerBusy, LedgerCorrupt, LedgerUnreachable
 from devslice.ledger.base import API_VERSION, KIND, Ledger
@@ -58,15 +59,16 @@ class AzureBlobLedger(Ledger):
         self.handles = handles or HandleRule()
         self.max_attempts = max_attempts
         # Never a secret here: a SAS token rides in the URL's query, so drop the query.
-        from urllib.parse import urlsplit
 
         self.location = f"{urlsplit(container.url)._replace(query='').geturl()}/{blob}"
 
     @classmethod
     def from_settings(cls, settings: Settings, team: str, base_dir: Path,
                       handles: HandleRule | None = None) -> AzureBlobLedger:
+        # lazy: the Azure Storage SDK (~300 ms), only when this ledger is opened
         from azure.storage.blob import ContainerClient, LinearRetry
 
+        # lazy: secrets reach Key Vault, only for a connection string reference
         from devslice.secrets import resolve
 
         # The SDK's default retry waits 15 s, then 18 s; an unreachable ledger should say so
@@ -88,6 +90,7 @@ class AzureBlobLedger(Ledger):
                     " or a BlobEndpoint with a SAS",
                 ) from None
         else:
+            # lazy: azure-identity, only for a sign-in without a connection string
             from azure.identity import DefaultAzureCredential
 
             client = ContainerClient(
@@ -101,6 +104,7 @@ class AzureBlobLedger(Ledger):
 
     # -- the document ---------------------------------------------------------------------
     def _download(self) -> tuple[dict[str, Any] | None, str | None]:
+        # lazy: azure.core with the Storage SDK, only when this ledger is used
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
@@ -150,6 +154,7 @@ class AzureBlobLedger(Ledger):
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         """Translate transport and auth failures into LedgerUnreachable."""
+        # lazy: azure.core with the Storage SDK, only when this ledger is used
         from azure.core.exceptions import (
             ClientAuthenticationError,
             HttpResponseError,
@@ -201,6 +206,7 @@ class AzureBlobLedger(Ledger):
         return problems + overlaps(state.slices.values())
 
     def transact(self, operation: Callable[[LedgerState], Transition[T]]) -> Transition[T]:
+        # lazy: azure.core with the Storage SDK, only when this ledger is used
         from azure.core.exceptions import (
             ResourceExistsError,
             ResourceModifiedError,
@@ -237,7 +243,10 @@ class AzureBlobLedger(Ledger):
 
     def _write(self, body: str, etag: str | None) -> None:
         """Create the document if it is missing, else replace it if nobody changed it."""
+        # lazy: azure.core with the Storage SDK, only when this ledger is used
         from azure.core import MatchConditions
+
+        # lazy: azure.core with the Storage SDK, only when this ledger is used
         from azure.core.exceptions import ResourceExistsError
 
         if etag is None:

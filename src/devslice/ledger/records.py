@@ -30,6 +30,7 @@ MAX_TEXT = 512  # owners, actors and details: e-mail addresses and one-line note
 
 
 def max_partitions() -> int:
+    # lazy: config.model builds pydantic models; records are checked without them
     from devslice.config.model import MAX_PARTITIONS
 
     return MAX_PARTITIONS

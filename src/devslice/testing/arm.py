@@ -70,6 +70,7 @@ class StaticToken:
         self.scopes: list[str] = []
 
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        # lazy: azure-core, only when a token is asked for
         from azure.core.credentials import AccessToken
 
         self.scopes.extend(scopes)
@@ -81,9 +82,16 @@ class StaticToken:
 
 def _certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and localhost (it is its own CA)."""
+    # lazy: cryptography, only to make the test certificate
     from cryptography import x509
+
+    # lazy: cryptography, only to make the test certificate
     from cryptography.hazmat.primitives import hashes, serialization
+
+    # lazy: cryptography, only to make the test certificate
     from cryptography.hazmat.primitives.asymmetric import ec
+
+    # lazy: cryptography, only to make the test certificate
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
