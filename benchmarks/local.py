@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.stats import median, ms, table
+from devslice.facts.ports import free_ports
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "shop"
@@ -38,17 +39,6 @@ NOOP_GOAL = 0.25  # seconds, a no-op up as a command
 CPU_GOAL = 0.35  # seconds of CPU, status / plan
 COLD_GOAL = 1.15  # cold up / starting the processes directly
 IDLE_GOAL = 0.001  # share of a CPU, an idle supervisor
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devslice.config import Environment, parse_config
+from devslice.facts.ports import free_ports
 
 REPO = Path(__file__).resolve().parent.parent
 # Copies of the reference files tests compare with (schemas, facts), with their source and
@@ -28,19 +29,23 @@ def env_from(text: str = "", path: str = "devslice.yaml") -> Environment:
     """An Environment from the base document plus extra YAML."""
     return parse_config(BASE + textwrap.dedent(text), path, Environment)
 
+# The one Deployment the engine tests apply (its image is rewritten to the local registry).
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: orders}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: orders}}
+  template:
+    metadata: {labels: {app: orders}}
+    spec:
+      containers:
+        - name: orders
+          image: orders
+"""
+
 FAKES = Path(__file__).parent / "fakes"  # wire-level fakes of k3d, docker, mirrord, ...
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports that were free a moment ago (all bound at once, then released)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def free_port() -> int:

@@ -24,24 +24,10 @@ from devslice.cli.app import run
 from devslice.facts.tools import DockerEndpoint
 from devslice.testing.kubeapi import FakeKubeAPI
 
-from .helpers import BASE, FAKES, SOLO, free_port
+from .helpers import BASE, DEPLOYMENT, FAKES, SOLO, free_port
 
 pytestmark = pytest.mark.docker
 
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: orders}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: orders}}
-  template:
-    metadata: {labels: {app: orders}}
-    spec:
-      containers:
-        - name: orders
-          image: orders
-"""
 
 
 @dataclass

@@ -19,22 +19,8 @@ from devslice.cli.app import run
 from devslice.testing.dockerapi import FakeDockerEngine, FakeRegistry
 from devslice.testing.kubeapi import FakeKubeAPI
 
-from .helpers import BASE, FAKES, SOLO, free_ports
+from .helpers import BASE, DEPLOYMENT, FAKES, SOLO, free_ports
 
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: orders}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: orders}}
-  template:
-    metadata: {labels: {app: orders}}
-    spec:
-      containers:
-        - name: orders
-          image: orders
-"""
 PLATFORM = """\
 apiVersion: v1
 kind: ConfigMap

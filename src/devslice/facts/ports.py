@@ -5,6 +5,19 @@ from __future__ import annotations
 import socket
 
 
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct ports that were free a moment ago (all bound at once, then released):
+    for ``port: auto``, Azurite's ports in tests, and the benchmarks."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
     """Whether something accepts connections on ``host:port`` (readiness, a taken port)."""
     try:

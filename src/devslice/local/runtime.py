@@ -13,7 +13,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from devslice import services
 from devslice.adapters.runner import SubprocessRunner
 from devslice.errors import CommandFailed, ConfigError, ConfigIssue
-from devslice.facts.ports import port_open
+from devslice.facts.ports import free_ports, port_open
 from devslice.local.state import (
     LOGS,
     SPEC,
@@ -97,9 +96,7 @@ def _auto_port(previous: dict[str, Any] | None) -> int:
     """The port this slice's service had (a plan must not change it), else a free one."""
     if previous and (previous.get("env") or {}).get("PORT"):
         return int(previous["env"]["PORT"])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def container_only(project: Project) -> list[ConfigIssue]:

@@ -8,14 +8,13 @@ than Azurite knows (see shared/reference/facts.md). Several accounts are declare
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from devslice.errors import ToolMissing
-from devslice.facts.ports import port_open
+from devslice.facts.ports import free_ports, port_open
 from devslice.services.storage import (
     DEV_ACCOUNT,
     LENIENT,
@@ -26,12 +25,6 @@ from devslice.services.storage import (
 
 # Finding Azurite lives in production (the local runtime needs it); re-exported here.
 __all__ = ["DEV_ACCOUNT", "Azurite", "AzuriteNotFound", "find_azurite"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Azurite:
@@ -75,7 +68,7 @@ class Azurite:
         if self.location is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="azurite-")
             self.location = self._tmp.name
-        self.blob_port, self.queue_port, table_port = _free_port(), _free_port(), _free_port()
+        self.blob_port, self.queue_port, table_port = free_ports(3)
         env = dict(os.environ)
         env["AZURITE_ACCOUNTS"] = ";".join(f"{a}:{self.key(a)}" for a in self.accounts)
         argv = [
