@@ -447,42 +447,66 @@ class SliceConsumer:
         given = "starting_position_inclusive" in kwargs  # passed on only when asked or needed
         inclusive = kwargs.pop("starting_position_inclusive", False)
 
-        def run(partition_id: str | None, client: ConsumerClient) -> None:
+        def run(partition_ids: tuple[str | None, ...], client: ConsumerClient) -> None:
             with self._lock:  # close() may have come first; a closed client must not start
                 if self._closed or stepping_aside.is_set():
                     return
             try:
-                if partition_id is None:  # shared environment: one load-balanced receive
+                if partition_ids == (None,):  # shared environment: one load-balanced receive
                     extra = {"starting_position_inclusive": inclusive} if given else {}
                     client.receive(behind_fence(on_event, None),
                                    starting_position=starting_position, on_error=on_error,
                                    **extra, **kwargs)
                     return
-                fence = self._fence(partition_id, client)
-                start, start_inclusive = fenced_start(starting_position, inclusive,
-                                                      partition_id, fence)
-                extra = ({"starting_position_inclusive": start_inclusive}
-                         if given or start_inclusive else {})
-                client.receive(behind_fence(on_event, fence), starting_position=start,
-                               on_error=on_error, partition_id=partition_id, **extra, **kwargs)
+                handlers, starts, inclusives = {}, {}, {}
+                for pid in partition_ids:
+                    assert pid is not None
+                    fence = self._fence(pid, client)
+                    handlers[pid] = behind_fence(on_event, fence)
+                    starts[pid], inclusives[pid] = fenced_start(starting_position, inclusive,
+                                                                pid, fence)
+                if len(partition_ids) > 1:  # the embedded hub's client: one reader for all
+                    client.receive_partitions(  # type: ignore[attr-defined]
+                        handlers, starting_position=starts,
+                        starting_position_inclusive=inclusives, on_error=on_error, **kwargs)
+                    return
+                [(pid, handler)] = handlers.items()
+                extra = ({"starting_position_inclusive": inclusives[pid]}
+                         if given or inclusives[pid] else {})
+                client.receive(handler, starting_position=starts[pid],
+                               on_error=on_error, partition_id=pid, **extra, **kwargs)
             except BaseException as exc:  # handed to the caller below
                 failures.append(exc)
                 self.close()
 
         targets: tuple[str | None, ...] = (
             (None,) if self.ctx.partition_ids is None else self.partitions())
-        threads = []
+        jobs: list[tuple[tuple[str | None, ...], ConsumerClient]] = []
         mine: list[ConsumerClient] = []
-        for pid in targets:
-            client = self.client_factory()
+        first = self.client_factory()
+        # One receiver per partition, each on its own client (one client cannot receive a
+        # consumer group twice), or, with the embedded hub's client, one for them all.
+        groups: list[tuple[str | None, ...]] = (
+            [targets] if targets != (None,) and hasattr(first, "receive_partitions")
+            else [(pid,) for pid in targets])
+        if not groups:
+            first.close()
+        for i, pids in enumerate(groups):
+            client = first if i == 0 else self.client_factory()
             with self._lock:
                 if self._closed:
                     client.close()
                     break
                 self._clients.append(client)
             mine.append(client)
-            threads.append(threading.Thread(target=run, args=(pid, client),
-                                            name=f"devslice-receive-{pid}", daemon=True))
+            jobs.append((pids, client))
+        if self.lease is None and len(jobs) == 1:
+            # One receiver and no lease to watch (the embedded hub's client, say): it runs in
+            # this thread, so no GIL is handed between two threads.
+            run(*jobs.pop())
+        threads = [threading.Thread(target=run, args=job, daemon=True,
+                                    name=f"devslice-receive-{','.join(map(str, job[0]))}")
+                   for job in jobs]
         for t in threads:
             t.start()
         next_look = time.monotonic()
