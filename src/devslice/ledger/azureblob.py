@@ -61,6 +61,9 @@ class AzureBlobLedger(Ledger):
         # Never a secret here: a SAS token rides in the URL's query, so drop the query.
 
         self.location = f"{urlsplit(container.url)._replace(query='').geturl()}/{blob}"
+        # One blob client for every read and write: the container's would build a new one
+        # (and its pipeline) per call.
+        self._blob = container.get_blob_client(blob)
 
     @classmethod
     def from_settings(cls, settings: Settings, team: str, base_dir: Path,
@@ -108,7 +111,7 @@ class AzureBlobLedger(Ledger):
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            downloader = self._call(lambda: self.container.download_blob(self.blob))
+            downloader = self._call(self._blob.download_blob)
         except ResourceNotFoundError:
             return None, None
         raw = self._call(downloader.readall)
@@ -227,7 +230,7 @@ class AzureBlobLedger(Ledger):
                 "slices": {h: s.model_dump(mode="json") for h, s in result.state.slices.items()},
                 "history": [c.model_dump(mode="json")
                             for c in [*history, *result.changes][-HISTORY_KEPT:]],
-            }, indent=1)
+            })  # no indent: json's C encoder (with indent it is pure Python)
             try:
                 self._write(body, etag)
                 return result
@@ -252,9 +255,8 @@ class AzureBlobLedger(Ledger):
         if etag is None:
             with contextlib.suppress(ResourceExistsError):
                 self._call(self.container.create_container)
-            self._call(lambda: self.container.upload_blob(
-                self.blob, body, overwrite=False, match_condition=MatchConditions.IfMissing))
+            self._call(lambda: self._blob.upload_blob(
+                body, overwrite=False, match_condition=MatchConditions.IfMissing))
         else:
-            self._call(lambda: self.container.upload_blob(
-                self.blob, body, overwrite=True, etag=etag,
-                match_condition=MatchConditions.IfNotModified))
+            self._call(lambda: self._blob.upload_blob(
+                body, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified))
