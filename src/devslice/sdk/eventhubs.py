@@ -7,8 +7,9 @@ developers' (facts.md: unbuffered sends with a key are hashed by the service). T
 languages (docs/contract.md). Every event is stamped with the slice's Data Explorer routing.
 
 Consuming: one receiver per own partition (the pattern of the Azure SDK's "static partition
-assignment" sample), checkpointing through the store given, by default the official
-``BlobCheckpointStore`` in the slice's own storage account.
+assignment" sample; over the embedded hub, one reader for them all), checkpointing through
+the store given, by default the official ``BlobCheckpointStore`` in the slice's own storage
+account.
 
 Start fences (issue 11): a partition's new holder never sees its previous holder's events.
 The consumer delivers no event at or below the partition's fence
@@ -337,7 +338,10 @@ class SliceProducer:
 
 class SliceConsumer:
     """Receives from the slice's partitions only: one receiver per partition, each on its
-    own client (one client cannot receive a consumer group twice), in its own thread.
+    own client (one client cannot receive a consumer group twice), in its own thread; over
+    the embedded hub's client, one receiver for all of them
+    (``EmbeddedConsumerClient.receive_partitions``), in the caller's thread when no lease is
+    watched.
 
     With a ``lease`` (:class:`~devslice.sdk.leases.LeaseWatch`; ``from_context`` sets one up
     when it knows the service's name: the embedded hub's, else a Kubernetes Lease in a pod)
