@@ -770,8 +770,6 @@ class EmbeddedConsumerClient:
                 self._start_after(pid, starting_position, starting_position_inclusive,
                                   checkpoints))
             for pid, on_event in handlers.items()]
-        numbers = [self.hub._partition(self.eventhub_name, r.context.partition_id)
-                   for r in receivers]  # an unknown partition fails here, before any wait
         watch = changes(self.hub.path) if self.notify else None
         if watch is not None:
             self._watches.append(watch)
@@ -783,9 +781,11 @@ class EmbeddedConsumerClient:
         while not stop:
             seen = watch.generation if watch is not None else 0  # before reading: see Changes
             got = failed = False
-            for r, number in zip(receivers, numbers, strict=True):
+            for r in receivers:
                 try:
-                    page_rows = rows(name, number, r.after, page)
+                    if r.number is None:  # checked once (an unknown partition fails here)
+                        r.number = self.hub._partition(name, r.context.partition_id)
+                    page_rows = rows(name, r.number, r.after, page)
                 except DevsliceError as exc:
                     if on_error is None:
                         raise
@@ -845,7 +845,7 @@ class EmbeddedConsumerClient:
 class _Receiver:
     """One partition's state within :meth:`EmbeddedConsumerClient.receive_partitions`."""
 
-    __slots__ = ("after", "context", "fenced", "last_event", "on_event")
+    __slots__ = ("after", "context", "fenced", "last_event", "number", "on_event")
 
     def __init__(self, context: EmbeddedPartitionContext,
                  on_event: Callable[[EmbeddedPartitionContext, ReceivedEvent | None], None],
@@ -853,6 +853,7 @@ class _Receiver:
         self.context = context
         self.on_event = on_event
         self.after = after  # the sequence number last read
+        self.number: int | None = None  # the partition's number, once checked
         self.last_event = 0.0  # time.monotonic() of the last event, for max_wait_time
         # SliceConsumer's handler (sdk.eventhubs.Fenced: on_event, floor, since): its fence
         # and canary test done on the rows, without a call per event (issue 17)
