@@ -158,6 +158,16 @@ def test_json_masks_secrets(shared: Project, capsys: pytest.CaptureFixture[str])
     assert data["LOCAL_DEV_SLICE"] == "ab"
 
 
+@pytest.mark.parametrize("explain", [[], ["--explain"]])
+def test_yaml_is_the_json_data_secrets_masked(shared: Project, capsys: pytest.CaptureFixture[str],
+                                              explain: list[str]) -> None:
+    assert run(["env", "--slice", "ab", *explain, "-o", "yaml"]) == 0
+    text = capsys.readouterr().out
+    assert SECRET not in text and "********" in text
+    assert run(["env", "--slice", "ab", *explain, "-o", "json"]) == 0
+    assert YAML(typ="safe").load(text) == json.loads(capsys.readouterr().out)
+
+
 def test_explain_shows_origins_without_secrets(
     shared: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
