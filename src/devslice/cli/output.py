@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from io import StringIO
 from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import click
@@ -174,8 +175,6 @@ def event_line(data: Any, fmt: str) -> None:
 def yaml_text(data: Any, start: bool = False) -> str:
     """``data`` as safe, block-style YAML, keys in the order JSON has them. It goes through
     JSON first, so the YAML is the JSON's data exactly (dates as the same strings)."""
-    from io import StringIO  # lazy: only for YAML output
-
     from ruamel.yaml import YAML  # lazy: ruamel.yaml (~16 ms), only for -o yaml
 
     # A YAML object per call: it keeps state while dumping, and `up` reports from threads.
