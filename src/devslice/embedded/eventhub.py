@@ -773,41 +773,18 @@ class EmbeddedConsumerClient:
         watch = changes(self.hub.path) if self.notify else None
         if watch is not None:
             self._watches.append(watch)
-        rows, name, page, stop = self.hub.rows, self.eventhub_name, self.page, self._stop
+        stop = self._stop
         wait = self.poll_interval
         now = time.monotonic()
         for r in receivers:
             r.last_event = now
         while not stop:
             seen = watch.generation if watch is not None else 0  # before reading: see Changes
-            got = failed = False
-            for r in receivers:
-                try:
-                    if r.number is None:  # checked once (an unknown partition fails here)
-                        r.number = self.hub._partition(name, r.context.partition_id)
-                    page_rows = rows(name, r.number, r.after, page)
-                except DevsliceError as exc:
-                    if on_error is None:
-                        raise
-                    on_error(r.context, exc)
-                    failed = True
-                    continue
-                if page_rows:
-                    if not self._deliver(r, page_rows):
-                        return  # closed meanwhile
-                    r.after = page_rows[-1][0]
-                    r.last_event = time.monotonic()
-                    got = True
-                elif max_wait_time and time.monotonic() - r.last_event >= max_wait_time:
-                    r.on_event(r.context, None)  # the SDK's "nothing came"
-                    r.last_event = time.monotonic()
-                if stop:
-                    return
+            got = self._turn(receivers, on_error, max_wait_time)
+            if got is None or stop:
+                return  # closed meanwhile
             if got:
                 wait = self.poll_interval
-                continue
-            if failed:
-                self._closed.wait(self.max_poll_interval)
                 continue
             left = None
             if max_wait_time:
@@ -818,6 +795,40 @@ class EmbeddedConsumerClient:
             else:  # back off while idle: poll_interval, then twice that, up to the maximum
                 self._closed.wait(wait if left is None else min(wait, left))
                 wait = min(wait * 2, self.max_poll_interval)
+
+    def _turn(self, receivers: list[_Receiver],
+              on_error: Callable[[EmbeddedPartitionContext, Exception], None] | None,
+              max_wait_time: float | None) -> bool | None:
+        """A page for each partition in turn: True to read again at once (a partition had
+        events, or a read failed and the pause after it is over), None when closed meanwhile.
+        A failed read goes to ``on_error``, or raises without it."""
+        got = failed = False
+        for r in receivers:
+            try:
+                if r.number is None:  # checked once (an unknown partition fails here)
+                    r.number = self.hub._partition(self.eventhub_name, r.context.partition_id)
+                page_rows = self.hub.rows(self.eventhub_name, r.number, r.after, self.page)
+            except DevsliceError as exc:
+                if on_error is None:
+                    raise
+                on_error(r.context, exc)
+                failed = True
+                continue
+            if page_rows:
+                if not self._deliver(r, page_rows):
+                    return None
+                r.after = page_rows[-1][0]
+                r.last_event = time.monotonic()
+                got = True
+            elif max_wait_time and time.monotonic() - r.last_event >= max_wait_time:
+                r.on_event(r.context, None)  # the SDK's "nothing came"
+                r.last_event = time.monotonic()
+            if self._stop:
+                return None
+        if failed and not got:
+            self._closed.wait(self.max_poll_interval)
+            return True  # paused already: read again at once
+        return got
 
     def _deliver(self, r: _Receiver, rows: list[tuple[Any, ...]]) -> bool:
         """Hand a page of rows, as events, to the partition's ``on_event``; False when closed
