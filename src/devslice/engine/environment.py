@@ -224,9 +224,11 @@ def slice_storage(project: Project, handle: str, tools: Tools, after: tuple[str,
     from devslice.services.storage import SERVICE as STORAGE  # lazy: as every import here
 
     if not STORAGE.shared(project.env):  # Azurite: a container, or a process (local)
-        from devslice.cloud.storage import EmulatorContainersResource  # lazy: Azure SDKs
+        from devslice.cloud.storage import EmulatorContainersResource  # lazy: where Azurite runs
 
-        emulated = EmulatorContainersResource(project.env, handle, after=after)
+        emulated = EmulatorContainersResource(
+            project.env, handle, after=after,
+            sas_file=project.base_dir / ".devslice" / "storage-sas.json")
         if emulated.containers or emulated.queues:
             out.append(emulated)
     return out
