@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 # Imported only by paths the local runtime does not take (the k3d path, the registry, the
 # cloud, the SDK's event hubs): a command of the local runtime that loads one pays for it.
 NEVER_LOCAL = ("docker", "requests", "aiohttp", "azure.storage.blob", "azure.storage.queue",
-               "azure.core", "azure.eventhub", "lightkube", "httpx", "urllib3")
+               "azure.core", "azure.eventhub", "lightkube", "httpx", "urllib3",
+               "devslice.adapters.k3d", "devslice.adapters.docker")
 
 # Runs the CLI as `devslice ARGS` does and prints the modules it loaded, last line.
 LOADED = """\
