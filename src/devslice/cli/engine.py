@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from devslice.cli.app import State, pass_state
-from devslice.cli.output import console, emit, err_console, machine, output_option
+from devslice.cli.output import Table, console, emit, err_console, machine, output_option
 from devslice.errors import DevsliceError, SliceNotFound, ToolMissing
 from devslice.text import plural
 
@@ -34,7 +34,7 @@ def _resources(state: State, handle: str | None, quiet: bool = False,
     handle = project.current_handle(handle)
     chosen, why = runtime(project)
     if project.env.cluster.runtime == "auto" and not quiet:
-        console().print(f"[dim]runtime {chosen}: {why}[/]", highlight=False)
+        console().print(f"runtime {chosen}: {why}", style="dim", markup=False, highlight=False)
     tools = Tools.real(project, chosen)
     try:
         with ExitStack() as held:
@@ -160,9 +160,6 @@ def status(state: State, handle: str | None, fmt: str) -> None:
       devslice status
       devslice status -o json || echo "not ready"
     """
-    from rich.markup import escape  # lazy: rich, only for output
-    from rich.table import Table  # lazy: rich, only for output
-
     from devslice.engine.plan import gather, order, plan_of  # lazy: only when this command runs
 
     rows: list[dict[str, Any]] = []
@@ -178,12 +175,10 @@ def status(state: State, handle: str | None, fmt: str) -> None:
     if machine(fmt):
         emit(rows, fmt)
     else:
-        t = Table(box=None, header_style="bold")
-        for col in ("", "resource", "state"):
-            t.add_column(col)
+        t = Table("", "resource", "state")
         for row in rows:
-            t.add_row("[green]ok[/]" if row["ready"] else "[yellow]![/]", row["resource"],
-                      escape(row["detail"]))
+            t.add_row(("ok", "green") if row["ready"] else ("!", "yellow"), row["resource"],
+                      row["detail"])
         console().print(t)
     if not all(row["ready"] for row in rows):
         raise click.exceptions.Exit(1)
