@@ -51,12 +51,16 @@ def test_a_table_piped_is_what_rich_writes(table: Table) -> None:
 @pytest.mark.parametrize("text", [
     "plain", "= local: running: orders ready :57219\nnothing to do", "", "trailing   \nx  ",
     "a [dim]b[/] c", "[x]", "emoji :thumbs_up: here", "http://127.0.0.1:10000/a:b",
+    "storage-containers:acct1: blob container acct1/x exists",
     "tab\there", "é and 日本"])
 @pytest.mark.parametrize("markup", [False, None])
 @pytest.mark.parametrize("end", ["\n", ""])
 def test_text_piped_is_what_rich_writes(text: str, markup: bool | None, end: str) -> None:
-    assert _captured(lambda: Plain(False).print(text, end=end, markup=markup)) == \
-        _captured(lambda: _plain_rich(False).print(text, end=end, markup=markup))
+    plain = _captured(lambda: Plain(False).print(text, end=end, markup=markup))
+    if markup is False and ":thumbs_up:" in text:  # data: written as it is, no emoji
+        assert plain == "\n".join(line.rstrip(" ") for line in (text + end).split("\n"))
+        return
+    assert plain == _captured(lambda: _plain_rich(False).print(text, end=end, markup=markup))
 
 
 def test_plain_text_and_tables_load_no_rich() -> None:

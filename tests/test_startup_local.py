@@ -25,6 +25,10 @@ NEVER_LOCAL = ("docker", "requests", "aiohttp", "azure.storage.blob", "azure.sto
                "azure.core", "azure.eventhub", "lightkube", "httpx", "urllib3",
                "devslice.adapters.k3d", "devslice.adapters.docker")
 
+# Not loaded by a piped `status` or `plan` whose devslice.yaml is as before: the output is
+# written without rich, and the file's data is the one kept (ruamel only reads a changed file).
+NEVER_PIPED = ("rich", "ruamel.yaml")
+
 # Runs the CLI as `devslice ARGS` does and prints the modules it loaded, last line.
 LOADED = """\
 import atexit, json, sys
@@ -179,5 +183,60 @@ def test_status_and_plan_of_the_local_runtime_load_no_engine_sdk_http_stack_or_s
         modules, output = _loaded(project_root, command, "--slice", "ab")
         assert "storage-containers:company1stacc4ab" in output, output
         assert "devslice.local.runtime" in modules  # the local runtime's path was taken
-        heavy = sorted(m for m in NEVER_LOCAL if m in modules)
+        heavy = sorted(m for m in NEVER_LOCAL + NEVER_PIPED if m in modules)
         assert heavy == [], f"`devslice {command}` loaded {heavy}"
+
+
+# -- the YAML data of a valid config, kept (issue 17) ----------------------------------------
+
+def _written(root: Path, services: str) -> Path:
+    (root / ".devslice").mkdir(exist_ok=True)
+    path = root / "devslice.yaml"
+    path.write_text(f"apiVersion: devslice.dev/v1alpha1\nkind: Environment\nteam: company1\n"
+                    f"cluster: {{runtime: local}}\nservices:\n{services}")
+    return path
+
+
+def test_a_kept_config_is_used_only_for_the_same_text_and_errors_stay_located(
+        tmp_path: Path) -> None:
+    from devslice.config.load import DATA_CACHE, load_config
+    from devslice.errors import ConfigError
+
+    path = _written(tmp_path, "  - {name: billing, run: python -m billing}\n")
+    assert load_config(path.resolve())[0].services[0].run == "python -m billing"
+    kept = json.loads((tmp_path / DATA_CACHE).read_text())
+    (entry,) = kept.values()
+    assert entry["text"] == path.read_text()
+
+    # a changed file is read again: the change is seen
+    _written(tmp_path, "  - {name: billing, run: python -m billing2}\n")
+    assert load_config(path.resolve())[0].services[0].run == "python -m billing2"
+
+    # an error in a changed file keeps its line and column
+    _written(tmp_path, "  - {name: billing, run: python -m billing2}\n  - {name: Bad!}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path.resolve())
+    assert any(i.line == 7 and i.column for i in raised.value.issues), raised.value.issues
+
+    # kept data that no longer validates (another version's, altered): the file decides
+    _written(tmp_path, "  - {name: billing, run: python -m billing3}\n")
+    load_config(path.resolve())
+    kept = json.loads((tmp_path / DATA_CACHE).read_text())
+    for entry in kept.values():
+        entry["data"]["services"] = "not a list"
+    (tmp_path / DATA_CACHE).write_text(json.dumps(kept))
+    assert load_config(path.resolve())[0].services[0].run == "python -m billing3"
+    (tmp_path / DATA_CACHE).write_text("{broken")
+    assert load_config(path.resolve())[0].services[0].run == "python -m billing3"
+
+
+def test_a_date_in_an_env_map_is_kept_as_the_text_written(tmp_path: Path) -> None:
+    from devslice.config.load import DATA_CACHE, load_config
+
+    path = _written(tmp_path, "  - {name: billing, run: python -m billing}\n")
+    path.write_text(path.read_text() + "contract:\n  env: {WHEN: 2026-01-01}\n")
+    env = load_config(path.resolve())[0]
+    assert env.contract.env["WHEN"] == "2026-01-01"  # written as text (a date to YAML)
+    assert load_config(path.resolve())[0].contract.env["WHEN"] == "2026-01-01"
+    kept = json.loads((tmp_path / DATA_CACHE).read_text())
+    assert all(e["data"]["contract"]["env"]["WHEN"] == "2026-01-01" for e in kept.values())
