@@ -3,7 +3,10 @@ line, each figure against a baseline from the same run, the variants interleaved
 
 - **No-op `devslice up`** (everything already runs) and **`status` / `plan`** as commands,
   with a bytecode cache (as after an install): wall time, and the CPU time of the command
-  (user + system, from ``getrusage`` of the child), against ``python -c pass``.
+  (user + system, from ``getrusage`` of the child), against ``python -c pass``. Their output
+  is piped, as a script's is: plain text, without rich (a terminal loads rich, ~40 ms more),
+  and devslice.yaml is unchanged since the last command (its YAML data is the one kept;
+  a changed file is read with ruamel, ~20 ms more).
 - **Cold `devslice up`** (`down` first) against starting the same processes directly: the
   argv, folder and environment `up` wrote into the supervisors' ``spec.json``, Azurite first
   and the three services once it answers (the services use it), each waited for as its
@@ -223,12 +226,13 @@ def goals(r: Local) -> list[Goal]:
     base_cpu = median([c for _, c in r.commands["python -c pass"]])
     samples = r.commands["devslice up (no-op)"]
     noop, noop_cpu = median([w for w, _ in samples]), median([c for _, c in samples])
-    out.append(Goal("no-op `up`, local runtime (the shop), as a command",
+    out.append(Goal("no-op `up`, local runtime (the shop), as a command, piped",
                     f"{ms(noop)} wall ({noop / base_wall:.1f}x `python -c pass`); "
-                    f"{ms(noop_cpu)} CPU", f"< {NOOP_GOAL * 1000:g} ms", noop < NOOP_GOAL))
+                    f"{ms(noop_cpu)} CPU; load {r.load}", f"< {NOOP_GOAL * 1000:g} ms wall",
+                    noop < NOOP_GOAL))
     for name in ("devslice status", "devslice plan"):
         cpu = median([c for _, c in r.commands[name]])
-        out.append(Goal(f"`{name.split()[1]}`, local runtime, CPU",
+        out.append(Goal(f"`{name.split()[1]}`, local runtime, CPU, piped",
                         f"{ms(cpu)} ({cpu / base_cpu:.1f}x `python -c pass`)",
                         f"< {CPU_GOAL * 1000:g} ms", cpu < CPU_GOAL))
     if r.cold and r.direct:
