@@ -108,8 +108,7 @@ class Table:
         texts = [[c if isinstance(c, str) else c[0] for c in row] for row in self.rows]
         if self.show_header:
             texts.insert(0, list(self.columns))
-        cells = [c for row in texts for c in row] + [self.title or ""]
-        if not all((c.isascii() and c.isprintable()) or set(c) <= _NARROW for c in cells):
+        if not _one_column_each([c for row in texts for c in row] + [self.title or ""]):
             return None
         widths = [max((len(row[i]) for row in texts), default=0)
                   for i in range(len(self.columns))]
@@ -132,6 +131,11 @@ class Table:
             t.add_row(*(Text(c) if isinstance(c, str) else Text(c[0], style=c[1])
                         for c in row))
         return t
+
+
+def _one_column_each(cells: list[str]) -> bool:
+    """Whether every character of ``cells`` takes one column, on one line."""
+    return all((c.isascii() and c.isprintable()) or set(c) <= _NARROW for c in cells)
 
 
 class Plain:
