@@ -120,7 +120,7 @@ def test_up_from_nothing_then_nothing_to_do(world: World,
     assert ("registry", "create") in verbs and ("cluster", "create") in verbs
     assert any(r == "image:orders" and v != "noop" for r, v in verbs)
     assert world.k3d_calls() and all(  # planning only reads
-        c in (["version"], ["registry", "list", "-o", "json"], ["cluster", "list", "-o", "json"])
+            c in (["version"], ["node", "list", "-o", "json"])
         for c in world.k3d_calls())
     assert [r for r in world.engine.requests if r.changes] == []
 
@@ -319,7 +319,7 @@ def test_data_explorer_emulator_gets_the_slices_database(
 
 def test_a_no_op_up_reads_each_system_once(world: World,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """Facts are gathered once (issue 14): one `k3d registry list` and one `cluster list`,
+    """Facts are gathered once (issue 14): one `k3d node list` (clusters and registries),
     one registry HEAD per image, one Kubernetes LIST per kind and no GET twice, one Docker
     container listing for the emulator containers."""
     use_azurite(world)
@@ -330,8 +330,7 @@ def test_a_no_op_up_reads_each_system_once(world: World,
     capsys.readouterr()
     assert run(["up", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["changes"] == 0
-    assert sorted(world.k3d_calls()) == [["cluster", "list", "-o", "json"],
-                                         ["registry", "list", "-o", "json"]]
+    assert world.k3d_calls() == [["node", "list", "-o", "json"]]  # one k3d call (issue 17)
     reads = [f"{r.method} {r.path}?{r.query}" for r in world.kube.requests]
     assert len(reads) == len(set(reads)), reads  # nothing read twice
     assert all(r.startswith("GET ") for r in reads), reads

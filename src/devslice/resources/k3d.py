@@ -19,8 +19,8 @@ Reconcile decisions (after ctlptl's ``pkg/cluster`` and ``pkg/registry`` ``Apply
   the cluster); running and unchanged -> nothing.
 
 Plans never write, and never read: ``read(reader)`` gathers the facts through
-``devslice.facts.k3d`` (one ``k3d registry list`` and one ``k3d cluster list`` shared by both
-resources; ``k3d version`` only when something would change) and ``plan(facts)`` is a pure
+``devslice.facts.k3d`` (one ``k3d node list`` shared by both resources: the registry and the
+cluster; ``k3d version`` only when something would change) and ``plan(facts)`` is a pure
 function of them. The config files are written by the actions that run k3d.
 """
 
