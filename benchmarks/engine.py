@@ -498,7 +498,7 @@ def run_noop(quick: bool) -> NoopReport:
         alone.append(FakeCost("`slice_config_hash` (scrypt, in `environment.build`)",
                               _timed(lambda: slice_config_hash(objects), procs)))
         host = f"localhost:{project.env.cluster.registry.port}"
-        alone.append(FakeCost("`Registry.at(host)` (an httpx client, in `Tools.real`)",
+        alone.append(FakeCost("`Registry.at(host)` (an httpx2 client, made on first use)",
                               _timed(lambda: Registry.at(host).close(), procs)))
         context = kube_context(project)
         alone.append(FakeCost("`adapters.kube.connect(context)` (the kube adapter's first use)",

@@ -380,3 +380,59 @@ def test_plans_are_pure_once_facts_are_gathered(world: World) -> None:
                 setattr(r, attr, Raising())
         actions = plan_of(r, facts[r.key])
         assert actions and not [a for a in actions if a.changes], (r.key, actions)
+
+
+def test_a_first_up_asks_for_k3d_version_beside_the_node_list(
+        world: World, tmp_path: Path) -> None:
+    """Issue 17: with no cluster made from this folder yet, the create's version gate is read
+    in the first gathering, at the same time as `k3d node list`, not after it. The k3d here
+    holds `node list` until `version` has been asked (and gives up after 10 s)."""
+    real = tmp_path / "real-k3d"
+    shutil.move(tmp_path / "bin" / "k3d", real)
+    mark = tmp_path / "version-asked"
+    wrapper = tmp_path / "bin" / "k3d"
+    wrapper.write_text(f"""#!/bin/sh
+case "$1" in
+  version) : > {mark} ;;
+  node) i=0
+        while [ ! -e {mark} ]; do
+          i=$((i + 1)); [ $i -gt 1000 ] && {{ echo "node list: no version asked" >&2; exit 1; }}
+          sleep 0.01
+        done ;;
+esac
+exec {real} "$@"
+""")
+    wrapper.chmod(0o755)
+    assert run(["slice", "claim"]) == 0
+    assert run(["up"]) == 0
+    calls = world.k3d_calls()
+    assert calls.count(["version"]) == 1 and ["node", "list", "-o", "json"] in calls
+    world.forget_calls()
+    assert run(["up"]) == 0  # the cluster's applied config is recorded: no gate to read
+    assert world.k3d_calls() == [["node", "list", "-o", "json"]]
+
+
+def test_the_slices_config_hash_waits_for_the_first_plan(world: World) -> None:
+    """Issue 17: scrypt (the sealed hash of the slice's Secret) runs once, in the layers'
+    facts reading, not while the resources are built before the first step."""
+    from devslice.engine.environment import Tools, build
+    from devslice.project import Project
+    from devslice.resources.manifests import (
+        ManifestsResource,
+        SealedConfigHash,
+        slice_config_hash,
+    )
+
+    assert run(["slice", "claim"]) == 0
+    project = Project.load()
+    tools = Tools.real(project, "k3d")
+    try:
+        layers = [r for r in build(project, project.slices()[0].handle, tools, "k3d")
+                  if isinstance(r, ManifestsResource)]
+        sealed = layers[0].config_hash
+        assert isinstance(sealed, SealedConfigHash) and all(
+            layer.config_hash is sealed for layer in layers)  # one hash for every layer
+        assert sealed._value is None  # not computed while building
+        assert str(sealed) == slice_config_hash(sealed._objects)
+    finally:
+        tools.close()

@@ -26,6 +26,7 @@ import copy
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +184,24 @@ def slice_config_hash(objects: Iterable[Mapping[str, Any]]) -> str:
     blob = json.dumps(secret, sort_keys=True).encode()
     sealed = hashlib.scrypt(blob, salt=b"devslice/config-hash", n=2**14, r=8, p=1, dklen=16)
     return content_hash({"data": plain, "secret": sealed.hex()})
+
+
+class SealedConfigHash:
+    """:func:`slice_config_hash` of ``objects``, computed once, on first use: scrypt takes
+    ~25 ms, so the manifest layers compute it in ``read`` on the executor's facts threads,
+    beside the other reads, instead of every command paying it before its first step
+    (issue 17). ``str()`` gives the hash."""
+
+    def __init__(self, objects: Iterable[Mapping[str, Any]]) -> None:
+        self._objects = list(objects)
+        self._lock = threading.Lock()  # the layers read at once: scrypt runs once
+        self._value: str | None = None
+
+    def __str__(self) -> str:
+        with self._lock:
+            if self._value is None:
+                self._value = slice_config_hash(self._objects)
+            return self._value
 
 
 def image_repository(ref: str) -> str:
@@ -428,7 +447,8 @@ class ManifestsResource:
 
     def __init__(self, layer: ManifestLayer, base_dir: Path, kube: Kube, handle: str, *,
                  images: Mapping[str, str] | None = None, namespace: str | None = None,
-                 config_hash: str = "", after: Sequence[str] = (), force: bool = False,
+                 config_hash: str | SealedConfigHash = "", after: Sequence[str] = (),
+                 force: bool = False,
                  wait: bool = True, rollout_timeout: float = 300.0,
                  on_progress: Callable[[str], None] | None = None,
                  cluster_may_be_absent: bool = False) -> None:
@@ -454,9 +474,10 @@ class ManifestsResource:
     def render(self, namespaced: Callable[[str, str], bool] | None = None) -> list[Manifest]:
         return render(self.load(), handle=self.handle, layer=self.layer.name,
                       images=self.images, namespace=self.namespace, namespaced=namespaced,
-                      config_hash=self.config_hash)
+                      config_hash=str(self.config_hash))
 
     def read(self, reader: Reader) -> ManifestsFacts:
+        str(self.config_hash)  # computed here, on a facts thread, once for every layer
         manifests = self.load()
         register_crds(m.obj for m in manifests)  # kinds from CRDs in this layer
         try:
@@ -494,7 +515,7 @@ class ManifestsResource:
         view = facts.view
         desired = render(facts.manifests, handle=self.handle, layer=self.layer.name,
                          images=self.images, namespace=self.namespace,
-                         namespaced=view.namespaced, config_hash=self.config_hash)
+                         namespaced=view.namespaced, config_hash=str(self.config_hash))
         actions = self._compare(desired, {_identity(o): o for o in facts.live}, view)
         return self._with_inventory(actions, desired, facts.live, facts.recorded, view)
 
@@ -554,7 +575,7 @@ class ManifestsResource:
         the cluster runs, before it applies anything."""
         desired = sorted(render(manifests, handle=self.handle, layer=self.layer.name,
                                 images=self.images, namespace=self.namespace,
-                                config_hash=self.config_hash), key=lambda m: _rank(m.obj))
+                                config_hash=str(self.config_hash)), key=lambda m: _rank(m.obj))
         view = KubeView({})  # no cluster: kinds lightkube knows still have exact paths
         actions = []
         for m in desired:
