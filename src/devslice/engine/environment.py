@@ -340,7 +340,8 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
          if c.get("image")} & built)] for layer in env.manifests} if k3d else {}
     out += manifest_resources(
         env.manifests, base, tools.kube, handle, after=(SLICE_CONFIG_KEY,), waits_for=waits_for,
-        progress=(lambda key: _reporter(progress, key)), images=refs, namespace=namespace,
+        progress=(lambda key: _reporter(progress, key)), loaded=layers, images=refs,
+        namespace=namespace,
         config_hash=SealedConfigHash(objects), cluster_may_be_absent=k3d,
         force=force_conflicts)
     return out

@@ -451,8 +451,12 @@ class ManifestsResource:
                  force: bool = False,
                  wait: bool = True, rollout_timeout: float = 300.0,
                  on_progress: Callable[[str], None] | None = None,
-                 cluster_may_be_absent: bool = False) -> None:
+                 cluster_may_be_absent: bool = False,
+                 manifests: Sequence[Manifest] | None = None) -> None:
         self.layer = layer
+        # the folder as read once for the command (building the resources reads it), so a
+        # gathering and each re-read do not parse the YAML again
+        self._loaded = list(manifests) if manifests is not None else None
         self.base_dir = base_dir
         self.kube = kube
         self.handle = handle
@@ -469,6 +473,8 @@ class ManifestsResource:
         self.cluster_may_be_absent = cluster_may_be_absent
 
     def load(self) -> list[Manifest]:
+        if self._loaded is not None:
+            return self._loaded
         return load_layer(self.base_dir / self.layer.path, self.layer.path)
 
     def render(self, namespaced: Callable[[str, str], bool] | None = None) -> list[Manifest]:
@@ -667,10 +673,12 @@ def manifest_resources(layers: Sequence[ManifestLayer], base_dir: Path, kube: Ku
                        handle: str, *, after: Sequence[str] = (),
                        waits_for: Mapping[str, Sequence[str]] | None = None,
                        progress: Callable[[str], Callable[[str], None] | None] | None = None,
+                       loaded: Mapping[str, Sequence[Manifest]] | None = None,
                        **options: Any) -> list[ManifestsResource]:
     """One resource per layer, each after the one before it; the first after ``after``
     (the cluster, the images, the slice's config). ``waits_for`` adds keys per layer name
-    (the images its own workloads use); ``progress`` gives a layer's key its progress line.
+    (the images its own workloads use); ``progress`` gives a layer's key its progress line;
+    ``loaded`` the layers' objects by name, when the caller read the folders already.
     `devslice up` builds its layers here, so tests and users take the same path."""
     out: list[ManifestsResource] = []
     for layer in layers:
@@ -678,7 +686,8 @@ def manifest_resources(layers: Sequence[ManifestLayer], base_dir: Path, kube: Ku
         deps += tuple((waits_for or {}).get(layer.name, ()))
         on_progress = progress(f"manifests:{layer.name}") if progress else None
         out.append(ManifestsResource(layer, base_dir, kube, handle, after=deps,
-                                     on_progress=on_progress, **options))
+                                     on_progress=on_progress,
+                                     manifests=(loaded or {}).get(layer.name), **options))
     return out
 
 
