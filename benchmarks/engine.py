@@ -20,6 +20,12 @@ with known delays: the fake k3d behind a wrapper that sleeps before ``registry c
 The critical path is the longest path through the resources' ``after`` graph with those
 delays; the run goes through ``Project.load``, ``Tools.real``, ``environment.build`` and
 ``Executor.apply`` as ``devslice up`` does, and its StepReports give the per-step breakdown.
+Each cold up is followed by the baseline in a fresh world of its own: the critical path's calls
+made directly (``k3d registry create``, ``k3d cluster create --config``, the applies).
+
+**Goals** (issue 17), printed first: the no-op as a command (wall, and its CPU from
+``getrusage`` against ``python -c pass`` timed between the ups), one read per system, and the
+cold up ×1 against the known critical path and against the direct baseline.
 """
 
 from __future__ import annotations
