@@ -436,3 +436,19 @@ def test_the_slices_config_hash_waits_for_the_first_plan(world: World) -> None:
         assert str(sealed) == slice_config_hash(sealed._objects)
     finally:
         tools.close()
+
+
+def test_a_first_up_searches_the_prune_kinds_once_for_every_layer(world: World) -> None:
+    """Issue 17: with no inventory yet, kubectl's prune allowlist is searched once per command
+    and shared by the layers (a layer's objects are made only by its own apply, which records
+    its inventory first); each layer's own kinds are still read afresh."""
+    assert run(["slice", "claim"]) == 0
+    world.forget_calls()
+    assert run(["up"]) == 0
+    lists = [r.path for r in world.kube.requests if r.method == "GET" and "labelSelector" in
+             r.query]
+    assert lists.count("/apis/batch/v1/cronjobs") == 1, lists  # no layer has CronJobs
+    assert lists.count("/apis/apps/v1/deployments") >= 2, lists  # the services' own kind
+    world.forget_calls()
+    assert run(["up"]) == 0  # inventories recorded: only the kinds they name
+    assert not [r for r in world.kube.requests if r.path == "/apis/batch/v1/cronjobs"]

@@ -442,6 +442,30 @@ class ManifestsFacts:
     offline: bool = False
 
 
+class Sweep:
+    """The slice's objects of every kind of kubectl's prune allowlist, listed once per
+    command for the layers that have no inventory yet (by namespace: None for k3d)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kinds: dict[str | None, dict[tuple[str, str], list[dict[str, Any]]]] = {}
+        self._done: set[str | None] = set()
+
+    def found(self, namespace: str | None) -> dict[tuple[str, str], list[dict[str, Any]]] | None:
+        with self._lock:
+            return dict(self._kinds[namespace]) if namespace in self._done else None
+
+    def keep(self, namespace: str | None, kind: tuple[str, str],
+             objects: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._kinds.setdefault(namespace, {})[kind] = objects
+
+    def done(self, namespace: str | None) -> None:
+        with self._lock:
+            self._kinds.setdefault(namespace, {})
+            self._done.add(namespace)
+
+
 class ManifestsResource:
     """One layer of manifests, applied server-side and pruned by label."""
 
@@ -452,8 +476,10 @@ class ManifestsResource:
                  wait: bool = True, rollout_timeout: float = 300.0,
                  on_progress: Callable[[str], None] | None = None,
                  cluster_may_be_absent: bool = False,
-                 manifests: Sequence[Manifest] | None = None) -> None:
+                 manifests: Sequence[Manifest] | None = None,
+                 sweep: Sweep | None = None) -> None:
         self.layer = layer
+        self.sweep = sweep or Sweep()  # shared by the layers of a command
         # the folder as read once for the command (building the resources reads it), so a
         # gathering and each re-read do not parse the YAML again
         self._loaded = list(manifests) if manifests is not None else None
@@ -495,18 +521,30 @@ class ManifestsResource:
             # without a record, kubectl's allowlist is searched just in case: kinds a
             # namespace-scoped Role does not let the user list are skipped (issue 13)
             optional = set(PRUNE_KINDS) - set(own) if recorded is None else set()
+            # That search is made once per command and shared by the layers (issue 17): a
+            # layer's objects are made only by its own apply, which records its inventory
+            # first, so while a layer has no record nothing of it can have appeared since;
+            # its own kinds and a record found now are always read afresh.
+            swept = self.sweep.found(self.namespace) if recorded is None else None
             live = []
             for kind in dict.fromkeys(kinds):
-                try:
-                    found = kube_facts.managed(reader, self.kube, kind, self.namespace,
-                                               self.handle)
-                except KubeForbidden:
-                    if kind in optional:
-                        continue
-                    raise
+                if swept is not None and kind not in own and kind in swept:
+                    found = swept[kind]
+                else:
+                    try:
+                        found = kube_facts.managed(reader, self.kube, kind, self.namespace,
+                                                   self.handle)
+                    except KubeForbidden:
+                        if kind in optional:
+                            continue
+                        raise
+                    if recorded is None and swept is None:
+                        self.sweep.keep(self.namespace, kind, found)
                 live += [o for o in found
                          if (o["metadata"].get("labels") or {}).get(LAYER_LABEL)
                          == self.layer.name]
+            if recorded is None:
+                self.sweep.done(self.namespace)
             view = self.kube.view([*kinds, ("v1", "ConfigMap")])
         except KubeUnreachable:
             if not self.cluster_may_be_absent:
@@ -681,13 +719,15 @@ def manifest_resources(layers: Sequence[ManifestLayer], base_dir: Path, kube: Ku
     ``loaded`` the layers' objects by name, when the caller read the folders already.
     `devslice up` builds its layers here, so tests and users take the same path."""
     out: list[ManifestsResource] = []
+    sweep = Sweep()
     for layer in layers:
         deps = (out[-1].key,) if out else tuple(after)
         deps += tuple((waits_for or {}).get(layer.name, ()))
         on_progress = progress(f"manifests:{layer.name}") if progress else None
         out.append(ManifestsResource(layer, base_dir, kube, handle, after=deps,
                                      on_progress=on_progress,
-                                     manifests=(loaded or {}).get(layer.name), **options))
+                                     manifests=(loaded or {}).get(layer.name), sweep=sweep,
+                                     **options))
     return out
 
 
