@@ -236,22 +236,37 @@ def _pod_logs(project: Any, chosen: str, handle: str, service: str | None, follo
     # lazy: the Kubernetes client, for `logs` under k3d/kube only
     from devslice.adapters.kube import connect
     from devslice.engine.environment import kube_context  # lazy: as above
-    from devslice.podlogs import prefixes, slice_pod_logs  # lazy: as above
+    from devslice.podlogs import (  # lazy: as above
+        follow_pod_logs,
+        prefixes,
+        slice_pod_logs,
+        slice_pod_streams,
+    )
 
-    context = kube_context(project, chosen)
-    if follow:
-        raise click.UsageError(f"-f follows the local runtime's processes only; for pods: "
-                               f"`kubectl --context {context} logs -f deployment/"
-                               f"{service or 'NAME'}`")
-    kube = connect(context=context)
+    kube = connect(context=kube_context(project, chosen))
     try:
-        found = slice_pod_logs(project, kube, handle, service, lines)
+        if follow:
+            streams = slice_pod_streams(project, kube, handle, service)
+            found: list[Any] = streams
+        else:
+            found = slice_pod_logs(project, kube, handle, service, lines)
+        if not found:
+            click.echo(f"no pods of slice {handle} (`devslice up` deploys them)", err=True)
+        names = prefixes(found)
+        width = max((len(n) for n in names), default=0)
+        if follow:
+            try:
+                for i, line in follow_pod_logs(kube, streams, lines):
+                    if line is None:
+                        click.echo(f"{names[i]:<{width}} | (log ended: {streams[i].pod} "
+                                   "went away or its container stopped)", err=True)
+                    else:
+                        click.echo(f"{names[i]:<{width}} | {line}")
+            except KeyboardInterrupt:  # Ctrl-C: the usual end of following
+                click.get_current_context().exit(130)
+            return
     finally:
         kube.close()
-    if not found:
-        click.echo(f"no pods of slice {handle} (`devslice up` deploys them)", err=True)
-    names = prefixes(found)
-    width = max((len(n) for n in names), default=0)
     for name, pod in zip(names, found, strict=True):
         if pod.problem:
             click.echo(f"{name:<{width}} | ({pod.problem})")

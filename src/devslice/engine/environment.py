@@ -266,12 +266,12 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     from devslice.resources.manifests import (  # lazy: lightkube
         SLICE_CONFIG_KEY,
         WORKLOADS,
+        SealedConfigHash,
         SliceConfigResource,
         containers_of,
         image_repository,
         load_layer,
         manifest_resources,
-        slice_config_hash,
         workload_namespaces,
     )
 
@@ -344,8 +344,9 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
          if c.get("image")} & built)] for layer in env.manifests} if k3d else {}
     out += manifest_resources(
         env.manifests, base, tools.kube, handle, after=(SLICE_CONFIG_KEY,), waits_for=waits_for,
-        progress=(lambda key: _reporter(progress, key)), images=refs, namespace=namespace,
-        config_hash=slice_config_hash(objects), cluster_may_be_absent=k3d,
+        progress=(lambda key: _reporter(progress, key)), loaded=layers, images=refs,
+        namespace=namespace,
+        config_hash=SealedConfigHash(objects), cluster_may_be_absent=k3d,
         force=force_conflicts)
     return out
 
