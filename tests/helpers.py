@@ -93,6 +93,21 @@ def free_port_block(n: int) -> int:
     raise RuntimeError(f"no {n} consecutive free ports found")
 
 
+def requirements() -> dict[str, list[str]]:
+    """What each distribution declares (with an extra), as written: devslice-sdk's in
+    sdk/pyproject.toml, devslice's own in pyproject.toml's metadata hook (hatch_build.py pins
+    devslice-sdk in front of them)."""
+    import tomllib
+
+    sdk = tomllib.loads((REPO / "sdk" / "pyproject.toml").read_text())["project"]
+    root = tomllib.loads((REPO / "pyproject.toml").read_text())
+    return {"devslice-sdk": sdk["dependencies"],
+            **{f"devslice-sdk[{k}]": v for k, v in sdk["optional-dependencies"].items()},
+            "devslice": root["tool"]["hatch"]["metadata"]["hooks"]["custom"]["dependencies"],
+            **{f"devslice[{k}]": v
+               for k, v in root["project"]["optional-dependencies"].items()}}
+
+
 class Wheels(NamedTuple):
     devslice: Path  # the command and the library
     sdk: Path  # devslice-sdk: what a service imports

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 
 import devslice
 
-from .helpers import REPO, built_wheels, fresh_venv
+from .helpers import REPO, built_wheels, fresh_venv, requirements
 
 sys.path.insert(0, str(REPO / "scripts"))
 import imports  # scripts/imports.py, run by hand too
@@ -51,14 +50,9 @@ def _names(requirements: list[str]) -> set[str]:
 
 
 def _declared() -> dict[str, set[str]]:
-    """Distribution (with an extra) -> the distributions it declares."""
-    sdk = tomllib.loads((REPO / "sdk" / "pyproject.toml").read_text())["project"]
-    root = tomllib.loads((REPO / "pyproject.toml").read_text())
-    command = root["tool"]["hatch"]["metadata"]["hooks"]["custom"]["dependencies"]
-    return {"devslice-sdk": _names(sdk["dependencies"]),
-            "devslice-sdk[kube]": _names(sdk["optional-dependencies"]["kube"]),
-            "devslice": _names(command),
-            "devslice[testing]": _names(root["project"]["optional-dependencies"]["testing"])}
+    """Distribution (with an extra) -> the distributions it declares (not our dev tools)."""
+    return {group: _names(declared) for group, declared in requirements().items()
+            if group != "devslice[test]"}
 
 
 def _sdk_modules() -> set[str]:
@@ -138,6 +132,16 @@ def test_no_declared_dependency_is_unused() -> None:
     assert unused == {g: [] for g in declared}
     assert "azure-eventhub-checkpointstoreblob-aio" not in set().union(*declared.values())
     assert HEAVY & declared["devslice-sdk"] == set()  # a service's line stays light
+
+
+def test_a_package_both_distributions_declare_has_one_requirement() -> None:
+    by_name: dict[str, set[str]] = {}
+    for group in ("devslice-sdk", "devslice-sdk[kube]", "devslice"):
+        for requirement in requirements()[group]:
+            by_name.setdefault(_norm(re.split(r"[<>=!~\[; ]", requirement)[0]), set()).add(
+                requirement.split("#")[0].strip())
+    assert {n: r for n, r in by_name.items() if len(r) > 1} == {}
+    assert "azure-storage-blob" in by_name and "lightkube" in by_name  # both declare these
 
 
 def test_the_imports_script_finds_imports_inside_functions_and_skips_type_checking(
