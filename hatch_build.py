@@ -4,7 +4,8 @@
 every other file of src/devslice, so no file is in both and none is left out. An editable
 install ships no files: each project puts src/ on sys.path instead (``dev-mode-dirs``). The
 ``devslice`` metadata hook pins ``devslice-sdk`` at the version both read from
-src/devslice/__init__.py.
+src/devslice/__init__.py. Wheels only (`make wheels`, `pip wheel`, `pip install ./sdk`): an
+sdist of sdk/ would not hold ../src.
 """
 
 from __future__ import annotations
