@@ -108,6 +108,12 @@ def requirements() -> dict[str, list[str]]:
                for k, v in root["project"]["optional-dependencies"].items()}}
 
 
+def outside_environ() -> dict[str, str]:
+    """os.environ without what points Python at this checkout (PYTHONPATH, VIRTUAL_ENV): for a
+    process that must see only what it installed itself."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
 class Wheels(NamedTuple):
     devslice: Path  # the command and the library
     sdk: Path  # devslice-sdk: what a service imports
@@ -135,7 +141,7 @@ def built_wheels() -> Wheels:
     base = Path(tempfile.gettempdir()) / f"devslice-wheels-{os.getuid()}"
     base.mkdir(exist_ok=True)
     dest = base / digest.hexdigest()[:16]
-    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    clean = outside_environ()
     with (base / "lock").open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         if not (dest / "done").exists():
@@ -153,7 +159,7 @@ def fresh_venv(folder: Path, *requirements: str, wheels: Wheels) -> Path:
     import subprocess
     import sys
 
-    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    clean = outside_environ()
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, env=clean)
     subprocess.run([folder / "bin" / "pip", "install", "-q", "--disable-pip-version-check",
                     "--find-links", str(wheels.folder), *requirements],

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 
 import devslice
 
-from .helpers import REPO, built_wheels, fresh_venv, requirements
+from .helpers import REPO, built_wheels, fresh_venv, outside_environ, requirements
 
 sys.path.insert(0, str(REPO / "scripts"))
 import imports  # scripts/imports.py, run by hand too
@@ -191,7 +190,7 @@ def test_the_two_wheels_split_the_tree_and_share_one_version() -> None:
 
 @pytest.mark.slow
 def test_the_sdk_alone_imports_without_the_cli_docker_or_kubernetes(tmp_path: Path) -> None:
-    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    clean = outside_environ()
     wheels = built_wheels()
     bin_dir = fresh_venv(tmp_path / "venv", str(wheels.sdk), wheels=wheels)  # a service's line
     installed = subprocess.run([bin_dir / "pip", "list", "--format", "freeze"],
