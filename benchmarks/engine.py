@@ -9,7 +9,7 @@ kubeconfig whose context is ``k3d-devslice``. The process environment and workin
 set for the run and restored afterwards.
 
 **No-op up.** The world of ``tests/test_up.py`` (one image, two manifest layers), converged
-by one ``devslice up``; then ``devslice up --json`` again and again, in this process
+by one ``devslice up``; then ``devslice up -o json`` again and again, in this process
 (``devslice.cli.app.run``, stdout captured) and as a subprocess (interpreter start included,
 with a bytecode cache as after a normal install). Per up: wall time, and the calls each system
 received (k3d invocations from the log; HTTP requests from the fakes' records).
@@ -348,10 +348,10 @@ def cli(args: list[str]) -> tuple[int, str]:
 
 
 def _ready(stdout: str) -> dict[str, Any]:
-    """The last event of `devslice up --json`: {"event": "ready", "changes": n, ...}."""
+    """The last event of `devslice up -o json`: {"event": "ready", "changes": n, ...}."""
     last: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     if last.get("event") != "ready":
-        raise RuntimeError(f"devslice up --json ended with {last}")
+        raise RuntimeError(f"devslice up -o json ended with {last}")
     return last
 
 
@@ -439,7 +439,7 @@ def run_noop(quick: bool) -> NoopReport:
         World(Path(tmp), ["orders"]) as world,
     ):
         started = time.perf_counter()
-        code, out = cli(["up", "--json"])
+        code, out = cli(["up", "-o", "json"])
         converge = time.perf_counter() - started
         if code != 0 or _ready(out)["changes"] == 0:
             raise RuntimeError(f"the first devslice up did not converge: {out[-800:]}")
@@ -448,15 +448,15 @@ def run_noop(quick: bool) -> NoopReport:
         for _ in range(ups):
             world.mark()
             started = time.perf_counter()
-            code, out = cli(["up", "--json"])
+            code, out = cli(["up", "-o", "json"])
             inproc.add(time.perf_counter() - started, world.calls(), code, out)
 
         env = dict(os.environ)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(Path(tmp, "pycache"))
         python = str(Path(sys.prefix) / "bin" / "python")
-        argv = [str(Path(sys.prefix) / "bin" / "devslice"), "up", "--json"]
-        sub = NoopResult("subprocess (`devslice up --json`, bytecode cached)")
+        argv = [str(Path(sys.prefix) / "bin" / "devslice"), "up", "-o", "json"]
+        sub = NoopResult("subprocess (`devslice up -o json`, bytecode cached)")
         subprocess.run(argv, env=env, capture_output=True, check=True)  # fills the cache
         for _ in range(procs):
             world.mark()

@@ -1,7 +1,7 @@
 """A process that claims a slice through the real CLI the moment the parent says go.
 
 Run by test_contention.py: prints 'ready', waits for the go file, then runs
-`devslice -f CONFIG slice claim --owner OWNER --json` in-process (so start-up cost does not
+`devslice -f CONFIG slice claim --owner OWNER -o json` in-process (so start-up cost does not
 spread the claims out) and exits with the CLI's exit code.
 """
 
@@ -22,7 +22,7 @@ def main() -> None:
     print("ready", flush=True)
     while not go.exists():  # the test's starting gun: every worker claims at the same moment
         time.sleep(0.001)
-    code = run(["-f", config, "slice", "claim", "--owner", owner, "--json"])
+    code = run(["-f", config, "slice", "claim", "--owner", owner, "-o", "json"])
     sys.stdout.flush()
     sys.exit(code)
 

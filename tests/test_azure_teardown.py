@@ -76,14 +76,14 @@ def test_release_deletes_only_what_is_tagged_for_the_claim(
     assert account(fake, "company1stacc4ab") is not None
     capsys.readouterr()
 
-    assert run(["slice", "release", "cd", "--force", "--delete-resources", "-y", "--json"]) == 0
+    assert run(["slice", "release", "cd", "--force", "--delete-resources", "-y", "-o", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     refused = {r["kind"]: r for r in out["resources"]}
     assert refused["storage account"]["outcome"] == "refused"
     assert "--adopt" in refused["storage account"]["reason"]
     assert account(fake, "company1stacc4cd") is not None  # never deleted without --adopt
 
-    assert run(["slice", "release", "ab", "--delete-resources", "-y", "--json"]) == 0
+    assert run(["slice", "release", "ab", "--delete-resources", "-y", "-o", "json"]) == 0
     done = {r["kind"]: r["outcome"] for r in json.loads(capsys.readouterr().out)["resources"]}
     assert done == {"storage account": "deleted", "database": "deleted",
                     "consumer group": "deleted"}
@@ -119,12 +119,12 @@ def test_a_failed_delete_is_recorded_and_retried_by_the_next_gc(
     assert fake.get(rid) is not None
     assert any(c.action == "azure-leftover" for c in project.ledger.history(limit=1000))
     fake.fail_deletes.clear()
-    assert run(["slice", "gc", "--delete-resources", "-y", "--json"]) == 0
+    assert run(["slice", "gc", "--delete-resources", "-y", "-o", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["outcome"] for r in out["resources"]] == ["deleted"]
     assert fake.get(rid) is None
     # Nothing is left to retry.
-    assert run(["slice", "gc", "--delete-resources", "-y", "--json"]) == 0
+    assert run(["slice", "gc", "--delete-resources", "-y", "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["resources"] == []
 
 

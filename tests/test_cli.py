@@ -88,27 +88,27 @@ def test_a_fresh_folder_walkthrough(workdir: Path, capsys: pytest.CaptureFixture
 
 def test_json_on_every_listing(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (workdir / "devslice.yaml").write_text(BASE + "slices: {ttl: {ci: 1h}}\n")
-    assert run(["slice", "claim", "--json"]) == 0
+    assert run(["slice", "claim", "-o", "json"]) == 0
     claimed = json.loads(capsys.readouterr().out)
     assert (claimed["handle"], claimed["created"], claimed["eventHubs"]["partitions"]) == (
         "ab", True, [0])
     assert claimed["names"]["storageAccount"] == "company1stacc4ab"
-    assert run(["slice", "claim", "--kind", "ci", "--owner", "pipeline", "--json"]) == 0
+    assert run(["slice", "claim", "--kind", "ci", "--owner", "pipeline", "-o", "json"]) == 0
     ci = json.loads(capsys.readouterr().out)
     assert ci["handle"] == "ci1" and ci["expiresAt"] is not None
-    assert run(["slice", "list", "--json"]) == 0
+    assert run(["slice", "list", "-o", "json"]) == 0
     assert [s["handle"] for s in json.loads(capsys.readouterr().out)] == ["ab", "ci1"]
-    assert run(["slice", "show", "ab", "--history", "--json"]) == 0
+    assert run(["slice", "show", "ab", "--history", "-o", "json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert [c["action"] for c in shown["history"]] == ["claim"]
-    assert run(["slice", "map", "--json"]) == 0
+    assert run(["slice", "map", "-o", "json"]) == 0
     picture = json.loads(capsys.readouterr().out)
     assert picture["free"] == 30
     assert picture["namespaces"][0]["cells"][1] == {"partition": 1, "state": "held",
                                                     "handle": "ci1"}
-    assert run(["slice", "gc", "--json"]) == 0
+    assert run(["slice", "gc", "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"dryRun": False, "reclaimed": []}
-    assert run(["doctor", "--json"]) in (0, 1)
+    assert run(["doctor", "-o", "json"]) in (0, 1)
     names = [c["name"] for c in json.loads(capsys.readouterr().out)]
     assert names[-2:] == ["config", "ledger"]
 
@@ -228,7 +228,7 @@ def test_unwritable_output_is_a_message(workdir: Path, capsys: pytest.CaptureFix
     (workdir / "devslice.yaml").write_text(BASE)
     assert run(["slice", "claim"]) == 0
     (workdir / "blocker").write_text("a file, not a folder")
-    assert run(["env", "--format", "dotenv", "-o", "blocker/ab.env"]) == 1
+    assert run(["env", "-o", "dotenv", "--to-file", "blocker/ab.env"]) == 1
     err = capsys.readouterr().err
     assert "error: " in err and "blocker" in err and "Traceback" not in err
 
@@ -270,9 +270,9 @@ def test_renewing_someone_elses_slice_needs_force(
     assert "error: slice 'cd' belongs to Carl Dahl, not Anna Berg <anna@example.com>" in err
     assert "pass --force" in err
     assert run(["slice", "renew", "ab"]) == 0  # one's own: no --force needed
-    assert run(["slice", "renew", "cd", "--force", "--json"]) == 0
+    assert run(["slice", "renew", "cd", "--force", "-o", "json"]) == 0
     capsys.readouterr()
-    assert run(["slice", "show", "cd", "--history", "--json"]) == 0
+    assert run(["slice", "show", "cd", "--history", "-o", "json"]) == 0
     history = json.loads(capsys.readouterr().out)["history"]
     assert [c["action"] for c in history] == ["claim", "renew"]
     assert "(forced; owner Carl Dahl)" in history[-1]["detail"]

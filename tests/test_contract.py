@@ -125,7 +125,7 @@ def test_missing_secret_is_a_clear_error(shared: Project, monkeypatch: pytest.Mo
 def test_dotenv_is_written_private_and_holds_the_secret(
     shared: Project, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(["env", "--slice", "ab", "--format", "dotenv"]) == 0
+    assert run(["env", "--slice", "ab", "-o", "dotenv"]) == 0
     path = workdir / ".devslice" / "ab.env"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     text = path.read_text()
@@ -139,7 +139,7 @@ def test_dotenv_is_written_private_and_holds_the_secret(
 def test_shell_output_refers_to_secrets_and_works_under_eval(
     shared: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(["env", "--slice", "ab", "--format", "shell"]) == 0
+    assert run(["env", "--slice", "ab", "-o", "shell"]) == 0
     script = capsys.readouterr().out
     assert SECRET not in script
     assert 'export LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING="${TEST_EH_CONNECTION}"' in script
@@ -152,16 +152,26 @@ def test_shell_output_refers_to_secrets_and_works_under_eval(
 
 
 def test_json_masks_secrets(shared: Project, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["env", "--slice", "ab", "--format", "json"]) == 0
+    assert run(["env", "--slice", "ab", "-o", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING"] == "********"
     assert data["LOCAL_DEV_SLICE"] == "ab"
 
 
+@pytest.mark.parametrize("explain", [[], ["--explain"]])
+def test_yaml_is_the_json_data_secrets_masked(shared: Project, capsys: pytest.CaptureFixture[str],
+                                              explain: list[str]) -> None:
+    assert run(["env", "--slice", "ab", *explain, "-o", "yaml"]) == 0
+    text = capsys.readouterr().out
+    assert SECRET not in text and "********" in text
+    assert run(["env", "--slice", "ab", *explain, "-o", "json"]) == 0
+    assert YAML(typ="safe").load(text) == json.loads(capsys.readouterr().out)
+
+
 def test_explain_shows_origins_without_secrets(
     shared: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(["env", "--slice", "ab", "--explain", "--format", "json"]) == 0
+    assert run(["env", "--slice", "ab", "--explain", "-o", "json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING"] == {
         "name": "LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING", "value": "********", "origin": "secret",
@@ -177,7 +187,7 @@ def test_explain_shows_origins_without_secrets(
 def test_k8s_objects_validate_and_keep_secrets_out_of_the_configmap(
     shared: Project, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(["env", "--slice", "ab", "--format", "k8s", "--namespace", "dev-ab"]) == 0
+    assert run(["env", "--slice", "ab", "-o", "k8s", "--namespace", "dev-ab"]) == 0
     path = workdir / ".devslice" / "ab.k8s.yaml"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     config_map, secret = YAML(typ="safe").load_all(path.read_text())

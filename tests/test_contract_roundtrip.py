@@ -22,7 +22,7 @@ from .helpers import BASE, SOLO
 
 
 def contract(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, str]:
-    assert run(["env", "--format", "json", *args]) == 0
+    assert run(["env", "-o", "json", *args]) == 0
     data: dict[str, str] = json.loads(capsys.readouterr().out)
     return data
 
@@ -87,7 +87,7 @@ def test_overriding_a_secret_keeps_it_secret(
     capsys.readouterr()
     assert contract(capsys)["LOCAL_DEV_SIGNALR_CONNECTIONSTRING"] == "********"
     # --for host: the embedded event hub of the defaults is no use to pods
-    assert run(["env", "--format", "k8s", "--for", "host", "-o", "-"]) == 0
+    assert run(["env", "-o", "k8s", "--for", "host", "--to-file", "-"]) == 0
     objects = capsys.readouterr().out
     config_map = objects.split("---")[0]
     assert "MINE" not in config_map and "MINE" in objects.split("---")[1]

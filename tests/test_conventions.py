@@ -160,7 +160,7 @@ def test_one_of_a_thing_is_said_in_the_singular(workdir: Path,
     (workdir / "devslice.yaml").write_text(CONFIG)
     assert run(["slice", "claim"]) == 0
     capsys.readouterr()
-    assert run(["verify", "--json"]) == 0
+    assert run(["verify", "-o", "json"]) == 0
     details = " ".join(c["detail"] for c in json.loads(capsys.readouterr().out))
     assert "1 canary on orders" in details and "0 hubs, 0 names" in details
     assert run(["slice", "map"]) == 0

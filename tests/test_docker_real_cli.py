@@ -128,7 +128,7 @@ def test_up_builds_pushes_and_runs_then_nothing_to_do(world: World,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["slice", "claim"]) == 0
     capsys.readouterr()
-    assert run(["up", "--json"]) == 0, capsys.readouterr()
+    assert run(["up", "-o", "json"]) == 0, capsys.readouterr()
     done = {e["resource"] for e in events(capsys) if e["event"] == "done"}
     assert {f"image:orders-{world.cache[-8:]}", f"container:cache-{world.cache[-8:]}",
             "manifests:services"} <= done
@@ -140,26 +140,26 @@ def test_up_builds_pushes_and_runs_then_nothing_to_do(world: World,
     assert image.endswith(f"/orders-{world.cache[-8:]}:{tag}")
     assert httpx.get(f"http://127.0.0.1:{world.port}/", timeout=5).status_code == 404  # httpd
 
-    assert run(["plan", "--json"]) == 0
+    assert run(["plan", "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["changes"] == 0
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     assert events(capsys)[-1]["changes"] == 0
 
 
 def test_down_then_up_then_destroy_keep_data_then_destroy(
         world: World, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["slice", "claim"]) == 0
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     world.client.api.exec_start(world.client.api.exec_create(
         world.cache, ["sh", "-c", "echo kept > /data/keep"]))
     capsys.readouterr()
     assert run(["down"]) == 0
     assert world.status() == "exited"
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     assert world.status() == "running"
     assert run(["destroy", "-y", "--keep-data"]) == 0
     assert world.status() is None and world.volume in world.volumes()
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     stream, _ = world.client.api.get_archive(world.cache, "/data/keep")  # docker cp
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
         member = tar.extractfile("keep")

@@ -26,7 +26,7 @@ def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def doctor(capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, dict[str, object]]]:
-    code = run(["doctor", "--json"])
+    code = run(["doctor", "-o", "json"])
     return code, {c["name"]: c for c in json.loads(capsys.readouterr().out)}
 
 

@@ -140,12 +140,12 @@ def test_the_wheel_runs_the_starter_config_in_an_empty_folder(tmp_path: Path) ->
         devslice("init")
         devslice("slice", "claim", "ab")
         folder = tmp_path / "cache" / f"azurite-{AZURITE_VERSION}"
-        checks = {c["name"]: c for c in json.loads(devslice("doctor", "--json"))}
+        checks = {c["name"]: c for c in json.loads(devslice("doctor", "-o", "json"))}
         assert checks["azurite"]["ok"] is True
         assert f"`up` installs Azurite {AZURITE_VERSION} into {folder}" in \
             checks["azurite"]["version"]
         no_node = {**env, "PATH": str(venv / "bin")}
-        done = subprocess.run([venv / "bin" / "devslice", "doctor", "--json"], env=no_node,
+        done = subprocess.run([venv / "bin" / "devslice", "doctor", "-o", "json"], env=no_node,
                               cwd=empty, capture_output=True, text=True)
         checks = {c["name"]: c for c in json.loads(done.stdout)}
         assert done.returncode == 1 and checks["azurite"]["ok"] is False

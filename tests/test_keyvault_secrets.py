@@ -64,13 +64,13 @@ def test_a_key_vault_secret_reaches_the_pods_secret_and_nothing_else(
     (workdir / "devslice.yaml").write_text(CONFIG)
     Project.load().claim("ab")
     capsys.readouterr()
-    assert run(["env", "--slice", "ab", "--format", "k8s"]) == 0
+    assert run(["env", "--slice", "ab", "-o", "k8s"]) == 0
     config_map, secret = YAML(typ="safe").load_all(
         (workdir / ".devslice" / "ab.k8s.yaml").read_text())
     assert secret["stringData"] == {"LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING": SECRET}
     assert SECRET not in json.dumps(config_map)
     capsys.readouterr()
-    assert run(["env", "--slice", "ab", "--format", "json"]) == 0
+    assert run(["env", "--slice", "ab", "-o", "json"]) == 0
     out = capsys.readouterr()
     assert SECRET not in out.out + out.err
     assert json.loads(out.out)["LOCAL_DEV_EVENTHUBS_CONNECTIONSTRING"] == "********"

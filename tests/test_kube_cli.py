@@ -19,7 +19,7 @@ from .test_up import World, world  # noqa: F401 - the fixture
 def test_up_names_conflicting_fields_and_force_conflicts_takes_them(
         world: World, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     assert run(["slice", "claim"]) == 0
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     # someone scales it by hand (`kubectl scale` / `kubectl edit`: an Update manager)
     code, _, _ = world.kube.handle(
         "PATCH", "/apis/apps/v1/namespaces/default/deployments/orders?fieldManager=kubectl-edit",
@@ -30,7 +30,7 @@ def test_up_names_conflicting_fields_and_force_conflicts_takes_them(
     manifest.write_text(manifest.read_text().replace("metadata: {name: orders}",
                                                      "metadata: {name: orders, labels: {t: a}}"))
     capsys.readouterr()
-    assert run(["up", "--json"]) != 0
+    assert run(["up", "-o", "json"]) != 0
     err = capsys.readouterr().err
     assert "applying Deployment orders: 1 field already belongs to another field manager " \
            "(kubectl-edit)" in err
@@ -40,7 +40,7 @@ def test_up_names_conflicting_fields_and_force_conflicts_takes_them(
     assert live is not None and live["spec"]["replicas"] == 3
 
     world.forget_calls()
-    assert run(["up", "--json", "--force-conflicts"]) == 0
+    assert run(["up", "-o", "json", "--force-conflicts"]) == 0
     patches = [r for r in world.kube.requests if r.method == "PATCH" and "deployments" in r.path]
     assert patches and patches[0].params == {"force": "true", "fieldManager": "devslice"}
     live = world.kube.get("apps/v1", "Deployment", "orders", "default")
@@ -74,7 +74,7 @@ def test_kube_runtime_pushes_images_to_the_clusters_registry_and_points_pods_the
     pushed_to = f"localhost:{world.registry.port}/team"
     kube_runtime(world, pushed_to)
     assert run(["slice", "claim"]) == 0
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     [tag] = world.registry.tags("team/orders")
     live = world.kube.get("apps/v1", "Deployment", "orders", "dev-ab")
     assert live is not None
@@ -84,7 +84,7 @@ def test_kube_runtime_pushes_images_to_the_clusters_registry_and_points_pods_the
     assert not [c for c in world.k3d_calls() if "create" in c or "start" in c]
     world.forget_calls()
     capsys.readouterr()
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["changes"] == 0
     assert [r for r in world.engine.requests if r.changes] == []
 

@@ -46,7 +46,7 @@ def test_two_checkouts_sharing_event_hubs_are_refused_a_private_ledger(
                "eventHubs.mode is shared" in err.replace("\n", "").replace("  ", " ")
         assert "share an azureBlob ledger" in err and "soloTeam: true" in err
         assert not (folder / ".devslice").exists()  # refused before anything was written
-        assert run(["doctor", "--json"]) == 1
+        assert run(["doctor", "-o", "json"]) == 1
         ledger = next(c for c in json.loads(capsys.readouterr().out) if c["name"] == "ledger")
         assert not ledger["ok"] and "only this machine sees" in ledger["problem"]
 
@@ -61,9 +61,9 @@ def test_the_error_points_at_the_ledger_key_when_the_file_writes_one(
 def test_a_developer_alone_opts_in_and_doctor_shows_it(
         workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (workdir / "devslice.yaml").write_text(SHARED_EH + SOLO)
-    assert run(["slice", "claim", "--json"]) == 0
+    assert run(["slice", "claim", "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["eventHubs"]["partitions"] == [0]
-    assert run(["doctor", "--json"]) in (0, 1)  # tools may be missing here; the ledger is ok
+    assert run(["doctor", "-o", "json"]) in (0, 1)  # tools may be missing here; the ledger is ok
     ledger = next(c for c in json.loads(capsys.readouterr().out) if c["name"] == "ledger")
     assert ledger["ok"]
     assert "this machine only; soloTeam: true (you alone use eventHubs.mode)" \
@@ -120,7 +120,7 @@ def test_migrate_copies_every_slice_and_its_history_and_leaves_the_source(
     assert len(history) == 6
     capsys.readouterr()
     target = ["ledger", "migrate", "--to-connection-string-env", "TEAM_LEDGER",
-              "--to-container", team_blob.container_name, "--json"]
+              "--to-container", team_blob.container_name, "-o", "json"]
     assert run(target) == 0
     done = json.loads(capsys.readouterr().out)
     assert done["slices"] == ["ab", "cd", "ci1"] and done["history"] == 6
@@ -137,7 +137,7 @@ def test_migrate_copies_every_slice_and_its_history_and_leaves_the_source(
     assert copied[:-1] == history
     assert copied[-1].action == "migrate" and "3 slice(s) and 6 history line(s)" in \
         copied[-1].detail
-    assert run(["slice", "claim", "gh", "--owner", "Gus H", "--json"]) == 0  # no refusal now
+    assert run(["slice", "claim", "gh", "--owner", "Gus H", "-o", "json"]) == 0  # no refusal now
     assert json.loads(capsys.readouterr().out)["eventHubs"]["partitions"] == [3]
 
     # Again: the target holds other slices now (gh), so nothing is copied.

@@ -51,7 +51,7 @@ def test_a_planted_handle_never_becomes_a_path(
         claimed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plant(claimed, "../../pwn")
     capsys.readouterr()
-    assert run(["env", "--slice", "../../pwn", "--format", "dotenv"]) == 1
+    assert run(["env", "--slice", "../../pwn", "-o", "dotenv"]) == 1
     err = capsys.readouterr().err
     assert "holds records devslice will not act on" in err
     assert "slice '../../pwn': '../../pwn' is not a valid slice handle" in err
@@ -97,7 +97,7 @@ def test_ledger_check_reports_and_changes_nothing(
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     before = ledger_file(claimed).read_bytes()
-    assert run(["ledger", "check", "--json"]) == 1
+    assert run(["ledger", "check", "-o", "json"]) == 1
     report = json.loads(capsys.readouterr().out)
     found = {(p["subject"], p["problem"].split(":")[0]) for p in report["problems"]}
     assert ("slice '../x'", "'../x' is not a valid slice handle") in found

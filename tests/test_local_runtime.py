@@ -73,7 +73,7 @@ def state(project: Path) -> dict[str, dict[str, object]]:
 def test_up_runs_services_with_the_slice_and_down_leaves_nothing(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["changes"] == 1
     services = state(project)
     assert services["web"]["state"] == services["worker"]["state"] == "ready"
@@ -82,7 +82,7 @@ def test_up_runs_services_with_the_slice_and_down_leaves_nothing(
     local = read_json(project / ".devslice" / "local" / "ab" / "state.json")
     supervisor = local["supervisor"]["pid"]
 
-    assert run(["up", "--json"]) == 0  # nothing changed: nothing to do
+    assert run(["up", "-o", "json"]) == 0  # nothing changed: nothing to do
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["changes"] == 0
     assert run(["plan"]) == 0
     assert "nothing to do" in capsys.readouterr().out
@@ -103,7 +103,7 @@ def test_up_runs_services_with_the_slice_and_down_leaves_nothing(
 def test_down_after_the_supervisor_was_killed(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     data = read_json(project / ".devslice" / "local" / "ab" / "state.json")
     os.kill(data["supervisor"]["pid"], signal.SIGKILL)  # its children live on, orphaned
     wait_for(lambda: gone(data["supervisor"]["pid"]), what="the supervisor to die")
@@ -168,11 +168,11 @@ def test_two_slices_of_one_checkout_run_side_by_side(
     assert run(["slice", "claim"]) == 0
     assert run(["slice", "claim", "cd", "--owner", "Carl Dahl"]) == 0
     try:
-        assert run(["up", "--json"]) == 0
+        assert run(["up", "-o", "json"]) == 0
         capsys.readouterr()
         assert run(["plan", "--slice", "cd"]) == 0
         assert "+ local: start (run worker as local processes)" in capsys.readouterr().out
-        assert run(["up", "--slice", "cd", "--json"]) == 0, capsys.readouterr().err
+        assert run(["up", "--slice", "cd", "-o", "json"]) == 0, capsys.readouterr().err
         ab = read_json(workdir / ".devslice" / "local" / "ab" / "state.json")["services"]
         cd = read_json(workdir / ".devslice" / "local" / "cd" / "state.json")["services"]
         assert ab["worker"]["pid"] != cd["worker"]["pid"]
@@ -229,7 +229,7 @@ def test_mongod_runs_as_a_process_and_its_replica_set_is_initiated(
         """))
     assert run(["slice", "claim"]) == 0
     try:
-        assert run(["up", "--json"]) == 0
+        assert run(["up", "-o", "json"]) == 0
         shared = read_json(workdir / ".devslice" / "local" / "_emulators" / "state.json")
         assert shared["services"]["mongodb"]["state"] == "ready"
         (call,) = [json.loads(line) for line in log.read_text().splitlines()]
@@ -263,11 +263,11 @@ def test_a_crash_looping_service_is_not_reported_ready(
 ) -> None:
     """The crasher exits every time: once it has crashed three times, status shows it and
     the plan restarts the slice's processes instead of calling them healthy."""
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     wait_for(lambda: int(state(project)["crasher"]["crashes"]) >= 3,  # type: ignore[call-overload]
              what="three crashes in a row")
     capsys.readouterr()
-    assert run(["status", "--json"]) == 1  # not ready: a non-zero exit, for scripts
+    assert run(["status", "-o", "json"]) == 1  # not ready: a non-zero exit, for scripts
     rows = {r["resource"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["local"]["ready"] is False
     assert "not healthy: crasher" in rows["local"]["detail"]
@@ -413,7 +413,7 @@ def test_three_concurrent_ups_start_one_supervisor_and_one_down_stops_all(
         "    time.sleep(1)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(slow), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    ups = [subprocess.Popen(_cli("up", "--json"), cwd=starter, stdout=subprocess.PIPE,
+    ups = [subprocess.Popen(_cli("up", "-o", "json"), cwd=starter, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)]
     outs = [p.communicate(timeout=120) for p in ups]
     assert [p.returncode for p in ups] == [0, 0, 0], [err for _, err in outs]
@@ -524,8 +524,8 @@ def test_shared_azurite_stays_while_a_killed_supervisors_services_use_it(
     assert run(["slice", "claim", "cd", "--owner", "Carl Dahl"]) == 0
     local = workdir / ".devslice" / "local"
     try:
-        assert run(["up", "--json"]) == 0
-        assert run(["up", "--slice", "cd", "--json"]) == 0
+        assert run(["up", "-o", "json"]) == 0
+        assert run(["up", "--slice", "cd", "-o", "json"]) == 0
         azurite = int(read_json(local / "_emulators" / "state.json")
                       ["services"]["azurite"]["pid"])
         ab = read_json(local / "ab" / "state.json")
@@ -691,7 +691,7 @@ def test_state_is_written_only_when_it_changes(project: Path) -> None:
     directory.mkdir(parents=True)
     renames = Renames(directory)
     try:
-        assert run(["up", "--json"]) == 0
+        assert run(["up", "-o", "json"]) == 0
         wait_for(lambda: int(state(project)["crasher"]["crashes"]) >= 2,  # type: ignore[call-overload]
                  what="the crasher's second crash")
         before = renames.count("state.json")

@@ -131,10 +131,10 @@ def test_embedded_stand_ins_are_refused_for_pods(workdir: Path, text: str, key: 
     assert info.value.hint is not None and f"{key}: emulator" in info.value.hint
     # the CLI says the same, and --for host still writes the manifest for this machine
     capsys.readouterr()
-    assert run(["env", "--format", "k8s", "-o", "-"]) == 1
+    assert run(["env", "-o", "k8s", "--to-file", "-"]) == 1
     err = capsys.readouterr().err
     assert key in err and "pods cannot" in err
-    assert run(["env", "--format", "k8s", "--for", "host", "-o", "-"]) == 0
+    assert run(["env", "-o", "k8s", "--for", "host", "--to-file", "-"]) == 0
 
 
 def test_a_shared_cluster_gets_nothing_of_this_machine(workdir: Path) -> None:

@@ -439,7 +439,7 @@ def test_cli_dry_run_sends_nothing(slice_ab: Path, kusto: FakeKusto,
                           "nothing sent\n1  .create-merge table Orders (    # schema.kql:3\n"
                           "       OrderId: string,\n")
     assert "\n5  .alter table Orders policy ingestionbatching" in out
-    assert run(["adx", "apply", "schema.kql", "--dry-run", "--json"]) == 0
+    assert run(["adx", "apply", "schema.kql", "--dry-run", "-o", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert {k: plan[k] for k in ("slice", "cluster", "database", "dryRun")} == {
         "slice": "ab", "cluster": kusto.url, "database": "db4ab", "dryRun": True}
@@ -452,7 +452,7 @@ def test_cli_apply_json_and_a_failure(slice_ab: Path, kusto: FakeKusto,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     kusto.databases["db4ab"] = set()
     capsys.readouterr()
-    assert run(["adx", "apply", "schema.kql", "--json"]) == 0
+    assert run(["adx", "apply", "schema.kql", "-o", "json"]) == 0
     done = json.loads(capsys.readouterr().out)
     assert done["dryRun"] is False and len(done["commands"]) == 5
     (slice_ab / "bad.kql").write_text(".create table A (x: string)\n\n"

@@ -155,7 +155,7 @@ def post_order(port: int, body: object) -> tuple[int, dict[str, Any]]:
 
 def contract(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
     capsys.readouterr()
-    assert run(["env", "--format", "json"]) == 0
+    assert run(["env", "-o", "json"]) == 0
     data: dict[str, str] = json.loads(capsys.readouterr().out)
     return data
 
@@ -187,7 +187,7 @@ def test_orders_become_invoices_in_the_slice_and_down_leaves_nothing(
     shop: Shop, signalr: SignalRHub, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(["slice", "claim"]) == 0
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     state = read_json(shop.root / ".devslice" / "local" / "ab" / "state.json")
     shared = read_json(shop.root / ".devslice" / "local" / "_emulators" / "state.json")
     services = state["services"]
@@ -289,7 +289,7 @@ def test_two_developers_on_one_machine_nothing_leaks(
     pids: list[int] = []
     try:
         for handle in ("ab", "cd"):
-            assert run(["up", "--slice", handle, "--json"]) == 0
+            assert run(["up", "--slice", handle, "-o", "json"]) == 0
         for handle in ("ab", "cd"):
             local = shop.root / ".devslice" / "local" / handle
             port = int(read_json(local / "spec.json")["services"][0]["env"]["PORT"])
@@ -302,7 +302,7 @@ def test_two_developers_on_one_machine_nothing_leaks(
         envs = {}
         for handle in ("ab", "cd"):
             capsys.readouterr()
-            assert run(["env", "--slice", handle, "--format", "json"]) == 0
+            assert run(["env", "--slice", handle, "-o", "json"]) == 0
             envs[handle] = json.loads(capsys.readouterr().out)
         for handle in ("ab", "cd"):
             env = envs[handle]

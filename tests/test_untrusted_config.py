@@ -300,7 +300,7 @@ def test_the_local_files_slice_is_a_handle(workdir: Path,
     (workdir / "devslice.yaml").write_text(BASE)
     (workdir / "devslice.local.yaml").write_text(
         "apiVersion: devslice.dev/v1alpha1\nkind: LocalOverrides\nslice: ../../pwn\n")
-    assert run(["env", "--format", "dotenv"]) == 2
+    assert run(["env", "-o", "dotenv"]) == 2
     err = capsys.readouterr().err
     assert "devslice.local.yaml:3:8: slice: '../../pwn' is not allowed: expected text " in err
     assert not list(workdir.parent.glob("*.env"))

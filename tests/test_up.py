@@ -107,7 +107,7 @@ def use_azurite(world: World) -> int:
 
 def plan_json(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
     capsys.readouterr()
-    assert run(["plan", "--json"]) == 0
+    assert run(["plan", "-o", "json"]) == 0
     data: dict[str, object] = json.loads(capsys.readouterr().out)
     return data
 
@@ -124,7 +124,7 @@ def test_up_from_nothing_then_nothing_to_do(world: World,
         for c in world.k3d_calls())
     assert [r for r in world.engine.requests if r.changes] == []
 
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert events[-1]["event"] == "ready" and events[-1]["changes"] > 0
     done = {e["resource"] for e in events if e["event"] == "done"}
@@ -150,7 +150,7 @@ def test_up_from_nothing_then_nothing_to_do(world: World,
     world.forget_calls()
     second = plan_json(capsys)
     assert second["changes"] == 0
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["changes"] == 0
     assert all(c[1] in ("list",) or c == ["version"] for c in world.k3d_calls())
     assert {r.method for r in world.kube.requests} <= {"GET"}
@@ -160,7 +160,7 @@ def test_up_from_nothing_then_nothing_to_do(world: World,
 def test_changed_source_rebuilds_and_rolls_out(world: World,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["slice", "claim"]) == 0
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     (world.root / "services" / "orders" / "app.py").write_text("print('orders v2')\n")
     changed = plan_json(capsys)
     lines = {(a["resource"], a["verb"]) for a in changed["actions"]  # type: ignore[union-attr]
@@ -173,12 +173,12 @@ def test_changed_source_rebuilds_and_rolls_out(world: World,
 def test_down_stops_and_status_says_so_then_destroy(world: World,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["slice", "claim"]) == 0
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     world.forget_calls()
     assert run(["down"]) == 0
     assert ["cluster", "stop", "devslice"] in world.k3d_calls()
     capsys.readouterr()
-    assert run(["status", "--json"]) == 1  # not ready: exit 1
+    assert run(["status", "-o", "json"]) == 1  # not ready: exit 1
     rows = {r["resource"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["cluster"]["ready"] is False and "start" in rows["cluster"]["detail"]
     assert rows["registry"]["ready"] is True
@@ -193,16 +193,16 @@ def test_the_laptop_sleep_bug_is_seen_and_repaired(world: World,
     """After a sleep, k3s rewrites CoreDNS's NodeHosts without host.k3d.internal (k3d issues
     1221, 1360): status shows it, up puts the gateway entry back, the next plan is quiet."""
     assert run(["slice", "claim"]) == 0
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     world.kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
                       "metadata": {"name": "coredns", "namespace": "kube-system"},
                       "data": {"NodeHosts": "172.18.0.2 k3d-devslice-server-0\n"}})
     capsys.readouterr()
-    assert run(["status", "--json"]) == 1  # not ready: exit 1
+    assert run(["status", "-o", "json"]) == 1  # not ready: exit 1
     rows = {r["resource"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["host-dns"]["ready"] is False
     assert "host.k3d.internal is missing from CoreDNS NodeHosts" in rows["host-dns"]["detail"]
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     coredns = world.kube.get("v1", "ConfigMap", "coredns", "kube-system")
     assert coredns is not None
     assert coredns["data"]["NodeHosts"] == ("172.18.0.2 k3d-devslice-server-0\n"
@@ -251,7 +251,7 @@ def test_emulators_run_beside_the_cluster_and_follow_down_and_destroy(
     blob = use_azurite(world)
     assert run(["slice", "claim"]) == 0
     capsys.readouterr()
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     done = [e["resource"] for e in events if e["event"] == "done"]
     assert done.index("container:azurite") < done.index("slice-config")
@@ -266,13 +266,13 @@ def test_emulators_run_beside_the_cluster_and_follow_down_and_destroy(
 
     assert run(["down"]) == 0
     assert world.engine.container("devslice-azurite").status == "exited"  # type: ignore[union-attr]
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     assert world.engine.container("devslice-azurite").status == "running"  # type: ignore[union-attr]
 
     assert run(["destroy", "-y", "--keep-data"]) == 0
     assert world.engine.container("devslice-azurite") is None
     assert "devslice-azurite-data" in world.engine.volumes
-    assert run(["up", "--json"]) == 0  # the same data comes back with a new container
+    assert run(["up", "-o", "json"]) == 0  # the same data comes back with a new container
     assert run(["destroy", "-y"]) == 0
     assert world.engine.container("devslice-azurite") is None
     assert "devslice-azurite-data" not in world.engine.volumes
@@ -299,7 +299,7 @@ def test_data_explorer_emulator_gets_the_slices_database(
         world.engine.container_output = lambda c: [KUSTO_READY] if "kusto" in c.name else []
         assert run(["slice", "claim"]) == 0
         capsys.readouterr()
-        assert run(["up", "--json"]) == 0
+        assert run(["up", "-o", "json"]) == 0
         events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         done = [e["resource"] for e in events if e["event"] == "done"]
         assert done.index("container:kusto-emulator") < done.index("database:db4ab") < \
@@ -311,7 +311,7 @@ def test_data_explorer_emulator_gets_the_slices_database(
         assert config_map["data"]["LOCAL_DEV_DATAEXPLORER_CLUSTERURL"] == \
             f"http://172.18.0.1:{port}"
         kusto.databases["db4ab"].add("Orders")  # what `devslice adx apply` would have made
-        assert run(["up", "--json"]) == 0
+        assert run(["up", "-o", "json"]) == 0
         assert kusto.databases["db4ab"] == {"Orders"}
         creates = [c for _, c in kusto.commands if c.startswith(".create database")]
         assert len(creates) == 1
@@ -324,11 +324,11 @@ def test_a_no_op_up_reads_each_system_once(world: World,
     container listing for the emulator containers."""
     use_azurite(world)
     assert run(["slice", "claim"]) == 0
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     world.forget_calls()
     world.registry.clear_requests()
     capsys.readouterr()
-    assert run(["up", "--json"]) == 0
+    assert run(["up", "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["changes"] == 0
     assert sorted(world.k3d_calls()) == [["cluster", "list", "-o", "json"],
                                          ["registry", "list", "-o", "json"]]

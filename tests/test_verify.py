@@ -39,7 +39,7 @@ def new_events(before: dict[str, int]) -> dict[str, int]:
 def checks(capsys: pytest.CaptureFixture[str], code: int,
            handle: str | None = None) -> dict[str, dict[str, str]]:
     capsys.readouterr()
-    assert run(["verify", "--json", *(["--slice", handle] if handle else [])]) == code
+    assert run(["verify", "-o", "json", *(["--slice", handle] if handle else [])]) == code
     return {c["check"]: c for c in json.loads(capsys.readouterr().out)}
 
 
@@ -166,7 +166,7 @@ def test_an_override_belongs_to_the_slice_it_names(
     (workdir / "devslice.local.yaml").write_text(
         LOCAL + "slice: cd\nenv: {LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS: '0', MY_DEBUG: '1'}\n")
     capsys.readouterr()
-    assert run(["env", "--slice", "ab", "--format", "json"]) == 0
+    assert run(["env", "--slice", "ab", "-o", "json"]) == 0
     ab = json.loads(capsys.readouterr().out)
     assert ab["LOCAL_DEV_EVENTHUBS_ASSIGNEDPARTITIONIDS"] == "1"
     assert "MY_DEBUG" not in ab
@@ -178,7 +178,7 @@ def test_an_override_belongs_to_the_slice_it_names(
     out = capsys.readouterr().out
     assert "personal override" in out
     assert "devslice.local.yaml names slice cd: its overrides apply" in out.replace("\n", " ")
-    assert run(["env", "--slice", "cd", "--explain", "--format", "json"]) == 0
+    assert run(["env", "--slice", "cd", "--explain", "-o", "json"]) == 0
     assert "its overrides apply" in capsys.readouterr().err
     assert checks(capsys, 0, "ab")  # ab's services get none of it: green
     assert checks(capsys, 0, "cd")  # cd's own partition, overridden as it is: green
@@ -237,7 +237,7 @@ def test_another_slices_storage_connection_string_turns_it_red_without_showing_i
     (workdir / "devslice.local.yaml").write_text(
         LOCAL + f"slice: ab\nenv: {{LOCAL_DEV_STORAGE_CONNECTIONSTRING: '{theirs}'}}\n")
     capsys.readouterr()
-    assert run(["verify", "--json"]) == 1
+    assert run(["verify", "-o", "json"]) == 1
     out = capsys.readouterr().out
     assert key not in out and theirs not in out
     storage = {c["check"]: c for c in json.loads(out)}[
@@ -288,7 +288,7 @@ def test_a_team_secret_naming_another_slices_account_is_red_and_a_missing_one_sa
     monkeypatch.setenv("CS", "AccountName=company1stacc4cd;AccountKey=S3CRET;"
                              "EndpointSuffix=core.windows.net")
     capsys.readouterr()
-    assert run(["verify", "--json"]) == 1
+    assert run(["verify", "-o", "json"]) == 1
     out = capsys.readouterr().out
     assert "S3CRET" not in out
     storage = {c["check"]: c for c in json.loads(out)}["services use the slice's storage account"]

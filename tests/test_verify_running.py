@@ -37,7 +37,7 @@ linux = pytest.mark.skipif(not environ_readable(), reason="/proc/PID/environ is 
 
 def checks(capsys: pytest.CaptureFixture[str], code: int) -> dict[str, dict[str, str]]:
     capsys.readouterr()
-    assert run(["verify", "--json"]) == code
+    assert run(["verify", "-o", "json"]) == code
     return {c["check"]: c for c in json.loads(capsys.readouterr().out)}
 
 
@@ -193,7 +193,7 @@ def test_the_clusters_configmap_and_secret_are_compared_with_the_ledger(
         for obj in (config_map, secret):
             kube.apply({**obj, "metadata": {**obj["metadata"], "namespace": "shop"}})
         capsys.readouterr()
-        assert run(["verify", "--json"]) == 1
+        assert run(["verify", "-o", "json"]) == 1
         out = capsys.readouterr().out
         assert "S3CRETKEY" not in out
         detail = {c["check"]: c for c in json.loads(out)}[RUNNING]["detail"]

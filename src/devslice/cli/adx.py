@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from devslice.cli.app import State, pass_state
-from devslice.cli.output import console, print_json
+from devslice.cli.output import console, emit, machine, output_option
 from devslice.sdk.context import SliceContext
 
 if TYPE_CHECKING:
@@ -94,9 +94,9 @@ def adx_group() -> None:
               "claimed last here).")
 @click.option("--dry-run", is_flag=True,
               help="Print the commands, numbered, and where they would run; send nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_option("text")
 @pass_state
-def apply(state: State, script: Path, handle: str | None, dry_run: bool, as_json: bool) -> None:
+def apply(state: State, script: Path, handle: str | None, dry_run: bool, fmt: str) -> None:
     """Run a KQL schema script in your slice's database, command by command.
 
     The script follows the Kusto convention: blank lines separate commands, `//` lines are
@@ -108,7 +108,7 @@ def apply(state: State, script: Path, handle: str | None, dry_run: bool, as_json
     Examples:
       devslice adx apply schema.kql --dry-run     # what would run, and where
       devslice adx apply schema.kql
-      devslice adx apply schema.kql --slice ci1 --json
+      devslice adx apply schema.kql --slice ci1 -o json
     """
     from rich.markup import escape  # lazy: rich, only for output
 
@@ -120,9 +120,9 @@ def apply(state: State, script: Path, handle: str | None, dry_run: bool, as_json
     head = {"slice": target.handle, "cluster": adx.cluster_url, "database": target.database,
             "dryRun": dry_run}
     if dry_run:
-        if as_json:
-            print_json({**head, "commands": [_command_json(i, c)
-                                             for i, c in enumerate(commands, start=1)]})
+        if machine(fmt):
+            emit({**head, "commands": [_command_json(i, c)
+                                       for i, c in enumerate(commands, start=1)]}, fmt)
             return
         console().print(f"dry run: {len(commands)} command{'s' * (len(commands) != 1)} for "
                         f"database [bold]{escape(str(target.database))}[/] on "
@@ -131,15 +131,15 @@ def apply(state: State, script: Path, handle: str | None, dry_run: bool, as_json
         return
 
     def progress(step: AppliedCommand) -> None:
-        if not as_json:
+        if not machine(fmt):
             console().print(f"[green]ok[/] {step.index}/{len(commands)}  "
                             f"{escape(step.command.first_line)}", overflow="ellipsis",
                             no_wrap=True)
 
     with adx:
         done = adx.apply(target.database, commands, on_applied=progress)
-    if as_json:
-        print_json({**head, "commands": [_command_json(s.index, s.command) for s in done]})
+    if machine(fmt):
+        emit({**head, "commands": [_command_json(s.index, s.command) for s in done]}, fmt)
         return
     console().print(f"applied {len(done)} command{'s' * (len(done) != 1)} to database "
                     f"[bold]{escape(str(target.database))}[/] on {escape(adx.cluster_url)}")

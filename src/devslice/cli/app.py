@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,14 @@ from click.shell_completion import CompletionItem
 
 from devslice import __version__
 from devslice.cli.completion import attach, completion, full_summaries
-from devslice.cli.output import err_console, print_error
+from devslice.cli.output import (
+    FORMAT_NAMES,
+    deprecated,
+    emit,
+    err_console,
+    output_option,
+    print_error,
+)
 from devslice.errors import DevsliceError
 
 
@@ -63,25 +69,38 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.option("--team", default="myteam", show_default=True,
               help="Team prefix used in names (lowercase letters and digits).")
 @click.option("--force", is_flag=True, help="Overwrite an existing devslice.yaml.")
-@click.option("-o", "--output", "path", default="devslice.yaml", show_default=True,
-              type=click.Path(dir_okay=False), help="Where to write it.")
-def init(team: str, force: bool, path: str) -> None:
+@click.option("--to-file", "path", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Where to write it (default: devslice.yaml).")
+@click.option("-o", "--output", "legacy_path", type=click.Path(dir_okay=False), hidden=True,
+              help="Deprecated: --to-file PATH.")
+def init(team: str, force: bool, path: str | None, legacy_path: str | None) -> None:
     """Write a commented starter devslice.yaml.
 
     \b
-    Example:
+    Examples:
       devslice init --team company1
+      devslice init --to-file config/devslice.yaml
     """
     from devslice.config.starter import write_starter  # lazy: only when this command runs
 
-    written = write_starter(Path(path), team=team, force=force)
+    if legacy_path is not None:  # -o was the file before -o meant a format (issue 16)
+        if path is not None:
+            raise click.UsageError("-o PATH and --to-file PATH name two files; give one "
+                                   "(--to-file)")
+        if legacy_path in FORMAT_NAMES:  # a format name means the format, everywhere
+            raise click.UsageError(f"init prints no data, so it has no -o {legacy_path}; "
+                                   f"to write a file of that name: --to-file {legacy_path}")
+        deprecated(f"-o {legacy_path}", f"--to-file {legacy_path}")
+        path = legacy_path
+    written = write_starter(Path(path or "devslice.yaml"), team=team, force=force)
     click.echo(f"wrote {written}; next: devslice slice claim")
 
 
 @cli.command()
 @click.option("--kind", type=click.Choice(["Environment", "LocalOverrides"]),
               default="Environment", show_default=True, help="Which document.")
-def schema(kind: str) -> None:
+@output_option(human=None)
+def schema(kind: str, fmt: str) -> None:
     """Print the JSON Schema of devslice.yaml, for editor completion.
 
     \b
@@ -97,7 +116,7 @@ def schema(kind: str) -> None:
         from devslice.config.local import LocalOverrides as model  # type: ignore[assignment]
     data = model.model_json_schema(by_alias=True, mode="validation")
     data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    click.echo(json.dumps(data, indent=2))
+    emit(data, fmt)
 
 
 @cli.command()
@@ -127,9 +146,9 @@ def _complete_keys(incomplete: str) -> list[Any]:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_option("table")
 @pass_state
-def doctor(state: State, as_json: bool) -> None:
+def doctor(state: State, fmt: str) -> None:
     """Check the tools devslice drives and whether the ledger is reachable.
 
     \b
@@ -138,7 +157,7 @@ def doctor(state: State, as_json: bool) -> None:
     """
     from devslice.cli.doctor import run_doctor  # lazy: only when this command runs
 
-    if not run_doctor(state, as_json):
+    if not run_doctor(state, fmt):
         raise click.exceptions.Exit(1)
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from devslice.cli.output import console, print_json
+from devslice.cli.output import console, emit
 from devslice.errors import DevsliceError
 from devslice.text import plural
 
 
-def run_doctor(state: Any, as_json: bool) -> bool:
+def run_doctor(state: Any, fmt: str) -> bool:
     from devslice.facts.tools import TOOLS, probe_all  # lazy: only when this command runs
 
     checks: list[dict[str, Any]] = []
@@ -52,10 +52,7 @@ def run_doctor(state: Any, as_json: bool) -> bool:
         checks += _needed_by_config(project)
     checks += _platform(project if config_check["ok"] else None)
 
-    if as_json:
-        print_json(checks)
-    else:
-        _print(checks)
+    emit(checks, fmt, human=lambda: _print(checks))
     return all(c["ok"] for c in checks)
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from devslice.cli.app import State, pass_state
-from devslice.cli.output import console, err_console, print_json
+from devslice.cli.output import console, emit, err_console, machine, output_option
 from devslice.errors import DevsliceError, SliceNotFound, ToolMissing
 from devslice.text import plural
 
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 
 SLICE_OPTION = click.option("--slice", "handle", metavar="HANDLE",
                             help="Which slice (default: your current slice).")
-JSON_OPTION = click.option("--json", "as_json", is_flag=True,
-                           help="Machine-readable output (up: one JSON event per line).")
 
 
 @contextmanager
@@ -79,9 +77,9 @@ def _tools(state: State) -> Iterator[tuple[Any, Any, str]]:
 
 @click.command()
 @SLICE_OPTION
-@JSON_OPTION
+@output_option("text")
 @pass_state
-def plan(state: State, handle: str | None, as_json: bool) -> None:
+def plan(state: State, handle: str | None, fmt: str) -> None:
     """Show what `devslice up` would change, why, and the exact commands and API calls.
 
     Reads the world (k3d, the registry, the cluster) and changes nothing. Secrets are masked.
@@ -92,17 +90,17 @@ def plan(state: State, handle: str | None, as_json: bool) -> None:
     """
     from devslice.engine.plan import make_plan  # lazy: only when this command runs
 
-    with _resources(state, handle, quiet=as_json) as resources:
+    with _resources(state, handle, quiet=machine(fmt)) as resources:
         result = make_plan(resources)
-    if as_json:
-        print_json(result.as_dict())
+    if machine(fmt):
+        emit(result.as_dict(), fmt)
         return
     console().print(result.render(), end="", markup=False, highlight=False)
 
 
 @click.command()
 @SLICE_OPTION
-@JSON_OPTION
+@output_option("text")
 @BUSY_OPTION
 @click.option("--force-conflicts", is_flag=True,
               help="Take over manifest fields another field manager owns (e.g. after "
@@ -111,7 +109,7 @@ def plan(state: State, handle: str | None, as_json: bool) -> None:
               help="Tag same-named Azure resources made without devslice as this slice's "
                    "(from then on `slice release --delete-resources` deletes them).")
 @pass_state
-def up(state: State, handle: str | None, as_json: bool, fail_if_busy: bool,
+def up(state: State, handle: str | None, fmt: str, fail_if_busy: bool,
        force_conflicts: bool, adopt: bool) -> None:
     """Bring the slice's environment up: registry, cluster, images, slice config, manifests.
 
@@ -123,17 +121,17 @@ def up(state: State, handle: str | None, as_json: bool, fail_if_busy: bool,
     \b
     Examples:
       devslice up
-      devslice up --json          # one JSON event per line, for CI
+      devslice up -o json         # one JSON event per line, for CI
       devslice up --fail-if-busy  # exit 75 if another up/down of the slice runs
       devslice up --force-conflicts   # manifests take fields `kubectl apply` set before
     """
     # lazy: only when this command runs
-    from devslice.cli.progress import JsonEvents, LiveSteps, print_breakdown
+    from devslice.cli.progress import Events, LiveSteps, print_breakdown
     from devslice.engine import Executor  # lazy: only when this command runs
 
     started = time.monotonic()
-    if as_json:
-        events = JsonEvents()
+    if machine(fmt):
+        events = Events(fmt)
         with _resources(state, handle, quiet=True, progress=lambda key, line: events.line(
                 {"event": "progress", "resource": key, "line": line}),
                 lock=fail_if_busy, force_conflicts=force_conflicts, adopt=adopt) as resources:
@@ -151,16 +149,16 @@ def up(state: State, handle: str | None, as_json: bool, fail_if_busy: bool,
 
 @click.command()
 @SLICE_OPTION
-@JSON_OPTION
+@output_option("table")
 @pass_state
-def status(state: State, handle: str | None, as_json: bool) -> None:
+def status(state: State, handle: str | None, fmt: str) -> None:
     """Each resource's state: ready, or what it needs and why. Exits 0 when every resource
     is ready, 1 when one is not (a service down, crashing or orphaned, a change to apply).
 
     \b
     Examples:
       devslice status
-      devslice status --json || echo "not ready"
+      devslice status -o json || echo "not ready"
     """
     from rich.markup import escape  # lazy: rich, only for output
     from rich.table import Table  # lazy: rich, only for output
@@ -168,7 +166,7 @@ def status(state: State, handle: str | None, as_json: bool) -> None:
     from devslice.engine.plan import gather, order, plan_of  # lazy: only when this command runs
 
     rows: list[dict[str, Any]] = []
-    with _resources(state, handle, quiet=as_json) as resources:
+    with _resources(state, handle, quiet=machine(fmt)) as resources:
         ordered = order(resources)
         facts = gather(ordered)  # each system read once for every resource
         for r in ordered:
@@ -177,8 +175,8 @@ def status(state: State, handle: str | None, as_json: bool) -> None:
             rows.append({"resource": r.key, "ready": not changes,
                          "detail": "; ".join(f"{a.verb}: {a.reason}" for a in changes)
                          or "; ".join(a.reason for a in actions)})
-    if as_json:
-        print_json(rows)
+    if machine(fmt):
+        emit(rows, fmt)
     else:
         t = Table(box=None, header_style="bold")
         for col in ("", "resource", "state"):
@@ -266,11 +264,11 @@ def _pod_logs(project: Any, chosen: str, handle: str, service: str | None, follo
             click.echo(f"{name:<{width}} | {line}")
 
 
-def _run(actions: list[Any], as_json: bool, parallel: bool = False) -> None:
+def _run(actions: list[Any], fmt: str, parallel: bool = False) -> None:
     """Say and execute each action; ``parallel`` for independent ones (`down`'s stops)."""
     for a in actions:
-        if as_json:
-            print_json(a.as_dict())
+        if machine(fmt):
+            emit(a.as_dict(), fmt, stream=True)
         else:
             console().print(f"{a.resource}: {a.verb if a.changes else 'nothing to do'} "
                             f"({a.reason})", markup=False)
@@ -297,10 +295,10 @@ def _without_docker(actions: Callable[[], list[Any]], names: list[str]) -> list[
 
 @click.command()
 @SLICE_OPTION
-@JSON_OPTION
+@output_option("text")
 @BUSY_OPTION
 @pass_state
-def down(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) -> None:
+def down(state: State, handle: str | None, fmt: str, fail_if_busy: bool) -> None:
     """Stop what `up` started; nothing is deleted (`devslice up` starts it again).
 
     Local processes of the slice are stopped whatever the runtime is now (Docker may have
@@ -324,8 +322,8 @@ def down(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) ->
         except SliceNotFound:
             stopped = []
         if chosen == "local" or stopped:
-            if as_json:
-                print_json({"stopped": stopped})
+            if machine(fmt):
+                emit({"stopped": stopped}, fmt, stream=True)
             else:
                 console().print(f"stopped {plural(len(stopped), 'local process group')}"
                                 if stopped else "nothing was running")
@@ -339,8 +337,8 @@ def down(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) ->
             if chosen == "k3d":
                 actions = stop_actions(tools.k3d, project.env.cluster) + actions
             if actions:
-                _run(actions, as_json, parallel=True)
-        if chosen == "kube" and not as_json:
+                _run(actions, fmt, parallel=True)
+        if chosen == "kube" and not machine(fmt):
             console().print("runtime kube: the shared cluster keeps running; the slice's "
                             "objects stay in its namespace")
 
@@ -349,9 +347,9 @@ def down(state: State, handle: str | None, as_json: bool, fail_if_busy: bool) ->
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--keep-data", is_flag=True,
               help="Keep the named volumes of the containers (MongoDB's data, Azurite's blobs).")
-@JSON_OPTION
+@output_option("text")
 @pass_state
-def destroy(state: State, yes: bool, keep_data: bool, as_json: bool) -> None:
+def destroy(state: State, yes: bool, keep_data: bool, fmt: str) -> None:
     """Delete the cluster, its registry, the containers beside it and their volumes
     (runtime kube: only the containers on this machine).
 
@@ -373,7 +371,7 @@ def destroy(state: State, yes: bool, keep_data: bool, as_json: bool) -> None:
         actions: list[Any] = []
         if chosen == "k3d":
             actions = destroy_actions(tools.k3d, project.env.cluster, project.base_dir)
-        elif not as_json:  # kube: a shared cluster is the team's; only this machine's part
+        elif not machine(fmt):  # kube: a shared cluster is the team's; only this machine's part
             console().print("runtime kube: the shared cluster is left alone (delete the "
                             "slice's namespace with kubectl if you mean it)")
         names = container_names(project.env)
@@ -385,4 +383,4 @@ def destroy(state: State, yes: bool, keep_data: bool, as_json: bool) -> None:
             click.confirm(f"Delete {what}? Images in the registry, data in the cluster"
                           + ("" if keep_data else " and in the containers' volumes")
                           + " are lost", abort=True)
-        _run(actions, as_json)
+        _run(actions, fmt)

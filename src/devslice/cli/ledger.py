@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from devslice.cli.app import State, pass_state
-from devslice.cli.output import console, print_json
+from devslice.cli.output import console, emit, machine, output_option
 
 if TYPE_CHECKING:
     from devslice.ledger.base import Ledger
@@ -26,9 +26,9 @@ def ledger_group() -> None:
 
 
 @ledger_group.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_option("text")
 @pass_state
-def check(state: State, as_json: bool) -> None:
+def check(state: State, fmt: str) -> None:
     """Report the ledger's problems (identity, integrity, invalid records); changes nothing.
 
     Exits 1 when it finds a problem, so a scheduled job can watch the team's ledger.
@@ -40,10 +40,10 @@ def check(state: State, as_json: bool) -> None:
     project = state.project()
     ledger = project.ledger
     problems = ledger.check()
-    if as_json:
-        print_json({"ledger": ledger.location, "ok": not problems,
-                    "problems": [{"subject": p.subject, "problem": p.message}
-                                 for p in problems]})
+    if machine(fmt):
+        emit({"ledger": ledger.location, "ok": not problems,
+              "problems": [{"subject": p.subject, "problem": p.message} for p in problems]},
+             fmt)
     elif not problems:
         console().print(f"[green]ok[/] {ledger.location}: no problems found")
     else:
@@ -69,11 +69,11 @@ def check(state: State, as_json: bool) -> None:
               help="The target's container.")
 @click.option("--to-blob", metavar="NAME", default="ledger.json", show_default=True,
               help="The target's blob.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_option("text")
 @pass_state
 def migrate(state: State, source_path: str | None, to_account_url: str | None,
             to_connection_string_env: str | None, to_container: str, to_blob: str,
-            as_json: bool) -> None:
+            fmt: str) -> None:
     """Copy a SQLite ledger's slices and history into an Azure Blob ledger.
 
     The target is the azureBlob ledger of devslice.yaml, or the one the --to-* options name.
@@ -95,9 +95,9 @@ def migrate(state: State, source_path: str | None, to_account_url: str | None,
     target = _target(project, to_account_url, to_connection_string_env, to_container, to_blob)
     with source, target:
         done = run(source, target, project.clock(), project.actor)
-    if as_json:
-        print_json({"source": done.source, "target": done.target, "slices": list(done.slices),
-                    "history": done.history, "dropped": done.dropped, "already": done.already})
+    if machine(fmt):
+        emit({"source": done.source, "target": done.target, "slices": list(done.slices),
+              "history": done.history, "dropped": done.dropped, "already": done.already}, fmt)
         return
     if done.already:
         console().print(f"{done.target} already holds these {len(done.slices)} slice(s); "

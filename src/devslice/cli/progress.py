@@ -1,29 +1,29 @@
-"""Progress of `devslice up`: a live step view for people, JSON lines for CI."""
+"""Progress of `devslice up`: a live step view for people, JSON lines or YAML documents for CI."""
 
 from __future__ import annotations
 
-import json
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from devslice.cli.output import console
+from devslice.cli.output import console, event_line
 
 if TYPE_CHECKING:
     from devslice.engine import Event, StepReport
 
 
-class JsonEvents:
-    """One JSON object per line on stdout, flushed, for CI logs and tools."""
+class Events:
+    """Each event as it happens, flushed, for CI logs and tools: one JSON object per line
+    (-o json), or one YAML document each (-o yaml)."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
 
     def __call__(self, event: Event) -> None:
         self.line(event.as_dict())
 
-    @staticmethod
-    def line(data: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(data) + "\n")
-        sys.stdout.flush()
+    def line(self, data: dict[str, Any]) -> None:
+        event_line(data, self.fmt)
 
 
 class LiveSteps:

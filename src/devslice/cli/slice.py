@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from devslice.cli.app import State, pass_state
-from devslice.cli.output import console, print_json
+from devslice.cli.output import console, emit, machine, output_option
 
 
 def _ttl(value: str | None) -> timedelta | str | None:
@@ -98,10 +98,10 @@ def slice_group() -> None:
               help="Lease length like 4h or 2d (at most 365d); 'none' never expires (default "
               "per kind).")
 @click.option("--owner", help="Who the slice is for (default: $DEVSLICE_OWNER or git email).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_option("text")
 @pass_state
 def claim(state: State, handle: str | None, kind: str, partitions: int | None, ttl: str | None,
-          owner: str | None, as_json: bool) -> None:
+          owner: str | None, fmt: str) -> None:
     """Claim a slice: partitions and names of your own. Claiming again returns the same slice.
 
     Without HANDLE, your initials are used (then ab2, ab3 ... if someone else has them).
@@ -110,7 +110,7 @@ def claim(state: State, handle: str | None, kind: str, partitions: int | None, t
     Examples:
       devslice slice claim
       devslice slice claim ab --partitions 2
-      devslice slice claim --kind ci --ttl 2h --json
+      devslice slice claim --kind ci --ttl 2h -o json
     """
     from devslice.project import UNSET  # lazy: only when this command runs
     from devslice.slices.model import SliceKind  # lazy: only when this command runs
@@ -125,13 +125,13 @@ def claim(state: State, handle: str | None, kind: str, partitions: int | None, t
     # shared slice (or one claimed for someone else) must not quietly switch `devslice env`.
     if s.kind is SliceKind.developer and _for_me(owner):
         project.remember(s.handle)
-    if as_json:
-        print_json({**slice_json(project, s), "created": created})
+    if machine(fmt):
+        emit({**slice_json(project, s), "created": created}, fmt)
         return
     verb = "claimed" if created else "you already hold"
     console().print(f"[green]{verb}[/] slice [bold]{s.handle}[/]")
     _slice_table(project, s)
-    console().print("[dim]next: devslice env --format dotenv[/]")
+    console().print("[dim]next: devslice env -o dotenv[/]")
 
 
 def _for_me(owner: str | None) -> bool:
@@ -197,10 +197,10 @@ def _print_removals(removals: list[dict[str, str]]) -> None:
 @slice_group.command()
 @click.argument("handle", required=False)
 @click.option("--force", is_flag=True, help="Release a slice someone else owns.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_option("text")
 @_delete_options
 @pass_state
-def release(state: State, handle: str | None, force: bool, as_json: bool,
+def release(state: State, handle: str | None, force: bool, fmt: str,
             delete_resources: bool, yes: bool, adopt: bool) -> None:
     """Give a slice back; its partitions and names become free.
 
@@ -220,9 +220,9 @@ def release(state: State, handle: str | None, force: bool, as_json: bool,
     if project.current_handle_marker() == handle:
         project.remember(None)
     removals = _delete_resources(project, [s], yes, adopt) if delete_resources else []
-    if as_json:
-        print_json({**slice_json(project, s), **({"resources": removals}
-                                                 if delete_resources else {})})
+    if machine(fmt):
+        emit({**slice_json(project, s), **({"resources": removals}
+                                           if delete_resources else {})}, fmt)
         return
     console().print(f"released slice [bold]{s.handle}[/] ({s.event_hubs.namespace} partitions "
                     f"{','.join(map(str, s.event_hubs.partitions))} are free again)")
@@ -235,9 +235,9 @@ def release(state: State, handle: str | None, force: bool, as_json: bool,
 @click.argument("handle", required=False)
 @click.option("--ttl", metavar="DURATION", help="New lease length (default: the slice's own).")
 @click.option("--force", is_flag=True, help="Renew a slice someone else owns.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_option("text")
 @pass_state
-def renew(state: State, handle: str | None, ttl: str | None, force: bool, as_json: bool) -> None:
+def renew(state: State, handle: str | None, ttl: str | None, force: bool, fmt: str) -> None:
     """Extend a slice's lease so gc does not reclaim it.
 
     Only the slice's owner ($DEVSLICE_OWNER or git email) may renew it; --force renews
@@ -251,8 +251,8 @@ def renew(state: State, handle: str | None, ttl: str | None, force: bool, as_jso
     lease = _ttl(ttl)
     s = project.renew(project.current_handle(handle),
                       ttl=lease if isinstance(lease, timedelta) else None, force=force)
-    if as_json:
-        print_json(slice_json(project, s))
+    if machine(fmt):
+        emit(slice_json(project, s), fmt)
         return
     console().print(f"renewed slice [bold]{s.handle}[/]: expires {_when(s.expires_at)}")
 
@@ -260,9 +260,9 @@ def renew(state: State, handle: str | None, ttl: str | None, force: bool, as_jso
 @slice_group.command()
 @click.argument("handle", required=False)
 @click.option("--history", "history", is_flag=True, help="Also show its history.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_option()
 @pass_state
-def show(state: State, handle: str | None, history: bool, as_json: bool) -> None:
+def show(state: State, handle: str | None, history: bool, fmt: str) -> None:
     """Show one slice: partitions, names, owner and lease (default: your current slice).
 
     \b
@@ -272,11 +272,11 @@ def show(state: State, handle: str | None, history: bool, as_json: bool) -> None
     project = state.project()
     s = project.get(project.current_handle(handle))
     changes = project.ledger.history(s.handle) if history else []
-    if as_json:
+    if machine(fmt):
         data = slice_json(project, s)
         if history:
             data["history"] = [c.model_dump(mode="json") for c in changes]
-        print_json(data)
+        emit(data, fmt)
         return
     _slice_table(project, s)
     for c in changes:
@@ -284,21 +284,21 @@ def show(state: State, handle: str | None, history: bool, as_json: bool) -> None
 
 
 @slice_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_option()
 @pass_state
-def list_(state: State, as_json: bool) -> None:
+def list_(state: State, fmt: str) -> None:
     """List the live slices in the ledger.
 
     \b
     Example:
-      devslice slice list --json | jq '.[].handle'
+      devslice slice list -o json | jq '.[].handle'
     """
     from rich.table import Table  # lazy: rich, only for output
 
     project = state.project()
     slices = project.slices()
-    if as_json:
-        print_json([slice_json(project, s) for s in slices])
+    if machine(fmt):
+        emit([slice_json(project, s) for s in slices], fmt)
         return
     if not slices:
         console().print(f"no slices in {project.ledger.location}; claim one with "
@@ -317,10 +317,10 @@ def list_(state: State, as_json: bool) -> None:
 
 @slice_group.command()
 @click.option("--dry-run", is_flag=True, help="Only list what would be reclaimed.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_option("text")
 @_delete_options
 @pass_state
-def gc(state: State, dry_run: bool, as_json: bool, delete_resources: bool, yes: bool,
+def gc(state: State, dry_run: bool, fmt: str, delete_resources: bool, yes: bool,
        adopt: bool) -> None:
     """Reclaim slices whose lease expired (CI slices have a TTL).
 
@@ -336,9 +336,9 @@ def gc(state: State, dry_run: bool, as_json: bool, delete_resources: bool, yes: 
     removed = project.gc(dry_run=dry_run)
     removals = _delete_resources(project, removed, yes, adopt, retry=True) \
         if delete_resources and not dry_run else []
-    if as_json:
-        print_json({"dryRun": dry_run, "reclaimed": [slice_json(project, s) for s in removed],
-                    **({"resources": removals} if delete_resources else {})})
+    if machine(fmt):
+        emit({"dryRun": dry_run, "reclaimed": [slice_json(project, s) for s in removed],
+              **({"resources": removals} if delete_resources else {})}, fmt)
         return
     _print_removals(removals)
     if not removed:
@@ -351,9 +351,9 @@ def gc(state: State, dry_run: bool, as_json: bool, delete_resources: bool, yes: 
 
 
 @slice_group.command("map")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_option("text")
 @pass_state
-def map_(state: State, as_json: bool) -> None:
+def map_(state: State, fmt: str) -> None:
     """Picture the capacity: namespaces by partitions, who holds which, how many are free.
 
     \b
@@ -365,9 +365,9 @@ def map_(state: State, as_json: bool) -> None:
     project = state.project()
     ledger_state = project.ledger.read()
     namespaces = project.capacity(ledger_state)
-    if as_json:
+    if machine(fmt):
         per_slice = project.env.event_hubs.partitions_per_slice
-        print_json({
+        emit({
             "partitionsPerSlice": per_slice,
             "free": sum(n.free for n in namespaces),
             "namespaces": [{
@@ -378,6 +378,6 @@ def map_(state: State, as_json: bool) -> None:
             } for n in namespaces],
             "slices": {h: {"owner": s.owner, "kind": s.kind.value}
                        for h, s in ledger_state.slices.items()},
-        })
+        }, fmt)
         return
     print_map(project, namespaces, ledger_state)

@@ -2,7 +2,7 @@
 
 Where secrets go: dotenv and k8s output hold real values and are written to files with mode
 0600; shell output refers to a secret's source (``"${VAR}"``, ``"$(cat FILE)"``) so that
-``eval "$(devslice env --format shell)"`` works without the value ever being printed; JSON
+``eval "$(devslice env -o shell)"`` works without the value ever being printed; JSON
 masks secrets. ConfigMaps never hold a secret.
 """
 
@@ -107,23 +107,27 @@ def shell(variables: Iterable[Variable]) -> str:
             else:  # written in devslice.local.yaml: there is no source to refer to
                 origin = " ".join(kind.split())  # a comment ends at a line break
                 lines.append(f"# {name} is a secret from {origin}; it is not printed: "
-                             "use --format dotenv")
+                             "use -o dotenv")
         else:
             lines.append(f"export {name}={quote(v.value, 'shell')}")
     return "\n".join(lines) + "\n"
 
 
-def as_json(variables: Iterable[Variable], explain: bool = False) -> str:
+def as_data(variables: Iterable[Variable], explain: bool = False) -> Any:
+    """The variables as JSON or YAML output holds them, secrets masked: name -> value, or
+    with ``explain`` a list of each one's value, origin and source."""
     vs = list(variables)
     if explain:
-        data: Any = [
+        return [
             {"name": v.name, "value": MASK if v.is_secret else v.value,
              "origin": v.origin.value, "source": v.source, "secret": v.is_secret}
             for v in vs
         ]
-    else:
-        data = {v.name: MASK if v.is_secret else v.value for v in vs}
-    return json.dumps(data, indent=2) + "\n"
+    return {v.name: MASK if v.is_secret else v.value for v in vs}
+
+
+def as_json(variables: Iterable[Variable], explain: bool = False) -> str:
+    return json.dumps(as_data(variables, explain), indent=2) + "\n"
 
 
 def k8s_objects(

@@ -49,7 +49,7 @@ def plan_of(resource: Resource, gathered: Gathered | None) -> list[Action]:
 
 @dataclass(frozen=True)
 class Event:
-    """Progress, for the live view and for `--json` (one JSON object per line)."""
+    """Progress, for the live view and for `-o json` (one JSON object per line)."""
 
     kind: str  # plan | start | done | failed | skipped
     resource: str

@@ -4,7 +4,7 @@ A ledger is written by whoever can write the blob or the file, so a record in it
 not truth. A handle becomes a file name (``.devslice/HANDLE.env``) and part of every derived
 name; a namespace and partitions pick where events go; owners and actors reach the terminal.
 Each is checked with the rules a claim applies (issue 12: a planted ``../../pwn`` slice made
-``devslice env --format dotenv`` write outside ``.devslice``). A ledger holding an invalid
+``devslice env -o dotenv`` write outside ``.devslice``). A ledger holding an invalid
 record is reported (which record, what is wrong) and never acted on.
 """
 
