@@ -108,6 +108,20 @@ def test_the_sdk_wheel_is_the_import_closure_of_what_a_service_imports() -> None
     assert {"devslice", "devslice.sdk.context", "devslice.embedded.eventhub"} <= shipped
 
 
+def test_the_example_services_need_only_the_sdk() -> None:
+    """examples/shop's images install devslice-sdk alone (their Dockerfiles)."""
+    modules, sdk = imports.modules(), _sdk_modules()
+    used = set()
+    for path in (REPO / "examples" / "shop" / "services").rglob("*.py"):
+        for name in imports.imports_of("service", path):
+            parts = name.split(".")
+            used |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)
+                     if ".".join(parts[:i]) in modules}
+    assert "devslice.sdk.eventhubs" in used and sorted(used - sdk) == []
+    for dockerfile in (REPO / "examples" / "shop" / "services").glob("*/Dockerfile"):
+        assert "/tmp/vendor/devslice_sdk-*.whl)[kube]" in dockerfile.read_text()
+
+
 def test_every_direct_import_is_declared_by_the_distribution_that_imports_it() -> None:
     declared = _declared()
     sdk = _sdk_modules()
