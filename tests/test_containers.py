@@ -19,7 +19,8 @@ import docker
 import jsonschema
 import pytest
 
-from devslice.adapters.docker import KEEP_OUTPUT, Docker, PortInUse
+from devslice.adapters.docker import Docker
+from devslice.adapters.dockerdata import KEEP_OUTPUT, PortInUse
 from devslice.config.model import Environment
 from devslice.engine import Executor
 from devslice.engine.plan import Plan, make_plan
@@ -462,7 +463,7 @@ def test_a_host_port_already_taken_is_a_clear_error(world: World) -> None:
 def test_the_engine_refusing_a_port_names_it(world: World) -> None:
     port = free_port()
     world.engine.add_image("redis:7")
-    from devslice.adapters.docker import PortBinding
+    from devslice.adapters.dockerdata import PortBinding
 
     world.docker.container_run("devslice-a", "redis:7", ports=[PortBinding(6379, port)])
     world.docker.container_create("devslice-b", "redis:7", ports=[PortBinding(6379, port)])

@@ -791,10 +791,100 @@ def test_logs_of_the_slices_pods(world: World, capsys: pytest.CaptureFixture[str
         "orders/orders-1 | order 1 placed", "orders/orders-2 | started too"]
 
 
-def test_logs_of_an_unknown_service_name_the_slices_and_follow_says_how(
+def test_logs_of_an_unknown_service_name_the_slices(
         world: World, capsys: pytest.CaptureFixture[str]) -> None:
     world.deployment("orders")
     assert run(["logs", "nope"]) == 1
     assert "no Deployment nope of slice ab" in capsys.readouterr().err
-    assert run(["logs", "orders", "-f"]) == 2
-    assert "kubectl --context k3d-devslice logs -f deployment/orders" in capsys.readouterr().err
+    assert run(["logs", "nope", "-f"]) == 1
+    assert "no Deployment nope of slice ab" in capsys.readouterr().err
+
+
+# -- `devslice logs -f`: following pods/log (follow=true) ----------------------------------------
+
+def _log_path(pod: str, query: str) -> str:
+    return f"{'/api/v1/namespaces/default/pods'}/{pod}/log?{query}"
+
+
+def test_the_fake_streams_a_followed_log_as_the_api_server_does(world: World) -> None:
+    """Chunked and open, tailLines first, each new line as it is written, the end when the
+    pod goes away; 404 for a missing pod, 400 for an unnamed container of several."""
+    import httpx2
+
+    world.deployment("orders")
+    world.pod("orders-1")
+    world.pod("orders-2", containers=("orders", "worker"))
+    world.kube.write_log("orders-1", ["one", "two", "three"])
+    with httpx2.Client(base_url=world.kube.url, timeout=10) as http:
+        with http.stream("GET", _log_path("orders-1", "follow=true&tailLines=2")) as resp:
+            assert resp.status_code == 200
+            assert resp.headers["transfer-encoding"] == "chunked"
+            assert resp.headers["content-type"] == "text/plain"
+            lines = resp.iter_lines()
+            assert [next(lines), next(lines)] == ["two", "three"]
+            world.kube.write_log("orders-1", ["four"])  # the stream is still open
+            assert next(lines) == "four"
+            world.kube.handle("DELETE", "/api/v1/namespaces/default/pods/orders-1", None, b"")
+            assert list(lines) == []  # ended with the pod
+        missing = http.get(_log_path("orders-9", "follow=true"))
+        assert missing.status_code == 404 and missing.json()["reason"] == "NotFound"
+        several = http.get(_log_path("orders-2", "follow=true"))
+        assert several.status_code == 400
+        assert several.json()["message"] == ("a container name must be specified for pod "
+                                             "orders-2, choose one of: [orders worker]")
+        world.kube.write_log("orders-2", ["working"], container="worker")
+        with http.stream("GET", _log_path("orders-2", "follow=true&container=worker")) as resp:
+            lines = resp.iter_lines()
+            assert next(lines) == "working"
+            world.kube.stop()  # the server going away ends the stream too
+            assert list(lines) == []
+
+
+def _devslice(world: World, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "KUBECONFIG": os.environ["KUBECONFIG"]}
+    return subprocess.Popen([sys.executable, "-m", "devslice", *args], cwd=world.root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_logs_follow_prefixes_each_pod_and_ends_when_the_pods_go_away(world: World) -> None:
+    world.deployment("orders")
+    world.pod("orders-1")
+    world.pod("orders-2")
+    world.kube.write_log("orders-1", ["old", "started"])
+    world.kube.write_log("orders-2", ["started too"])
+    proc = _devslice(world, "logs", "orders", "-f", "--lines", "1")
+    assert proc.stdout is not None and proc.stderr is not None
+    first = {proc.stdout.readline(), proc.stdout.readline()}
+    assert first == {"orders/orders-1 | started\n", "orders/orders-2 | started too\n"}
+    world.kube.write_log("orders-2", ["order 7 placed"])
+    assert proc.stdout.readline() == "orders/orders-2 | order 7 placed\n"
+    for pod in ("orders-1", "orders-2"):
+        world.kube.handle("DELETE", f"/api/v1/namespaces/default/pods/{pod}", None, b"")
+    out, err = proc.communicate(timeout=20)
+    assert (proc.returncode, out) == (0, "")
+    assert "orders/orders-1 | (log ended: orders-1 went away" in err
+    assert "orders/orders-2 | (log ended: orders-2 went away" in err
+    assert "Traceback" not in err
+
+
+def test_logs_follow_ends_on_ctrl_c_with_130_and_no_traceback(world: World) -> None:
+    world.deployment("orders")
+    world.pod("orders-1")
+    world.kube.write_log("orders-1", ["started"])
+    proc = _devslice(world, "logs", "-f")
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == "orders | started\n"  # following now
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert (proc.returncode, out) == (130, "")
+    assert "Traceback" not in err and "aborted" not in err
+
+
+def test_logs_follow_shows_why_a_pod_cannot_be_followed(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.deployment("orders")
+    world.pod("orders-1", phase="Pending", ready=False, waiting="ContainerCreating")
+    assert run(["logs", "orders", "-f"]) == 0  # nothing to follow: it ends at once
+    assert capsys.readouterr().out.splitlines() == [
+        'orders | (following the log of orders-1: container "orders" in pod "orders-1" is '
+        "waiting to start: ContainerCreating)"]

@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from devslice.adapters.docker import Docker, Mount, PortInUse, connect
+from devslice.adapters.docker import Docker, connect
+from devslice.adapters.dockerdata import Mount, PortInUse
 from devslice.engine import Executor
 from devslice.engine.plan import make_plan
 from devslice.errors import CommandFailed

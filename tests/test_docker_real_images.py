@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from devslice.adapters.docker import Docker, connect
@@ -68,7 +68,7 @@ def real(real_engine: DockerEndpoint, busybox_image: str, real_registry: str, tm
     (ctx / ".dockerignore").write_text("*.log\n")
     (ctx / "debug.log").write_text("not sent\n")
     adapter = connect(endpoint=real_engine)
-    http = httpx.Client(base_url=f"http://{real_registry}", timeout=10)
+    http = httpx2.Client(base_url=f"http://{real_registry}", timeout=10)
     world = Real(tmp_path / "repo", ctx, adapter, Registry(http), real_registry,
                  f"svc{uuid.uuid4().hex[:8]}", busybox_image)
 

@@ -157,3 +157,28 @@ def test_facts_are_read_once_and_again_only_for_a_resource_about_to_change() -> 
     reads.clear()
     assert make_plan(resources).empty
     assert sorted(reads) == ["a", "b", "c", "d", "e"]
+
+
+class SharingRead(Counted):
+    """Reads one fact every SharingRead reads (as the image resources and the cluster all
+    read k3d's nodes) besides its own."""
+
+    def read(self, reader: Reader) -> int:
+        reader.once(("world", "shared"), lambda: self.reads.append("shared"))
+        return super().read(reader)
+
+
+def test_resources_ready_together_share_their_reads_again() -> None:
+    """Issue 17: after a dependency changed something, what becomes ready at once re-reads
+    through one Reader (the cluster and the images after the registry), so a fact several
+    of them need is read once again, not once per resource."""
+    world = {"a": 0}
+    reads: list[str] = []
+    resources = [Counted("a", world, 1, reads),
+                 SharingRead("c", world, 3, reads, after=("a",)),
+                 SharingRead("d", world, 4, reads, after=("a",))]
+    Executor().apply(resources)
+    assert world == {"a": 1, "c": 3, "d": 4}
+    # the first gathering: a, shared, c, d; then c and d again after a changed, the shared
+    # fact once for both
+    assert sorted(reads) == ["a", "c", "c", "d", "d", "shared", "shared"]

@@ -1,5 +1,5 @@
 """Images: context hash tags, and build/push plans against a wire-level fake Docker Engine and
-registry, driven by the real Docker SDK and httpx."""
+registry, driven by the real Docker SDK and httpx2."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-import httpx
+import httpx2
 import pytest
 
 from devslice.adapters.docker import Docker, connect
@@ -59,7 +59,7 @@ class World:
     engine: FakeDockerEngine
     registry: FakeRegistry
     docker: Docker
-    http: httpx.Client
+    http: httpx2.Client
     settings: ImageSettings
 
     def resource(self, settings: ImageSettings | None = None) -> ImageResource:
@@ -85,7 +85,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
                              build_args={"PYTHON_VERSION": "3.12"})
     with FakeRegistry(HOST) as registry, FakeDockerEngine([registry]) as engine:
         client = docker.DockerClient(base_url=engine.base_url)
-        http = httpx.Client(base_url=registry.url)
+        http = httpx2.Client(base_url=registry.url)
         try:
             yield World(base, ctx, engine, registry, Docker(client), http, settings)
         finally:
@@ -381,7 +381,7 @@ def test_image_tag_and_get(world: World) -> None:
 def test_registry_check_sends_accept_headers_for_oci_indexes(tmp_path: Path) -> None:
     # The containerd image store pushes an OCI index; distribution hides it from clients that
     # do not accept that type.
-    with FakeRegistry(HOST) as registry, httpx.Client(base_url=registry.url) as http:
+    with FakeRegistry(HOST) as registry, httpx2.Client(base_url=registry.url) as http:
         registry.put("orders", "ds-0123456789ab", OCI_INDEX)
         assert Registry(http).manifest_exists("orders", "ds-0123456789ab")
         assert registry.requests[-1].headers["Accept"] == ", ".join(MANIFEST_MEDIA_TYPES)

@@ -17,6 +17,7 @@ import pytest
 
 from devslice.adapters.k3d import (
     K3d,
+    NodeListing,
     argv_for_cluster_create,
     argv_for_cluster_delete,
     argv_for_cluster_list,
@@ -49,11 +50,12 @@ from devslice.resources.k3d import (
 from .helpers import FAKES, SHARED
 
 SCHEMA = SHARED / "schemas" / "k3d-config-v1alpha5.schema.json"
-READS = {("k3d", "version"), ("k3d", "cluster", "list"), ("k3d", "registry", "list")}
+READS = {("k3d", "version"), ("k3d", "cluster", "list"), ("k3d", "registry", "list"),
+         ("k3d", "node", "list")}
 
 
 def changing(calls: list[list[str]]) -> list[list[str]]:
-    """The calls that are not reads (`version`, `cluster list`, `registry list`)."""
+    """The calls that are not reads (`version`, `cluster list`, `registry list`, `node list`)."""
     return [c for c in calls if tuple(c[:3]) not in READS]
 
 
@@ -185,6 +187,34 @@ def test_listings_read_the_real_json_shapes(k3d: K3d, fake: FakeK3d) -> None:
     assert cluster.stopped and not cluster.running
     assert cluster.describe_state() == "0/1 servers, 0/2 agents running"
     assert {n.status for n in cluster.nodes} == {"exited"}
+
+
+def test_one_node_list_gives_what_cluster_list_and_registry_list_give(
+        k3d: K3d, fake: FakeK3d) -> None:
+    """Issue 17: one k3d call per command. k3d derives both listings from the same containers
+    (pkg/client/cluster.go ClusterList groups the cluster roles by the k3d.cluster label)."""
+    assert k3d.node_list() == NodeListing([], [])
+    k3d.registry_create("devslice-registry", 5050)
+    k3d.registry_create("other", 5051)
+    for name, agents in (("devslice", 2), ("second", 0)):
+        path = fake.bin.parent / f"{name}.yaml"
+        config = k3d_config(settings(agents=agents, name=name),
+                            subnet="172.18.0.0/16" if name == "devslice" else "172.19.0.0/16")
+        path.write_text(dump_config(config))
+        k3d.cluster_create(path)
+    k3d.cluster_stop("second")
+
+    listing = k3d.node_list()
+    assert listing.clusters == k3d.cluster_list()  # the same facts, nodes and all
+    assert listing.registries == k3d.registry_list()
+    assert [(c.name, c.running, c.stopped, c.network, c.subnet) for c in listing.clusters] == [
+        ("devslice", True, False, "k3d-devslice", "172.18.0.0/16"),
+        ("second", False, True, "k3d-second", "172.19.0.0/16")]
+    raw = json.loads(fake.k3d("node", "list", "-o", "json").stdout)
+    assert [n["name"] for n in raw] == sorted(n["name"] for n in raw)  # util.PrintNodes
+    assert {n["role"] for n in raw} == {"server", "agent", "loadbalancer", "registry"}
+    missing = fake.k3d("node", "list", "nope")
+    assert missing.returncode == 1 and "failed to get node 'nope'" in missing.stderr
 
 
 def test_the_fake_refuses_flags_k3d_does_not_have(fake: FakeK3d) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 
-import httpx
+import httpx2
 import pytest
 
 from devslice.adapters.registry import Registry, RegistryError
@@ -95,20 +95,20 @@ def test_a_registry_that_needs_sign_in_is_read_with_docker_logins_token() -> Non
     user, secret = "00000000-0000-0000-0000-000000000000", "refresh-token"
     seen: list[str] = []
 
-    def acr(request: httpx.Request) -> httpx.Response:
+    def acr(request: httpx2.Request) -> httpx2.Response:
         seen.append(f"{request.method} {request.url.path}?{request.url.query.decode()}")
         if request.url.path == "/oauth2/token":
             basic = "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
             if request.headers.get("authorization") != basic:
-                return httpx.Response(401)
-            return httpx.Response(200, json={"access_token": "t0k"})
+                return httpx2.Response(401)
+            return httpx2.Response(200, json={"access_token": "t0k"})
         if request.headers.get("authorization") != "Bearer t0k":
-            return httpx.Response(401, headers={"WWW-Authenticate": (
+            return httpx2.Response(401, headers={"WWW-Authenticate": (
                 'Bearer realm="https://myacr.azurecr.io/oauth2/token",'
                 'service="myacr.azurecr.io",scope="repository:team/orders:pull"')})
-        return httpx.Response(200 if request.url.path.endswith("/ds-1") else 404)
+        return httpx2.Response(200 if request.url.path.endswith("/ds-1") else 404)
 
-    http = httpx.Client(base_url="https://myacr.azurecr.io", transport=httpx.MockTransport(acr))
+    http = httpx2.Client(base_url="https://myacr.azurecr.io", transport=httpx2.MockTransport(acr))
     registry = Registry(http, credentials=lambda host: (user, secret) if host ==
                         "myacr.azurecr.io" else None, prefix="team")
     assert registry.manifest_exists("orders", "ds-1")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from devslice.adapters.docker import (
+from devslice.adapters.dockerdata import (
     ContainerFact,
     Mount,
     PortBinding,

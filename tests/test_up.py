@@ -120,7 +120,7 @@ def test_up_from_nothing_then_nothing_to_do(world: World,
     assert ("registry", "create") in verbs and ("cluster", "create") in verbs
     assert any(r == "image:orders" and v != "noop" for r, v in verbs)
     assert world.k3d_calls() and all(  # planning only reads
-        c in (["version"], ["registry", "list", "-o", "json"], ["cluster", "list", "-o", "json"])
+            c in (["version"], ["node", "list", "-o", "json"])
         for c in world.k3d_calls())
     assert [r for r in world.engine.requests if r.changes] == []
 
@@ -319,7 +319,7 @@ def test_data_explorer_emulator_gets_the_slices_database(
 
 def test_a_no_op_up_reads_each_system_once(world: World,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """Facts are gathered once (issue 14): one `k3d registry list` and one `cluster list`,
+    """Facts are gathered once (issue 14): one `k3d node list` (clusters and registries),
     one registry HEAD per image, one Kubernetes LIST per kind and no GET twice, one Docker
     container listing for the emulator containers."""
     use_azurite(world)
@@ -330,8 +330,7 @@ def test_a_no_op_up_reads_each_system_once(world: World,
     capsys.readouterr()
     assert run(["up", "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["changes"] == 0
-    assert sorted(world.k3d_calls()) == [["cluster", "list", "-o", "json"],
-                                         ["registry", "list", "-o", "json"]]
+    assert world.k3d_calls() == [["node", "list", "-o", "json"]]  # one k3d call (issue 17)
     reads = [f"{r.method} {r.path}?{r.query}" for r in world.kube.requests]
     assert len(reads) == len(set(reads)), reads  # nothing read twice
     assert all(r.startswith("GET ") for r in reads), reads
@@ -381,3 +380,75 @@ def test_plans_are_pure_once_facts_are_gathered(world: World) -> None:
                 setattr(r, attr, Raising())
         actions = plan_of(r, facts[r.key])
         assert actions and not [a for a in actions if a.changes], (r.key, actions)
+
+
+def test_a_first_up_asks_for_k3d_version_beside_the_node_list(
+        world: World, tmp_path: Path) -> None:
+    """Issue 17: with no cluster made from this folder yet, the create's version gate is read
+    in the first gathering, at the same time as `k3d node list`, not after it. The k3d here
+    holds `node list` until `version` has been asked (and gives up after 10 s)."""
+    real = tmp_path / "real-k3d"
+    shutil.move(tmp_path / "bin" / "k3d", real)
+    mark = tmp_path / "version-asked"
+    wrapper = tmp_path / "bin" / "k3d"
+    wrapper.write_text(f"""#!/bin/sh
+case "$1" in
+  version) : > {mark} ;;
+  node) i=0
+        while [ ! -e {mark} ]; do
+          i=$((i + 1)); [ $i -gt 1000 ] && {{ echo "node list: no version asked" >&2; exit 1; }}
+          sleep 0.01
+        done ;;
+esac
+exec {real} "$@"
+""")
+    wrapper.chmod(0o755)
+    assert run(["slice", "claim"]) == 0
+    assert run(["up"]) == 0
+    calls = world.k3d_calls()
+    assert calls.count(["version"]) == 1 and ["node", "list", "-o", "json"] in calls
+    world.forget_calls()
+    assert run(["up"]) == 0  # the cluster's applied config is recorded: no gate to read
+    assert world.k3d_calls() == [["node", "list", "-o", "json"]]
+
+
+def test_the_slices_config_hash_waits_for_the_first_plan(world: World) -> None:
+    """Issue 17: scrypt (the sealed hash of the slice's Secret) runs once, in the layers'
+    facts reading, not while the resources are built before the first step."""
+    from devslice.engine.environment import Tools, build
+    from devslice.project import Project
+    from devslice.resources.manifests import (
+        ManifestsResource,
+        SealedConfigHash,
+        slice_config_hash,
+    )
+
+    assert run(["slice", "claim"]) == 0
+    project = Project.load()
+    tools = Tools.real(project, "k3d")
+    try:
+        layers = [r for r in build(project, project.slices()[0].handle, tools, "k3d")
+                  if isinstance(r, ManifestsResource)]
+        sealed = layers[0].config_hash
+        assert isinstance(sealed, SealedConfigHash) and all(
+            layer.config_hash is sealed for layer in layers)  # one hash for every layer
+        assert sealed._value is None  # not computed while building
+        assert str(sealed) == slice_config_hash(sealed._objects)
+    finally:
+        tools.close()
+
+
+def test_a_first_up_searches_the_prune_kinds_once_for_every_layer(world: World) -> None:
+    """Issue 17: with no inventory yet, kubectl's prune allowlist is searched once per command
+    and shared by the layers (a layer's objects are made only by its own apply, which records
+    its inventory first); each layer's own kinds are still read afresh."""
+    assert run(["slice", "claim"]) == 0
+    world.forget_calls()
+    assert run(["up"]) == 0
+    lists = [r.path for r in world.kube.requests if r.method == "GET" and "labelSelector" in
+             r.query]
+    assert lists.count("/apis/batch/v1/cronjobs") == 1, lists  # no layer has CronJobs
+    assert lists.count("/apis/apps/v1/deployments") >= 2, lists  # the services' own kind
+    world.forget_calls()
+    assert run(["up"]) == 0  # inventories recorded: only the kinds they name
+    assert not [r for r in world.kube.requests if r.path == "/apis/batch/v1/cronjobs"]

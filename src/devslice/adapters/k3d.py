@@ -3,7 +3,8 @@
 Methods mirror k3d's own verbs (``cluster_create``, ``registry_list``). Listings read
 ``-o json``, whose shapes come from k3d v5.7.4 (``cmd/cluster/clusterList.go`` embeds
 ``pkg/types.Cluster`` plus ``serversRunning``/``serversCount``/``agentsRunning``/``agentsCount``;
-``cmd/registry/registryList.go`` prints ``[]pkg/types.Node``). Every changing verb has a pure
+``cmd/registry/registryList.go`` prints ``[]pkg/types.Node``; ``cmd/node/nodeList.go`` prints
+every k3d node the same way, registries included, since v5.0.0). Every changing verb has a pure
 ``argv_for_*`` twin so plans can show the exact command before it runs.
 
 Version gates (checked once per adapter, only before a changing call):
@@ -115,6 +116,10 @@ def argv_for_cluster_list() -> tuple[str, ...]:
     return (EXE, "cluster", "list", "-o", "json")
 
 
+def argv_for_node_list() -> tuple[str, ...]:
+    return (EXE, "node", "list", "-o", "json")
+
+
 def argv_for_registry_list() -> tuple[str, ...]:
     return (EXE, "registry", "list", "-o", "json")
 
@@ -214,19 +219,62 @@ def parse_cluster_list(done: Completed) -> list[ClusterFact]:
 
 
 def parse_registry_list(done: Completed) -> list[RegistryFact]:
-    registries = []
-    for raw in _json_list(done):
-        node = _node(raw)
-        # portMappings is Docker's HostConfig.PortBindings: {"5000/tcp": [{"HostIp", "HostPort"}]}.
-        # The k3s.registry.port.external label would say the same, but k3d only copies labels
-        # starting with "k3d" into the listing (docker/translate.go), so it never shows.
-        bindings = (raw.get("portMappings") or {}).get(REGISTRY_PORT_INTERNAL) or []
-        first = bindings[0] if bindings else {}
-        port = str(first.get("HostPort") or "")
-        registries.append(RegistryFact(node.name, int(port) if port.isdigit() else None,
-                                       first.get("HostIp") or None, node.running, node.status,
-                                       tuple(raw.get("Networks") or ())))
-    return registries
+    return [_registry(raw) for raw in _json_list(done)]
+
+
+CLUSTER_ROLES = ("server", "agent", "loadbalancer")  # k3d.ClusterInternalNodeRoles
+CLUSTER_LABEL = "k3d.cluster"  # k3d.LabelClusterName
+NETWORK_LABEL = "k3d.cluster.network"  # k3d.LabelNetwork
+
+
+@dataclass(frozen=True)
+class NodeListing:
+    """``k3d node list -o json``: the clusters and the registries, from one call."""
+
+    clusters: list[ClusterFact]
+    registries: list[RegistryFact]
+
+
+def parse_node_list(done: Completed) -> NodeListing:
+    """Clusters made as k3d's own ``ClusterList`` makes them from the same nodes
+    (``pkg/client/cluster.go``: the cluster-internal roles grouped by the ``k3d.cluster``
+    label, the network from the first ``k3d.cluster.network`` label, ``serversRunning`` and
+    the other counts from the nodes' roles and ``State.Running``); registries as ``k3d
+    registry list`` prints them (the same nodes, filtered by role)."""
+    raw_nodes = _json_list(done)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for raw in raw_nodes:
+        if raw.get("role") in CLUSTER_ROLES:
+            name = str((raw.get("runtimeLabels") or {}).get(CLUSTER_LABEL, ""))
+            groups.setdefault(name, []).append(raw)
+    clusters = []
+    for name, members in sorted(groups.items()):
+        labels = [n.get("runtimeLabels") or {} for n in members]
+        nodes = tuple(_node(n) for n in members)
+        servers = [n for n in nodes if n.role == "server"]
+        agents = [n for n in nodes if n.role == "agent"]
+        clusters.append(ClusterFact(
+            name=name,
+            servers_running=sum(n.running for n in servers), servers_count=len(servers),
+            agents_running=sum(n.running for n in agents), agents_count=len(agents),
+            nodes=nodes,
+            network=next((lb[NETWORK_LABEL] for lb in labels if lb.get(NETWORK_LABEL)), None),
+            subnet=next((lb[IPRANGE_LABEL] for lb in labels if lb.get(IPRANGE_LABEL)), None)))
+    return NodeListing(clusters, [_registry(raw) for raw in raw_nodes
+                                  if raw.get("role") == "registry"])
+
+
+def _registry(raw: dict[str, Any]) -> RegistryFact:
+    node = _node(raw)
+    # portMappings is Docker's HostConfig.PortBindings: {"5000/tcp": [{"HostIp", "HostPort"}]}.
+    # The k3s.registry.port.external label would say the same, but k3d only copies labels
+    # starting with "k3d" into the listing (docker/translate.go), so it never shows.
+    bindings = (raw.get("portMappings") or {}).get(REGISTRY_PORT_INTERNAL) or []
+    first = bindings[0] if bindings else {}
+    port = str(first.get("HostPort") or "")
+    return RegistryFact(node.name, int(port) if port.isdigit() else None,
+                        first.get("HostIp") or None, node.running, node.status,
+                        tuple(raw.get("Networks") or ()))
 
 
 # ------------------------------------------------------------------------- adapter
@@ -273,6 +321,11 @@ class K3d:
         # `k3d cluster list NAME` exits 1 for a missing cluster, which reads as a failure;
         # listing all and picking is one call either way.
         return next((c for c in self.cluster_list() if c.name == name), None)
+
+    def node_list(self) -> NodeListing:
+        """Clusters and registries from one ``k3d node list`` (what ``cluster list`` and
+        ``registry list`` each derive from the same listing of k3d's containers)."""
+        return parse_node_list(self._run(argv_for_node_list(), timeout=60))
 
     def registry_list(self) -> list[RegistryFact]:
         return parse_registry_list(self._run(argv_for_registry_list(), timeout=60))

@@ -694,6 +694,21 @@ class Kube:
             return tuple(self.client.log(pod, namespace=namespace, container=container,
                                          tail_lines=lines, newlines=False))
 
+    def pod_log_follow(self, pod: str, namespace: str, container: str, lines: int
+                       ) -> Iterator[str]:
+        """The last ``lines`` lines of a container of ``pod``, then each line it prints, until
+        the container stops or the pod goes away (the API server ends the stream then)."""
+        with self._translated(f"following the log of {pod}"):
+            # lightkube sends the request now (errors raise here) and streams the rest
+            stream = self.client.log(pod, namespace=namespace, container=container,
+                                     tail_lines=lines, follow=True, newlines=False)
+        while True:
+            with self._translated(f"following the log of {pod}"):
+                line = next(stream, None)
+            if line is None:
+                return
+            yield line
+
     def _log_tail(self, pod: str, namespace: str, container: str, lines: int
                   ) -> tuple[str, ...]:
         try:

@@ -2,7 +2,8 @@
 shared cluster pulls from (``cluster.kube.registry``, e.g. Azure Container Registry).
 
 It answers one fact: does the registry hold ``name:tag``? That lets devslice skip an unchanged
-image even after the local Docker cache was pruned. The httpx client is passed in;
+image even after the local Docker cache was pruned. The HTTP client (httpx2, which lightkube
+uses too: one HTTP stack per command; issue 17) is passed in;
 :meth:`Registry.at` builds the real one (plain HTTP for the k3d registry on localhost, HTTPS
 elsewhere). A registry that answers 401 with a ``Bearer`` challenge gets the distribution token
 flow (docs/spec/auth/token.md), signed in with the credentials ``docker login`` (or
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-import httpx
+import httpx2
 
 from devslice.errors import DevsliceError
 
@@ -48,7 +49,7 @@ def _local(host: str) -> bool:
 
 
 class Registry:
-    def __init__(self, client: httpx.Client, credentials: Credentials | None = None,
+    def __init__(self, client: httpx2.Client, credentials: Credentials | None = None,
                  prefix: str = "") -> None:
         self.client = client  # base_url is the registry, e.g. http://localhost:5050
         self.credentials = credentials
@@ -64,7 +65,7 @@ class Registry:
         """``localhost:5050`` or ``myacr.azurecr.io/team`` (a host and a repository prefix)."""
         host, _, prefix = location.partition("/")
         scheme = "http" if _local(host) else "https"
-        return cls(httpx.Client(base_url=f"{scheme}://{host}", timeout=timeout), credentials,
+        return cls(httpx2.Client(base_url=f"{scheme}://{host}", timeout=timeout), credentials,
                    prefix)
 
     def manifest_exists(self, name: str, tag: str) -> bool:
@@ -79,11 +80,11 @@ class Registry:
                 if token is not None:
                     response = self.client.head(
                         url, headers={**headers, "Authorization": f"Bearer {token}"})
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:
             raise RegistryUnreachable(
                 f"the registry at {self.client.base_url} does not answer",
                 hint="`devslice up` creates it; `devslice status` shows whether it runs") from exc
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise RegistryError(f"HEAD {url} on {self.client.base_url} failed: {exc}") from exc
         if response.status_code == 200:
             return True
@@ -111,7 +112,7 @@ class Registry:
             return None
         params.setdefault("scope", f"repository:{repository}:pull")
         found = self.credentials(self.client.base_url.host) if self.credentials else None
-        auth = httpx.BasicAuth(*found) if found else None
+        auth = httpx2.BasicAuth(*found) if found else None
         response = self.client.get(realm, params=params, auth=auth)
         if response.status_code != 200:
             return None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from devslice.cli.app import State, pass_state
-from devslice.cli.output import console, emit, err_console, machine, output_option
+from devslice.cli.output import Table, console, emit, err_console, machine, output_option
 from devslice.errors import DevsliceError, SliceNotFound, ToolMissing
 from devslice.text import plural
 
@@ -34,7 +34,7 @@ def _resources(state: State, handle: str | None, quiet: bool = False,
     handle = project.current_handle(handle)
     chosen, why = runtime(project)
     if project.env.cluster.runtime == "auto" and not quiet:
-        console().print(f"[dim]runtime {chosen}: {why}[/]", highlight=False)
+        console().print(f"runtime {chosen}: {why}", style="dim", markup=False, highlight=False)
     tools = Tools.real(project, chosen)
     try:
         with ExitStack() as held:
@@ -160,9 +160,6 @@ def status(state: State, handle: str | None, fmt: str) -> None:
       devslice status
       devslice status -o json || echo "not ready"
     """
-    from rich.markup import escape  # lazy: rich, only for output
-    from rich.table import Table  # lazy: rich, only for output
-
     from devslice.engine.plan import gather, order, plan_of  # lazy: only when this command runs
 
     rows: list[dict[str, Any]] = []
@@ -178,12 +175,10 @@ def status(state: State, handle: str | None, fmt: str) -> None:
     if machine(fmt):
         emit(rows, fmt)
     else:
-        t = Table(box=None, header_style="bold")
-        for col in ("", "resource", "state"):
-            t.add_column(col)
+        t = Table("", "resource", "state")
         for row in rows:
-            t.add_row("[green]ok[/]" if row["ready"] else "[yellow]![/]", row["resource"],
-                      escape(row["detail"]))
+            t.add_row(("ok", "green") if row["ready"] else ("!", "yellow"), row["resource"],
+                      row["detail"])
         console().print(t)
     if not all(row["ready"] for row in rows):
         raise click.exceptions.Exit(1)
@@ -241,22 +236,37 @@ def _pod_logs(project: Any, chosen: str, handle: str, service: str | None, follo
     # lazy: the Kubernetes client, for `logs` under k3d/kube only
     from devslice.adapters.kube import connect
     from devslice.engine.environment import kube_context  # lazy: as above
-    from devslice.podlogs import prefixes, slice_pod_logs  # lazy: as above
+    from devslice.podlogs import (  # lazy: as above
+        follow_pod_logs,
+        prefixes,
+        slice_pod_logs,
+        slice_pod_streams,
+    )
 
-    context = kube_context(project, chosen)
-    if follow:
-        raise click.UsageError(f"-f follows the local runtime's processes only; for pods: "
-                               f"`kubectl --context {context} logs -f deployment/"
-                               f"{service or 'NAME'}`")
-    kube = connect(context=context)
+    kube = connect(context=kube_context(project, chosen))
     try:
-        found = slice_pod_logs(project, kube, handle, service, lines)
+        if follow:
+            streams = slice_pod_streams(project, kube, handle, service)
+            found: list[Any] = streams
+        else:
+            found = slice_pod_logs(project, kube, handle, service, lines)
+        if not found:
+            click.echo(f"no pods of slice {handle} (`devslice up` deploys them)", err=True)
+        names = prefixes(found)
+        width = max((len(n) for n in names), default=0)
+        if follow:
+            try:
+                for i, line in follow_pod_logs(kube, streams, lines):
+                    if line is None:
+                        click.echo(f"{names[i]:<{width}} | (log ended: {streams[i].pod} "
+                                   "went away or its container stopped)", err=True)
+                    else:
+                        click.echo(f"{names[i]:<{width}} | {line}")
+            except KeyboardInterrupt:  # Ctrl-C: the usual end of following
+                click.get_current_context().exit(130)
+            return
     finally:
         kube.close()
-    if not found:
-        click.echo(f"no pods of slice {handle} (`devslice up` deploys them)", err=True)
-    names = prefixes(found)
-    width = max((len(n) for n in names), default=0)
     for name, pod in zip(names, found, strict=True):
         if pod.problem:
             click.echo(f"{name:<{width}} | ({pod.problem})")

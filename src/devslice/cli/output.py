@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from io import StringIO
@@ -44,13 +45,137 @@ def _make(stderr: bool) -> Console:
     """A terminal gets rich's output at its width (tables wrap between words). Piped or
     redirected output (grep, CI logs, `| less`) is plain: no colour or escape codes, and
     tables at their natural width, one row per line, never cut at rich's 80 columns."""
+    if not _terminal(stderr):
+        return cast("Console", Plain(stderr))
     from rich.console import Console  # lazy: rich, only for output
 
-    terminal = Console(stderr=stderr, highlight=False, soft_wrap=True)
-    if terminal.is_terminal:
-        return terminal
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _plain_rich(stderr: bool) -> Console:
+    """rich's console for piped output: what :class:`Plain` hands what it does not print."""
+    from rich.console import Console  # lazy: rich, only for output
+
     return Console(file=cast("IO[str]", _Unpadded(stderr)), highlight=False, soft_wrap=True,
                    width=PLAIN_WIDTH, color_system=None)
+
+
+def _terminal(stderr: bool) -> bool:
+    """Whether rich takes the stream for a terminal (``Console.is_terminal``, rich 13-14),
+    decided without importing rich."""
+    if os.environ.get("TTY_COMPATIBLE", "") in ("0", "1"):
+        return os.environ["TTY_COMPATIBLE"] == "1"
+    if os.environ.get("FORCE_COLOR") is not None:
+        return os.environ["FORCE_COLOR"] != ""
+    if hasattr(sys.stdin, "__module__") and sys.stdin.__module__.startswith("idlelib"):
+        return False
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+# What rich changes in text it prints: tabs and control codes (and, to be safe, anything not
+# ASCII); with markup, its tags (rich/markup.py) and emoji codes (rich/_emoji_replace.py).
+# Such text goes through rich. Text printed with markup=False is data (names, URLs, plans):
+# written as it is, where rich would turn a `:name:` that happens to be an emoji's (a
+# container `cat` in `acct:cat:`) into the emoji; knowing which are costs ~20 ms.
+_RICH_CHANGES = re.compile(r"[^ -~\n]")
+_RICH_MARKUP = re.compile(r"\[|:\S*?:")
+_NARROW = frozenset("✓…✗·")  # the step view's marks: one column each, as rich counts them
+
+
+class Table:
+    """A table of text cells, each plain text or ``(text, style)``: on a terminal, rich's
+    ``Table(box=None)``; piped, the same layout written directly (issue 17: the commands a
+    script pipes (`status`, `up`) then load no rich, ~40 ms). Cells are text, never markup."""
+
+    def __init__(self, *columns: str, title: str | None = None, show_header: bool = True,
+                 header_style: str = "bold") -> None:
+        self.columns = columns
+        self.title = title
+        self.show_header = show_header
+        self.header_style = header_style
+        self.rows: list[tuple[str | tuple[str, str], ...]] = []
+
+    def add_row(self, *cells: str | tuple[str, str]) -> None:
+        self.rows.append(cells)
+
+    def lines(self) -> list[str] | None:
+        """The plain text lines rich would print, or None where rich's layout is not this
+        simple one (a cell that is not one line of ASCII, a table wider than PLAIN_WIDTH)."""
+        texts = [[c if isinstance(c, str) else c[0] for c in row] for row in self.rows]
+        if self.show_header:
+            texts.insert(0, list(self.columns))
+        if not _one_column_each([c for row in texts for c in row] + [self.title or ""]):
+            return None
+        widths = [max((len(row[i]) for row in texts), default=0)
+                  for i in range(len(self.columns))]
+        width = sum(w + 2 for w in widths)
+        if width > PLAIN_WIDTH or len(self.title or "") > width:
+            return None
+        out = [self.title] if self.title else []  # not centred: the consoles soft-wrap
+        return out + ["".join(f" {c:<{w}} " for c, w in zip(row, widths, strict=True))
+                      for row in texts]
+
+    def rich(self) -> Any:
+        from rich.table import Table as RichTable  # lazy: rich, only for a terminal
+        from rich.text import Text  # lazy: as above
+
+        t = RichTable(box=None, title=self.title, show_header=self.show_header,
+                      header_style=self.header_style)
+        for column in self.columns:
+            t.add_column(column)
+        for row in self.rows:
+            t.add_row(*(Text(c) if isinstance(c, str) else Text(c[0], style=c[1])
+                        for c in row))
+        return t
+
+
+def _one_column_each(cells: list[str]) -> bool:
+    """Whether every character of ``cells`` takes one column, on one line."""
+    return all((c.isascii() and c.isprintable()) or set(c) <= _NARROW for c in cells)
+
+
+class Plain:
+    """The console of piped output: text and :class:`Table` written as rich would write
+    them to a file, without loading rich; anything else (markup, rich's own renderables)
+    is handed to rich's console."""
+
+    def __init__(self, stderr: bool) -> None:
+        self.stderr = stderr
+        self.file = _Unpadded(stderr)
+        self._rich: Console | None = None
+
+    def _delegate(self) -> Console:
+        if self._rich is None:
+            self._rich = _plain_rich(self.stderr)
+        return self._rich
+
+    def print(self, *objects: Any, end: str = "\n", markup: bool | None = None,
+              highlight: bool | None = None, style: str | None = None, **kwargs: Any) -> None:
+        text = None
+        if len(objects) == 1 and not kwargs:
+            (obj,) = objects
+            if isinstance(obj, Table):
+                lines = obj.lines()
+                if lines == []:
+                    return  # no header and no rows: rich prints nothing either
+                text = None if lines is None else "\n".join(lines)
+            elif isinstance(obj, str) and not _RICH_CHANGES.search(obj) and (
+                    markup is False or not _RICH_MARKUP.search(obj)):
+                text = obj
+        if text is None:
+            rich = [o.rich() if isinstance(o, Table) else o for o in objects]
+            self._delegate().print(*rich, end=end, markup=markup, highlight=highlight,
+                                   style=style, **kwargs)
+            return
+        self.file.write(text + end)
+        self.file.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._delegate(), name)
 
 
 class _Unpadded:

@@ -11,7 +11,11 @@ changed or deleted (``--adopt`` tags it).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devslice.access.azure import (
@@ -26,9 +30,12 @@ from devslice.access.azure import (
     translated,
     wait,
 )
+from devslice.adapters.storagelist import SasRejected, account_sas, list_names
 from devslice.config.derive import derive_names
 from devslice.errors import CommandFailed
+from devslice.files import write_atomic
 from devslice.resources.plan import Action, noop
+from devslice.services.storage import account_key
 from devslice.services.storage import connection_string as azurite_connection_string
 
 if TYPE_CHECKING:
@@ -39,6 +46,9 @@ PROVIDER = "Microsoft.Storage"
 # sdk/eventhubs.checkpoint_store_for's default: where SliceConsumer keeps its checkpoints.
 CHECKPOINT_CONTAINER = "eventhub-checkpoints"
 MIN_TLS = "TLS1_2"
+# The emulator's listing SAS (EmulatorContainersResource): made again when refused, so its
+# lifetime only spares the SDK's import; its key is derived from a public formula anyway.
+SAS_LIFETIME = timedelta(days=365)
 
 
 def wanted_children(env: Environment, handle: str) -> tuple[list[str], list[str]]:
@@ -217,33 +227,31 @@ class StorageAccountResource:
 class EmulatorContainersResource:
     """``storage-containers:<account>``: the slice's blob containers (the checkpoint container
     among them) and queues in Azurite (``storage.mode`` emulator or embedded), created before
-    the slice's services start, over the storage data plane."""
+    the slice's services start, over the storage data plane.
+
+    Its facts are two listings over plain HTTP with an account SAS
+    (:mod:`devslice.adapters.storagelist`), read in every `status`, `plan` and `up`: the SAS
+    is made by the storage SDK once and kept in ``sas_file`` (``.devslice/storage-sas.json``),
+    and made again when the emulator refuses it. The SDK (``connect``) creates what is
+    missing.
+    """
 
     def __init__(self, env: Environment, handle: str, *, after: tuple[str, ...] = (),
-                 connect: Callable[[], tuple[Any, Any]] | None = None) -> None:
+                 connect: Callable[[], tuple[Any, Any]] | None = None,
+                 sas_file: Path | None = None) -> None:
         names = derive_names(env, handle)
         self.account = names.storage_account
+        self.blob_endpoint, self.queue_endpoint = names.blob_endpoint, names.queue_endpoint
         self.key = f"storage-containers:{self.account}"
         self.after = after
+        self.sas_file = sas_file
         self.containers, self.queues = wanted_children(env, handle)
         conn = azurite_connection_string(names.storage_account, names.blob_endpoint,
                                          names.queue_endpoint)
         self._connect = connect or (lambda: _data_clients(conn))
 
     def plan(self) -> list[Action]:
-        from azure.core.exceptions import AzureError as SdkError  # lazy: azure-core, ~40 ms
-
-        blobs, queues = self._connect()
-        try:
-            have = {c.name for c in blobs.list_containers()}
-            have_queues = {q.name for q in queues.list_queues()} if self.queues else set()
-        except (SdkError, OSError):
-            # Azurite not started yet (a fresh machine): the executor plans again once the
-            # emulators are up, so this is what a plan shows.
-            have, have_queues = set(), set()
-        finally:
-            blobs.close()
-            queues.close()
+        have, have_queues = self._listed()
         out: list[Action] = []
         for name in self.containers:
             out.append(noop(self.key, f"blob container {self.account}/{name} exists")
@@ -259,6 +267,52 @@ class EmulatorContainersResource:
                               "the storage emulator", (f"PUT {self.account}/{name} (queue)",),
                               lambda n=name: self._create("queue", n)))  # type: ignore[misc]
         return out
+
+    # -- facts -----------------------------------------------------------------------------
+    def _listed(self) -> tuple[set[str], set[str]]:
+        """The account's containers and queues; none while Azurite is not started yet (a
+        fresh machine: the executor plans again once the emulators are up), or when it
+        refuses even a new SAS (it does not know the account: creating says why)."""
+        sas = self._kept_sas()
+        if sas is not None:
+            try:
+                return self._list(sas)
+            except SasRejected:
+                pass  # expired, or made with another key: make a new one
+            except OSError:
+                return set(), set()
+        try:
+            return self._list(self._new_sas())
+        except (SasRejected, OSError):
+            return set(), set()
+
+    def _list(self, sas: str) -> tuple[set[str], set[str]]:
+        return (list_names(self.blob_endpoint, sas, "container"),
+                list_names(self.queue_endpoint, sas, "queue") if self.queues else set())
+
+    def _kept_sas(self) -> str | None:
+        if self.sas_file is None:
+            return None
+        try:
+            kept = json.loads(self.sas_file.read_text())
+        except (OSError, ValueError):
+            return None
+        sas = kept.get(self.account) if isinstance(kept, dict) else None
+        return sas if isinstance(sas, str) else None
+
+    def _new_sas(self) -> str:
+        sas = account_sas(self.account, account_key(self.account),
+                          datetime.now(UTC) + SAS_LIFETIME)
+        if self.sas_file is not None:
+            try:
+                kept = json.loads(self.sas_file.read_text())
+            except (OSError, ValueError):
+                kept = {}
+            kept = kept if isinstance(kept, dict) else {}
+            kept[self.account] = sas
+            with suppress(OSError):  # a read-only checkout: made again next time
+                write_atomic(self.sas_file, json.dumps(kept, indent=2, sort_keys=True) + "\n")
+        return sas
 
     def _create(self, kind: str, name: str) -> None:
         from azure.core.exceptions import AzureError as SdkError  # lazy: azure-core, ~40 ms

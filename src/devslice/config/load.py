@@ -463,8 +463,86 @@ def _merge_union_members(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# What a valid file's text read as, kept beside the state (`.devslice/`, when the checkout has
+# one) so that the next command whose file has the same text skips ruamel.yaml (its import
+# and the round-trip parse, ~20 ms of a `status`; issue 17). Only the YAML reading is kept:
+# the data is validated again each time, and anything wrong with it is reported by reading
+# the file again, so errors keep their line and column.
+DATA_CACHE = Path(".devslice") / "config-data.json"
+_CACHE_FORMAT = 1
+
+
+def _cache_file(path: str) -> Path | None:
+    folder = Path(path).parent / DATA_CACHE.parent
+    return folder / DATA_CACHE.name if os.path.isabs(path) and folder.is_dir() else None
+
+
+def _cache_key(path: str, model: Any) -> str:
+    from devslice import __version__  # lazy: devslice/__init__ is imported already
+
+    return f"{_CACHE_FORMAT} {__version__} {model.__module__}.{model.__qualname__} {path}"
+
+
+def _cached_data(text: str, path: str, model: Any) -> Any:
+    """The data ``text`` read as when it was last valid, or None."""
+    import json  # lazy: only where a cache may exist
+
+    cache = _cache_file(path)
+    if cache is None:
+        return None
+    try:
+        entry = json.loads(cache.read_text(encoding="utf-8")).get(_cache_key(path, model))
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(entry, dict) or entry.get("text") != text:
+        return None
+    data = entry.get("data")
+    return data if isinstance(data, dict) else None
+
+
+def _keep_data(text: str, path: str, model: Any, data: Any) -> None:
+    """Keep what ``text`` read as, when JSON holds it exactly (not dates, keys that are not
+    text); a cache that cannot be written is no error."""
+    import json  # lazy: only where a cache may exist
+
+    cache = _cache_file(path)
+    if cache is None:
+        return
+    try:
+        plain = json.loads(json.dumps(data))
+        if plain != data:
+            return
+        try:
+            kept = json.loads(cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            kept = {}
+        kept = kept if isinstance(kept, dict) else {}
+        key = _cache_key(path, model)
+        kept = {k: v for k, v in kept.items() if k.split(" ", 2)[:2] == key.split(" ", 2)[:2]}
+        kept[key] = {"text": text, "data": plain}
+        partial = cache.with_name(f"{cache.name}.{os.getpid()}")
+        partial.write_text(json.dumps(kept), encoding="utf-8")
+        os.replace(partial, cache)
+    except (OSError, TypeError, ValueError):
+        return
+
+
 def parse_config(text: str, path: str, model: type[M]) -> M:  # M is a pydantic model
     """Validate YAML text against a pydantic model; errors carry file:line:col."""
+    data = _cached_data(text, path, model)
+    if data is not None:
+        try:
+            obj: M = model.model_validate(data)  # type: ignore[attr-defined]
+        except ValidationError:
+            pass  # read the file again below: the errors are located there
+        else:
+            checker = getattr(obj, "semantic_issues", None)
+            if checker is None or not checker():
+                return obj
+    return _parse_config(text, path, model)
+
+
+def _parse_config(text: str, path: str, model: type[M]) -> M:
     data = _yaml_load(text, path)
     if data is None:
         raise ConfigError([ConfigIssue(path, 1, 1, "", "the file is empty")],
@@ -495,6 +573,7 @@ def parse_config(text: str, path: str, model: type[M]) -> M:  # M is a pydantic 
         if found:
             raise ConfigError([ConfigIssue(path, *_position(data, loc), _where(loc), msg)
                                for loc, msg in found])
+    _keep_data(text, path, model, data)
     return obj
 
 

@@ -14,7 +14,7 @@ import ipaddress
 import os
 import re
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -37,6 +37,12 @@ from devslice.config.duration import MAX_SECONDS, format_duration, parse_duratio
 
 API_VERSION = "devslice.dev/v1alpha1"
 MAX_PARTITIONS = 32  # Event Hubs Standard tier; the emulator allows 1-32 too
+
+
+def _list() -> list[Any]:
+    """``default_factory=list`` costs ~1 ms per field at import: pydantic asks
+    ``inspect.signature(list)``, which parses the builtin's text signature (issue 17)."""
+    return []
 
 
 class Model(BaseModel):
@@ -191,7 +197,7 @@ class EventHubsNamespace(Model):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{4,48}[A-Za-z0-9]$")
     partitions: int = Field(MAX_PARTITIONS, ge=1, le=MAX_PARTITIONS)
     reserved: list[int] = Field(
-        default_factory=list, description="Partition ids no slice may claim."
+        default_factory=_list, description="Partition ids no slice may claim."
     )
     fully_qualified_namespace: str | None = Field(
         None, description="Defaults to NAME.servicebus.windows.net."
@@ -241,7 +247,7 @@ class EventHubsSettings(Model):
     embedded_max_size_mb: int | None = Field(
         None, ge=1, examples=[512], description="embedded mode: an optional cap on the log "
         "file's size, in MB (the oldest events go first).")
-    event_hubs: list[str] = Field(default_factory=list, description="Event hub names.")
+    event_hubs: list[str] = Field(default_factory=_list, description="Event hub names.")
     namespaces: list[EventHubsNamespace] = Field(
         default_factory=lambda: [EventHubsNamespace(name="embedded")]
     )
@@ -354,7 +360,7 @@ class SignalRSettings(Model):
     emulator_port: int = Field(8888, ge=1, le=65535, description="emulator and embedded "
                                "modes: the host port asrs-emulator answers on.")
     endpoint: str | None = Field(None, description="shared mode: the service's endpoint.")
-    hubs: list[str] = Field(default_factory=list)
+    hubs: list[str] = Field(default_factory=_list)
     hub_template: str = "{hub}_{slice}"
     connection_string: SecretRef | None = None
 
@@ -480,7 +486,7 @@ class KubeSettings(Model):
 
     context: str | None = Field(None, description="The kubeconfig context to use.")
     allowed_contexts: list[str] = Field(
-        default_factory=list, description="Contexts devslice may use; others are refused.")
+        default_factory=_list, description="Contexts devslice may use; others are refused.")
     namespace_template: str = "dev-{slice}"
     registry: str | None = Field(
         None, pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*$",
@@ -549,7 +555,7 @@ class ClusterSettings(Model):
         default_factory=lambda: [K3sArg(arg="--disable=traefik")], alias="k3sArgs",
         validation_alias=AliasChoices("k3sArgs", "k3SArgs"),
         description="The team runs its own Traefik, so the bundled one is off by default.")
-    ports: list[ClusterPort] = Field(default_factory=list, examples=[["8080:80@loadbalancer"]])
+    ports: list[ClusterPort] = Field(default_factory=_list, examples=[["8080:80@loadbalancer"]])
     registry: RegistrySettings = RegistrySettings()
     kube: KubeSettings = KubeSettings()
 
@@ -691,17 +697,17 @@ class ContainerSettings(Model):
 
     name: str = Field(pattern=CONTAINER_NAME, description="The container is devslice-NAME.")
     image: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$")
-    command: list[str] = Field(default_factory=list, description="Arguments after the image "
+    command: list[str] = Field(default_factory=_list, description="Arguments after the image "
                                "(its CMD); empty keeps the image's own.")
     env: EnvMap = Field(default_factory=dict)
     secret_env: dict[VariableName, SecretRef] = Field(
         default_factory=dict, description="Variables whose values are secrets, by reference; "
         "they reach the container but never labels, plans or output.")
-    ports: list[PortSpec] = Field(default_factory=list, examples=[["27017:27017"]])
-    volumes: list[VolumeSpec] = Field(default_factory=list, examples=[["mongodata:/data/db"]])
+    ports: list[PortSpec] = Field(default_factory=_list, examples=[["27017:27017"]])
+    volumes: list[VolumeSpec] = Field(default_factory=_list, examples=[["mongodata:/data/db"]])
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
     ready: ContainerReadiness | None = None
-    setup: list[SetupScript] = Field(default_factory=list)
+    setup: list[SetupScript] = Field(default_factory=_list)
 
 
 class MongoDbSettings(Model):
@@ -712,14 +718,14 @@ class MongoDbSettings(Model):
     oplog_size_mb: int = Field(50, ge=1, alias="oplogSizeMB")
     port: int = Field(27017, ge=1, le=65535, description="Host port.")
     volume: str = Field("devslice-mongodb-data", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-    setup: list[SetupScript] = Field(default_factory=list, description="run defaults to "
+    setup: list[SetupScript] = Field(default_factory=_list, description="run defaults to "
                                      "mongosh --quiet --eval {script}.")
 
 
 class SftpUser(Model):
     name: str = Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     password: SecretRef
-    folders: list[str] = Field(default_factory=list, examples=[["upload", "upload/processed"]])
+    folders: list[str] = Field(default_factory=_list, examples=[["upload", "upload/processed"]])
 
     @field_validator("folders")
     @classmethod
@@ -764,7 +770,7 @@ class EventHubsEmulatorSettings(Model):
                               "/blob/main/EMULATOR_EULA.md")
     port: int = Field(5672, ge=1, le=65535, description="Host port for AMQP.")
     consumer_groups: list[str] = Field(
-        default_factory=list, description="Consumer groups of every event hub besides "
+        default_factory=_list, description="Consumer groups of every event hub besides "
         "$Default, 1-20 (the emulator's limit).")
 
     @field_validator("consumer_groups")
@@ -818,7 +824,7 @@ class ContainersSettings(Model):
     signalr_emulator: SignalREmulatorSettings | None = Field(
         None, description="Also implied by signalR.mode: emulator; its port is "
         "signalR.emulatorPort.")
-    custom: list[ContainerSettings] = Field(default_factory=list)
+    custom: list[ContainerSettings] = Field(default_factory=_list)
 
     @field_validator("custom")
     @classmethod
@@ -883,9 +889,9 @@ class Environment(Model):
     names: dict[str, NamedTemplate] = Field(default_factory=dict)
     contract: ContractSettings = ContractSettings()
     cluster: ClusterSettings = ClusterSettings()
-    images: list[ImageSettings] = Field(default_factory=list)
-    services: list[ServiceSettings] = Field(default_factory=list)
-    manifests: list[ManifestLayer] = Field(default_factory=list)
+    images: list[ImageSettings] = Field(default_factory=_list)
+    services: list[ServiceSettings] = Field(default_factory=_list)
+    manifests: list[ManifestLayer] = Field(default_factory=_list)
     containers: ContainersSettings = ContainersSettings()
     azure: AzureSettings = AzureSettings()
 

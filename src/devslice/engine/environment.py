@@ -91,6 +91,13 @@ class Tools:
 
     @classmethod
     def real(cls, project: Project, chosen: str = "k3d") -> Tools:
+        def azure() -> Any:
+            from devslice.access.azure import Azure  # lazy: Azure SDKs
+
+            return Azure.from_settings(project.env.azure)
+
+        if chosen == "local":  # processes only: no engine, cluster or registry (issue 17)
+            return cls(None, None, None, None, Lazy(azure))  # type: ignore[arg-type]
         from devslice.adapters.k3d import K3d  # lazy: start-up
         from devslice.facts.tools import TOOLS, docker_endpoint  # lazy: start-up
 
@@ -118,11 +125,6 @@ class Tools:
 
                 return Registry.at(c.kube.registry, credentials=docker_credentials)
             return Registry.at(f"{endpoint.machine}:{c.registry.port}")
-
-        def azure() -> Any:
-            from devslice.access.azure import Azure  # lazy: Azure SDKs
-
-            return Azure.from_settings(project.env.azure)
 
         return cls(
             k3d=K3d(SubprocessRunner(fixes=fixes), env=endpoint.env()),
@@ -224,9 +226,11 @@ def slice_storage(project: Project, handle: str, tools: Tools, after: tuple[str,
     from devslice.services.storage import SERVICE as STORAGE  # lazy: as every import here
 
     if not STORAGE.shared(project.env):  # Azurite: a container, or a process (local)
-        from devslice.cloud.storage import EmulatorContainersResource  # lazy: Azure SDKs
+        from devslice.cloud.storage import EmulatorContainersResource  # lazy: where Azurite runs
 
-        emulated = EmulatorContainersResource(project.env, handle, after=after)
+        emulated = EmulatorContainersResource(
+            project.env, handle, after=after,
+            sas_file=project.base_dir / ".devslice" / "storage-sas.json")
         if emulated.containers or emulated.queues:
             out.append(emulated)
     return out
@@ -262,12 +266,12 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
     from devslice.resources.manifests import (  # lazy: lightkube
         SLICE_CONFIG_KEY,
         WORKLOADS,
+        SealedConfigHash,
         SliceConfigResource,
         containers_of,
         image_repository,
         load_layer,
         manifest_resources,
-        slice_config_hash,
         workload_namespaces,
     )
 
@@ -340,8 +344,9 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
          if c.get("image")} & built)] for layer in env.manifests} if k3d else {}
     out += manifest_resources(
         env.manifests, base, tools.kube, handle, after=(SLICE_CONFIG_KEY,), waits_for=waits_for,
-        progress=(lambda key: _reporter(progress, key)), images=refs, namespace=namespace,
-        config_hash=slice_config_hash(objects), cluster_may_be_absent=k3d,
+        progress=(lambda key: _reporter(progress, key)), loaded=layers, images=refs,
+        namespace=namespace,
+        config_hash=SealedConfigHash(objects), cluster_may_be_absent=k3d,
         force=force_conflicts)
     return out
 

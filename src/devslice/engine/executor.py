@@ -2,7 +2,8 @@
 
 Facts are gathered once for every resource at the start (one read per system and kind); a
 step waits for its own facts only. A resource whose dependencies changed something reads its
-own facts again before it plans; a resource that waited for others and whose plan changes
+own facts again before it plans (the resources that become ready together share those
+reads); a resource that waited for others and whose plan changes
 something reads its own facts again and re-plans just before it acts (a stale plan is never
 trusted, after pyinfra v3). A no-op run reads each system once."""
 
@@ -94,11 +95,11 @@ class Executor:
         with self._lock:
             self.on_event(Event(kind, resource, time.monotonic() - self._t0, **kw))
 
-    def _run_one(self, resource: Resource) -> StepReport:
+    def _run_one(self, resource: Resource, wave: Reader) -> StepReport:
         report = StepReport(resource.key, started=time.monotonic() - self._t0)
         t = time.monotonic()
         self._emit("start", resource.key)
-        actions = self._plan(resource)
+        actions = self._plan(resource, wave)
         report.actions = actions
         for action in actions:
             self._emit("plan", resource.key, action=action)
@@ -112,7 +113,7 @@ class Executor:
         self._emit("done", resource.key, seconds=report.seconds)
         return report
 
-    def _plan(self, resource: Resource) -> list[Action]:
+    def _plan(self, resource: Resource, wave: Reader) -> list[Action]:
         if not reads(resource):
             return resource.plan()  # reads its facts itself, now that its dependencies are ready
         with self._lock:
@@ -126,8 +127,10 @@ class Executor:
                 # began were read as this step began: as fresh as reading them again
                 return actions
         # what it waits for changed the world, its first read failed (no cluster yet), or it
-        # waited and is about to act: its own facts again, and only its own
-        return plan_of(resource, read_one(resource))
+        # waited and is about to act: its own facts again, read through the reader of the
+        # resources that became ready with it (the images and the cluster after the
+        # registry share their reads, as the first gathering does)
+        return plan_of(resource, read_one(resource, wave))
 
     def apply(self, resources: Sequence[Resource]) -> list[StepReport]:
         """Bring every resource to its desired state; returns a report per resource in
@@ -154,9 +157,10 @@ class Executor:
         failures: list[BaseException] = []
         with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
             while waiting or running:
+                wave = Reader()  # what becomes ready at once re-reads the world once
                 for key in [k for k, deps in waiting.items() if not deps]:
                     del waiting[key]
-                    running[pool.submit(self._run_one, by_key[key])] = key
+                    running[pool.submit(self._run_one, by_key[key], wave)] = key
                 if not running:
                     break  # everything left waits on something that failed
                 done, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from devslice.adapters.docker import Mount, PortBinding
+from devslice.adapters.dockerdata import Mount, PortBinding
 from devslice.config.model import PORT_SPEC, VOLUME_SPEC, ContainerSettings, SetupScript
 from devslice.errors import ConfigError, ConfigIssue
 from devslice.resources.containers import ContainerSpec, Readiness, Setup

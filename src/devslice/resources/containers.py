@@ -36,11 +36,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from devslice.adapters.docker import (
+from devslice.adapters.dockerdata import (
     ContainerFact,
-    Docker,
     ExecResult,
     Mount,
     PortBinding,
@@ -61,6 +60,9 @@ from devslice.facts.world import Reader
 from devslice.files import write_atomic
 from devslice.resources.plan import Action, noop
 from devslice.secrets import Secret
+
+if TYPE_CHECKING:
+    from devslice.adapters.docker import Docker
 
 LABEL_MANAGED_BY = "devslice.dev/managed-by"
 LABEL_CONTAINER = "devslice.dev/container"

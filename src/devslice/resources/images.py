@@ -24,7 +24,8 @@ from pathlib import Path
 
 from docker.utils import exclude_paths
 
-from devslice.adapters.docker import Docker, build_call, push_call
+from devslice.adapters.docker import Docker
+from devslice.adapters.dockerdata import build_call, push_call
 from devslice.adapters.registry import Registry, RegistryUnreachable
 from devslice.config.model import ImageSettings
 from devslice.errors import ConfigError, ConfigIssue

@@ -19,8 +19,8 @@ Reconcile decisions (after ctlptl's ``pkg/cluster`` and ``pkg/registry`` ``Apply
   the cluster); running and unchanged -> nothing.
 
 Plans never write, and never read: ``read(reader)`` gathers the facts through
-``devslice.facts.k3d`` (one ``k3d registry list`` and one ``k3d cluster list`` shared by both
-resources; ``k3d version`` only when something would change) and ``plan(facts)`` is a pure
+``devslice.facts.k3d`` (one ``k3d node list`` shared by both resources: the registry and the
+cluster; ``k3d version`` only when something would change) and ``plan(facts)`` is a pure
 function of them. The config files are written by the actions that run k3d.
 """
 
@@ -452,6 +452,11 @@ class ClusterResource:
 
     def read(self, reader: Reader) -> ClusterFacts:
         name = self.settings.name
+        if not self.applied_path.exists():
+            # No cluster made from this folder yet: a create is likely, and it needs the
+            # version gate; asked now, beside the registry's `node list`, instead of after it
+            # (issue 17: one k3d process less on a first `up`'s critical path).
+            k3d_facts.version(reader, self.k3d)
         fact = k3d_facts.cluster(reader, self.k3d, name)
         # The engine's networks matter for choosing an auto subnet (once per command: the
         # choice made while building the resources stands) and for a create only.

@@ -26,6 +26,7 @@ import copy
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +184,24 @@ def slice_config_hash(objects: Iterable[Mapping[str, Any]]) -> str:
     blob = json.dumps(secret, sort_keys=True).encode()
     sealed = hashlib.scrypt(blob, salt=b"devslice/config-hash", n=2**14, r=8, p=1, dklen=16)
     return content_hash({"data": plain, "secret": sealed.hex()})
+
+
+class SealedConfigHash:
+    """:func:`slice_config_hash` of ``objects``, computed once, on first use: scrypt takes
+    ~25 ms, so the manifest layers compute it in ``read`` on the executor's facts threads,
+    beside the other reads, instead of every command paying it before its first step
+    (issue 17). ``str()`` gives the hash."""
+
+    def __init__(self, objects: Iterable[Mapping[str, Any]]) -> None:
+        self._objects = list(objects)
+        self._lock = threading.Lock()  # the layers read at once: scrypt runs once
+        self._value: str | None = None
+
+    def __str__(self) -> str:
+        with self._lock:
+            if self._value is None:
+                self._value = slice_config_hash(self._objects)
+            return self._value
 
 
 def image_repository(ref: str) -> str:
@@ -423,16 +442,47 @@ class ManifestsFacts:
     offline: bool = False
 
 
+class Sweep:
+    """The slice's objects of every kind of kubectl's prune allowlist, listed once per
+    command for the layers that have no inventory yet (by namespace: None for k3d)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kinds: dict[str | None, dict[tuple[str, str], list[dict[str, Any]]]] = {}
+        self._done: set[str | None] = set()
+
+    def found(self, namespace: str | None) -> dict[tuple[str, str], list[dict[str, Any]]] | None:
+        with self._lock:
+            return dict(self._kinds[namespace]) if namespace in self._done else None
+
+    def keep(self, namespace: str | None, kind: tuple[str, str],
+             objects: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._kinds.setdefault(namespace, {})[kind] = objects
+
+    def done(self, namespace: str | None) -> None:
+        with self._lock:
+            self._kinds.setdefault(namespace, {})
+            self._done.add(namespace)
+
+
 class ManifestsResource:
     """One layer of manifests, applied server-side and pruned by label."""
 
     def __init__(self, layer: ManifestLayer, base_dir: Path, kube: Kube, handle: str, *,
                  images: Mapping[str, str] | None = None, namespace: str | None = None,
-                 config_hash: str = "", after: Sequence[str] = (), force: bool = False,
+                 config_hash: str | SealedConfigHash = "", after: Sequence[str] = (),
+                 force: bool = False,
                  wait: bool = True, rollout_timeout: float = 300.0,
                  on_progress: Callable[[str], None] | None = None,
-                 cluster_may_be_absent: bool = False) -> None:
+                 cluster_may_be_absent: bool = False,
+                 manifests: Sequence[Manifest] | None = None,
+                 sweep: Sweep | None = None) -> None:
         self.layer = layer
+        self.sweep = sweep or Sweep()  # shared by the layers of a command
+        # the folder as read once for the command (building the resources reads it), so a
+        # gathering and each re-read do not parse the YAML again
+        self._loaded = list(manifests) if manifests is not None else None
         self.base_dir = base_dir
         self.kube = kube
         self.handle = handle
@@ -449,14 +499,17 @@ class ManifestsResource:
         self.cluster_may_be_absent = cluster_may_be_absent
 
     def load(self) -> list[Manifest]:
+        if self._loaded is not None:
+            return self._loaded
         return load_layer(self.base_dir / self.layer.path, self.layer.path)
 
     def render(self, namespaced: Callable[[str, str], bool] | None = None) -> list[Manifest]:
         return render(self.load(), handle=self.handle, layer=self.layer.name,
                       images=self.images, namespace=self.namespace, namespaced=namespaced,
-                      config_hash=self.config_hash)
+                      config_hash=str(self.config_hash))
 
     def read(self, reader: Reader) -> ManifestsFacts:
+        str(self.config_hash)  # computed here, on a facts thread, once for every layer
         manifests = self.load()
         register_crds(m.obj for m in manifests)  # kinds from CRDs in this layer
         try:
@@ -468,18 +521,30 @@ class ManifestsResource:
             # without a record, kubectl's allowlist is searched just in case: kinds a
             # namespace-scoped Role does not let the user list are skipped (issue 13)
             optional = set(PRUNE_KINDS) - set(own) if recorded is None else set()
+            # That search is made once per command and shared by the layers (issue 17): a
+            # layer's objects are made only by its own apply, which records its inventory
+            # first, so while a layer has no record nothing of it can have appeared since;
+            # its own kinds and a record found now are always read afresh.
+            swept = self.sweep.found(self.namespace) if recorded is None else None
             live = []
             for kind in dict.fromkeys(kinds):
-                try:
-                    found = kube_facts.managed(reader, self.kube, kind, self.namespace,
-                                               self.handle)
-                except KubeForbidden:
-                    if kind in optional:
-                        continue
-                    raise
+                if swept is not None and kind not in own and kind in swept:
+                    found = swept[kind]
+                else:
+                    try:
+                        found = kube_facts.managed(reader, self.kube, kind, self.namespace,
+                                                   self.handle)
+                    except KubeForbidden:
+                        if kind in optional:
+                            continue
+                        raise
+                    if recorded is None and swept is None:
+                        self.sweep.keep(self.namespace, kind, found)
                 live += [o for o in found
                          if (o["metadata"].get("labels") or {}).get(LAYER_LABEL)
                          == self.layer.name]
+            if recorded is None:
+                self.sweep.done(self.namespace)
             view = self.kube.view([*kinds, ("v1", "ConfigMap")])
         except KubeUnreachable:
             if not self.cluster_may_be_absent:
@@ -494,7 +559,7 @@ class ManifestsResource:
         view = facts.view
         desired = render(facts.manifests, handle=self.handle, layer=self.layer.name,
                          images=self.images, namespace=self.namespace,
-                         namespaced=view.namespaced, config_hash=self.config_hash)
+                         namespaced=view.namespaced, config_hash=str(self.config_hash))
         actions = self._compare(desired, {_identity(o): o for o in facts.live}, view)
         return self._with_inventory(actions, desired, facts.live, facts.recorded, view)
 
@@ -554,7 +619,7 @@ class ManifestsResource:
         the cluster runs, before it applies anything."""
         desired = sorted(render(manifests, handle=self.handle, layer=self.layer.name,
                                 images=self.images, namespace=self.namespace,
-                                config_hash=self.config_hash), key=lambda m: _rank(m.obj))
+                                config_hash=str(self.config_hash)), key=lambda m: _rank(m.obj))
         view = KubeView({})  # no cluster: kinds lightkube knows still have exact paths
         actions = []
         for m in desired:
@@ -646,18 +711,23 @@ def manifest_resources(layers: Sequence[ManifestLayer], base_dir: Path, kube: Ku
                        handle: str, *, after: Sequence[str] = (),
                        waits_for: Mapping[str, Sequence[str]] | None = None,
                        progress: Callable[[str], Callable[[str], None] | None] | None = None,
+                       loaded: Mapping[str, Sequence[Manifest]] | None = None,
                        **options: Any) -> list[ManifestsResource]:
     """One resource per layer, each after the one before it; the first after ``after``
     (the cluster, the images, the slice's config). ``waits_for`` adds keys per layer name
-    (the images its own workloads use); ``progress`` gives a layer's key its progress line.
+    (the images its own workloads use); ``progress`` gives a layer's key its progress line;
+    ``loaded`` the layers' objects by name, when the caller read the folders already.
     `devslice up` builds its layers here, so tests and users take the same path."""
     out: list[ManifestsResource] = []
+    sweep = Sweep()
     for layer in layers:
         deps = (out[-1].key,) if out else tuple(after)
         deps += tuple((waits_for or {}).get(layer.name, ()))
         on_progress = progress(f"manifests:{layer.name}") if progress else None
         out.append(ManifestsResource(layer, base_dir, kube, handle, after=deps,
-                                     on_progress=on_progress, **options))
+                                     on_progress=on_progress,
+                                     manifests=(loaded or {}).get(layer.name), sweep=sweep,
+                                     **options))
     return out
 
 

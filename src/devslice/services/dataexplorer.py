@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from devslice.adapters.docker import Mount, PortBinding
+from devslice.adapters.dockerdata import Mount, PortBinding
 from devslice.config.derive import derive_names
 from devslice.config.model import KustoEmulatorSettings
 from devslice.errors import ConfigIssue

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devslice.adapters.docker import Mount, PortBinding
+from devslice.adapters.dockerdata import Mount, PortBinding
 from devslice.config.model import EventHubsEmulatorSettings
 from devslice.errors import ConfigError, ConfigIssue
 from devslice.resources.containers import STATE_DIR, ContainerSpec, GeneratedFile, Readiness

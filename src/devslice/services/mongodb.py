@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devslice.adapters.docker import Mount, PortBinding
+from devslice.adapters.dockerdata import Mount, PortBinding
 from devslice.adapters.runner import CommandRunner, SubprocessRunner
 from devslice.errors import CommandFailed
 from devslice.resources.builtins import setup_scripts

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devslice.adapters.docker import Mount, PortBinding
+from devslice.adapters.dockerdata import Mount, PortBinding
 from devslice.errors import ConfigError, ConfigIssue
 from devslice.resources.containers import STATE_DIR, ContainerSpec, GeneratedFile, Readiness
 from devslice.secrets import Secret, resolve

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devslice.adapters.docker import Mount, PortBinding
+from devslice.adapters.dockerdata import Mount, PortBinding
 from devslice.config.model import SignalREmulatorSettings
 from devslice.errors import CommandFailed
 from devslice.resources.containers import ContainerSpec, Readiness

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from devslice.adapters.docker import Mount, PortBinding
+from devslice.adapters.dockerdata import Mount, PortBinding
 from devslice.config.derive import derive_names
 from devslice.config.model import AzuriteSettings
 from devslice.resources.containers import ContainerSpec, Readiness

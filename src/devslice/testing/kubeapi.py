@@ -38,6 +38,13 @@ kubeconfig from :meth:`FakeKubeAPI.kubeconfig`) can be pointed at it. It impleme
   not available the old ReplicaSet's pods keep running beside them, and the status counts
   both.
 
+- ``pods/NAME/log`` as the API server serves it (``pkg/registry/core/pod/rest/log.go``:
+  ``text/plain``, flushed per write when following): ``tailLines``, ``container`` (400 when
+  a pod has several and none is named, or the one named is not the pod's), 404 for a missing
+  pod; with ``follow=true`` a chunked stream that stays open, sends each line
+  :meth:`FakeKubeAPI.write_log` adds, and ends when the pod goes away (deleted, or replaced by
+  a rollout), as the kubelet's stream ends with the container.
+
 Every request is recorded (:attr:`FakeKubeAPI.requests`: method, path, decoded query,
 content type and body) so tests assert the exact calls and validate what was sent::
 
@@ -58,7 +65,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -226,6 +233,9 @@ class FakeKubeAPI:
         self.terminating_reads = terminating_reads
         self._terminating: dict[str, int] = {}  # namespace -> reads left
         self._lock = threading.RLock()
+        # notified after every change (a request, a log line): followed logs wait on it
+        self._changed = threading.Condition(self._lock)
+        self._stopping = False
         self._kinds: dict[tuple[str, str, str], _Kind] = {
             (g, v, p): _Kind(g, v, p, k, ns, True) for g, v, p, k, ns in _BUILTIN}
         self._objects: dict[tuple[str, str, str, str], _Stored] = {}
@@ -257,6 +267,9 @@ class FakeKubeAPI:
         return self
 
     def stop(self) -> None:
+        with self._changed:  # followed logs end (the server goes away)
+            self._stopping = True
+            self._changed.notify_all()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -338,6 +351,7 @@ class FakeKubeAPI:
             stored = self._objects.get(("apps/v1", "Deployment", namespace, name))
             if stored is not None and now:
                 self._reconcile_deployment(stored.obj, restart=True)
+            self._changed.notify_all()  # its old pods may be gone
 
     def write_log(self, pod: str, lines: Iterable[str], container: str | None = None,
                   namespace: str = "default") -> None:
@@ -349,6 +363,7 @@ class FakeKubeAPI:
                 raise KeyError(f"no pod {namespace}/{pod}")
             name = container or stored.obj["spec"]["containers"][0]["name"]
             self._logs.setdefault((namespace, pod, name), []).extend(lines)
+            self._changed.notify_all()
 
     def restrict(self, rules: Iterable[Rule], user: str | None = None) -> None:
         """From now on, allow only what ``rules`` allow (RBAC for ``user``)."""
@@ -365,8 +380,10 @@ class FakeKubeAPI:
     # -- the API ---------------------------------------------------------------------------
 
     def handle(self, method: str, target: str, content_type: str | None,
-               body: bytes, user_agent: str | None = None) -> tuple[int, str, bytes]:
-        """Answer one request: (status, content type, body)."""
+               body: bytes, user_agent: str | None = None
+               ) -> tuple[int, str, bytes | Iterator[bytes]]:
+        """Answer one request: (status, content type, body); a followed log's body is an
+        iterator of chunks, each sent as it comes (chunked transfer encoding)."""
         parts = urlsplit(target)
         query = "&".join(f"{k}={v}" for k, v in parse_qsl(parts.query, keep_blank_values=True))
         with self._lock:
@@ -375,8 +392,10 @@ class FakeKubeAPI:
         # the server names an unnamed manager after the client (its User-Agent up to "/")
         params["_client"] = (user_agent or "unknown").split("/")[0]
         try:
-            with self._lock:
+            with self._changed:
                 result = self._route(method, parts.path, params, content_type, body)
+                if method != "GET":
+                    self._changed.notify_all()
         except ApiFailure as exc:
             return exc.code, "application/json", json.dumps(exc.status()).encode()
         except Exception as exc:  # a bug in the fake: answer, do not drop the connection
@@ -384,10 +403,12 @@ class FakeKubeAPI:
             return 500, "application/json", json.dumps(failure.status()).encode()
         if isinstance(result, str):
             return 200, "text/plain", result.encode()
+        if isinstance(result, _Follow):
+            return 200, "text/plain", self._follow(result)
         return 200, "application/json", json.dumps(result).encode()
 
     def _route(self, method: str, path: str, params: dict[str, str], content_type: str | None,
-               body: bytes) -> dict[str, Any] | str:
+               body: bytes) -> dict[str, Any] | str | _Follow:
         segs = [s for s in path.split("/") if s]
         if method == "GET" and (segs == ["api", "v1"] or (len(segs) == 3 and segs[0] == "apis")):
             return self._discovery(segs)  # system:discovery lets every user read these
@@ -746,7 +767,7 @@ class FakeKubeAPI:
                 "details": {"name": name, "group": kind.group, "kind": kind.plural,
                             "uid": stored.obj["metadata"]["uid"]}}
 
-    def _log(self, namespace: str, name: str, params: dict[str, str]) -> str:
+    def _log(self, namespace: str, name: str, params: dict[str, str]) -> str | _Follow:
         pod = self._objects.get(("v1", "Pod", namespace, name))
         if pod is None:
             raise _not_found(self._kind_of("v1", "Pod"), name)
@@ -767,9 +788,29 @@ class FakeKubeAPI:
                                  f"is waiting to start: {_start_problem(waiting['reason'])}")
         lines = self._logs.get((namespace, name, container), [])
         tail = params.get("tailLines")
-        if tail is not None:
-            lines = lines[-int(tail):] if int(tail) > 0 else []
-        return "".join(line + "\n" for line in lines)
+        start = 0 if tail is None else max(0, len(lines) - int(tail))
+        if params.get("follow") in ("true", "1"):
+            return _Follow(namespace, name, container, pod.obj["metadata"]["uid"], start)
+        return "".join(line + "\n" for line in lines[start:])
+
+    def _follow(self, f: _Follow) -> Iterator[bytes]:
+        """A followed log: what is there from ``f.start``, then each line as it is written,
+        until the pod goes away (or the server stops). Reads under the lock, sends outside."""
+        sent = f.start
+        while True:
+            with self._changed:
+                while True:
+                    lines = self._logs.get((f.namespace, f.pod, f.container), [])
+                    pod = self._objects.get(("v1", "Pod", f.namespace, f.pod))
+                    gone = self._stopping or pod is None or pod.obj["metadata"]["uid"] != f.uid
+                    if len(lines) > sent or gone:
+                        break
+                    self._changed.wait()
+                new, sent = lines[sent:], len(lines)
+            if new:
+                yield "".join(line + "\n" for line in new).encode()
+            if gone:
+                return
 
     # -- server-side apply -----------------------------------------------------------------
 
@@ -1015,6 +1056,18 @@ class FakeKubeAPI:
             del self._objects[("apps/v1", "ReplicaSet", ns, rs_name)]
 
 
+@dataclass(frozen=True)
+class _Follow:
+    """A ``pods/NAME/log?follow=true`` to stream: the container, and the pod's uid (a pod
+    of the same name made afresh is another pod; its log is another stream)."""
+
+    namespace: str
+    pod: str
+    container: str
+    uid: str
+    start: int  # the first line sent (tailLines)
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeKubeAPI
     protocol_version = "HTTP/1.1"  # keep-alive, as clients pool connections
@@ -1030,9 +1083,20 @@ class _Handler(BaseHTTPRequestHandler):
                                             self.headers.get("User-Agent"))
         self.send_response(code, HTTPStatus(code).phrase)
         self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(out)))
+        if isinstance(out, bytes):
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+            return
+        # a followed log: flushed per write, as Go's server does without a Content-Length
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self.wfile.write(out)
+        try:
+            for chunk in out:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client went away (Ctrl-C): nothing more to send
+            self.close_connection = True
 
     do_GET = do_PATCH = do_DELETE = do_POST = do_PUT = _serve
 
