@@ -107,6 +107,26 @@ def test_closing_in_a_callback_stops_every_partition(tmp_path: Path) -> None:
     assert got == [b"0-0"]
 
 
+def test_a_failing_partition_is_paused_while_the_others_carry_on(tmp_path: Path) -> None:
+    """A partition whose read fails goes to on_error once per pause (max_poll_interval), not
+    once per turn of the busy partitions beside it."""
+    hub = EmbeddedHub(tmp_path / "hub.db", partitions=2)
+    fill(hub, ("0",), 20)
+    client = EmbeddedConsumerClient(hub, "orders", page=1, max_poll_interval=3600)
+    events: list[int] = []
+    errors: list[tuple[str, str]] = []
+
+    def on_event(_context: Any, event: Any) -> None:
+        events.append(event.sequence_number)
+        if len(events) == 20:
+            client.close()
+
+    client.receive_partitions({"0": on_event, "7": on_event}, starting_position="-1",
+                              on_error=lambda c, e: errors.append((c.partition_id, str(e))))
+    assert events == list(range(20))  # 20 turns, one event each
+    assert len(errors) == 1 and errors[0][0] == "7", errors
+
+
 def test_slice_consumer_reads_its_partitions_in_the_callers_thread(tmp_path: Path) -> None:
     hub = EmbeddedHub(tmp_path / "hub.db", partitions=4)
     fill(hub, ("1", "2"), 4)

@@ -803,7 +803,11 @@ class EmbeddedConsumerClient:
         events, or a read failed and the pause after it is over), None when closed meanwhile.
         A failed read goes to ``on_error``, or raises without it."""
         got = failed = False
+        now = time.monotonic()
         for r in receivers:
+            if r.retry_at > now:  # its read failed: paused, while the others carry on
+                failed = True
+                continue
             try:
                 if r.number is None:  # checked once (an unknown partition fails here)
                     r.number = self.hub._partition(self.eventhub_name, r.context.partition_id)
@@ -812,6 +816,7 @@ class EmbeddedConsumerClient:
                 if on_error is None:
                     raise
                 on_error(r.context, exc)
+                r.retry_at = time.monotonic() + self.max_poll_interval
                 failed = True
                 continue
             if page_rows:
@@ -825,9 +830,9 @@ class EmbeddedConsumerClient:
                 r.last_event = time.monotonic()
             if self._stop:
                 return None
-        if failed and not got:
-            self._closed.wait(self.max_poll_interval)
-            return True  # paused already: read again at once
+        if failed and not got:  # sleep until the first paused partition may be read again
+            self._closed.wait(max(0.0, min(r.retry_at for r in receivers) - time.monotonic()))
+            return True
         return got
 
     def _deliver(self, r: _Receiver, rows: list[tuple[Any, ...]]) -> bool:
@@ -856,7 +861,7 @@ class EmbeddedConsumerClient:
 class _Receiver:
     """One partition's state within :meth:`EmbeddedConsumerClient.receive_partitions`."""
 
-    __slots__ = ("after", "context", "fenced", "last_event", "number", "on_event")
+    __slots__ = ("after", "context", "fenced", "last_event", "number", "on_event", "retry_at")
 
     def __init__(self, context: EmbeddedPartitionContext,
                  on_event: Callable[[EmbeddedPartitionContext, ReceivedEvent | None], None],
@@ -866,6 +871,7 @@ class _Receiver:
         self.after = after  # the sequence number last read
         self.number: int | None = None  # the partition's number, once checked
         self.last_event = 0.0  # time.monotonic() of the last event, for max_wait_time
+        self.retry_at = 0.0  # after a failed read: not read again before (time.monotonic())
         # SliceConsumer's handler (sdk.eventhubs.Fenced: on_event, floor, since): its fence
         # and canary test done on the rows, without a call per event (issue 17)
         self.fenced: Any = (on_event if hasattr(on_event, "floor") and hasattr(on_event, "since")
