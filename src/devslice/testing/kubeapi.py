@@ -1099,7 +1099,7 @@ class _Follow:
 def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any]:
     for status in pod.get("status", {}).get("containerStatuses", []):
         if status["name"] == container:
-            return status  # type: ignore[no-any-return]
+            return status
     return {}
 
 
