@@ -182,3 +182,95 @@ def test_resources_ready_together_share_their_reads_again() -> None:
     # the first gathering: a, shared, c, d; then c and d again after a changed, the shared
     # fact once for both
     assert sorted(reads) == ["a", "c", "c", "d", "d", "shared", "shared"]
+
+
+class Guarded(Counted):
+    """A Counted whose plan holds after its dependencies changed (``plan_holds``), and whose
+    change the world refuses when the facts no longer hold, as k3d refuses to create a cluster
+    whose name exists. ``meanwhile`` runs as the step is about to act (someone else's change);
+    ``refuse`` makes every attempt fail."""
+
+    def __init__(self, *args: object, holds: bool = True, meanwhile: object = None,
+                 refuse: bool = False, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.holds, self.meanwhile, self.refuse = holds, meanwhile, refuse
+        self.attempts = 0
+        self.asked: list[frozenset[str]] = []
+
+    def plan_holds(self, facts: int, changed: frozenset[str]) -> bool:
+        self.asked.append(changed)
+        return self.holds
+
+    def plan(self, facts: int | None = None) -> list[Action]:
+        have = self.read(Reader()) if facts is None else facts
+        if have:
+            return [noop(self.key, f"{self.key} is {have}")]
+        return [Action(self.key, "create", f"{self.key} is missing", (), self._create)]
+
+    def _create(self) -> None:
+        self.attempts += 1
+        if callable(self.meanwhile):
+            self.meanwhile()
+            self.meanwhile = None
+        if self.refuse or self.world.get(self.key):
+            raise CommandFailed(f"{self.key} already exists" if self.world.get(self.key)
+                                else f"could not create {self.key}")
+        self.world[self.key] = self.want
+
+
+def test_a_plan_that_holds_is_acted_on_without_reading_again() -> None:
+    """Issue 17: the cluster after the registry: its dependency changed something, and the
+    resource says its plan from the first facts holds: one read, not two."""
+    world: dict[str, int] = {}
+    reads: list[str] = []
+    b = Guarded("b", world, 2, reads, after=("a",))
+    Executor().apply([Counted("a", world, 1, reads), b])
+    assert world == {"a": 1, "b": 2}
+    assert sorted(reads) == ["a", "b"]
+    assert b.asked == [frozenset({"a"})] and b.attempts == 1
+
+
+def test_a_plan_that_does_not_hold_reads_again() -> None:
+    world: dict[str, int] = {}
+    reads: list[str] = []
+    b = Guarded("b", world, 2, reads, after=("a",), holds=False)
+    Executor().apply([Counted("a", world, 1, reads), b])
+    assert world == {"a": 1, "b": 2}
+    assert sorted(reads) == ["a", "b", "b"]
+
+
+def test_a_plan_that_holds_is_read_again_when_the_world_refuses_it() -> None:
+    """Someone else made ``b`` between the first read and the create: the create is refused,
+    the step reads again, and the new plan (nothing to do) stands: as with a re-read first."""
+    world: dict[str, int] = {}
+    reads: list[str] = []
+    events: list[Event] = []
+    b = Guarded("b", world, 2, reads, after=("a",),
+                meanwhile=lambda: world.__setitem__("b", 9))
+    [_, report] = Executor(on_event=events.append).apply([Counted("a", world, 1, reads), b])
+    assert world == {"a": 1, "b": 9}
+    assert sorted(reads) == ["a", "b", "b"]
+    assert [a.verb for a in report.actions] == ["noop"] and report.status == "ok"
+    assert [e.action.verb for e in events if e.kind == "plan" and e.resource == "b"
+            and e.action is not None] == ["create", "noop"]
+
+
+def test_a_refused_plan_that_still_holds_raises_the_refusal() -> None:
+    """Read again after a failure, the same plan: the failure was the action's own, raised
+    as it is (not tried twice)."""
+    world: dict[str, int] = {}
+    reads: list[str] = []
+    b = Guarded("b", world, 2, reads, after=("a",), refuse=True)
+    with pytest.raises(CommandFailed, match="could not create b"):
+        Executor().apply([Counted("a", world, 1, reads), b])
+    assert b.attempts == 1
+    assert sorted(reads) == ["a", "b", "b"]
+
+
+def test_a_noop_plan_after_a_dependency_changed_reads_again_whatever_the_hook_says() -> None:
+    """What a dependency changed may make a plan that did nothing do something: read again."""
+    world: dict[str, int] = {"b": 3}
+    reads: list[str] = []
+    b = Guarded("b", world, 3, reads, after=("a",))
+    Executor().apply([Counted("a", world, 1, reads), b])
+    assert sorted(reads) == ["a", "b", "b"]

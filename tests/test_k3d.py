@@ -413,6 +413,45 @@ def test_up_runs_exactly_these_commands_and_keeps_the_config(
     assert "k3d-devslice" in world["registries"]["k3d-devslice-registry"]["networks"]
 
 
+def test_a_cold_up_lists_k3d_nodes_once(k3d: K3d, fake: FakeK3d, project: Path) -> None:
+    """Issue 17: the cluster's create, planned as the command began, holds after the
+    registry was made (``plan_holds``): no second `node list` before `cluster create`."""
+    up(k3d, settings(), project)
+    calls = [" ".join(c[1:3]) for c in fake.calls()]
+    assert sorted(calls[:2]) == ["node list", "version"]  # asked at once
+    assert calls[2:] == ["registry create", "cluster create"]
+
+
+@dataclass
+class Meanwhile:
+    """A runner that, after the first `k3d registry create`, runs ``then`` (someone else's
+    k3d command, made between devslice's first read and its cluster create)."""
+
+    inner: SubprocessRunner
+    then: Any
+
+    def run(self, argv: Any, **kw: Any) -> Any:
+        done = self.inner.run(argv, **kw)
+        if list(argv[1:3]) == ["registry", "create"] and self.then is not None:
+            then, self.then = self.then, None
+            then()
+        return done
+
+
+def test_a_cluster_made_meanwhile_is_read_again_not_created_twice(
+    fake: FakeK3d, project: Path
+) -> None:
+    """The create planned from the first read is refused by k3d (the name exists): the
+    cluster reads again and acts on what it finds, as a re-read before acting would have."""
+    k3d = K3d(Meanwhile(SubprocessRunner(path=str(fake.bin)),
+                        lambda: fake.k3d("cluster", "create", "devslice")))
+    up(k3d, settings(), project)
+    calls = [c[1:3] for c in fake.calls()]
+    assert calls.count(["node", "list"]) == 2  # the first read, and the one after the refusal
+    assert calls[-2:] == [["cluster", "delete"], ["cluster", "create"]]  # not made by devslice
+    assert make_plan(resources(k3d, settings(), project)).empty
+
+
 def test_second_up_plans_nothing_and_only_reads(k3d: K3d, fake: FakeK3d, project: Path) -> None:
     up(k3d, settings(), project)
     fake.clear_log()

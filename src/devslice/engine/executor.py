@@ -5,7 +5,18 @@ step waits for its own facts only. A resource whose dependencies changed somethi
 own facts again before it plans (the resources that become ready together share those
 reads); a resource that waited for others and whose plan changes
 something reads its own facts again and re-plans just before it acts (a stale plan is never
-trusted, after pyinfra v3). A no-op run reads each system once."""
+trusted, after pyinfra v3). A no-op run reads each system once.
+
+One exception, decided by the resource (``plan_holds``, issue 17): a plan from the first
+facts may be acted on after waiting without that re-read when none of what its dependencies
+changed shows in those facts and every change it makes is refused by the system it acts on
+if the facts no longer hold (k3d refuses to create a cluster whose name exists: a cold `up`'s
+cluster need not list k3d's nodes again after the registry was made). Something outside
+devslice that changed the world meanwhile then makes the action fail, changing nothing; the
+step reads its facts again and re-plans once, and acts on that plan if it differs (the failure
+was the stale facts) or raises the failure if not (it was not). A re-read is never skipped
+for a plan that changes nothing after a dependency changed, or for a resource without the
+hook."""
 
 from __future__ import annotations
 
@@ -99,12 +110,24 @@ class Executor:
         report = StepReport(resource.key, started=time.monotonic() - self._t0)
         t = time.monotonic()
         self._emit("start", resource.key)
-        actions = self._plan(resource, wave)
+        actions, unchecked = self._plan(resource, wave)
+        try:
+            self._act(resource, actions)
+        except Exception as failure:
+            if not unchecked or not reads(resource):
+                raise
+            # acted on facts read before it waited (plan_holds), and the system refused: read
+            # them again; a different plan means the world changed meanwhile, so act on it; the
+            # same plan (or no plan) means the facts held and the failure is the action's own
+            try:
+                fresh = plan_of(resource, read_one(resource, Reader()))
+            except Exception:
+                raise failure from None
+            if fresh == actions:
+                raise
+            actions = fresh
+            self._act(resource, actions)
         report.actions = actions
-        for action in actions:
-            self._emit("plan", resource.key, action=action)
-            if action.changes and action.execute is not None:
-                action.execute()
         report.seconds = time.monotonic() - t
         report.status = "ok"
         if any(a.changes for a in actions):
@@ -113,24 +136,56 @@ class Executor:
         self._emit("done", resource.key, seconds=report.seconds)
         return report
 
-    def _plan(self, resource: Resource, wave: Reader) -> list[Action]:
+    def _act(self, resource: Resource, actions: list[Action]) -> None:
+        for action in actions:
+            self._emit("plan", resource.key, action=action)
+            if action.changes and action.execute is not None:
+                action.execute()
+
+    def _plan(self, resource: Resource, wave: Reader) -> tuple[list[Action], bool]:
+        """The actions to take, and whether they come from facts read before the resource
+        waited and were not read again (``plan_holds``)."""
         if not reads(resource):
-            return resource.plan()  # reads its facts itself, now that its dependencies are ready
+            return resource.plan(), False  # reads its facts itself, now its dependencies are ready
         with self._lock:
-            stale = bool(self._changed & set(resource.after))
-        future = None if stale else self._facts.get(resource.key)
+            changed = frozenset(self._changed & set(resource.after))
+        future = self._facts.get(resource.key)
         gathered = future.result() if future is not None else None
         if gathered is not None and gathered.error is None:
-            actions = resource.plan(gathered.facts)
-            if not resource.after or not any(a.changes for a in actions):
-                # nothing to do; or nothing to wait for, so the facts gathered as the run
-                # began were read as this step began: as fresh as reading them again
-                return actions
+            if not changed:
+                actions = resource.plan(gathered.facts)
+                if not resource.after or not any(a.changes for a in actions):
+                    # nothing to do; or nothing to wait for, so the facts gathered as the run
+                    # began were read as this step began: as fresh as reading them again
+                    return actions, False
+                if self._holds(resource, gathered.facts, changed):
+                    return actions, True
+            else:
+                actions = self._plan_if_it_holds(resource, gathered.facts, changed)
+                if actions:
+                    return actions, True
         # what it waits for changed the world, its first read failed (no cluster yet), or it
         # waited and is about to act: its own facts again, read through the reader of the
         # resources that became ready with it (the images and the cluster after the
         # registry share their reads, as the first gathering does)
-        return plan_of(resource, read_one(resource, wave))
+        return plan_of(resource, read_one(resource, wave)), False
+
+    @staticmethod
+    def _holds(resource: Resource, facts: Any, changed: frozenset[str]) -> bool:
+        holds = getattr(resource, "plan_holds", None)
+        return holds is not None and bool(holds(facts, changed))
+
+    def _plan_if_it_holds(self, resource: ReadingResource, facts: Any,
+                          changed: frozenset[str]) -> list[Action]:
+        """The plan from the first facts after dependencies changed something, if the
+        resource says it holds and it changes something ([]: read again)."""
+        if not self._holds(resource, facts, changed):
+            return []
+        try:
+            actions = resource.plan(facts)
+        except Exception:  # decided on fresh facts instead, as without the hook
+            return []
+        return actions if any(a.changes for a in actions) else []
 
     def apply(self, resources: Sequence[Resource]) -> list[StepReport]:
         """Bring every resource to its desired state; returns a report per resource in

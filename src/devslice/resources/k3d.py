@@ -473,6 +473,15 @@ class ClusterResource:
             facts.version = k3d_facts.version(reader, self.k3d)
         return facts
 
+    def plan_holds(self, facts: ClusterFacts, changed: frozenset[str]) -> bool:
+        """A create planned before the registry was made holds (issue 17: one `node list`
+        less on a cold `up`'s critical path): the registry fact is read only for an existing
+        cluster; `k3d registry create` joins Docker's default bridge network and makes no
+        network the subnet choice could meet; and k3d refuses to create a cluster whose name
+        exists, before making anything, so a cluster made meanwhile by someone else fails the
+        create and the engine reads again. Anything else on an existing cluster re-reads."""
+        return facts.cluster is None and changed <= {"registry"}
+
     def plan(self, facts: ClusterFacts | None = None) -> list[Action]:
         facts = facts or self.read(Reader())
         name = self.settings.name

@@ -61,7 +61,13 @@ class Resource(Protocol):
 
 class ReadingResource(Resource, Protocol):
     """A resource whose facts are gathered apart from its plan (the k3d registry and
-    cluster, images, host DNS, the slice's config, manifest layers)."""
+    cluster, images, host DNS, the slice's config, manifest layers).
+
+    It may also define ``plan_holds(facts, changed) -> bool``: whether the plan from
+    ``facts``, read as the command began, may be acted on after waiting for its dependencies
+    without reading them again (``changed``: the keys of those that changed something). Only
+    when nothing they changed shows in ``facts`` and every change the plan makes is refused by
+    the system if the facts no longer hold; the engine then re-reads only if acting fails."""
 
     def read(self, reader: Reader) -> Any:
         """Gather the facts the plan needs through ``devslice.facts`` readers."""
