@@ -586,6 +586,15 @@ def test_wait_rollout_reports_progress_until_done(api: FakeKubeAPI, kube: Kube) 
                     'deployment orders: deployment "orders" successfully rolled out']
 
 
+def test_wait_rollout_looks_again_soon_then_less_often(api: FakeKubeAPI, kube: Kube) -> None:
+    """Issue 17: 0.1 s after the first look, then doubling up to the interval."""
+    api.rollout("orders", reads_until_ready=8)  # a look reads the Deployment twice
+    kube.apply(deployment("orders", "orders:1"))
+    slept: list[float] = []
+    assert kube.wait_rollout("orders", "default", interval=0.3, sleep=slept.append).done
+    assert slept == [0.1, 0.2, 0.3, 0.3]
+
+
 def test_progress_deadline_fails_the_rollout(api: FakeKubeAPI, kube: Kube) -> None:
     api.rollout("orders", reads_until_ready=99, deadline_exceeded=True)
     kube.apply(deployment("orders", "orders:1"))

@@ -607,10 +607,14 @@ class Kube:
 
     def wait_rollout(self, deployment: str, namespace: str, timeout: float = 300.0,
                      interval: float = 1.0, on_progress: Callable[[str], None] | None = None,
-                     sleep: Callable[[float], None] = time.sleep) -> Rollout:
-        """Wait for a Deployment to roll out; fail early when a pod cannot recover."""
+                     sleep: Callable[[float], None] = time.sleep, first: float = 0.1
+                     ) -> Rollout:
+        """Wait for a Deployment to roll out; fail early when a pod cannot recover. Looks
+        again after ``first`` seconds, then twice as long each time up to ``interval`` (issue
+        17: a rollout done just after the first look costs 0.1 s, not 1 s)."""
         deadline = time.monotonic() + timeout
         last = ""
+        wait = min(first, interval)
         while True:
             status = self.rollout_status(deployment, namespace)
             if status.done:
@@ -632,7 +636,8 @@ class Kube:
                 problems = (self.pod_problems(namespace, selector) if selector else [])
                 raise RolloutFailed(f"deployment {deployment} in {namespace} did not roll out"
                                     f"{why}", problems)
-            sleep(interval)
+            sleep(wait)
+            wait = min(wait * 2, interval)
 
     def _newest_pods(self, deployment: str, namespace: str, selector: Mapping[str, str]
                      ) -> dict[str, str]:
