@@ -269,6 +269,23 @@ def test_readiness_waits_for_a_log_line_and_times_out_with_the_logs(world: World
     assert "was not ready after 1 s" in message and "still loading the dataset" in message
 
 
+def test_readiness_looks_again_soon_then_less_often(world: World) -> None:
+    """Issue 17: 50 ms after the first look, then doubling up to the poll interval."""
+    env = custom(free_port(), ready='{log: "Ready to accept connections", timeout: 60s}')
+    [spec] = [r.spec for r in world.resources(env, environ={"CACHE_TOKEN": TOKEN})]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the container is ready after the fifth wait
+        slept.append(seconds)
+        if len(slept) == 5:
+            for c in world.engine.containers.values():
+                c.log("Ready to accept connections")
+
+    Executor().apply([ContainerResource(spec, world.docker, world.base, after=(),
+                                        sleep=sleep, clock=lambda: 0.0, poll=0.25)])
+    assert slept == [0.05, 0.1, 0.2, 0.25, 0.25]
+
+
 def test_readiness_by_port_sees_through_dockers_proxy(world: World) -> None:
     """docker-proxy accepts on a published port before the process inside listens, then
     closes the connection: that is not ready; a connection the service holds is."""

@@ -462,6 +462,7 @@ class ContainerResource:
             return
         cname = self.spec.container_name
         deadline = self._clock() + ready.timeout
+        wait = min(0.05, self._poll)  # issue 17: soon at first, then every poll seconds
         while True:
             if self._is_ready(ready):
                 self._ready = True
@@ -475,7 +476,8 @@ class ContainerResource:
                                f"waited until {ready.describe()}" + self._logs_tail(),
                                hint=f"see `docker logs {cname}`; a slow machine may need a "
                                "longer readiness timeout in devslice.yaml")
-            self._sleep(self._poll)
+            self._sleep(wait)
+            wait = min(wait * 2, self._poll)
 
     def _is_ready(self, ready: Readiness) -> bool:
         cname = self.spec.container_name
