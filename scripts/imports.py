@@ -6,8 +6,8 @@
 
 Reads the source with ``ast`` (nothing is imported), following devslice's own imports
 (including those inside functions) for ``--closure``. tests/test_packaging.py uses it to check
-that pyproject.toml declares every direct import and that the light install has what the SDK
-needs.
+that each distribution (pyproject.toml, sdk/pyproject.toml) declares what its files import and
+that devslice-sdk's files are the closure of what a service imports.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from devslice.config import Environment, parse_config
 from devslice.facts.ports import free_ports
@@ -92,18 +93,75 @@ def free_port_block(n: int) -> int:
     raise RuntimeError(f"no {n} consecutive free ports found")
 
 
-def build_wheel(dest: Path) -> Path:
-    """devslice's wheel, built from this checkout into ``dest``. Builds of one source tree
-    share its build/ and egg-info folders, so parallel tests take turns (a file lock)."""
+def requirements() -> dict[str, list[str]]:
+    """What each distribution declares (with an extra), as written: devslice-sdk's in
+    sdk/pyproject.toml, devslice's own in pyproject.toml's metadata hook (hatch_build.py pins
+    devslice-sdk in front of them)."""
+    import tomllib
+
+    sdk = tomllib.loads((REPO / "sdk" / "pyproject.toml").read_text())["project"]
+    root = tomllib.loads((REPO / "pyproject.toml").read_text())
+    return {"devslice-sdk": sdk["dependencies"],
+            **{f"devslice-sdk[{k}]": v for k, v in sdk["optional-dependencies"].items()},
+            "devslice": root["tool"]["hatch"]["metadata"]["hooks"]["custom"]["dependencies"],
+            **{f"devslice[{k}]": v
+               for k, v in root["project"]["optional-dependencies"].items()}}
+
+
+def outside_environ() -> dict[str, str]:
+    """os.environ without what points Python at this checkout (PYTHONPATH, VIRTUAL_ENV): for a
+    process that must see only what it installed itself."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
+class Wheels(NamedTuple):
+    devslice: Path  # the command and the library
+    sdk: Path  # devslice-sdk: what a service imports
+
+    @property
+    def folder(self) -> Path:  # for pip's --find-links
+        return self.devslice.parent
+
+
+def built_wheels() -> Wheels:
+    """devslice's two wheels (`make wheels`), built once per state of the sources: kept in a
+    temporary folder named after their digest, which parallel tests and later runs share
+    (they take turns through a file lock)."""
     import fcntl
+    import hashlib
     import subprocess
     import sys
     import tempfile
 
-    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    lock = Path(tempfile.gettempdir()) / f"devslice-wheel-{os.getuid()}.lock"
-    with lock.open("w") as held:
+    digest = hashlib.sha256()
+    for path in sorted([*(REPO / "src").rglob("*"), REPO / "pyproject.toml", REPO / "README.md",
+                        REPO / "hatch_build.py", *(REPO / "sdk").iterdir()]):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(f"{path.relative_to(REPO)}\0".encode() + path.read_bytes())
+    base = Path(tempfile.gettempdir()) / f"devslice-wheels-{os.getuid()}"
+    base.mkdir(exist_ok=True)
+    dest = base / digest.hexdigest()[:16]
+    clean = outside_environ()
+    with (base / "lock").open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q",
-                        "-w", str(dest)], check=True, env=clean, cwd=dest.parent)
-    return next(dest.glob("devslice-*.whl"))
+        if not (dest / "done").exists():
+            subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                            "-w", str(dest), str(REPO), str(REPO / "sdk")],
+                           check=True, env=clean, cwd=base)
+            (dest / "done").touch()
+    return Wheels(next(dest.glob("devslice-*.whl")), next(dest.glob("devslice_sdk-*.whl")))
+
+
+def fresh_venv(folder: Path, *requirements: str, wheels: Wheels) -> Path:
+    """A new venv in ``folder`` with ``requirements`` installed as a user would: devslice's own
+    distributions from ``wheels`` (pip's --find-links), the others from the package index.
+    Returns its bin folder."""
+    import subprocess
+    import sys
+
+    clean = outside_environ()
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, env=clean)
+    subprocess.run([folder / "bin" / "pip", "install", "-q", "--disable-pip-version-check",
+                    "--find-links", str(wheels.folder), *requirements],
+                   check=True, env=clean, cwd=folder)
+    return folder / "bin"

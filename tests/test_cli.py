@@ -15,7 +15,7 @@ import pytest
 from devslice import __version__
 from devslice.cli.app import cli, run
 
-from .helpers import BASE
+from .helpers import BASE, requirements
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -310,7 +310,6 @@ def test_storage_floors_know_the_api_version_pinned_for_azurite() -> None:
     raise ValueError for an api_version they do not know). First to know 2026-06-06:
     azure-storage-blob 12.30.0 and azure-storage-queue 12.17.0 (their changelogs)."""
     import re
-    import tomllib
 
     from azure.storage.blob._serialize import _SUPPORTED_API_VERSIONS as BLOB
     from azure.storage.queue._serialize import _SUPPORTED_API_VERSIONS as QUEUE
@@ -318,9 +317,8 @@ def test_storage_floors_know_the_api_version_pinned_for_azurite() -> None:
     from devslice.sdk.storage import AZURITE_API_VERSION
 
     assert AZURITE_API_VERSION in BLOB and AZURITE_API_VERSION in QUEUE
-    deps = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     floors = {}
-    for dep in [*deps["project"]["dependencies"], *deps["project"]["optional-dependencies"]["cli"]]:
+    for dep in [d for group in requirements().values() for d in group]:
         m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", dep)
         if m:
             floors[m.group(1)] = tuple(int(p) for p in m.group(2).split("."))

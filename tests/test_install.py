@@ -1,4 +1,4 @@
-"""Issue 16: devslice installed from its wheel works in an empty folder, fetching the pinned
+"""Issue 16: devslice installed from its wheels works in an empty folder, fetching the pinned
 Azurite into its own cache on first use (with a fake npm: tests/fakes/npm)."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from devslice.tools.azurite import (
     locate_azurite,
 )
 
-from .helpers import FAKES, REPO, build_wheel
+from .helpers import FAKES, REPO, built_wheels, fresh_venv
 
 SYSTEM_PATH = "/usr/bin:/bin"  # sh, mkdir, ln for the fake npm (no azurite there)
 
@@ -119,11 +118,9 @@ def test_the_wheel_runs_the_starter_config_in_an_empty_folder(tmp_path: Path) ->
         pytest.skip("azurite is not installed (npm install); CI sets DEVSLICE_REQUIRE_AZURITE")
     clean = {k: v for k, v in os.environ.items()
              if k not in ("PYTHONPATH", "VIRTUAL_ENV", "AZURITE_BIN", "DEVSLICE_CACHE")}
-    wheel = build_wheel(tmp_path / "dist")
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean)
-    subprocess.run([venv / "bin" / "pip", "install", "-q", f"{wheel}[cli]"], check=True,
-                   env=clean, cwd=tmp_path)  # the developer's line: README
+    wheels = built_wheels()
+    # The developer's line (README): `pip install devslice`, which brings devslice-sdk.
+    venv = fresh_venv(tmp_path / "venv", str(wheels.devslice), wheels=wheels).parent
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {**clean, "PATH": f"{venv / 'bin'}{os.pathsep}{_fake_npm_path(tmp_path)}",
@@ -166,3 +163,10 @@ def test_the_wheel_runs_the_starter_config_in_an_empty_folder(tmp_path: Path) ->
     finally:
         down = devslice("down", ok=False)
     assert "stopped" in down
+    # A service's tests: devslice[testing] brings what devslice.testing's fakes import.
+    testing = [m.stem for m in (REPO / "src" / "devslice" / "testing").glob("*.py")]
+    subprocess.run([venv / "bin" / "pip", "install", "-q", "--find-links", wheels.folder,
+                    f"{wheels.devslice}[testing]"], check=True, env=clean, cwd=tmp_path)
+    subprocess.run([venv / "bin" / "python", "-c", "import importlib\n"
+                    f"for m in {testing!r}: importlib.import_module('devslice.testing.' + m)"],
+                   check=True, env=clean, cwd=empty)

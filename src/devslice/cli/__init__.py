@@ -17,13 +17,6 @@ def main(argv: list[str] | None = None) -> None:
     if args == ["--version"]:
         sys.stdout.write(f"devslice {__version__}\n")
         return
-    from importlib.util import find_spec  # lazy: only past the --version fast path
-
-    if find_spec("click") is None:  # the light install: the SDK only (pyproject.toml)
-        sys.stderr.write("error: the devslice command needs its CLI dependencies, which this "
-                         "install (the runtime SDK only) does not have\n  hint: pip install "
-                         "\"devslice[cli]\"\n")
-        sys.exit(2)
     if "PYDANTIC_DISABLE_PLUGINS" not in os.environ:  # read by pydantic at each model built
         os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
         os.environ[PLUGINS_OFF_MARKER] = "1"

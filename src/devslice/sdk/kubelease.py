@@ -120,8 +120,8 @@ class KubeLeaseStore:
                 raise
             except ModuleNotFoundError as exc:  # the light install: no lease, and why
                 raise DevsliceError(f"cannot watch debug leases: {exc.name} is not installed",
-                                    hint="add devslice[kube] to the service's requirements "
-                                    "instead of devslice") from exc
+                                    hint="add devslice-sdk[kube] to the service's "
+                                    "requirements instead of devslice-sdk") from exc
             except Exception as exc:  # no service account: no lease
                 raise DevsliceError(f"cannot reach the Kubernetes API for leases: {exc}",
                                     hint="in a pod, the service account's token is mounted "
