@@ -463,15 +463,18 @@ devslice.cli.main(sys.argv[1:])
 """
 
 # Not loaded by a no-op `up` on the k3d path (issue 17): the applied cluster config is kept as
-# JSON, and the config's YAML data is kept, so no YAML is read with ruamel.
-NEVER_NOOP_K3D = ("ruamel.yaml",)
+# JSON, and the config's YAML data is kept, so no YAML is read with ruamel; the engine's
+# version and listings are read over httpx2, and a context without .dockerignore patterns is
+# hashed without the SDK's matcher, so neither the Docker SDK nor requests loads.
+NEVER_NOOP_K3D = ("ruamel.yaml", "docker", "requests", "urllib3")
 
 
-def test_a_no_op_up_on_the_k3d_path_loads_no_ruamel_and_still_sees_changes(
+def test_a_no_op_up_on_the_k3d_path_loads_no_ruamel_or_docker_sdk_and_sees_changes(
         world: World, capsys: pytest.CaptureFixture[str]) -> None:
     import os
     import subprocess
 
+    use_azurite(world)  # a container: the engine's listing is read too
     assert run(["slice", "claim"]) == 0
     assert run(["up", "-o", "json"]) == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSLICE_")}
@@ -484,7 +487,9 @@ def test_a_no_op_up_on_the_k3d_path_loads_no_ruamel_and_still_sees_changes(
                               timeout=120)
         lines = done.stdout.rstrip().splitlines()
         assert lines[-1].startswith("MODULES "), (done.stdout, done.stderr)
-        ready = [json.loads(line) for line in lines[:-1] if line.startswith("{")][-1]
+        events = [json.loads(line) for line in lines[:-1] if line.startswith("{")]
+        ready = events[-1] if events else {}
+        assert "changes" in ready, (done.stdout, done.stderr)
         return set(json.loads(lines[-1][len("MODULES "):])), ready
 
     modules, ready = up()
@@ -492,7 +497,15 @@ def test_a_no_op_up_on_the_k3d_path_loads_no_ruamel_and_still_sees_changes(
     assert "devslice.resources.k3d" in modules  # the k3d path was taken
     heavy = sorted(m for m in NEVER_NOOP_K3D if m in modules)
     assert heavy == [], f"a no-op `devslice up` loaded {heavy}"
-    # ... and still notices a changed cluster config (compared with the applied record)
+    # ... and still notices a stopped container (and starts it, through the SDK) ...
+    azurite = world.engine.container("devslice-azurite")
+    assert azurite is not None and azurite.status == "running"
+    world.engine.stop_container("devslice-azurite")
+    modules, ready = up()
+    assert ready["changes"] >= 1, ready
+    assert world.engine.container("devslice-azurite").status == "running"  # type: ignore[union-attr]
+    assert "docker" in modules  # the SDK, for the start
+    # ... and a changed cluster config (compared with the applied record)
     config = world.root / "devslice.yaml"
     config.write_text(config.read_text().replace("cluster:\n", "cluster:\n  agents: 1\n"))
     _modules, ready = up()
