@@ -181,3 +181,22 @@ def test_a_context_without_dockerignore_patterns_lists_what_the_sdks_matcher_lis
         n.replace(os.sep, "/") for n in exclude_paths(str(root), ["src", "!src/a.py"],
                                                       dockerfile="Dockerfile"))
     assert "src/deep/er/b.txt" not in context_files(root)
+
+
+def test_plain_http_clients_trust_no_certificate_and_load_no_ca_bundle() -> None:
+    """The engine's and the local registry's clients speak plain HTTP: their TLS context, never
+    used, verifies and trusts nothing, so an https URL would fail rather than go unchecked."""
+    import ssl
+
+    from devslice.adapters.plainhttp import trusting_nothing
+    from devslice.adapters.registry import Registry
+
+    context = trusting_nothing()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.get_ca_certs() == [] and context.cert_store_stats()["x509_ca"] == 0
+    registry = Registry.at("localhost:5050")
+    assert str(registry.client.base_url) == "http://localhost:5050"
+    registry.close()
+    remote = Registry.at("myacr.azurecr.io/team")
+    assert str(remote.client.base_url) == "https://myacr.azurecr.io"
+    remote.close()

@@ -512,3 +512,20 @@ def test_a_no_op_up_on_the_k3d_path_loads_no_ruamel_or_docker_sdk_and_sees_chang
     assert ready["changes"] >= 1, ready
     assert [c[:2] for c in world.k3d_calls()][-2:] == [["cluster", "delete"],
                                                         ["cluster", "create"]]
+
+
+def test_the_command_freezes_what_it_loaded_before_python_shuts_down() -> None:
+    """The shutdown collections skip the objects every command keeps to its end (issue 17);
+    exit handlers registered before the command's still run after it."""
+    import os
+    import subprocess
+
+    code = ("import atexit, gc, devslice.cli\n"
+            "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+            "devslice.cli.main(['--help'])\n")
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "src"), str(repo)])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("frozen True"), done.stdout[-300:]

@@ -39,6 +39,7 @@ from devslice.adapters.dockerdata import (
     split_tag,
 )
 from devslice.adapters.endpoint import DockerEndpoint, docker_endpoint
+from devslice.adapters.plainhttp import trusting_nothing
 from devslice.errors import CommandFailed, DevsliceError, ToolMissing
 
 if TYPE_CHECKING:
@@ -136,14 +137,13 @@ class EngineReads:
         import httpx2  # lazy: only for an engine reached this way (the kube adapter's stack)
 
         if base_url.startswith("unix://"):
-            url, shown = "http://localhost", "the local Docker socket"
-            transport: httpx2.HTTPTransport | None = httpx2.HTTPTransport(
-                uds=base_url[len("unix://"):])
+            url, shown, uds = "http://localhost", "the local Docker socket", base_url[7:]
         else:
             url = shown = "http://" + base_url.split("://", 1)[1].rstrip("/")
-            transport = None
-        http = httpx2.Client(base_url=url, transport=transport, timeout=timeout,
-                             trust_env=False)
+            uds = None
+        http = httpx2.Client(base_url=url, timeout=timeout, trust_env=False,
+                             transport=httpx2.HTTPTransport(uds=uds, verify=trusting_nothing(),
+                                                            trust_env=False))  # plain HTTP
         try:
             response = http.get("/version")
             response.raise_for_status()
