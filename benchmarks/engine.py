@@ -516,6 +516,12 @@ def run_noop(quick: bool) -> NoopReport:
         host = f"localhost:{project.env.cluster.registry.port}"
         alone.append(FakeCost("`Registry.at(host)` (an httpx2 client, made on first use)",
                               _timed(lambda: Registry.at(host).close(), procs)))
+        import httpx2
+
+        alone.append(FakeCost("`httpx2.create_ssl_context()`: the CA bundle lightkube loads for "
+                              "the fake's kubeconfig, which names no CA (a real k3d kubeconfig "
+                              "names its cluster's CA: ~0.5 ms)",
+                              _timed(lambda: httpx2.create_ssl_context(verify=True), procs)))
         context = kube_context(project)
         alone.append(FakeCost("`adapters.kube.connect(context)` (the kube adapter's first use)",
                               _timed(lambda: kube_connect(context=context).close(), procs)))
