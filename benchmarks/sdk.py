@@ -319,8 +319,9 @@ FENCED = {**CONTRACT, "LOCAL_DEV_SLICE_CLAIM": "ab-20261207020000000000",
 
 
 def consume_slice(path: Path, per_partition: int) -> tuple[float, int]:
-    """``SliceConsumer.receive`` over ``EmbeddedConsumerClient``: one receiver thread per
-    partition, canaries and start fences checked per event."""
+    """``SliceConsumer.receive`` over ``EmbeddedConsumerClient`` (one reader for the three
+    partitions, in this thread), canaries and start fences checked per event, the service's
+    callback counting per partition."""
     hub = EmbeddedHub(path, partitions=PARTITIONS)
     consumer = SliceConsumer(lambda: EmbeddedConsumerClient(hub, HUB),
                              SliceContext.from_env(FENCED))

@@ -252,7 +252,7 @@ def exercise(path: Path) -> None:
     variables = project.variables("ab", environ={})
     render.shell(variables)
     render.dotenv(variables)
-    render.as_json(variables)
+    render.as_data(variables)
     render.k8s(variables, "ab")
     with contextlib.suppress(PodsCannotReach):
         for_pods(variables, "k3d", host_gateway(cluster_subnet(project.env.cluster,

@@ -840,6 +840,44 @@ def test_the_fake_streams_a_followed_log_as_the_api_server_does(world: World) ->
             assert list(lines) == []
 
 
+def test_a_followed_log_ends_when_its_container_stops(world: World) -> None:
+    """The kubelet follows one container instance: its exit ends the stream, the pod stays."""
+    import httpx2
+
+    world.deployment("orders")
+    world.pod("orders-1")
+    world.kube.write_log("orders-1", ["started"])
+    with httpx2.Client(base_url=world.kube.url, timeout=10) as http:
+        with http.stream("GET", _log_path("orders-1", "follow=true")) as resp:
+            lines = resp.iter_lines()
+            assert next(lines) == "started"
+            world.kube.write_log("orders-1", ["panic: boom"])
+            world.kube.terminate("orders-1", exit_code=2)
+            assert list(lines) == ["panic: boom"]  # what it printed last, then the end
+        assert http.get(_log_path("orders-1", "")).text == "started\npanic: boom\n"
+
+
+def test_logs_follow_says_which_container_stopped_and_follows_the_others(world: World) -> None:
+    world.deployment("orders")
+    world.pod("orders-1")
+    world.pod("orders-2")
+    world.kube.write_log("orders-1", ["one"])
+    world.kube.write_log("orders-2", ["two"])
+    proc = _devslice(world, "logs", "orders", "-f")
+    assert proc.stdout is not None and proc.stderr is not None
+    assert {proc.stdout.readline(), proc.stdout.readline()} == {
+        "orders/orders-1 | one\n", "orders/orders-2 | two\n"}
+    world.kube.terminate("orders-1")
+    assert "orders/orders-1 | (log ended: orders-1 went away or its container stopped)" \
+        in proc.stderr.readline()
+    world.kube.write_log("orders-2", ["still here"])
+    assert proc.stdout.readline() == "orders/orders-2 | still here\n"
+    world.kube.handle("DELETE", "/api/v1/namespaces/default/pods/orders-2", None, b"")
+    out, err = proc.communicate(timeout=20)
+    assert (proc.returncode, out) == (0, "")
+    assert "Traceback" not in err
+
+
 def _devslice(world: World, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "KUBECONFIG": os.environ["KUBECONFIG"]}
     return subprocess.Popen([sys.executable, "-m", "devslice", *args], cwd=world.root, env=env,

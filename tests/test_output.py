@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 import pytest
+import yaml
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
@@ -272,4 +273,8 @@ def test_yaml_is_safe_block_style_in_json_order_and_strings_stay_strings() -> No
     assert "'yes': 'no'" in text and "'on': 'off'" in text  # YAML 1.1 readers get strings
     assert "!!" not in text and "{" not in text.replace("empty: {}", "")
     assert YAML(typ="safe", pure=True).load(text) == data
+    # what a YAML 1.1 reader would take for a number, a date or null stays a string there too
+    tricky = {"time": "12:30", "hex": "0x1F", "octal": "012", "day": "2026-01-01", "tilde": "~",
+              "sep": "1_000", "inf": ".inf", "merge": "<<", "ports": "8080:80"}
+    assert yaml.safe_load(yaml_text(tricky)) == tricky  # PyYAML reads YAML 1.1
     assert yaml_text([{"a": 1}], start=True).startswith("---\n")

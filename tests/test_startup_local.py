@@ -4,8 +4,10 @@ over plain HTTP with a kept SAS, and still noticed when they go missing."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -206,7 +208,10 @@ def test_a_kept_config_is_used_only_for_the_same_text_and_errors_stay_located(
     assert load_config(path.resolve())[0].services[0].run == "python -m billing"
     kept = json.loads((tmp_path / DATA_CACHE).read_text())
     (entry,) = kept.values()
-    assert entry["text"] == path.read_text()
+    assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert "text" not in entry
+    # only the developer reads it: devslice.local.yaml's env overrides are kept here too
+    assert stat.S_IMODE((tmp_path / DATA_CACHE).stat().st_mode) == 0o600
 
     # a changed file is read again: the change is seen
     _written(tmp_path, "  - {name: billing, run: python -m billing2}\n")

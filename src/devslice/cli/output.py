@@ -213,10 +213,6 @@ def err_console() -> Console:
     return _err_console
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(dumps(data, "json"))
-
-
 # -- -o/--output FORMAT ----------------------------------------------------------------------
 
 class Formats(click.Choice):
@@ -316,22 +312,24 @@ def yaml_text(data: Any, start: bool = False) -> str:
 
 @functools.cache
 def _representer() -> type[Any]:
+    from ruamel.yaml.nodes import ScalarNode  # lazy: ruamel.yaml, only for -o yaml
     from ruamel.yaml.representer import SafeRepresenter  # lazy: ruamel.yaml, only for -o yaml
+    from ruamel.yaml.resolver import VersionedResolver  # lazy: ruamel.yaml, only for -o yaml
+
+    yaml11 = VersionedResolver(version=(1, 1))
 
     class Representer(SafeRepresenter):
-        """Quotes the strings a YAML 1.1 reader (PyYAML, older yq) would take for booleans,
-        so that every reader gets the strings back."""
+        """Quotes the strings a YAML 1.1 reader (PyYAML, older yq) would take for another
+        type (``yes``, ``12:30``, ``0x1F``, ``2026-01-01``, ``~``), so that every reader gets
+        the strings back; YAML 1.2's own are quoted by ruamel already."""
 
         def represent_str(self, data: str) -> Any:
-            if data.lower() in _YAML11_BOOLS:
+            if yaml11.resolve(ScalarNode, data, (True, False)) != "tag:yaml.org,2002:str":
                 return self.represent_scalar("tag:yaml.org,2002:str", data, style="'")
             return super().represent_str(data)
 
     Representer.add_representer(str, Representer.represent_str)
     return Representer
-
-
-_YAML11_BOOLS = {"y", "yes", "n", "no", "true", "false", "on", "off"}
 
 
 def print_error(exc: DevsliceError) -> None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from devslice.config.model import Environment, SecretRef
 from devslice.errors import ConfigError, ConfigIssue, set_locator
+from devslice.files import write_atomic
 
 DEFAULT_FILENAME = "devslice.yaml"
 LOCAL_FILENAME = "devslice.local.yaml"
@@ -469,7 +470,7 @@ def _merge_union_members(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # the data is validated again each time, and anything wrong with it is reported by reading
 # the file again, so errors keep their line and column.
 DATA_CACHE = Path(".devslice") / "config-data.json"
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 
 def _cache_file(path: str) -> Path | None:
@@ -494,7 +495,7 @@ def _cached_data(text: str, path: str, model: Any) -> Any:
         entry = json.loads(cache.read_text(encoding="utf-8")).get(_cache_key(path, model))
     except (OSError, ValueError, AttributeError):
         return None
-    if not isinstance(entry, dict) or entry.get("text") != text:
+    if not isinstance(entry, dict) or entry.get("sha256") != _digest(text):
         return None
     data = entry.get("data")
     return data if isinstance(data, dict) else None
@@ -519,12 +520,17 @@ def _keep_data(text: str, path: str, model: Any, data: Any) -> None:
         kept = kept if isinstance(kept, dict) else {}
         key = _cache_key(path, model)
         kept = {k: v for k, v in kept.items() if k.split(" ", 2)[:2] == key.split(" ", 2)[:2]}
-        kept[key] = {"text": text, "data": plain}
-        partial = cache.with_name(f"{cache.name}.{os.getpid()}")
-        partial.write_text(json.dumps(kept), encoding="utf-8")
-        os.replace(partial, cache)
+        kept[key] = {"sha256": _digest(text), "data": plain}
+        # 0600: devslice.local.yaml's env overrides are the developer's own values
+        write_atomic(cache, json.dumps(kept))
     except (OSError, TypeError, ValueError):
         return
+
+
+def _digest(text: str) -> str:
+    import hashlib  # lazy: only where a cache may exist
+
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def parse_config(text: str, path: str, model: type[M]) -> M:  # M is a pydantic model

@@ -8,7 +8,6 @@ masks secrets. ConfigMaps never hold a secret.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from collections.abc import Iterable
@@ -124,10 +123,6 @@ def as_data(variables: Iterable[Variable], explain: bool = False) -> Any:
             for v in vs
         ]
     return {v.name: MASK if v.is_secret else v.value for v in vs}
-
-
-def as_json(variables: Iterable[Variable], explain: bool = False) -> str:
-    return json.dumps(as_data(variables, explain), indent=2) + "\n"
 
 
 def k8s_objects(

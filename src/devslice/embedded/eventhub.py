@@ -61,6 +61,7 @@ RETENTION = DEFAULT_RETENTION  # seconds: Event Hubs' shortest retention, one da
 PRUNE_EVERY = 1.0  # seconds between a producer's retention passes
 PRUNE_MIN = 500  # rows a retention pass may delete at least (more after a burst)
 IDLE_POLL = 1.0  # seconds: an idle consumer that is woken on change still looks this often
+PAGE = 300  # events a consumer reads per query
 CANARY_KEY = '"DevsliceCanary":'  # `devslice verify`'s canary property, as JSON stores it
 
 Row = tuple[bytes, str | None, str | None]  # body, properties as JSON, partition key
@@ -439,19 +440,24 @@ class EmbeddedHub:
         size = conn.execute("PRAGMA page_size").fetchone()[0]
         return int((pages - free) * size)
 
-    def read(self, hub: str, partition_id: str, after_seq: int, limit: int = 300
+    def read(self, hub: str, partition_id: str, after_seq: int, limit: int = PAGE
              ) -> list[ReceivedEvent]:
         """Events of one partition with sequence number greater than ``after_seq``."""
-        partition = self._partition(hub, partition_id)
+        return list(map(ReceivedEvent, self.rows(hub, self._partition(hub, partition_id),
+                                                 after_seq, limit)))
+
+    def rows(self, hub: str, partition: int, after_seq: int, limit: int = PAGE
+             ) -> list[tuple[int, int, bytes, str | None, str | None]]:
+        """:meth:`read`'s rows as SQLite gives them (``ReceivedEvent`` makes events of
+        them), for a partition number already checked."""
         try:
-            rows = self._conn().execute(
+            return self._conn().execute(
                 "SELECT seq, enqueued_ms, body, properties, partition_key FROM events "
                 "WHERE hub = ? AND partition = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (hub, partition, after_seq, limit),
             ).fetchall()
         except sqlite3.Error as exc:  # consumers hand this to on_error and carry on
             raise EmbeddedHubError(f"cannot read {self.path}: {exc}") from exc
-        return list(map(ReceivedEvent, rows))
 
     def last_before(self, hub: str, partition_id: str, when: datetime,
                     inclusive: bool = False) -> int:
@@ -664,7 +670,7 @@ class EmbeddedConsumerClient:
                  checkpoint_store: CheckpointStore | None = None,
                  fully_qualified_namespace: str = NAMESPACE, poll_interval: float = 0.002,
                  max_poll_interval: float = 0.05, notify: bool = True,
-                 idle_poll: float = IDLE_POLL) -> None:
+                 idle_poll: float = IDLE_POLL, page: int = PAGE) -> None:
         self.hub = hub
         self.eventhub_name = eventhub_name
         self.consumer_group = consumer_group
@@ -674,7 +680,11 @@ class EmbeddedConsumerClient:
         self.max_poll_interval = max_poll_interval
         self.notify = notify  # wake on change (Changes) where the platform can
         self.idle_poll = idle_poll  # woken on change, it still looks this often
+        self.page = page  # events read per query
         self._closed = threading.Event()
+        # Also empty until close(): tested before every event delivered, and a list's truth
+        # costs less than a call of Event.is_set (issue 17).
+        self._stop: list[bool] = []
         self._watches: list[Changes] = []
 
     def get_partition_ids(self) -> list[str]:
@@ -686,21 +696,21 @@ class EmbeddedConsumerClient:
         return self.hub.partition_properties(self.eventhub_name, str(partition_id))
 
     def close(self) -> None:
+        self._stop.append(True)
         self._closed.set()
         for watch in self._watches:
             watch.poke()  # a receive waiting for a change returns now
 
-    def _start_after(self, partition_id: str, starting_position: Any, inclusive: Any) -> int:
+    def _start_after(self, partition_id: str, starting_position: Any, inclusive: Any,
+                     checkpoints: dict[str, int]) -> int:
         """The sequence number to read after, with azure-eventhub 5.x's rules: a checkpoint
-        wins; else ``starting_position`` (one value or a dict per partition): "-1" the
-        beginning, "@latest" (the default) new events only, a str an offset, an int a sequence
-        number, a datetime an enqueued time; exclusive unless ``starting_position_inclusive``.
+        (``checkpoints``: the store's, by partition) wins; else ``starting_position`` (one
+        value or a dict per partition): "-1" the beginning, "@latest" (the default) new
+        events only, a str an offset, an int a sequence number, a datetime an enqueued time;
+        exclusive unless ``starting_position_inclusive``.
         """
-        for cp in self.checkpoint_store.list_checkpoints(
-            self.fully_qualified_namespace, self.eventhub_name, self.consumer_group
-        ):
-            if str(cp["partition_id"]) == partition_id:
-                return int(cp["sequence_number"])
+        if partition_id in checkpoints:
+            return checkpoints[partition_id]
         if isinstance(starting_position, dict):
             starting_position = starting_position.get(partition_id)
         if isinstance(inclusive, dict):
@@ -715,26 +725,6 @@ class EmbeddedConsumerClient:
                                         inclusive=bool(inclusive))
         return int(starting_position) - back  # offsets here are sequence numbers
 
-    def _deliver(self, context: EmbeddedPartitionContext, events: list[ReceivedEvent],
-                 on_event: Callable[[EmbeddedPartitionContext, ReceivedEvent | None], None],
-                 fenced: Any) -> bool:
-        """Hand a page to ``on_event``; False when closed meanwhile. With SliceConsumer's
-        handler (``fenced``) its fence and canary test run here, without a call per event."""
-        closed = self._closed.is_set
-        if fenced is not None and fenced.since is None:
-            floor, deliver = fenced.floor, fenced.on_event
-            for event in events:
-                if event[0] > floor and not ((raw := event[3]) and CANARY_KEY in raw):
-                    if closed():
-                        return False
-                    deliver(context, event)
-            return True
-        for event in events:
-            if closed():
-                return False
-            on_event(context, event)
-        return True
-
     def receive(self, on_event: Callable[[EmbeddedPartitionContext, ReceivedEvent | None], None],
                 *,
                 partition_id: str | None = None, starting_position: Any = None,
@@ -746,41 +736,143 @@ class EmbeddedConsumerClient:
             raise EmbeddedHubError(
                 "the embedded event hub receives one partition per call: pass partition_id "
                 "(devslice's consumer does this for each of the slice's partitions)")
-        context = EmbeddedPartitionContext(self.fully_qualified_namespace, self.eventhub_name,
-                                           self.consumer_group, partition_id,
-                                           self.checkpoint_store)
-        after = self._start_after(partition_id, starting_position, starting_position_inclusive)
+        self.receive_partitions({str(partition_id): on_event},
+                                starting_position=starting_position,
+                                starting_position_inclusive=starting_position_inclusive,
+                                on_error=on_error, max_wait_time=max_wait_time)
+
+    def receive_partitions(
+        self,
+        handlers: dict[str, Callable[[EmbeddedPartitionContext, ReceivedEvent | None], None]],
+        *, starting_position: Any = None, starting_position_inclusive: Any = False,
+        on_error: Callable[[EmbeddedPartitionContext, Exception], None] | None = None,
+        max_wait_time: float | None = None, **kwargs: Any,
+    ) -> None:
+        """:meth:`receive` for several partitions in this one thread, each with its own
+        ``on_event`` (``handlers``: partition id to callback), until :meth:`close`. The
+        partitions take turns a page at a time, as the SDK's own event processor takes turns
+        over its partition consumers in one thread; each partition's events come in order,
+        with its own context, start, checkpoint and ``max_wait_time``. One thread instead of
+        one per partition (issue 17): ``sqlite3`` releases the GIL at every row step, so
+        receiver threads handed the GIL back and forth per row.
+
+        ``starting_position`` and ``starting_position_inclusive`` may be dicts by partition,
+        as with the SDK. A failed read goes to ``on_error`` with that partition's context
+        (the others carry on), or, without ``on_error``, ends the receive with the error."""
+        checkpoints = {  # one read of the store for all the partitions
+            str(cp["partition_id"]): int(cp["sequence_number"])
+            for cp in reversed(list(self.checkpoint_store.list_checkpoints(
+                self.fully_qualified_namespace, self.eventhub_name, self.consumer_group)))}
+        receivers = [
+            _Receiver(EmbeddedPartitionContext(
+                self.fully_qualified_namespace, self.eventhub_name, self.consumer_group, pid,
+                self.checkpoint_store), on_event,
+                self._start_after(pid, starting_position, starting_position_inclusive,
+                                  checkpoints))
+            for pid, on_event in handlers.items()]
         watch = changes(self.hub.path) if self.notify else None
         if watch is not None:
             self._watches.append(watch)
-        # SliceConsumer's handler (sdk.eventhubs.Fenced: on_event, floor, since): its fence
-        # and canary test done here on the rows, without a call per event (issue 17)
-        fenced: Any = on_event if hasattr(on_event, "floor") and hasattr(on_event, "since") \
-            else None
+        stop = self._stop
         wait = self.poll_interval
-        last_event = time.monotonic()
-        while not self._closed.is_set():
+        now = time.monotonic()
+        for r in receivers:
+            r.last_event = now
+        while not stop:
             seen = watch.generation if watch is not None else 0  # before reading: see Changes
+            got = self._turn(receivers, on_error, max_wait_time)
+            if got is None or stop:
+                return  # closed meanwhile
+            if got:
+                wait = self.poll_interval
+                continue
+            left = None
+            if max_wait_time:
+                now = time.monotonic()
+                left = max(0.0, min(r.last_event for r in receivers) + max_wait_time - now)
+            if watch is not None:  # woken by the next commit; a slow look meanwhile
+                watch.wait(seen, self.idle_poll if left is None else min(self.idle_poll, left))
+            else:  # back off while idle: poll_interval, then twice that, up to the maximum
+                self._closed.wait(wait if left is None else min(wait, left))
+                wait = min(wait * 2, self.max_poll_interval)
+
+    def _turn(self, receivers: list[_Receiver],
+              on_error: Callable[[EmbeddedPartitionContext, Exception], None] | None,
+              max_wait_time: float | None) -> bool | None:
+        """A page for each partition in turn: True to read again at once (a partition had
+        events, or a read failed and the pause after it is over), None when closed meanwhile.
+        A failed read goes to ``on_error``, or raises without it."""
+        got = failed = False
+        now = time.monotonic()
+        for r in receivers:
+            if r.retry_at > now:  # its read failed: paused, while the others carry on
+                failed = True
+                continue
             try:
-                events = self.hub.read(self.eventhub_name, partition_id, after)
+                if r.number is None:  # checked once (an unknown partition fails here)
+                    r.number = self.hub._partition(self.eventhub_name, r.context.partition_id)
+                page_rows = self.hub.rows(self.eventhub_name, r.number, r.after, self.page)
             except DevsliceError as exc:
                 if on_error is None:
                     raise
-                on_error(context, exc)
-                self._closed.wait(self.max_poll_interval)
+                on_error(r.context, exc)
+                r.retry_at = time.monotonic() + self.max_poll_interval
+                failed = True
                 continue
-            if not self._deliver(context, events, on_event, fenced):
-                return  # closed meanwhile
-            if events:
-                after = events[-1].sequence_number
-                wait = self.poll_interval
-                last_event = time.monotonic()
-            elif max_wait_time and time.monotonic() - last_event >= max_wait_time:
-                on_event(context, None)  # the SDK's "nothing came"
-                last_event = time.monotonic()
-            elif watch is not None:  # woken by the next commit; a slow look meanwhile
-                left = max_wait_time - (time.monotonic() - last_event) if max_wait_time else 0
-                watch.wait(seen, min(self.idle_poll, left) if max_wait_time else self.idle_poll)
-            else:  # back off while idle: poll_interval, then twice that, up to the maximum
-                self._closed.wait(min(wait, max_wait_time or wait))
-                wait = min(wait * 2, self.max_poll_interval)
+            if page_rows:
+                if not self._deliver(r, page_rows):
+                    return None
+                r.after = page_rows[-1][0]
+                r.last_event = time.monotonic()
+                got = True
+            elif max_wait_time and time.monotonic() - r.last_event >= max_wait_time:
+                r.on_event(r.context, None)  # the SDK's "nothing came"
+                r.last_event = time.monotonic()
+            if self._stop:
+                return None
+        if failed and not got:  # sleep until the first paused partition may be read again
+            self._closed.wait(max(0.0, min(r.retry_at for r in receivers) - time.monotonic()))
+            return True
+        return got
+
+    def _deliver(self, r: _Receiver, rows: list[tuple[Any, ...]]) -> bool:
+        """Hand a page of rows, as events, to the partition's ``on_event``; False when closed
+        meanwhile. With SliceConsumer's handler (``fenced``) its fence and canary test run
+        here on the rows, without a call per event."""
+        stop, context, fenced = self._stop, r.context, r.fenced
+        if fenced is not None and fenced.since is None:
+            floor, deliver = fenced.floor, fenced.on_event
+            if rows[0][0] <= floor:  # the previous holder's, only ever at the start
+                rows = [row for row in rows if row[0] > floor]
+            for event in map(ReceivedEvent, rows):
+                if not ((raw := event[3]) and CANARY_KEY in raw):
+                    if stop:
+                        return False
+                    deliver(context, event)
+            return True
+        on_event = r.on_event
+        for event in map(ReceivedEvent, rows):
+            if stop:
+                return False
+            on_event(context, event)
+        return True
+
+
+class _Receiver:
+    """One partition's state within :meth:`EmbeddedConsumerClient.receive_partitions`."""
+
+    __slots__ = ("after", "context", "fenced", "last_event", "number", "on_event", "retry_at")
+
+    def __init__(self, context: EmbeddedPartitionContext,
+                 on_event: Callable[[EmbeddedPartitionContext, ReceivedEvent | None], None],
+                 after: int) -> None:
+        self.context = context
+        self.on_event = on_event
+        self.after = after  # the sequence number last read
+        self.number: int | None = None  # the partition's number, once checked
+        self.last_event = 0.0  # time.monotonic() of the last event, for max_wait_time
+        self.retry_at = 0.0  # after a failed read: not read again before (time.monotonic())
+        # SliceConsumer's handler (sdk.eventhubs.Fenced: on_event, floor, since): its fence
+        # and canary test done on the rows, without a call per event (issue 17)
+        self.fenced: Any = (on_event if hasattr(on_event, "floor") and hasattr(on_event, "since")
+                            else None)

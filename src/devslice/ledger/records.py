@@ -55,6 +55,8 @@ def text_problem(value: str, what: str) -> str | None:
     """
     if len(value) > MAX_TEXT:
         return f"{what} has {len(value)} characters; at most {MAX_TEXT} are allowed"
+    if value.isprintable():  # no Cc or Cf in it (C speed: every read checks every line)
+        return None
     bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf")), None)
     if bad is not None:
         return f"{what} {value[:60]!r} holds the control character U+{ord(bad):04X}"

@@ -7,8 +7,9 @@ developers' (facts.md: unbuffered sends with a key are hashed by the service). T
 languages (docs/contract.md). Every event is stamped with the slice's Data Explorer routing.
 
 Consuming: one receiver per own partition (the pattern of the Azure SDK's "static partition
-assignment" sample), checkpointing through the store given, by default the official
-``BlobCheckpointStore`` in the slice's own storage account.
+assignment" sample; over the embedded hub, one reader for them all), checkpointing through
+the store given, by default the official ``BlobCheckpointStore`` in the slice's own storage
+account.
 
 Start fences (issue 11): a partition's new holder never sees its previous holder's events.
 The consumer delivers no event at or below the partition's fence
@@ -337,7 +338,10 @@ class SliceProducer:
 
 class SliceConsumer:
     """Receives from the slice's partitions only: one receiver per partition, each on its
-    own client (one client cannot receive a consumer group twice), in its own thread.
+    own client (one client cannot receive a consumer group twice), in its own thread; over
+    the embedded hub's client, one receiver for all of them
+    (``EmbeddedConsumerClient.receive_partitions``), in the caller's thread when no lease is
+    watched.
 
     With a ``lease`` (:class:`~devslice.sdk.leases.LeaseWatch`; ``from_context`` sets one up
     when it knows the service's name: the embedded hub's, else a Kubernetes Lease in a pod)
@@ -447,44 +451,45 @@ class SliceConsumer:
         given = "starting_position_inclusive" in kwargs  # passed on only when asked or needed
         inclusive = kwargs.pop("starting_position_inclusive", False)
 
-        def run(partition_id: str | None, client: ConsumerClient) -> None:
+        def run(partition_ids: tuple[str | None, ...], client: ConsumerClient) -> None:
             with self._lock:  # close() may have come first; a closed client must not start
                 if self._closed or stepping_aside.is_set():
                     return
             try:
-                if partition_id is None:  # shared environment: one load-balanced receive
+                if partition_ids == (None,):  # shared environment: one load-balanced receive
                     extra = {"starting_position_inclusive": inclusive} if given else {}
                     client.receive(behind_fence(on_event, None),
                                    starting_position=starting_position, on_error=on_error,
                                    **extra, **kwargs)
                     return
-                fence = self._fence(partition_id, client)
-                start, start_inclusive = fenced_start(starting_position, inclusive,
-                                                      partition_id, fence)
-                extra = ({"starting_position_inclusive": start_inclusive}
-                         if given or start_inclusive else {})
-                client.receive(behind_fence(on_event, fence), starting_position=start,
-                               on_error=on_error, partition_id=partition_id, **extra, **kwargs)
+                self._receive_own(client, partition_ids, on_event, starting_position,
+                                  inclusive if given else None, on_error, kwargs)
             except BaseException as exc:  # handed to the caller below
                 failures.append(exc)
                 self.close()
 
         targets: tuple[str | None, ...] = (
             (None,) if self.ctx.partition_ids is None else self.partitions())
-        threads = []
-        mine: list[ConsumerClient] = []
-        for pid in targets:
-            client = self.client_factory()
-            with self._lock:
-                if self._closed:
-                    client.close()
-                    break
-                self._clients.append(client)
-            mine.append(client)
-            threads.append(threading.Thread(target=run, args=(pid, client),
-                                            name=f"devslice-receive-{pid}", daemon=True))
+        jobs = self._open_clients(targets)
+        mine = [client for _, client in jobs]
+        if self.lease is None and len(jobs) == 1:
+            # One receiver and no lease to watch (the embedded hub's client, say): it runs in
+            # this thread, so no GIL is handed between two threads.
+            run(*jobs.pop())
+        threads = [threading.Thread(target=run, args=job, daemon=True,
+                                    name=f"devslice-receive-{','.join(map(str, job[0]))}")
+                   for job in jobs]
         for t in threads:
             t.start()
+        self._watch(threads, mine, stepping_aside)
+        if failures:
+            raise failures[0]
+        return stepping_aside.is_set() and not self._closed
+
+    def _watch(self, threads: list[threading.Thread], mine: list[ConsumerClient],
+               stepping_aside: threading.Event) -> None:
+        """Until the round's receiver threads end: watch the lease (if any) and step aside
+        for another holder's."""
         next_look = time.monotonic()
         while any(t.is_alive() for t in threads):
             for t in threads:
@@ -502,9 +507,53 @@ class SliceConsumer:
                 # stops it (the SDK's close() ends every receive of the client).
                 for c in mine:
                     c.close()
-        if failures:
-            raise failures[0]
-        return stepping_aside.is_set() and not self._closed
+
+    def _open_clients(self, targets: tuple[str | None, ...]
+                      ) -> list[tuple[tuple[str | None, ...], ConsumerClient]]:
+        """The receivers of one round: partitions and the client that receives them. One
+        receiver per partition, each on its own client (one client cannot receive a consumer
+        group twice), or, with the embedded hub's client, one for them all. None after
+        close()."""
+        first = self.client_factory()
+        groups: list[tuple[str | None, ...]] = (
+            [targets] if targets != (None,) and hasattr(first, "receive_partitions")
+            else [(pid,) for pid in targets])
+        if not groups:
+            first.close()
+        jobs: list[tuple[tuple[str | None, ...], ConsumerClient]] = []
+        for i, pids in enumerate(groups):
+            client = first if i == 0 else self.client_factory()
+            with self._lock:
+                if self._closed:
+                    client.close()
+                    break
+                self._clients.append(client)
+            jobs.append((pids, client))
+        return jobs
+
+    def _receive_own(self, client: ConsumerClient, partition_ids: tuple[str | None, ...],
+                     on_event: Callable[[Any, Any], None], starting_position: Any,
+                     inclusive: Any, on_error: Callable[[Any, Exception], None] | None,
+                     kwargs: dict[str, Any]) -> None:
+        """Receive the slice's ``partition_ids`` on ``client``, each behind its start fence;
+        ``inclusive`` None: ``starting_position_inclusive`` was not given."""
+        handlers, starts, inclusives = {}, {}, {}
+        for pid in partition_ids:
+            assert pid is not None
+            fence = self._fence(pid, client)
+            handlers[pid] = behind_fence(on_event, fence)
+            starts[pid], inclusives[pid] = fenced_start(starting_position, inclusive,
+                                                        pid, fence)
+        if len(partition_ids) > 1:  # the embedded hub's client: one reader for all
+            client.receive_partitions(  # type: ignore[attr-defined]
+                handlers, starting_position=starts, starting_position_inclusive=inclusives,
+                on_error=on_error, **kwargs)
+            return
+        [(pid, handler)] = handlers.items()
+        extra = ({"starting_position_inclusive": inclusives[pid]}
+                 if inclusive is not None or inclusives[pid] else {})
+        client.receive(handler, starting_position=starts[pid], on_error=on_error,
+                       partition_id=pid, **extra, **kwargs)
 
     def close(self) -> None:
         with self._lock:

@@ -365,6 +365,22 @@ class FakeKubeAPI:
             self._logs.setdefault((namespace, pod, name), []).extend(lines)
             self._changed.notify_all()
 
+    def terminate(self, pod: str, container: str | None = None, exit_code: int = 1,
+                  namespace: str = "default") -> None:
+        """``container`` of ``pod`` (its first) exits with ``exit_code``: its state becomes
+        terminated, and a followed log of it ends, as the kubelet ends it."""
+        with self._lock:
+            stored = self._objects.get(("v1", "Pod", namespace, pod))
+            if stored is None:
+                raise KeyError(f"no pod {namespace}/{pod}")
+            name = container or stored.obj["spec"]["containers"][0]["name"]
+            status = _container_status(stored.obj, name)
+            status.update({"ready": False, "started": False, "state": {"terminated": {
+                "exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+                "startedAt": _now(), "finishedAt": _now()}}})
+            self._rv += 1
+            self._changed.notify_all()
+
     def restrict(self, rules: Iterable[Rule], user: str | None = None) -> None:
         """From now on, allow only what ``rules`` allow (RBAC for ``user``)."""
         with self._lock:
@@ -790,19 +806,24 @@ class FakeKubeAPI:
         tail = params.get("tailLines")
         start = 0 if tail is None else max(0, len(lines) - int(tail))
         if params.get("follow") in ("true", "1"):
-            return _Follow(namespace, name, container, pod.obj["metadata"]["uid"], start)
+            return _Follow(namespace, name, container, pod.obj["metadata"]["uid"], start,
+                           _container_status(pod.obj, container).get("restartCount", 0))
         return "".join(line + "\n" for line in lines[start:])
 
     def _follow(self, f: _Follow) -> Iterator[bytes]:
         """A followed log: what is there from ``f.start``, then each line as it is written,
-        until the pod goes away (or the server stops). Reads under the lock, sends outside."""
+        until the pod goes away, the container stops (terminated, or restarted: the kubelet
+        follows one container instance) or the server stops. Reads under the lock, sends
+        outside."""
         sent = f.start
         while True:
             with self._changed:
                 while True:
                     lines = self._logs.get((f.namespace, f.pod, f.container), [])
                     pod = self._objects.get(("v1", "Pod", f.namespace, f.pod))
-                    gone = self._stopping or pod is None or pod.obj["metadata"]["uid"] != f.uid
+                    gone = (self._stopping or pod is None
+                            or pod.obj["metadata"]["uid"] != f.uid
+                            or self._container_stopped(pod.obj, f))
                     if len(lines) > sent or gone:
                         break
                     self._changed.wait()
@@ -811,6 +832,12 @@ class FakeKubeAPI:
                 yield "".join(line + "\n" for line in new).encode()
             if gone:
                 return
+
+    @staticmethod
+    def _container_stopped(pod: dict[str, Any], f: _Follow) -> bool:
+        status = _container_status(pod, f.container)
+        return ("terminated" in status.get("state", {})
+                or status.get("restartCount", 0) != f.restarts)
 
     # -- server-side apply -----------------------------------------------------------------
 
@@ -1066,6 +1093,14 @@ class _Follow:
     container: str
     uid: str
     start: int  # the first line sent (tailLines)
+    restarts: int = 0  # the container's restartCount when following began
+
+
+def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any]:
+    for status in pod.get("status", {}).get("containerStatuses", []):
+        if status["name"] == container:
+            return status
+    return {}
 
 
 class _Handler(BaseHTTPRequestHandler):
