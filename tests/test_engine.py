@@ -10,7 +10,7 @@ import pytest
 
 from devslice.engine import Action, Event, Executor
 from devslice.engine.plan import Plan, make_plan, noop, order
-from devslice.errors import CommandFailed
+from devslice.errors import CommandFailed, DevsliceError
 from devslice.facts.world import Reader
 
 
@@ -273,4 +273,24 @@ def test_a_noop_plan_after_a_dependency_changed_reads_again_whatever_the_hook_sa
     reads: list[str] = []
     b = Guarded("b", world, 3, reads, after=("a",))
     Executor().apply([Counted("a", world, 1, reads), b])
+    assert sorted(reads) == ["a", "b", "b"]
+
+
+class Taken(Guarded):
+    """A Guarded that cannot be planned once someone else holds its name (``-1``)."""
+
+    def plan(self, facts: int | None = None) -> list[Action]:
+        if facts == -1:
+            raise DevsliceError(f"{self.key} is taken by someone else")
+        return super().plan(facts)
+
+
+def test_a_refused_plan_whose_fresh_facts_cannot_be_planned_raises_why() -> None:
+    """The fresh facts' plan error says more than the refusal (a located config error
+    rather than k3d's message): that is what the step raises."""
+    world: dict[str, int] = {}
+    reads: list[str] = []
+    b = Taken("b", world, 2, reads, after=("a",), meanwhile=lambda: world.__setitem__("b", -1))
+    with pytest.raises(DevsliceError, match="b is taken by someone else"):
+        Executor().apply([Counted("a", world, 1, reads), b])
     assert sorted(reads) == ["a", "b", "b"]

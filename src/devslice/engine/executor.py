@@ -113,16 +113,17 @@ class Executor:
         actions, unchecked = self._plan(resource, wave)
         try:
             self._act(resource, actions)
-        except Exception as failure:
+        except Exception:
             if not unchecked or not reads(resource):
                 raise
             # acted on facts read before it waited (plan_holds), and the system refused: read
             # them again; a different plan means the world changed meanwhile, so act on it; the
-            # same plan (or no plan) means the facts held and the failure is the action's own
-            try:
-                fresh = plan_of(resource, read_one(resource, Reader()))
-            except Exception:
-                raise failure from None
+            # same plan means the facts held and the failure is the action's own (as does a
+            # failed read); a plan refused on the fresh facts says why better than the failure
+            again = read_one(resource, Reader())
+            if again.error is not None:
+                raise
+            fresh = resource.plan(again.facts)
             if fresh == actions:
                 raise
             actions = fresh
