@@ -14,7 +14,8 @@ if the facts no longer hold (k3d refuses to create a cluster whose name exists: 
 cluster need not list k3d's nodes again after the registry was made). Something outside
 devslice that changed the world meanwhile then makes the action fail, changing nothing; the
 step reads its facts again and re-plans once, and acts on that plan if it differs (the failure
-was the stale facts) or raises the failure if not (it was not). A re-read is never skipped
+was the stale facts) or raises the failure if not (it was not; a plan error on the fresh facts
+is raised instead, as it says why). A re-read is never skipped
 for a plan that changes nothing after a dependency changed, or for a resource without the
 hook."""
 
