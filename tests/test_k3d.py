@@ -45,6 +45,7 @@ from devslice.resources.k3d import (
     k3d_config,
     read_config,
     stop_actions,
+    write_applied,
 )
 
 from .helpers import FAKES, SHARED
@@ -332,6 +333,24 @@ def test_written_config_is_readable_yaml(tmp_path: Path) -> None:
     path.write_text(text)
     assert read_config(path) == config
     assert read_config(tmp_path / "missing.yaml") is None
+
+
+def test_the_applied_record_is_json_yaml_readers_read_and_old_yaml_records_still_read(
+        tmp_path: Path) -> None:
+    """The record of the applied config is JSON (no YAML parser on a no-op `up`, issue 17),
+    which YAML readers read as the same data; records written as YAML before still read."""
+    config = k3d_config(settings(ports=["8080:30@loadbalancer"], agents=2))
+    path = write_applied(tmp_path / "k3d.applied.yaml", config)
+    assert json.loads("".join(line for line in path.read_text().splitlines(keepends=True)
+                              if not line.startswith("#"))) == config
+    assert read_config_text(path.read_text()) == config  # still a YAML document
+    assert read_config(path) == config
+    path.write_text(dump_config(config))  # a record from before: YAML
+    assert read_config(path) == config
+    path.write_text("# a flow mapping that is not JSON\n{servers: 1, agents: 0}\n")
+    assert read_config(path) == {"servers": 1, "agents": 0}
+    path.write_text("{not: [closed\n")
+    assert read_config(path) is None
 
 
 def test_host_gateway_is_the_first_address_of_the_subnet() -> None:

@@ -248,29 +248,3 @@ def test_a_date_in_an_env_map_is_kept_as_the_text_written(tmp_path: Path) -> Non
     assert load_config(path.resolve())[0].contract.env["WHEN"] == "2026-01-01"
     kept = json.loads((tmp_path / DATA_CACHE).read_text())
     assert all(e["data"]["contract"]["env"]["WHEN"] == "2026-01-01" for e in kept.values())
-
-
-# -- the end of a command (issue 17) ----------------------------------------------------------
-
-# Runs the CLI as `devslice ARGS` does; at exit (after the command, before the interpreter's
-# last collections) says how many objects the collector no longer walks.
-FROZEN = """\
-import atexit, gc, sys
-atexit.register(lambda: print("\\nFROZEN", gc.get_freeze_count()))
-import devslice.cli
-devslice.cli.main(sys.argv[1:])
-"""
-
-
-def test_a_command_ends_without_the_collector_walking_what_it_loaded(tmp_path: Path) -> None:
-    """The interpreter's exit ran full collections over everything a command loaded (the
-    config model's schemas, ~20 ms of a no-op `up`); the command freezes it first."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSLICE_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO)])
-    for args, code in ((["explain", "cluster.runtime"], 0), (["explain", "no.such.key"], 1),
-                       (["status", "--no-such-option"], 2)):  # done, an error, a usage error
-        done = subprocess.run([sys.executable, "-c", FROZEN, *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == code, (args, done.stdout, done.stderr)
-        frozen = int(done.stdout.rstrip().rsplit("\n", 1)[-1].split()[-1])
-        assert frozen > 10_000, (args, frozen)  # the modules, pydantic's schemas

@@ -452,3 +452,80 @@ def test_a_first_up_searches_the_prune_kinds_once_for_every_layer(world: World) 
     world.forget_calls()
     assert run(["up"]) == 0  # inventories recorded: only the kinds they name
     assert not [r for r in world.kube.requests if r.path == "/apis/batch/v1/cronjobs"]
+
+
+# Runs the CLI as `devslice ARGS` does and prints the modules it loaded, last line.
+LOADED = """\
+import atexit, json, sys
+atexit.register(lambda: print("\\nMODULES " + json.dumps(sorted(sys.modules))))
+import devslice.cli
+devslice.cli.main(sys.argv[1:])
+"""
+
+# Not loaded by a no-op `up` on the k3d path (issue 17): the applied cluster config is kept as
+# JSON, and the config's YAML data is kept, so no YAML is read with ruamel; the engine's
+# version and listings are read over httpx2, and a context without .dockerignore patterns is
+# hashed without the SDK's matcher, so neither the Docker SDK nor requests loads.
+NEVER_NOOP_K3D = ("ruamel.yaml", "docker", "requests", "urllib3")
+
+
+def test_a_no_op_up_on_the_k3d_path_loads_no_ruamel_or_docker_sdk_and_sees_changes(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import subprocess
+
+    use_azurite(world)  # a container: the engine's listing is read too
+    assert run(["slice", "claim"]) == 0
+    assert run(["up", "-o", "json"]) == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSLICE_")}
+    repo = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = os.pathsep.join([str(repo / "src"), str(repo)])
+
+    def up() -> tuple[set[str], dict[str, object]]:
+        done = subprocess.run([sys.executable, "-c", LOADED, "up", "-o", "json"],
+                              cwd=world.root, env=env, capture_output=True, text=True,
+                              timeout=120)
+        lines = done.stdout.rstrip().splitlines()
+        assert lines[-1].startswith("MODULES "), (done.stdout, done.stderr)
+        events = [json.loads(line) for line in lines[:-1] if line.startswith("{")]
+        ready = events[-1] if events else {}
+        assert "changes" in ready, (done.stdout, done.stderr)
+        return set(json.loads(lines[-1][len("MODULES "):])), ready
+
+    modules, ready = up()
+    assert ready["changes"] == 0, ready
+    assert "devslice.resources.k3d" in modules  # the k3d path was taken
+    heavy = sorted(m for m in NEVER_NOOP_K3D if m in modules)
+    assert heavy == [], f"a no-op `devslice up` loaded {heavy}"
+    # ... and still notices a stopped container (and starts it, through the SDK) ...
+    azurite = world.engine.container("devslice-azurite")
+    assert azurite is not None and azurite.status == "running"
+    world.engine.stop_container("devslice-azurite")
+    modules, ready = up()
+    assert ready["changes"] >= 1, ready
+    assert world.engine.container("devslice-azurite").status == "running"  # type: ignore[union-attr]
+    assert "docker" in modules  # the SDK, for the start
+    # ... and a changed cluster config (compared with the applied record)
+    config = world.root / "devslice.yaml"
+    config.write_text(config.read_text().replace("cluster:\n", "cluster:\n  agents: 1\n"))
+    _modules, ready = up()
+    assert ready["changes"] >= 1, ready
+    assert [c[:2] for c in world.k3d_calls()][-2:] == [["cluster", "delete"],
+                                                        ["cluster", "create"]]
+
+
+def test_the_command_freezes_what_it_loaded_before_python_shuts_down() -> None:
+    """The shutdown collections skip the objects every command keeps to its end (issue 17);
+    exit handlers registered before the command's still run after it."""
+    import os
+    import subprocess
+
+    code = ("import atexit, gc, devslice.cli\n"
+            "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+            "devslice.cli.main(['--help'])\n")
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "src"), str(repo)])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("frozen True"), done.stdout[-300:]

@@ -15,19 +15,17 @@ line after the first flush), so both verbs read the whole stream and turn such l
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
+import sys
 import tarfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
-
-import docker
-import docker.errors
-import docker.tls
-import requests
+from typing import TYPE_CHECKING, Any
 
 from devslice.adapters.dockerdata import (
     KEEP_OUTPUT,
@@ -41,7 +39,12 @@ from devslice.adapters.dockerdata import (
     split_tag,
 )
 from devslice.adapters.endpoint import DockerEndpoint, docker_endpoint
-from devslice.errors import CommandFailed, ToolMissing
+from devslice.adapters.plainhttp import trusting_nothing
+from devslice.errors import CommandFailed, DevsliceError, ToolMissing
+
+if TYPE_CHECKING:
+    import docker
+    import httpx2
 
 START_DOCKER = "start Docker Desktop, or the engine with `sudo systemctl start docker`"
 TAIL_LINES = 15  # build output shown when a build fails
@@ -55,9 +58,11 @@ def connect(base_url: str | None = None, *, timeout: int = 600,
     :func:`devslice.adapters.endpoint.docker_endpoint`), or ``base_url`` (``tcp://``, ``unix://``).
 
     ``docker.from_env()`` alone would ignore the CLI's current context and reach another
-    engine, or none, under Colima, Rancher Desktop or rootless Docker (issue 13). The SDK asks
-    the engine for its API version while constructing the client, so an engine that is not
-    running fails here already.
+    engine, or none, under Colima, Rancher Desktop or rootless Docker (issue 13). The engine
+    is asked for its API version here, as the SDK does while constructing its client, so an
+    engine that is not running fails here already. An engine reached without TLS or ssh (a
+    unix socket, ``tcp://``) answers that and the listings through :class:`EngineReads`; the
+    SDK client is made on the first other call (issue 17).
     """
     if base_url is None:
         endpoint = endpoint or docker_endpoint()
@@ -67,6 +72,23 @@ def connect(base_url: str | None = None, *, timeout: int = 600,
         # Said at once (docker-py would leave the socket it tried unclosed).
         raise ToolMissing(f"the Docker engine{where} is not running: no such socket",
                           hint=START_DOCKER)
+    tls_dir = endpoint.tls_dir if endpoint is not None else None
+    if tls_dir or not base_url.startswith(PLAIN_SCHEMES):
+        return Docker(_sdk_client(base_url, timeout, where, endpoint))
+    reads = EngineReads.open(base_url, timeout, where)
+    return Docker(None, reads=reads, make_client=lambda: _sdk_client(
+        base_url, timeout, where, endpoint, version=reads.api_version))
+
+
+PLAIN_SCHEMES = ("unix://", "tcp://", "http://")  # what EngineReads reaches (no TLS, no ssh)
+
+
+def _sdk_client(base_url: str, timeout: int, where: str, endpoint: DockerEndpoint | None,
+                version: str | None = None) -> docker.DockerClient:
+    import docker  # lazy: the SDK, requests and urllib3 (~55 ms), only when a call needs them
+    import docker.errors  # lazy: as docker above
+    import docker.tls  # lazy: as docker above
+
     try:
         tls: docker.tls.TLSConfig | bool = False
         if endpoint is not None and endpoint.tls_dir:
@@ -75,26 +97,124 @@ def connect(base_url: str | None = None, *, timeout: int = 600,
                 client_cert=(str(d / "cert.pem"), str(d / "key.pem")),
                 ca_cert=str(d / "ca.pem") if endpoint.tls_verify else None,
                 verify=endpoint.tls_verify)
-        client = docker.DockerClient(base_url=base_url, timeout=timeout, tls=tls,
-                                     use_ssh_client=base_url.startswith("ssh://"))
+        return docker.DockerClient(base_url=base_url, timeout=timeout, tls=tls, version=version,
+                                   use_ssh_client=base_url.startswith("ssh://"))
     except docker.errors.DockerException as exc:
         raise ToolMissing(f"the Docker engine{where} is not running or cannot be reached: "
                           f"{exc}", hint=START_DOCKER) from exc
-    return Docker(client)
+
+
+def _sdk_errors() -> Any:
+    """``docker.errors``, for the verbs that go through the SDK client."""
+    import docker.errors  # lazy: the SDK, loaded with the client these verbs use
+
+    return docker.errors
+
+
+class EngineAnswered(Exception):
+    """An error status from the engine to a call of :class:`EngineReads`."""
+
+    def __init__(self, status_code: int, explanation: str) -> None:
+        super().__init__(f"{status_code}: {explanation}")
+        self.status_code, self.explanation = status_code, explanation
+
+
+class EngineReads:
+    """The engine's read-only calls a no-op command makes (its API version, the container and
+    network listings), as the SDK sends them, over plain HTTP with httpx2, which the
+    Kubernetes and registry adapters load anyway (issue 17): the Docker SDK with requests and
+    urllib3 loads only when a command acts on the engine or reads anything else. Only for an
+    engine reached without TLS or ssh (a unix socket, ``tcp://``); ``open`` asks the API
+    version (``GET /version``) as the SDK's handshake does, so an engine that does not answer
+    fails there."""
+
+    def __init__(self, http: httpx2.Client, where: str, info: Mapping[str, Any]) -> None:
+        self.http, self.where, self.info = http, where, dict(info)
+        self.api_version = str(info["ApiVersion"])
+
+    @classmethod
+    def open(cls, base_url: str, timeout: float, where: str = "") -> EngineReads:
+        import httpx2  # lazy: only for an engine reached this way (the kube adapter's stack)
+
+        if base_url.startswith("unix://"):
+            url, shown, uds = "http://localhost", "the local Docker socket", base_url[7:]
+        else:
+            url = shown = "http://" + base_url.split("://", 1)[1].rstrip("/")
+            uds = None
+        http = httpx2.Client(base_url=url, timeout=timeout, trust_env=False,
+                             transport=httpx2.HTTPTransport(uds=uds, verify=trusting_nothing(),
+                                                            trust_env=False))  # plain HTTP
+        try:
+            response = http.get("/version")
+            response.raise_for_status()
+            info = response.json()
+            return cls(http, shown, info)
+        except (httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
+            http.close()
+            raise ToolMissing(f"the Docker engine{where} is not running or cannot be reached: "
+                              f"Error while fetching server API version: {exc}",
+                              hint=START_DOCKER) from exc
+
+    def close(self) -> None:
+        self.http.close()
+
+    def get(self, path: str, params: Mapping[str, Any]) -> Any:
+        """``GET /v<api version><path>``'s JSON; an error status raises EngineAnswered."""
+        response = self.http.get(f"/v{self.api_version}{path}", params=dict(params))
+        if response.status_code >= 400:
+            try:
+                explanation = str(response.json().get("message") or response.text)
+            except (ValueError, AttributeError):
+                explanation = response.text
+            raise EngineAnswered(response.status_code, explanation)
+        return response.json()
+
+
+def _filters(filters: Mapping[str, Any]) -> str:
+    """The SDK's ``utils.convert_filters``: every value a list of text, as JSON."""
+    out = {}
+    for k, v in filters.items():
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        if not isinstance(v, list):
+            v = [v]
+        out[k] = [item if isinstance(item, str) else str(item) for item in v]
+    return json.dumps(out)
 
 
 class Docker:
     """One Docker Engine. ``on_output`` receives build and push progress as text lines."""
 
-    def __init__(self, client: docker.DockerClient, on_output: Output | None = None) -> None:
-        self.client = client
+    def __init__(self, client: docker.DockerClient | None, on_output: Output | None = None, *,
+                 reads: EngineReads | None = None,
+                 make_client: Callable[[], docker.DockerClient] | None = None) -> None:
+        """``client``: the SDK's; or ``reads`` for the listings and ``make_client`` for the SDK
+        client, made on first use (:func:`connect`)."""
+        if client is None and make_client is None:
+            raise ValueError("Docker needs an SDK client or a way to make one")
+        self._client = client
+        self._make_client = make_client
+        self._client_lock = threading.Lock()
+        self.reads = reads
         self.on_output: Output = on_output or (lambda line: None)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The SDK client (made on first use when :func:`connect` answered through reads)."""
+        with self._client_lock:
+            if self._client is None:
+                assert self._make_client is not None
+                self._client = self._make_client()
+            return self._client
 
     # -- facts ---------------------------------------------------------------------------
 
     def close(self) -> None:
         """Release the connection pool (the CLI closes adapters when a command ends)."""
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
+        if self.reads is not None:
+            self.reads.close()
 
     def ping(self) -> bool:
         with self._translate("ping the Docker engine"):
@@ -111,7 +231,7 @@ class Docker:
         with self._translate(f"inspect image {ref}"):
             try:
                 data = self.client.api.inspect_image(ref)
-            except docker.errors.NotFound:  # ImageNotFound is a NotFound
+            except _sdk_errors().NotFound:  # ImageNotFound is a NotFound
                 return None
         return ImageFact(str(data["Id"]), tuple(data.get("RepoTags") or ()))
 
@@ -120,7 +240,7 @@ class Docker:
         with self._translate(f"inspect container {name}"):
             try:
                 data = self.client.api.inspect_container(name)
-            except docker.errors.NotFound:
+            except _sdk_errors().NotFound:
                 return None
         return _container_fact(data)
 
@@ -128,7 +248,12 @@ class Docker:
         """Containers, running or not, carrying every label (``None``: any value)."""
         wanted = [k if v is None else f"{k}={v}" for k, v in labels.items()]
         with self._translate("list containers"):
-            rows = self.client.api.containers(all=True, filters={"label": wanted})
+            if self.reads is not None and self._client is None:
+                rows = self.reads.get("/containers/json", {
+                    "limit": -1, "all": 1, "size": 0, "trunc_cmd": 0,
+                    "filters": _filters({"label": wanted})})
+            else:
+                rows = self.client.api.containers(all=True, filters={"label": wanted})
         return [ContainerFact(
             str(r["Id"]), str((r.get("Names") or ["/"])[0]).lstrip("/"), str(r.get("Image", "")),
             str(r.get("State", "")), dict(r.get("Labels") or {}),
@@ -148,7 +273,10 @@ class Docker:
         new network must not overlap: Docker's IPAM refuses one that does ("Pool overlaps
         with other one on this address space", 403)."""
         with self._translate("list networks"):
-            rows = self.client.api.networks()
+            if self.reads is not None and self._client is None:
+                rows = self.reads.get("/networks", {"filters": _filters({})})
+            else:
+                rows = self.client.api.networks()
         return {str(n.get("Name", "")): [str(c["Subnet"]) for c in
                                          ((n.get("IPAM") or {}).get("Config") or [])
                                          if c.get("Subnet") and ":" not in str(c["Subnet"])]
@@ -183,6 +311,8 @@ class Docker:
         bindings: dict[int | str, Any] = {}
         for p in ports:
             bindings.setdefault(p.key, []).append((p.host_ip, p.host_port))
+        import docker.types  # lazy: the SDK, loaded with the client this verb uses
+
         with self._translate(f"create container {name}"):
             api = self.client.api
             host_config = api.create_host_config(
@@ -224,7 +354,7 @@ class Docker:
 
     def container_remove(self, name: str) -> None:
         """``docker rm -f NAME``; named volumes are kept (their data outlives the container)."""
-        with self._translate(f"remove container {name}"), suppress(docker.errors.NotFound):
+        with self._translate(f"remove container {name}"), suppress(_sdk_errors().NotFound):
             self.client.api.remove_container(name, force=True, v=False)
 
     def container_stop(self, name: str, timeout: int = 10) -> None:
@@ -239,13 +369,13 @@ class Docker:
             try:
                 self.client.api.inspect_volume(name)
                 return False
-            except docker.errors.NotFound:
+            except _sdk_errors().NotFound:
                 self.client.api.create_volume(name, labels=dict(labels))
                 return True
 
     def volume_remove(self, name: str) -> None:
         """``docker volume rm NAME``; a volume already gone is fine."""
-        with self._translate(f"remove volume {name}"), suppress(docker.errors.NotFound):
+        with self._translate(f"remove volume {name}"), suppress(_sdk_errors().NotFound):
             self.client.api.remove_volume(name)
 
     def container_exec(self, name: str, argv: Sequence[str], keep_output: str | None = None
@@ -288,7 +418,7 @@ class Docker:
             try:
                 stream, _ = self.client.api.get_archive(name, path)
                 data = b"".join(stream)
-            except docker.errors.NotFound:
+            except _sdk_errors().NotFound:
                 return None
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             member = next((m for m in tar.getmembers() if m.isfile()), None)
@@ -376,26 +506,55 @@ class Docker:
 
     @contextmanager
     def _translate(self, what: str) -> Iterator[None]:
-        """docker and requests exceptions become DevsliceErrors where they leave the adapter."""
+        """SDK, requests and httpx2 exceptions become DevsliceErrors where they leave the
+        adapter."""
         try:
             yield
-        except requests.exceptions.ConnectionError as exc:
-            # The SDK lets requests' errors through unwrapped when nothing listens.
-            raise ToolMissing(f"could not {what}: the Docker engine is not running "
-                              f"(nothing answers at {self._where()})", hint=START_DOCKER) from exc
-        except requests.exceptions.Timeout as exc:
-            raise CommandFailed(f"could not {what}: the Docker engine did not answer in "
-                                "time") from exc
-        except docker.errors.APIError as exc:
-            reason = exc.explanation or str(exc)
-            raise CommandFailed(f"{what} failed: the Docker engine answered "
-                                f"{exc.status_code}: {reason}") from exc
-        except (docker.errors.DockerException, requests.exceptions.RequestException,
-                OSError) as exc:
-            # DockerException: bad tag or arguments; OSError: unreadable build context file.
-            raise CommandFailed(f"{what} failed: {exc}") from exc
+        except DevsliceError:
+            raise
+        except Exception as exc:
+            error = self._engine_error(what, exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _engine_error(self, what: str, exc: Exception) -> DevsliceError | None:
+        not_running = ToolMissing(f"could not {what}: the Docker engine is not running "
+                                  f"(nothing answers at {self._where()})", hint=START_DOCKER)
+        late = CommandFailed(f"could not {what}: the Docker engine did not answer in time")
+        if "requests" in sys.modules:  # an error of the SDK's (which loads requests)
+            import docker.errors  # lazy: loaded already (the SDK raised this)
+            import requests  # lazy: loaded already (the SDK raised this)
+
+            if isinstance(exc, requests.exceptions.ConnectionError):
+                return not_running  # the SDK lets requests' errors through unwrapped
+            if isinstance(exc, requests.exceptions.Timeout):
+                return late
+            if isinstance(exc, docker.errors.APIError):
+                return CommandFailed(f"{what} failed: the Docker engine answered "
+                                     f"{exc.status_code}: {exc.explanation or exc}")
+            if isinstance(exc, docker.errors.DockerException | requests.exceptions
+                          .RequestException):
+                return CommandFailed(f"{what} failed: {exc}")  # bad tag or arguments
+        if "httpx2" in sys.modules:  # an error of EngineReads'
+            import httpx2  # lazy: loaded already (EngineReads raised this)
+
+            if isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout):
+                return not_running
+            if isinstance(exc, httpx2.TimeoutException):
+                return late
+            if isinstance(exc, httpx2.HTTPError):
+                return CommandFailed(f"{what} failed: {exc}")
+        if isinstance(exc, EngineAnswered):
+            return CommandFailed(f"{what} failed: the Docker engine answered "
+                                 f"{exc.status_code}: {exc.explanation or exc}")
+        if isinstance(exc, OSError):  # an unreadable build context file
+            return CommandFailed(f"{what} failed: {exc}")
+        return None
 
     def _where(self) -> str:
+        if self.reads is not None and self._client is None:
+            return self.reads.where
         url = str(getattr(self.client.api, "base_url", ""))
         # Unix sockets and named pipes show up as http+docker://localhost; say what they are.
         return "the local Docker socket" if url.startswith("http+docker://") else url

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import httpx2
 
+from devslice.adapters.plainhttp import trusting_nothing
 from devslice.errors import DevsliceError
 
 # Every manifest type `docker push` can produce: schema 2 (graph-driver image store) and OCI
@@ -64,9 +65,12 @@ class Registry:
            credentials: Credentials | None = None) -> Registry:
         """``localhost:5050`` or ``myacr.azurecr.io/team`` (a host and a repository prefix)."""
         host, _, prefix = location.partition("/")
-        scheme = "http" if _local(host) else "https"
-        return cls(httpx2.Client(base_url=f"{scheme}://{host}", timeout=timeout), credentials,
-                   prefix)
+        if _local(host):  # plain HTTP: no CA bundle to load (issue 17)
+            client = httpx2.Client(base_url=f"http://{host}", timeout=timeout,
+                                   verify=trusting_nothing())
+        else:
+            client = httpx2.Client(base_url=f"https://{host}", timeout=timeout)
+        return cls(client, credentials, prefix)
 
     def manifest_exists(self, name: str, tag: str) -> bool:
         """``HEAD /v2/<name>/manifests/<tag>``: 200 -> True, 404 -> False."""

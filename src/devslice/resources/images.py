@@ -18,11 +18,9 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from docker.utils import exclude_paths
 
 from devslice.adapters.docker import Docker
 from devslice.adapters.dockerdata import build_call, push_call
@@ -52,15 +50,35 @@ def context_files(context_dir: str | os.PathLike[str], dockerfile: str = "Docker
 
     Uses the Docker SDK's own ``.dockerignore`` matcher, the one ``image_build`` sends the
     context through, so the hash covers exactly what the engine receives (``!`` exceptions,
-    ``**``, and the rule that the Dockerfile and ``.dockerignore`` are always sent).
+    ``**``, and the rule that the Dockerfile and ``.dockerignore`` are always sent). Without
+    patterns that matcher excludes nothing and the SDK is not loaded for it (issue 17).
     """
     root = Path(context_dir)
+    patterns = read_dockerignore(root)
+    if not patterns:
+        return sorted(n.replace(os.sep, "/") for n in every_path(str(root)))
+    # lazy: the SDK (with requests, ~55 ms of imports), only for a context with patterns
+    from docker.utils import exclude_paths
+
     inside = _dockerfile_in_context(root, dockerfile)
     # A Dockerfile outside the context is sent under a random name; no context file is
     # forced in on its behalf then.
-    names = exclude_paths(str(root), read_dockerignore(root),
-                          dockerfile=inside or ".dockerfile.outside")
+    names = exclude_paths(str(root), patterns, dockerfile=inside or ".dockerfile.outside")
     return sorted(n.replace(os.sep, "/") for n in names)
+
+
+def every_path(root: str) -> Iterator[str]:
+    """What the SDK's matcher (``PatternMatcher.walk``) gives when no pattern excludes
+    anything: every file and folder under ``root``, relative, symlinked folders not entered."""
+    def walk(rel: str) -> Iterator[str]:
+        for name in os.listdir(os.path.join(root, rel)):
+            path = os.path.join(rel, name) if rel else name
+            yield path
+            full = os.path.join(root, path)
+            if os.path.isdir(full) and not os.path.islink(full):
+                yield from walk(path)
+
+    return walk("")
 
 
 def context_hash(context_dir: str | os.PathLike[str], dockerfile: str = "Dockerfile",

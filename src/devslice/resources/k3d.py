@@ -274,15 +274,41 @@ def write_config(path: Path, config: Mapping[str, Any]) -> Path:
     return path
 
 
+APPLIED_HEADER = ("# Written by devslice after k3d created the cluster from this config: what\n"
+                  "# the next plan compares devslice.yaml's `cluster:` with. JSON (YAML too).\n")
+
+
+def write_applied(path: Path, config: Mapping[str, Any]) -> Path:
+    """The record of the config a cluster was made from, as JSON (a YAML document too), so
+    that reading it back on every plan needs no YAML parser (issue 17: ruamel.yaml's import
+    is off a no-op `up`)."""
+    write_atomic(path, APPLIED_HEADER + json.dumps(config, indent=2) + "\n", mode=0o644)
+    return path
+
+
 def read_config(path: Path) -> dict[str, Any] | None:
-    """A config devslice wrote earlier, or None if there is none (or it cannot be read)."""
-    # lazy: ruamel.yaml loads only when a k3d config is written or read
+    """A config devslice wrote earlier, or None if there is none (or it cannot be read): the
+    applied record as JSON, or YAML (k3d's config, and records written before they were
+    JSON)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    body = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#"))
+    if body.lstrip().startswith("{"):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            pass  # YAML's flow style, not JSON: read as YAML below
+        else:
+            return data if isinstance(data, dict) else None
+    # lazy: ruamel.yaml loads only when a k3d config is written or read as YAML
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError  # lazy: as YAML above
 
     try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except (OSError, YAMLError):
+        data = YAML(typ="safe").load(text)
+    except YAMLError:
         return None
     return data if isinstance(data, dict) else None
 
@@ -519,7 +545,7 @@ class ClusterResource:
     def _create(self, desired: Mapping[str, Any]) -> None:
         write_config(self.config_path, desired)
         self.k3d.cluster_create(self.config_path)
-        write_config(self.applied_path, desired)  # only once k3d has made it
+        write_applied(self.applied_path, desired)  # only once k3d has made it
         if self.settings.subnet == AUTO:  # kept: the gateway pods use stays
             write_atomic(subnet_path(self.base_dir, self.settings.name),
                          f"{desired['subnet']}\n")

@@ -172,6 +172,10 @@ class _Stream:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive and chunked answers, as the real servers
+    # headers and body go out in two writes; with Nagle on, every answer after a connection's
+    # first waits ~40 ms for the client's delayed ACK (Go's servers, dockerd and the
+    # registry, set TCP_NODELAY), as FakeKubeAPI's handler says too
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:
