@@ -25,7 +25,10 @@ REPO = Path(__file__).resolve().parent.parent
 # cloud, the SDK's event hubs): a command of the local runtime that loads one pays for it.
 NEVER_LOCAL = ("docker", "requests", "aiohttp", "azure.storage.blob", "azure.storage.queue",
                "azure.core", "azure.eventhub", "lightkube", "httpx", "urllib3",
-               "devslice.adapters.k3d", "devslice.adapters.docker")
+               "devslice.adapters.k3d", "devslice.adapters.docker",
+               # the containers' types, which only the container runtimes build
+               "devslice.resources.containers", "devslice.adapters.dockerdata",
+               "devslice.resources.builtins", "devslice.resources.dataexplorer")
 
 # Not loaded by a piped `status` or `plan` whose devslice.yaml is as before: the output is
 # written without rich, and the file's data is the one kept (ruamel only reads a changed file).

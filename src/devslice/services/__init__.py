@@ -24,7 +24,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devslice.resources.builtins import custom_spec
 from devslice.services import dataexplorer, eventhubs, mongodb, sftp, signalr, storage
 from devslice.services.base import (
     ContainerInputs,
@@ -106,6 +105,9 @@ def container_specs(env: Environment, base_dir: Path, *, runtime: str,
         from devslice.resources.k3d import cluster_subnet
 
         return cluster_subnet(env.cluster, base_dir)
+
+    # lazy: the container types, only where containers run (not the local runtime)
+    from devslice.resources.builtins import custom_spec
 
     inputs = ContainerInputs(base_dir, runtime, subnet, tuple(storage_accounts), environ,
                              config_path)

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from devslice.adapters.dockerdata import Mount, PortBinding
 from devslice.config.derive import derive_names
 from devslice.config.model import KustoEmulatorSettings
 from devslice.errors import ConfigIssue
-from devslice.resources.containers import ContainerSpec, Readiness
-from devslice.resources.dataexplorer import KUSTO_DATA, EmulatorDatabaseResource
 from devslice.services.base import ContainerInputs, Contract, Origin, Reach, Service, require_eula
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
+    from devslice.resources.containers import ContainerSpec
     from devslice.services.base import Resource
 
 EMULATOR_PORT = 8080  # inside the container, and its default host port; HTTP only, no sign-in
@@ -33,6 +31,11 @@ def emulator_spec(settings: KustoEmulatorSettings,
     """``docker run -e ACCEPT_EULA=Y -m 4G -p 8080:8080 kustainer-linux`` (the install docs).
     Ready once its HTTP port answers and it logs that it runs; the slice's database is made
     with ``devslice adx reset``, which the emulator (unlike a cloud cluster) accepts."""
+    # lazy: the container types, only where containers run (not the local runtime)
+    from devslice.adapters.dockerdata import Mount, PortBinding
+    from devslice.resources.containers import ContainerSpec, Readiness  # lazy: containers
+    from devslice.resources.dataexplorer import KUSTO_DATA  # lazy: containers
+
     require_eula(settings.accept_eula, "kustoEmulator", "the Kusto emulator",
                  "https://learn.microsoft.com/azure/data-explorer/kusto-emulator-overview",
                  config_path, " (it needs 4 GB of memory and an x86-64 processor with AVX2)")
@@ -93,6 +96,9 @@ class DataExplorer(Service):
         """The slice's database in the emulator, created when missing."""
         if env.data_explorer.mode != "emulator":
             return []
+        # lazy: the Kusto client the resource uses, only with the emulator
+        from devslice.resources.dataexplorer import EmulatorDatabaseResource
+
         port = (env.containers.kusto_emulator or KustoEmulatorSettings()).port
         return [EmulatorDatabaseResource(derive_names(env, handle).data_explorer_database,
                                          emulator_url(port),

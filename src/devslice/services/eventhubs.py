@@ -14,10 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devslice.adapters.dockerdata import Mount, PortBinding
 from devslice.config.model import EventHubsEmulatorSettings
 from devslice.errors import ConfigError, ConfigIssue
-from devslice.resources.containers import STATE_DIR, ContainerSpec, GeneratedFile, Readiness
 from devslice.sdk.context import embedded_connection
 from devslice.services.base import (
     HOST_GATEWAY,
@@ -35,6 +33,7 @@ from devslice.text import plural
 
 if TYPE_CHECKING:
     from devslice.config.model import AzuriteSettings, Environment, EventHubsSettings
+    from devslice.resources.containers import ContainerSpec
     from devslice.sdk.context import SliceContext
     from devslice.services.base import Project
 
@@ -99,6 +98,15 @@ def emulator_config(event_hubs: EventHubsSettings, consumer_groups: Sequence[str
 def emulator_spec(settings: EventHubsEmulatorSettings, event_hubs: EventHubsSettings,
                   azurite: AzuriteSettings, base_dir: Path,
                   config_path: str = "devslice.yaml") -> ContainerSpec:
+    # lazy: the container types, only where containers run (not the local runtime)
+    from devslice.adapters.dockerdata import Mount, PortBinding
+    from devslice.resources.containers import (  # lazy: containers
+        STATE_DIR,
+        ContainerSpec,
+        GeneratedFile,
+        Readiness,
+    )
+
     require_eula(settings.accept_eula, "eventHubsEmulator", "the Event Hubs emulator",
                  "https://github.com/Azure/azure-event-hubs-emulator-installer/blob/main/"
                  "EMULATOR_EULA.md", config_path)

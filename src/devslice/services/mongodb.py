@@ -11,11 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devslice.adapters.dockerdata import Mount, PortBinding
 from devslice.adapters.runner import CommandRunner, SubprocessRunner
 from devslice.errors import CommandFailed
-from devslice.resources.builtins import setup_scripts
-from devslice.resources.containers import ContainerSpec, Readiness, Setup
 from devslice.services.base import (
     ContainerInputs,
     Contract,
@@ -28,6 +25,7 @@ from devslice.services.base import (
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment, MongoDbSettings
+    from devslice.resources.containers import ContainerSpec
     from devslice.services.base import Project
 
 PORT = 27017  # inside the container
@@ -93,6 +91,11 @@ def init_script(replica_set: str, member: str, timeout_s: int = 30) -> str:
 
 def spec(settings: MongoDbSettings, base_dir: Path, *, runtime: str = "k3d",
          subnet: str = "172.18.0.0/16", config_path: str = "devslice.yaml") -> ContainerSpec:
+    # lazy: the container types, only where containers run (not the local runtime)
+    from devslice.adapters.dockerdata import Mount, PortBinding
+    from devslice.resources.builtins import setup_scripts  # lazy: containers
+    from devslice.resources.containers import ContainerSpec, Readiness, Setup  # lazy: containers
+
     member = member_host(settings, runtime, subnet)
     eval_ = ("mongosh", "--quiet", "--eval")
     setup = [Setup("replica-set", (*eval_, init_script(settings.replica_set, member)))]

@@ -8,14 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devslice.adapters.dockerdata import Mount, PortBinding
 from devslice.errors import ConfigError, ConfigIssue
-from devslice.resources.containers import STATE_DIR, ContainerSpec, GeneratedFile, Readiness
 from devslice.secrets import Secret, resolve
 from devslice.services.base import ContainerInputs, Service
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment, SftpSettings
+    from devslice.resources.containers import ContainerSpec
 
 PORT = 22  # inside the container
 USERS_CONF = "/etc/sftp/users.conf"  # where atmoz/sftp reads its users
@@ -30,6 +29,15 @@ def users_conf(settings: SftpSettings, passwords: Sequence[str]) -> str:
 
 def spec(settings: SftpSettings, base_dir: Path, environ: dict[str, str] | None = None,
          config_path: str = "devslice.yaml") -> ContainerSpec:
+    # lazy: the container types, only where containers run (not the local runtime)
+    from devslice.adapters.dockerdata import Mount, PortBinding
+    from devslice.resources.containers import (  # lazy: containers
+        STATE_DIR,
+        ContainerSpec,
+        GeneratedFile,
+        Readiness,
+    )
+
     secrets: list[Secret] = []
     for i, user in enumerate(settings.users):
         secret = resolve(user.password, base_dir, environ)

@@ -8,10 +8,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devslice.adapters.dockerdata import Mount, PortBinding
 from devslice.config.model import SignalREmulatorSettings
 from devslice.errors import CommandFailed
-from devslice.resources.containers import ContainerSpec, Readiness
 from devslice.sdk.context import variable_key
 from devslice.services.base import (
     ContainerInputs,
@@ -25,6 +23,7 @@ from devslice.services.base import (
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
+    from devslice.resources.containers import ContainerSpec
     from devslice.services.base import Project
 
 EMULATOR_PORT = 8888  # asrs-emulator's default, inside the container
@@ -47,6 +46,10 @@ def emulator_spec(settings: SignalREmulatorSettings, port: int) -> ContainerSpec
     ``dotnet tool install`` into a volume on first start, then started on all addresses
     (``-i 0.0.0.0``; by default it listens on loopback, which a published port cannot
     reach). Ready once it says it started and its port answers."""
+    # lazy: the container types, only where containers run (not the local runtime)
+    from devslice.adapters.dockerdata import Mount, PortBinding
+    from devslice.resources.containers import ContainerSpec, Readiness  # lazy: containers
+
     # One folder per version: an install cut short leaves no shim, and its folder (with the
     # package store dotnet keeps in .store) is removed before the next try.
     folder = f"{TOOLS}/{settings.version}"

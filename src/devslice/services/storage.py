@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from devslice.adapters.dockerdata import Mount, PortBinding
 from devslice.config.derive import derive_names
 from devslice.config.model import AzuriteSettings
-from devslice.resources.containers import ContainerSpec, Readiness
 from devslice.services.base import (
     ContainerInputs,
     Contract,
@@ -33,6 +31,7 @@ from devslice.tools.azurite import AzuriteNotFound
 
 if TYPE_CHECKING:
     from devslice.config.model import Environment
+    from devslice.resources.containers import ContainerSpec
     from devslice.services.base import Project
 
 BLOB_PORT, QUEUE_PORT, TABLE_PORT = 10000, 10001, 10002  # Azurite's defaults
@@ -95,6 +94,10 @@ def find_azurite(start: Path | None = None) -> str:
 
 
 def azurite_spec(settings: AzuriteSettings, accounts: Iterable[str]) -> ContainerSpec:
+    # lazy: the container types, only where containers run (not the local runtime)
+    from devslice.adapters.dockerdata import Mount, PortBinding
+    from devslice.resources.containers import ContainerSpec, Readiness  # lazy: containers
+
     names = sorted(set(accounts))
     return ContainerSpec(
         name="azurite", image=settings.image,
