@@ -39,13 +39,13 @@ from devslice.resources.manifests import (
     HASH_ANNOTATION,
     Manifest,
     ManifestsResource,
+    SealedConfigHash,
     SliceConfigResource,
     kube_target,
     load_layer,
     manifest_resources,
     render,
     rewrite_image,
-    slice_config_hash,
     workload_namespaces,
 )
 from devslice.secrets import Secret
@@ -242,13 +242,17 @@ def slice_objects(secret: str = SECRET_VALUE, level: str = "info") -> list[dict[
     return k8s_objects(variables, HANDLE)
 
 
+MEMO = Path(".devslice") / "config-hash.json"
+
+
 def environment(project: Path, kube: Kube, images: dict[str, str] = IMAGES,
                 secret: str = SECRET_VALUE) -> list[Resource]:
     """The resources `devslice up` would build for runtime k3d."""
     objects = slice_objects(secret)
     layers = manifest_resources([PLATFORM, SERVICES], project, kube, HANDLE,
                                 after=("slice-config",), images=images,
-                                config_hash=slice_config_hash(objects))
+                                # through the kept hash, as `devslice up` (issue 17)
+                                config_hash=SealedConfigHash(objects, memo=project / MEMO))
     namespaces = workload_namespaces(m for r in layers for m in r.render())
     return [SliceConfigResource(kube, objects, namespaces, HANDLE), *layers]
 
@@ -543,6 +547,7 @@ def test_secret_values_never_appear_in_plans(project: Path, api: FakeKubeAPI,
         "rotated-" + SECRET_VALUE
     deployment = api.get("apps/v1", "Deployment", "orders", "default")
     assert deployment is not None and "s3cr3t" not in json.dumps(deployment)
+    assert "s3cr3t" not in (project / MEMO).read_text()  # the kept config hash
 
 
 # -- rollouts ------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
@@ -438,6 +439,53 @@ def test_the_slices_config_hash_waits_for_the_first_plan(world: World) -> None:
         tools.close()
 
 
+def test_the_sealed_config_hash_is_kept_by_an_hmac_of_its_inputs(world: World) -> None:
+    """Issue 17: a no-op skips scrypt when the slice's config and secrets did not change: the
+    last hash is kept in `.devslice/config-hash.json` (0600) under an HMAC with a random key;
+    the file holds no secret value, and a changed secret or setting gets scrypt's hash."""
+    import stat
+
+    from devslice.contract.render import k8s_objects
+    from devslice.project import Project
+    from devslice.resources.manifests import SealedConfigHash, slice_config_hash
+
+    assert run(["slice", "claim"]) == 0
+    assert run(["up"]) == 0
+    project = Project.load()
+    handle = project.current_handle()
+    objects = k8s_objects(project.variables(handle), handle)
+    memo = world.root / ".devslice" / "config-hash.json"
+    assert stat.S_IMODE(memo.stat().st_mode) == 0o600
+    assert json.loads(memo.read_text())["hash"] == slice_config_hash(objects)
+
+    def with_secret(value: str) -> list[dict[str, Any]]:
+        secret = {"kind": "Secret", "metadata": {"name": "s"}, "stringData": {"KEY": value}}
+        return [o for o in objects if o["kind"] != "Secret"] + [
+            {**o, "stringData": {**o.get("stringData", {}), "KEY": value}}
+            for o in objects if o["kind"] == "Secret"] or [secret]
+
+    first = with_secret("first-s3cret")
+    assert str(SealedConfigHash(first, memo=memo)) == slice_config_hash(first)
+    kept = json.loads(memo.read_text())
+    assert "first-s3cret" not in memo.read_text()
+    # the kept hash is what a matching HMAC gives (seen by marking it) ...
+    memo.write_text(json.dumps({**kept, "hash": "marked"}))
+    assert str(SealedConfigHash(first, memo=memo)) == "marked"
+    # ... and a changed secret or setting does not match: scrypt runs and the memo follows
+    changed = with_secret("second-s3cret")
+    assert slice_config_hash(changed) != slice_config_hash(first)
+    assert str(SealedConfigHash(changed, memo=memo)) == slice_config_hash(changed)
+    assert json.loads(memo.read_text())["key"] == kept["key"]  # the same key
+    assert "second-s3cret" not in memo.read_text()
+    plain = [{**o, "data": {**o.get("data", {}), "EXTRA": "1"}} if o["kind"] == "ConfigMap"
+             else o for o in changed]
+    assert slice_config_hash(plain) != slice_config_hash(changed)
+    assert str(SealedConfigHash(plain, memo=memo)) == slice_config_hash(plain)
+    # a memo that cannot be read is no error
+    memo.write_text("{not json")
+    assert str(SealedConfigHash(objects, memo=memo)) == slice_config_hash(objects)
+
+
 def test_a_first_up_searches_the_prune_kinds_once_for_every_layer(world: World) -> None:
     """Issue 17: with no inventory yet, kubectl's prune allowlist is searched once per command
     and shared by the layers (a layer's objects are made only by its own apply, which records
@@ -466,7 +514,9 @@ devslice.cli.main(sys.argv[1:])
 # JSON, and the config's YAML data is kept, so no YAML is read with ruamel; the engine's
 # version and listings are read over httpx2, and a context without .dockerignore patterns is
 # hashed without the SDK's matcher, so neither the Docker SDK nor requests loads.
-NEVER_NOOP_K3D = ("ruamel.yaml", "docker", "requests", "urllib3")
+NEVER_NOOP_K3D = ("ruamel.yaml", "docker", "requests", "urllib3",
+                  # commands `up` does not run (cli.app's LazyGroup)
+                  "devslice.cli.debug", "devslice.cli.adx", "devslice.adapters.mirrord")
 
 
 def test_a_no_op_up_on_the_k3d_path_loads_no_ruamel_or_docker_sdk_and_sees_changes(

@@ -46,7 +46,55 @@ pass_state = click.make_pass_decorator(State)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+class LazyGroup(click.Group):
+    """A group whose commands named in ``lazy`` (``name: "module:attribute"``) are imported
+    only when they are looked up (click's lazy-loading pattern): a command does not pay for
+    the modules of commands it never runs (issue 17: `debug` loads mirrord's adapter and the
+    leases, ~10 ms of every `up`). Listing, ``--help``, completion and ``commands`` (which
+    loads them all) see every command."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        self._lazy = dict(lazy or {})
+        self._commands: dict[str, click.Command] = {}
+        super().__init__(*args, **kwargs)
+
+    @property  # type: ignore[override]
+    def commands(self) -> dict[str, click.Command]:
+        for name in list(self._lazy):
+            self._load(name)
+        return self._commands
+
+    @commands.setter
+    def commands(self, value: Any) -> None:
+        self._commands = dict(value or {})
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        name = name or cmd.name
+        if name is None:
+            raise TypeError("Command has no name.")
+        self._commands[name] = cmd
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self._commands, *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy:
+            self._load(cmd_name)
+        return self._commands.get(cmd_name)
+
+    def _load(self, name: str) -> None:
+        import importlib
+
+        module, attribute = self._lazy.pop(name).split(":")
+        command = getattr(importlib.import_module(module), attribute)
+        prepare = click.Group(commands={name: command})
+        attach(prepare)  # as _register does for the others
+        full_summaries(prepare)
+        self._commands[name] = command
+
+
+@click.group(context_settings=CONTEXT, cls=LazyGroup,
+             lazy={"adx": "devslice.cli.adx:adx_group", "debug": "devslice.cli.debug:debug"})
 @click.version_option(__version__, "--version", prog_name="devslice",
                       message="%(prog)s %(version)s")
 @click.option("-f", "--file", "config", metavar="PATH", envvar="DEVSLICE_CONFIG",
@@ -163,7 +211,6 @@ def doctor(state: State, fmt: str) -> None:
 
 def _register() -> None:
     # Each command module imports State and pass_state from this module, defined above.
-    from devslice.cli.adx import adx_group  # lazy: imports State
     from devslice.cli.engine import destroy, down, logs, plan, status, up  # lazy: imports State
     from devslice.cli.env import env, verify  # lazy: imports State
     from devslice.cli.ledger import ledger_group  # lazy: imports State
@@ -175,13 +222,11 @@ def _register() -> None:
     cli.add_command(ledger_group)
     cli.add_command(env)
     cli.add_command(verify)
-    cli.add_command(adx_group)
-    from devslice.cli.debug import debug  # lazy: imports State
-
-    cli.add_command(debug)
     cli.add_command(completion)
-    attach(cli)
-    full_summaries(cli)
+    # `adx` and `debug` are LazyGroup's: loaded, and prepared as these, when looked up
+    loaded = click.Group(commands=cli._commands)
+    attach(loaded)
+    full_summaries(loaded)
 
 
 _register()

@@ -346,9 +346,20 @@ def _cluster_resources(project: Project, handle: str, tools: Tools, k3d: bool,
         env.manifests, base, tools.kube, handle, after=(SLICE_CONFIG_KEY,), waits_for=waits_for,
         progress=(lambda key: _reporter(progress, key)), loaded=layers, images=refs,
         namespace=namespace,
-        config_hash=SealedConfigHash(objects), cluster_may_be_absent=k3d,
+        config_hash=SealedConfigHash(objects, memo=_config_hash_memo(base)),
+        cluster_may_be_absent=k3d,
         force=force_conflicts)
     return out
+
+
+# The last sealed config hash, kept beside the state when the checkout has a `.devslice/`
+# (as config/load.py keeps the config's data), so a no-op skips scrypt (issue 17).
+CONFIG_HASH_MEMO = "config-hash.json"
+
+
+def _config_hash_memo(base: Path) -> Path | None:
+    folder = base / ".devslice"
+    return folder / CONFIG_HASH_MEMO if folder.is_dir() else None
 
 
 def _kube_images(project: Project, tools: Tools) -> tuple[list[Resource], dict[str, str]]:

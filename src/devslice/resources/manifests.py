@@ -22,6 +22,7 @@ read, never in ``plan``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import json
@@ -168,6 +169,19 @@ def content_hash(obj: Any) -> str:
                           ).hexdigest()[:16]
 
 
+def _config_parts(objects: Iterable[Mapping[str, Any]]
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The slice's ConfigMap data and Secret values (data and stringData) among ``objects``."""
+    plain: dict[str, Any] = {}
+    secret: dict[str, Any] = {}
+    for obj in objects:
+        if obj.get("kind") == "ConfigMap":
+            plain = dict(obj.get("data") or {})
+        elif obj.get("kind") == "Secret":
+            secret = {**(obj.get("data") or {}), **(obj.get("stringData") or {})}
+    return plain, secret
+
+
 def slice_config_hash(objects: Iterable[Mapping[str, Any]]) -> str:
     """A digest of the slice's ConfigMap and Secret for pod templates, so a changed contract
     rolls the workloads (envFrom is read only when a container starts).
@@ -175,12 +189,7 @@ def slice_config_hash(objects: Iterable[Mapping[str, Any]]) -> str:
     Pod templates are readable by more people than Secrets, so secret values go through scrypt
     rather than a bare sha256 that would make weak secrets easy to guess.
     """
-    plain, secret = {}, {}
-    for obj in objects:
-        if obj.get("kind") == "ConfigMap":
-            plain = dict(obj.get("data") or {})
-        elif obj.get("kind") == "Secret":
-            secret = {**(obj.get("data") or {}), **(obj.get("stringData") or {})}
+    plain, secret = _config_parts(objects)
     blob = json.dumps(secret, sort_keys=True).encode()
     sealed = hashlib.scrypt(blob, salt=b"devslice/config-hash", n=2**14, r=8, p=1, dklen=16)
     return content_hash({"data": plain, "secret": sealed.hex()})
@@ -188,20 +197,64 @@ def slice_config_hash(objects: Iterable[Mapping[str, Any]]) -> str:
 
 class SealedConfigHash:
     """:func:`slice_config_hash` of ``objects``, computed once, on first use: scrypt takes
-    ~25 ms, so the manifest layers compute it in ``read`` on the executor's facts threads,
-    beside the other reads, instead of every command paying it before its first step
-    (issue 17). ``str()`` gives the hash."""
+    ~25 ms alone (40-60 ms at load), so the manifest layers compute it in ``read`` on the
+    executor's facts threads, beside the other reads, instead of every command paying it
+    before its first step (issue 17). ``str()`` gives the hash.
 
-    def __init__(self, objects: Iterable[Mapping[str, Any]]) -> None:
+    With ``memo`` (a file in the checkout's ``.devslice/``), the last hash is kept there,
+    keyed by an HMAC-SHA256 of the secret values under a random key made on first use and kept
+    in the same file, mode 0600 (:func:`devslice.files.write_atomic`): a no-op whose secrets
+    did not change skips scrypt. What the memo protects against is unchanged: the pod template
+    (readable by more people) still carries only the scrypt-sealed hash. The memo's HMAC is a
+    fast check of a guess only for whoever can read the file, that is the developer's own
+    account, which can read the secret values themselves (``devslice env``, the kept state);
+    without the key, the HMAC tells nothing. A memo that cannot be read or written is no
+    error: scrypt runs, as without one.
+    """
+
+    def __init__(self, objects: Iterable[Mapping[str, Any]], memo: Path | None = None) -> None:
         self._objects = list(objects)
+        self._memo = memo
         self._lock = threading.Lock()  # the layers read at once: scrypt runs once
         self._value: str | None = None
 
     def __str__(self) -> str:
         with self._lock:
             if self._value is None:
-                self._value = slice_config_hash(self._objects)
+                self._value = (slice_config_hash(self._objects) if self._memo is None
+                               else _memo_config_hash(self._objects, self._memo))
             return self._value
+
+
+_MEMO_FORMAT = 1
+
+
+def _memo_config_hash(objects: list[Mapping[str, Any]], memo: Path) -> str:
+    import hmac
+    import os
+
+    from devslice import __version__
+    from devslice.files import write_atomic
+
+    plain, secret = _config_parts(objects)
+    try:
+        kept = json.loads(memo.read_text(encoding="utf-8"))
+        key = bytes.fromhex(kept["key"]) if kept.get("format") == _MEMO_FORMAT else b""
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        kept, key = {}, b""
+    if len(key) < 32:
+        key, kept = os.urandom(32), {}
+    mac = hmac.new(key, json.dumps({"data": plain, "secret": secret, "version": __version__},
+                                   sort_keys=True).encode(),
+                   hashlib.sha256).hexdigest()
+    value = kept.get("hash")
+    if isinstance(value, str) and hmac.compare_digest(str(kept.get("hmac", "")), mac):
+        return value
+    value = slice_config_hash(objects)
+    with contextlib.suppress(OSError):  # 0600 from creation: the key is never others'
+        write_atomic(memo, json.dumps({"format": _MEMO_FORMAT, "key": key.hex(), "hmac": mac,
+                                       "hash": value}))
+    return value
 
 
 def image_repository(ref: str) -> str:
