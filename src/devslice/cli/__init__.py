@@ -28,4 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     atexit.register(gc.freeze)
     from devslice.cli.app import run  # lazy: click, pydantic and rich: past the fast path
 
+    # What the command's start-up loaded lives to its end: frozen, the full collections the
+    # rest of its imports trigger no longer walk it (19-25 ms of a k3d no-op `up`; issue 17).
+    gc.freeze()
     sys.exit(run(args))
