@@ -83,7 +83,7 @@ class LazyGroup(click.Group):
         return self._commands.get(cmd_name)
 
     def _load(self, name: str) -> None:
-        import importlib
+        import importlib  # lazy: only when a lazy command is looked up
 
         module, attribute = self._lazy.pop(name).split(":")
         command = getattr(importlib.import_module(module), attribute)

@@ -230,11 +230,11 @@ _MEMO_FORMAT = 1
 
 
 def _memo_config_hash(objects: list[Mapping[str, Any]], memo: Path) -> str:
-    import hmac
-    import os
+    import hmac  # lazy: only for the kept hash
+    import os  # lazy: as hmac
 
-    from devslice import __version__
-    from devslice.files import write_atomic
+    from devslice import __version__  # lazy: devslice/__init__ is loaded already
+    from devslice.files import write_atomic  # lazy: only for the kept hash
 
     plain, secret = _config_parts(objects)
     try:
