@@ -30,6 +30,7 @@ from devslice.local.state import (
     alive,
     busy,
     locked,
+    poll_delays,
     process_start,
     read_json,
     write_json,
@@ -285,6 +286,7 @@ def _crash_looping(service: dict[str, Any]) -> bool:
 
 def wait_ready(directory: Path, names: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
+    delays = poll_delays(time.monotonic)
     while time.monotonic() < deadline:
         state = read_json(directory / STATE) or {}
         services = state.get("services") or {}
@@ -299,7 +301,7 @@ def wait_ready(directory: Path, names: list[str], timeout: float) -> None:
                                 f"({services[bad[0]].get('detail') or 'it keeps crashing'}):\n"
                                 + "\n".join(tail(directory, bad[0], 10)),
                                 hint=f"`devslice logs {bad[0]}`; the others keep running")
-        time.sleep(0.02)
+        time.sleep(next(delays))
     raise CommandFailed(f"the services were not ready after {timeout:.0f}s",
                         hint="`devslice status` and `devslice logs` show where they are")
 

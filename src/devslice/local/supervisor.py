@@ -21,7 +21,15 @@ from typing import Any
 from devslice import child_environ
 from devslice.adapters.runner import popen
 from devslice.facts.ports import port_open
-from devslice.local.state import LOGS, SPEC, STATE, process_start, read_json, write_json
+from devslice.local.state import (
+    LOGS,
+    SPEC,
+    STATE,
+    poll_delays,
+    process_start,
+    read_json,
+    write_json,
+)
 
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 MAX_BACKOFF = 10.0
@@ -93,12 +101,13 @@ class Service:
     def _await_ready(self, proc: subprocess.Popen[bytes], offset: int) -> None:
         ready = self.spec.get("ready") or {}
         deadline = time.monotonic() + float(ready.get("timeout", 60))
+        delays = poll_delays(time.monotonic)
         while time.monotonic() < deadline and proc.poll() is None and self.proc is proc:
             if self._is_ready(ready, offset):
                 self.state = "ready"
                 self.changed()  # written to state.json at once: `up` waits for it
                 return
-            time.sleep(0.02)
+            time.sleep(next(delays))
         if proc.poll() is None and self.proc is proc:
             self.state, self.detail = "unready", f"not ready after {ready.get('timeout', 60)}s"
             self.changed()
