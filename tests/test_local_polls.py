@@ -30,3 +30,19 @@ def test_first_looks_are_fast_then_back_off_to_the_slow_poll() -> None:
     assert later[-1] == SLOW_POLL  # ... to the slow look, no further
     clock.now += 3600
     assert next(delays) == SLOW_POLL
+
+
+def test_the_supervisor_starts_without_the_clis_modules() -> None:
+    """Each cold `up` starts two supervisors one after the other: what they import is on its
+    critical path (issue 17). Neither the runner's dataclasses nor the error tree."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, devslice.local.supervisor\n"
+             "print(' '.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                check=True).stdout.split())
+    assert "devslice.local.supervisor" in loaded
+    heavy = {"dataclasses", "devslice.errors", "devslice.adapters.runner", "pydantic",
+             "devslice.project", "click"}
+    assert not heavy & loaded

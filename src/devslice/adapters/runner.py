@@ -14,8 +14,9 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from devslice.adapters.spawn import popen as popen  # its own module: see there
 from devslice.errors import CommandFailed, ToolMissing
 
 
@@ -37,10 +38,6 @@ class DetachedStarter(Protocol):
                        env: Mapping[str, str] | None = None) -> int: ...
 
 
-def popen(argv: Sequence[str], **options: Any) -> subprocess.Popen[bytes]:
-    """A process the caller owns and watches (the local runtime's supervisor starts each
-    service with it): ``subprocess.Popen`` with the caller's options."""
-    return subprocess.Popen(list(argv), **options)
 
 
 class SubprocessRunner:

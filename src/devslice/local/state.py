@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from devslice.adapters.runner import SubprocessRunner
-from devslice.errors import DevsliceError, SliceBusy
 from devslice.files import write_atomic
 
 SPEC = "spec.json"  # what to run (holds the contract, secrets included: mode 0600)
@@ -77,6 +75,11 @@ def process_start(pid: int, proc: Path = Path("/proc")) -> str | None:
         except OSError:
             boot = ""
         return f"{boot}:{fields[19]}"  # starttime
+    # lazy, as SliceBusy below: the supervisor imports this module, and its start-up is on a
+    # cold `up`'s critical path (issue 17); it reads /proc and never gets here on Linux
+    from devslice.adapters.runner import SubprocessRunner
+    from devslice.errors import DevsliceError
+
     try:
         out = SubprocessRunner().run(["ps", "-o", "lstart=", "-p", str(pid)], check=False,
                                      timeout=10).stdout.strip()
@@ -148,6 +151,8 @@ def locked(directory: Path, what: str, fail_if_busy: bool = False,
                 raise
             holder = _holder(fd)
             if fail_if_busy:
+                from devslice.errors import SliceBusy  # lazy: see process_start
+
                 raise SliceBusy(f"{holder} is running",
                                 hint="wait for it to finish, or run without --fail-if-busy "
                                 "to wait for it") from None

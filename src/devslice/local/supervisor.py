@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from devslice import child_environ
-from devslice.adapters.runner import popen
+from devslice.adapters.spawn import popen
 from devslice.facts.ports import port_open
 from devslice.local.state import (
     LOGS,
