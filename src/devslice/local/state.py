@@ -75,10 +75,9 @@ def process_start(pid: int, proc: Path = Path("/proc")) -> str | None:
         except OSError:
             boot = ""
         return f"{boot}:{fields[19]}"  # starttime
-    # lazy, as SliceBusy below: the supervisor imports this module, and its start-up is on a
-    # cold `up`'s critical path (issue 17); it reads /proc and never gets here on Linux
-    from devslice.adapters.runner import SubprocessRunner
-    from devslice.errors import DevsliceError
+    # Linux reads /proc above and never gets here
+    from devslice.adapters.runner import SubprocessRunner  # lazy: the supervisor's start-up
+    from devslice.errors import DevsliceError  # lazy: the supervisor's start-up (issue 17)
 
     try:
         out = SubprocessRunner().run(["ps", "-o", "lstart=", "-p", str(pid)], check=False,
@@ -151,7 +150,7 @@ def locked(directory: Path, what: str, fail_if_busy: bool = False,
                 raise
             holder = _holder(fd)
             if fail_if_busy:
-                from devslice.errors import SliceBusy  # lazy: see process_start
+                from devslice.errors import SliceBusy  # lazy: the supervisor's start-up (issue 17)
 
                 raise SliceBusy(f"{holder} is running",
                                 hint="wait for it to finish, or run without --fail-if-busy "
