@@ -165,3 +165,28 @@ def fresh_venv(folder: Path, *requirements: str, wheels: Wheels) -> Path:
                     "--find-links", str(wheels.folder), *requirements],
                    check=True, env=clean, cwd=folder)
     return folder / "bin"
+
+
+def write_azurite_slice_config(root: Path, blob_port: int, queue_port: int, suffix: int,
+                               runtime: str | None = None) -> Path:
+    """A devslice.yaml on embedded defaults whose storage is the Azurite at ``blob_port`` and
+    ``queue_port``, with a container and a queue named after ``suffix`` (unique per test, as
+    the tests share one Azurite) and one service."""
+    cluster = f"cluster: {{runtime: {runtime}}}\n" if runtime else ""
+    path = root / "devslice.yaml"
+    path.write_text(f"""\
+apiVersion: devslice.dev/v1alpha1
+kind: Environment
+team: company1
+eventHubs: {{mode: embedded, eventHubs: [orders]}}
+storage:
+  mode: embedded
+  blobEndpointTemplate: "http://127.0.0.1:{blob_port}/{{account}}"
+  queueEndpointTemplate: "http://127.0.0.1:{queue_port}/{{account}}"
+names:
+  invoices: {{template: "inv{suffix}{{slice}}", rule: container}}
+  jobs: {{template: "jobs{suffix}{{slice}}", rule: queue}}
+{cluster}services:
+  - {{name: billing, run: "python -c pass"}}
+""")
+    return path

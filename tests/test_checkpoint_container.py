@@ -12,6 +12,7 @@ from devslice.embedded import EmbeddedHub, EmbeddedProducerClient
 from devslice.sdk.context import SliceContext
 from devslice.sdk.eventhubs import SliceConsumer, checkpoint_store_for
 from devslice.testing import Azurite
+from tests.helpers import write_azurite_slice_config
 
 
 @pytest.mark.azurite
@@ -70,21 +71,7 @@ def test_up_creates_the_slices_containers_in_azurite_before_its_services(
     from devslice.project import Project
 
     suffix = time.monotonic_ns() % 10**8
-    (tmp_path / "devslice.yaml").write_text(f"""\
-apiVersion: devslice.dev/v1alpha1
-kind: Environment
-team: company1
-eventHubs: {{mode: embedded, eventHubs: [orders]}}
-storage:
-  mode: embedded
-  blobEndpointTemplate: "http://127.0.0.1:{azurite.blob_port}/{{account}}"
-  queueEndpointTemplate: "http://127.0.0.1:{azurite.queue_port}/{{account}}"
-names:
-  invoices: {{template: "inv{suffix}{{slice}}", rule: container}}
-  jobs: {{template: "jobs{suffix}{{slice}}", rule: queue}}
-services:
-  - {{name: billing, run: "python -c pass"}}
-""")
+    write_azurite_slice_config(tmp_path, azurite.blob_port, azurite.queue_port, suffix)
     project = Project.load(tmp_path / "devslice.yaml")
     project.claim("ab", owner="ann.b@example.com")
     resources = build(project, "ab", Tools(None, None, None, None), "local")  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from devslice.testing import Azurite
-from tests.helpers import free_port
+from tests.helpers import free_port, write_azurite_slice_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,22 +44,7 @@ devslice.cli.main(sys.argv[1:])
 
 
 def _config(root: Path, azurite: Azurite, suffix: int) -> None:
-    (root / "devslice.yaml").write_text(f"""\
-apiVersion: devslice.dev/v1alpha1
-kind: Environment
-team: company1
-eventHubs: {{mode: embedded, eventHubs: [orders]}}
-storage:
-  mode: embedded
-  blobEndpointTemplate: "http://127.0.0.1:{azurite.blob_port}/{{account}}"
-  queueEndpointTemplate: "http://127.0.0.1:{azurite.queue_port}/{{account}}"
-names:
-  invoices: {{template: "inv{suffix}{{slice}}", rule: container}}
-  jobs: {{template: "jobs{suffix}{{slice}}", rule: queue}}
-cluster: {{runtime: local}}
-services:
-  - {{name: billing, run: "python -c pass"}}
-""")
+    write_azurite_slice_config(root, azurite.blob_port, azurite.queue_port, suffix, "local")
 
 
 def _resource(root: Path, azurite: Azurite) -> object:
