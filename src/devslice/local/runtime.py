@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from devslice import services
 from devslice.adapters.runner import SubprocessRunner
-from devslice.errors import CommandFailed, ConfigError, ConfigIssue
+from devslice.errors import CommandFailed, ConfigError, ConfigIssue, DevsliceError
 from devslice.facts.ports import free_ports, port_open
 from devslice.local.state import (
+    GO,
     LOGS,
     SPEC,
     STATE,
@@ -220,6 +221,9 @@ class LocalRuntimeResource:
             changed = sorted({s.name for s in specs} ^ old) or [names]
             return [Action(self.key, "restart", f"the services changed ({', '.join(changed)})",
                            calls, lambda: self._restart(specs, desired))]
+        if state["supervisor"].get("held"):
+            return [Action(self.key, "start", f"run {names} as local processes", calls,
+                           lambda: self._release(specs, desired))]
         broken = _unhealthy(state)
         if broken:
             return [Action(self.key, "restart", f"not healthy: {', '.join(broken)}", calls,
@@ -250,7 +254,9 @@ class LocalRuntimeResource:
         stop(self.directory)
         self._start(specs, desired)
 
-    def _start(self, specs: list[ServiceSpec], desired: str) -> None:
+    def _start(self, specs: list[ServiceSpec], desired: str, held: bool = False) -> None:
+        """Start the supervisor and wait for its services; ``held``: it starts them only when
+        released (:meth:`_release`), and this returns once it runs."""
         stop(self.directory)  # processes a killed supervisor left behind, if any
         for s in specs:
             port = s.ready.get("port")
@@ -261,15 +267,71 @@ class LocalRuntimeResource:
                     "the port in devslice.yaml")
         write_json(self.directory / SPEC, {"hash": desired, "services": [
             {"name": s.name, "argv": s.argv, "cwd": s.cwd, "env": s.env, "ready": s.ready}
-            for s in specs]}, private=True)
+            for s in specs], **({"hold": {"parent": os.getpid()}} if held else {})},
+            private=True)
         (self.directory / STATE).unlink(missing_ok=True)
+        if held:
+            (self.directory / GO).unlink(missing_ok=True)
+            os.mkfifo(self.directory / GO, 0o600)
         # A new session: the supervisor outlives this CLI (and a Ctrl-C in its terminal).
         self.runner.start_detached([sys.executable, "-m", MARKER, str(self.directory)],
                                    log=self.directory / "supervisor.log")
-        wait_ready(self.directory, [s.name for s in specs],
-                   max((float(s.ready.get("timeout", 0)) for s in specs), default=0) + 10)
-        if self.shared:
-            services.after_start(self.project, specs, self.runner)
+        if held:
+            return
+        early = self._start_slice_early() if self.shared else None
+        try:
+            _wait_for(self.directory, specs)
+            if self.shared:
+                services.after_start(self.project, specs, self.runner)
+        except BaseException:
+            if early is not None:
+                stop(early)
+            raise
+
+    def _start_slice_early(self) -> Path | None:
+        """While the emulators start, the slice's supervisor too, held: it imports and waits
+        for `up` to release it once the emulators are ready and the slice's containers exist
+        (issue 17). It stops by itself if this process ends first (a failed `up`). Nothing
+        when the slice runs, is busy, or cannot start now: its own step then does as always."""
+        own = LocalRuntimeResource(self.project, self.handle, runner=self.runner)
+        directory = own.directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            if busy(directory) or running(directory) is not None or orphans(directory):
+                return None
+            specs = own.specs()
+            if not specs:
+                return None
+            with locked(directory, f"devslice up of slice {self.handle}", fail_if_busy=True):
+                own._start(specs, spec_hash(specs), held=True)
+        except (DevsliceError, OSError):
+            return None
+        return directory
+
+    def _release(self, specs: list[ServiceSpec], desired: str) -> None:
+        """Tell a held supervisor to start its services, and wait for them; one that is gone
+        (or never opened its FIFO) is replaced by a new one."""
+        deadline = time.monotonic() + 10
+        delays = poll_delays(time.monotonic)
+        fd = None
+        while fd is None and time.monotonic() < deadline and running(self.directory):
+            try:
+                fd = os.open(self.directory / GO, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: not opened for reading yet
+                time.sleep(next(delays))
+        if fd is None:
+            self._restart(specs, desired)
+            return
+        try:
+            os.write(fd, b"go")
+        finally:
+            os.close(fd)
+        _wait_for(self.directory, specs)
+
+
+def _wait_for(directory: Path, specs: list[ServiceSpec]) -> None:
+    wait_ready(directory, [s.name for s in specs],
+               max((float(s.ready.get("timeout", 0)) for s in specs), default=0) + 10)
 
 
 def _unhealthy(state: dict[str, Any]) -> list[str]:

@@ -19,6 +19,7 @@ from devslice.files import write_atomic
 SPEC = "spec.json"  # what to run (holds the contract, secrets included: mode 0600)
 STATE = "state.json"  # what runs: pids, process groups, their start times, states
 LOGS = "logs"
+GO = "go"  # a FIFO: a held supervisor starts its services when `up` writes to it
 LOCK = "lock"  # flock'ed by the `up` or `down` that acts on the folder; holds who that is
 FAST_POLL = 0.005  # seconds between the first looks for a starting process (issue 17)
 FAST_FOR = 3.0  # seconds of looking that often; most services are ready well before

@@ -22,6 +22,7 @@ from devslice import child_environ
 from devslice.adapters.spawn import popen
 from devslice.facts.ports import port_open
 from devslice.local.state import (
+    GO,
     LOGS,
     SPEC,
     STATE,
@@ -174,6 +175,35 @@ def stop_all(services: list[Service], grace: float = GRACE) -> None:
         s.stop(deadline)
 
 
+def await_go(base: Path, go: int, parent: int, woken: int, stopping: threading.Event) -> bool:
+    """A held supervisor waits, its imports done, for `up` to write to the ``go`` FIFO (open
+    as ``go``; closed here) once the emulators are ready and the slice's containers exist
+    (issue 17): True then; False if it is stopped or ``parent`` (that `up`) ends first."""
+    try:
+        pidfd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os.close(go)
+        return False
+    try:
+        while not stopping.is_set():
+            with contextlib.suppress(InterruptedError):
+                ready, _, _ = select.select([go, pidfd, woken], [], [], IDLE_LOOK)
+                if go in ready:
+                    if os.read(go, 16):
+                        return True
+                    os.close(go)  # a writer closed without a word: wait for the next one
+                    go = os.open(base / GO, os.O_RDONLY | os.O_NONBLOCK)
+                if pidfd in ready:
+                    return False
+                if woken in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(woken, 4096)
+        return False
+    finally:
+        os.close(go)
+        os.close(pidfd)
+
+
 def main(directory: str) -> None:
     base = Path(directory)
     spec = read_json(base / SPEC)
@@ -209,6 +239,19 @@ def main(directory: str) -> None:
             write_json(base / STATE, state)
             written = state
 
+    hold = spec.get("hold")
+    if hold:
+        for s in services:
+            s.state = "held"
+        # the FIFO is open before the state says held: `up` writes to it once it reads that
+        go = os.open(base / GO, os.O_RDONLY | os.O_NONBLOCK)
+        write_json(base / STATE, {"supervisor": {**me, "held": True},
+                                  "services": {s.name: s.record() for s in services}})
+        if not await_go(base, go, int(hold["parent"]), woken, stopping):
+            for s in services:
+                s.state = "stopped"
+            save(False)
+            return
     for s in services:
         s.start()
     save(True)
