@@ -293,6 +293,8 @@ class LocalRuntimeResource:
         for `up` to release it once the emulators are ready and the slice's containers exist
         (issue 17). It stops by itself if this process ends first (a failed `up`). Nothing
         when the slice runs, is busy, or cannot start now: its own step then does as always."""
+        if not hasattr(os, "pidfd_open"):  # Linux 5.3+: how a held supervisor watches `up`
+            return None
         own = LocalRuntimeResource(self.project, self.handle, runner=self.runner)
         directory = own.directory
         try:
