@@ -234,6 +234,14 @@ class NodeListing:
     clusters: list[ClusterFact]
     registries: list[RegistryFact]
 
+    def cluster(self, name: str) -> ClusterFact | None:
+        return next((c for c in self.clusters if c.name == name), None)
+
+    def registry(self, name: str) -> RegistryFact | None:
+        """Registry ``name`` as devslice's config names it (k3d's container: ``k3d-NAME``)."""
+        container = registry_container(name)
+        return next((r for r in self.registries if r.name == container), None)
+
 
 def parse_node_list(done: Completed) -> NodeListing:
     """Clusters made as k3d's own ``ClusterList`` makes them from the same nodes
@@ -319,8 +327,8 @@ class K3d:
 
     def cluster_get(self, name: str) -> ClusterFact | None:
         # `k3d cluster list NAME` exits 1 for a missing cluster, which reads as a failure;
-        # listing all and picking is one call either way.
-        return next((c for c in self.cluster_list() if c.name == name), None)
+        # the node listing `up` reads gives it in one call either way.
+        return self.node_list().cluster(name)
 
     def node_list(self) -> NodeListing:
         """Clusters and registries from one ``k3d node list`` (what ``cluster list`` and
@@ -331,8 +339,7 @@ class K3d:
         return parse_registry_list(self._run(argv_for_registry_list(), timeout=60))
 
     def registry_get(self, name: str) -> RegistryFact | None:
-        container = registry_container(name)
-        return next((r for r in self.registry_list() if r.name == container), None)
+        return self.node_list().registry(name)
 
     # version gates
 

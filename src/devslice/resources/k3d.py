@@ -592,7 +592,8 @@ def destroy_actions(k3d: K3d, settings: ClusterSettings, base_dir: Path) -> list
     name = settings.name
     reg_name = settings.registry.name
     actions = []
-    if k3d.cluster_get(name) is None:
+    listing = k3d.node_list()  # the cluster and the registry from one call
+    if listing.cluster(name) is None:
         actions.append(noop("cluster", f"cluster {name} does not exist"))
     else:
         def delete_cluster() -> None:
@@ -602,7 +603,7 @@ def destroy_actions(k3d: K3d, settings: ClusterSettings, base_dir: Path) -> list
         actions.append(Action("cluster", "delete",
                               f"delete cluster {name} with its nodes, network and volumes",
                               (show(argv_for_cluster_delete(name)),), delete_cluster))
-    registry = k3d.registry_get(reg_name)
+    registry = listing.registry(reg_name)
     if registry is None:
         actions.append(noop("registry", f"registry {registry_container(reg_name)} "
                             "does not exist"))
