@@ -167,6 +167,18 @@ def fresh_venv(folder: Path, *requirements: str, wheels: Wheels) -> Path:
     return folder / "bin"
 
 
+def local_with_azurite(blob: int, queue: int) -> str:
+    """YAML to add to BASE: the local runtime, and embedded storage served by the Azurite it
+    starts on ``blob`` and ``queue``."""
+    return textwrap.dedent(f"""\
+        cluster: {{runtime: local}}
+        storage:
+          mode: embedded
+          blobEndpointTemplate: "http://127.0.0.1:{blob}/{{account}}"
+          queueEndpointTemplate: "http://127.0.0.1:{queue}/{{account}}"
+        """)
+
+
 def write_azurite_slice_config(root: Path, blob_port: int, queue_port: int, suffix: int,
                                runtime: str | None = None) -> Path:
     """A devslice.yaml on embedded defaults whose storage is the Azurite at ``blob_port`` and

@@ -15,7 +15,7 @@ import pytest
 from devslice.cli.app import run
 from devslice.local.state import GO, SPEC, STATE, read_json, write_json
 
-from .helpers import BASE, SOLO, free_ports, gone, wait_for
+from .helpers import BASE, SOLO, free_ports, gone, local_with_azurite, wait_for
 
 SERVICE = ("import pathlib, time; pathlib.Path('started').touch(); print('up', flush=True); "
            "time.sleep(60)")
@@ -86,12 +86,8 @@ def test_a_cold_up_starts_the_slices_supervisor_held_while_azurite_starts(
     as the `up` to wait for) before Azurite was ready, and released after; `down` stops
     all."""
     blob, queue = free_ports(2)
-    (workdir / "devslice.yaml").write_text(BASE + SOLO + textwrap.dedent(f"""\
-        cluster: {{runtime: local}}
-        storage:
-          mode: embedded
-          blobEndpointTemplate: "http://127.0.0.1:{blob}/{{account}}"
-          queueEndpointTemplate: "http://127.0.0.1:{queue}/{{account}}"
+    (workdir / "devslice.yaml").write_text(
+        BASE + SOLO + local_with_azurite(blob, queue) + textwrap.dedent(f"""\
         services:
           - name: svc
             run: {sys.executable} -c "{SERVICE}"

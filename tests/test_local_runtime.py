@@ -20,7 +20,7 @@ import pytest
 from devslice.cli.app import run
 from devslice.local.state import read_json
 
-from .helpers import BASE, FAKES, SOLO, free_port, free_ports, gone, wait_for
+from .helpers import BASE, FAKES, SOLO, free_port, free_ports, gone, local_with_azurite, wait_for
 
 # The sleeps inside the services' scripts below are what those fake services do (stay alive,
 # crash after a moment, ignore SIGTERM); the tests wait on readiness lines and wait_for.
@@ -509,12 +509,8 @@ def test_shared_azurite_stays_while_a_killed_supervisors_services_use_it(
     and `down` of ab, the last user, stops Azurite too."""
     blob, queue = free_ports(2)
     (workdir / "starter.py").write_text(STARTER)
-    (workdir / "devslice.yaml").write_text(BASE + textwrap.dedent(f"""\
-        cluster: {{runtime: local}}
-        storage:
-          mode: embedded
-          blobEndpointTemplate: "http://127.0.0.1:{blob}/{{account}}"
-          queueEndpointTemplate: "http://127.0.0.1:{queue}/{{account}}"
+    (workdir / "devslice.yaml").write_text(
+        BASE + local_with_azurite(blob, queue) + textwrap.dedent(f"""\
         services:
           - name: starter
             run: {sys.executable} starter.py

@@ -1,9 +1,22 @@
-"""Files devslice writes that others read while it writes them."""
+"""Files devslice reads and writes by name, and files others read while devslice writes them."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+DEFAULT_FILENAME = "devslice.yaml"  # the team's config, committed
+LOCAL_FILENAME = "devslice.local.yaml"  # the developer's own overrides beside it, not committed
+
+
+def config_above(start: Path) -> Path | None:
+    """devslice.yaml in ``start`` (resolved) or the nearest parent folder holding one."""
+    here = start.resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_FILENAME
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from devslice.adapters.spawn import detached
 from devslice.adapters.spawn import popen as popen  # its own module: see there
 from devslice.errors import CommandFailed, ToolMissing
 
@@ -76,19 +77,11 @@ class SubprocessRunner:
     def start_detached(self, argv: Sequence[str], *, log: Path,
                        env: Mapping[str, str] | None = None) -> int:
         """Start a program in a new session that outlives this one (and a Ctrl-C in its
-        terminal), stdin from /dev/null, stdout and stderr appended to ``log``; its pid.
-
-        posix_spawn rather than Popen: no Popen object is left to complain that it still
-        runs when devslice exits."""
+        terminal), stdin from /dev/null, stdout and stderr appended to ``log``; its pid."""
         exe = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0], path=self.path)
         if exe is None:
             raise ToolMissing(f"{argv[0]} is not installed (not on PATH)")
-        full_env = dict(os.environ if env is None else env)
         try:
-            return os.posix_spawn(exe, list(argv), full_env, setsid=True, file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                 0o644),
-                (os.POSIX_SPAWN_DUP2, 1, 2)])
+            return detached(exe, argv, log, os.environ if env is None else env)
         except OSError as exc:
             raise CommandFailed(f"`{' '.join(argv)}` could not start: {exc}") from exc

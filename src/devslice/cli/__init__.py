@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     if "PYDANTIC_DISABLE_PLUGINS" not in os.environ:  # read by pydantic at each model built
         os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
         os.environ[PLUGINS_OFF_MARKER] = "1"
+    if args[:1] == ["up"]:
+        from devslice.local import early  # lazy: only `up`, and before click and pydantic
+
+        # The emulators, when nothing they start from changed since the last `up`, begin
+        # now, while this command loads and plans; its plan checks them (issue 17).
+        early.start(args)
     # Registered first, so it runs last: the collections Python makes while it shuts down
     # would walk every object of the ~600 modules a command loads only to find them alive
     # until the end (~45 ms of `up`; issue 17). Finalizers and the other exit handlers run.

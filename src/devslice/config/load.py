@@ -15,10 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from devslice.config.model import Environment, SecretRef
 from devslice.errors import ConfigError, ConfigIssue, set_locator
-from devslice.files import write_atomic
-
-DEFAULT_FILENAME = "devslice.yaml"
-LOCAL_FILENAME = "devslice.local.yaml"
+from devslice.files import DEFAULT_FILENAME, config_above, write_atomic
 
 M = TypeVar("M")
 
@@ -41,10 +38,9 @@ def find_config(explicit: str | os.PathLike[str] | None = None, start: Path | No
             )
         return path
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / DEFAULT_FILENAME
-        if candidate.is_file():
-            return candidate
+    found = config_above(here)
+    if found is not None:
+        return found
     raise ConfigError(
         [ConfigIssue(str(here / DEFAULT_FILENAME), None, None, "", "no devslice.yaml here or in "
                      "any parent folder")],

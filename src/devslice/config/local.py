@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from devslice.config.load import LOCAL_FILENAME, parse_config, read_config_text
+from devslice.config.load import parse_config, read_config_text
 from devslice.config.model import EnvMap, Model
+from devslice.files import LOCAL_FILENAME
 
 
 class LocalOverrides(Model):

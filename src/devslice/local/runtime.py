@@ -23,17 +23,21 @@ from devslice import services
 from devslice.adapters.runner import SubprocessRunner
 from devslice.errors import CommandFailed, ConfigError, ConfigIssue, DevsliceError
 from devslice.facts.ports import free_ports, port_open
+from devslice.local import early
 from devslice.local.state import (
     GO,
     LOGS,
+    MARKER,
     SPEC,
     STATE,
     alive,
     busy,
     locked,
+    orphans,
     poll_delays,
     process_start,
     read_json,
+    running,
     write_json,
 )
 from devslice.resources.plan import Action, noop
@@ -44,7 +48,6 @@ if TYPE_CHECKING:
 
 KEY = "local"
 SHARED_KEY = "local:emulators"
-MARKER = "devslice.local.supervisor"
 
 
 def shared_dir(project: Project) -> Path:
@@ -121,25 +124,6 @@ def spec_hash(specs: list[ServiceSpec]) -> str:
                                      sort_keys=True).encode()).hexdigest()[:16]
 
 
-def running(directory: Path) -> dict[str, Any] | None:
-    """The supervisor's state, if it runs (the recorded process, not a recycled pid)."""
-    state = read_json(directory / STATE)
-    sup = (state or {}).get("supervisor") or {}
-    if state and alive(sup.get("pid"), MARKER, sup.get("started")):
-        return state
-    return None
-
-
-def orphans(directory: Path) -> dict[str, int]:
-    """Services a dead supervisor left running (name: pid), checked by their start time so a
-    recycled pid is not taken for one of them."""
-    if running(directory) is not None:
-        return {}
-    state = read_json(directory / STATE) or {}
-    return {name: int(s["pid"]) for name, s in (state.get("services") or {}).items()
-            if s.get("pid") and alive(int(s["pid"]), started=s.get("started"))}
-
-
 def in_use(directory: Path) -> bool:
     """Whether the slice of ``directory`` runs anything (a supervisor, or processes a killed
     one left behind) or another `up`/`down` is acting on it now."""
@@ -180,6 +164,8 @@ class LocalRuntimeResource:
     def plan(self) -> list[Action]:
         specs = self.specs()
         state = running(self.directory)
+        if state is None and self.shared and early.pending(self.directory):
+            state = early.wait_running(self.directory)  # begun as `up` started: see early.py
         notes = [noop(self.key, note) for note in
                  (services.process_notes(self.project, specs) if self.shared else [])]
         return notes + [dataclasses.replace(a, execute=self._apply)
@@ -228,10 +214,27 @@ class LocalRuntimeResource:
         if broken:
             return [Action(self.key, "restart", f"not healthy: {', '.join(broken)}", calls,
                            lambda: self._restart(specs, desired))]
+        if self.shared:
+            begun = self._begun(specs, state, names, calls)
+            if begun is not None:
+                return [begun]
         ports = {s.name: s.ready.get("port") for s in specs}
         states = ", ".join(f"{n} {s['state']}" + (f" :{ports[n]}" if ports.get(n) else "")
                            for n, s in state["services"].items())
         return [noop(self.key, f"running: {states}")]
+
+    def _begun(self, specs: list[ServiceSpec], state: dict[str, Any], names: str,
+               calls: tuple[str, ...]) -> Action | None:
+        """Emulators running the planned spec, begun before this plan: by this `up` as it
+        started (take them over), or by another `up` (wait until they are ready)."""
+        if early.pending(self.directory):
+            return Action(self.key, "start", f"run {names} as local processes ({early.REASON})",
+                          calls, lambda: self._adopt(specs))
+        starting = [n for n, s in state["services"].items() if s["state"] == "starting"]
+        if starting:  # the slice's services need them ready
+            return Action(self.key, "wait", f"{', '.join(starting)} starting", (),
+                          lambda: _wait_for(self.directory, specs))
+        return None
 
     def _not_running(self, specs: list[ServiceSpec], desired: str, names: str,
                      calls: tuple[str, ...]) -> Action:
@@ -273,19 +276,32 @@ class LocalRuntimeResource:
         if held:
             (self.directory / GO).unlink(missing_ok=True)
             os.mkfifo(self.directory / GO, 0o600)
+        if self.shared:  # what the next `up` may start them from as it begins
+            early.remember(self.directory, self.project.config_path, desired,
+                           settled=_runtime_settled(self.project))
         # A new session: the supervisor outlives this CLI (and a Ctrl-C in its terminal).
         self.runner.start_detached([sys.executable, "-m", MARKER, str(self.directory)],
                                    log=self.directory / "supervisor.log")
-        if held:
-            return
-        early = self._start_slice_early() if self.shared else None
+        if not held:
+            self._started(specs)
+
+    def _adopt(self, specs: list[ServiceSpec]) -> None:
+        """Take over the emulators this `up` began before its plan (see early.py)."""
+        early.adopt(self.directory)
+        self._started(specs)
+
+    def _started(self, specs: list[ServiceSpec]) -> None:
+        """Wait for the services of the supervisor just started; with the emulators, start
+        the slice's supervisor held meanwhile and, once they are ready, what they need made
+        (containers, users)."""
+        slice_dir = self._start_slice_early() if self.shared else None
         try:
             _wait_for(self.directory, specs)
             if self.shared:
                 services.after_start(self.project, specs, self.runner)
         except BaseException:
-            if early is not None:
-                stop(early)
+            if slice_dir is not None:
+                stop(slice_dir)
             raise
 
     def _start_slice_early(self) -> Path | None:
@@ -329,6 +345,15 @@ class LocalRuntimeResource:
         finally:
             os.close(fd)
         _wait_for(self.directory, specs)
+
+
+def _runtime_settled(project: Project) -> bool:
+    """Whether the runtime is local by config (or DEVSLICE_RUNTIME) alone, not by what this
+    machine has now (``runtime: auto`` looks for Docker and k3d)."""
+    if os.environ.get("DEVSLICE_RUNTIME"):
+        return os.environ["DEVSLICE_RUNTIME"] == "local"
+    chosen = project.env.cluster.runtime
+    return chosen == "local" or (chosen == "auto" and bool(services.machine_only(project.env)))
 
 
 def _wait_for(directory: Path, specs: list[ServiceSpec]) -> None:

@@ -24,6 +24,7 @@ LOCK = "lock"  # flock'ed by the `up` or `down` that acts on the folder; holds w
 FAST_POLL = 0.005  # seconds between the first looks for a starting process (issue 17)
 FAST_FOR = 3.0  # seconds of looking that often; most services are ready well before
 SLOW_POLL = 0.1  # seconds between looks once a start takes longer than FAST_FOR
+MARKER = "devslice.local.supervisor"  # in a supervisor's command line: python -m MARKER DIR
 
 
 def poll_delays(clock: Callable[[], float]) -> Iterator[float]:
@@ -112,6 +113,25 @@ def alive(pid: int | None, marker: str | None = None, started: str | None = None
     if not cmdline:
         return False  # a zombie: exited, not yet reaped
     return marker in cmdline
+
+
+def running(directory: Path) -> dict[str, Any] | None:
+    """The supervisor's state, if it runs (the recorded process, not a recycled pid)."""
+    state = read_json(directory / STATE)
+    sup = (state or {}).get("supervisor") or {}
+    if state and alive(sup.get("pid"), MARKER, sup.get("started")):
+        return state
+    return None
+
+
+def orphans(directory: Path) -> dict[str, int]:
+    """Services a dead supervisor left running (name: pid), checked by their start time so a
+    recycled pid is not taken for one of them."""
+    if running(directory) is not None:
+        return {}
+    state = read_json(directory / STATE) or {}
+    return {name: int(s["pid"]) for name, s in (state.get("services") or {}).items()
+            if s.get("pid") and alive(int(s["pid"]), started=s.get("started"))}
 
 
 # flock locks belong to an open file, so a second open in this process would wait for the
