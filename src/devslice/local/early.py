@@ -58,6 +58,7 @@ WAIT_FOR_STATE = 10.0  # seconds a plan waits for an early supervisor's first st
 # those of them its plan took over.
 _started: dict[str, int] = {}
 _adopted: set[str] = set()
+_at_exit = False  # _stop_unadopted registered
 
 
 def fingerprint(config: Path, environ: Mapping[str, str]) -> str:
@@ -124,9 +125,11 @@ def start(args: Sequence[str], environ: Mapping[str, str] | None = None,
             pid = _spawn(directory)
     except Exception:  # a guess that cannot be made is no guess: the plan starts them
         return None
-    _started[str(directory.resolve())] = pid
-    if len(_started) == 1:
+    global _at_exit
+    if not _at_exit:
         atexit.register(_stop_unadopted)
+        _at_exit = True
+    _started[str(directory.resolve())] = pid
     return directory
 
 
