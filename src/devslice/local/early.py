@@ -92,7 +92,7 @@ def remember(directory: Path, config: Path, spec_hash: str, settled: bool) -> No
 
 def wanted(args: Sequence[str], environ: Mapping[str, str]) -> bool:
     """Whether the command is an `up` that may begin early: `devslice up` and its own
-    options (not --help), run with the config found from the working folder."""
+    options (not --help; `-f` before `up` names another config: no), not switched off."""
     return (bool(args) and args[0] == "up" and not {"-h", "--help"} & set(args)
             and environ.get(SWITCH, "1") != "0")
 
