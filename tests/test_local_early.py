@@ -4,6 +4,7 @@ over when right, replaced when wrong, stopped when the `up` ends without taking 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -27,27 +28,60 @@ SLEEPER = "import time; print('up', flush=True); time.sleep(60)"
 
 
 @pytest.fixture
-def kept(tmp_path: Path) -> Iterator[tuple[Path, Path, dict[str, str]]]:
+def kept(workdir: Path) -> Iterator[tuple[Path, Path, dict[str, str]]]:
     """A checkout whose last `up` started an emulator (a sleeping Python) and kept the
     guess for the next: (config, the emulators' folder, the environment it was kept with)."""
-    config = tmp_path / "devslice.yaml"
-    config.write_text(BASE)
-    directory = tmp_path / ".devslice" / "local" / "_emulators"
+    config = workdir / "devslice.yaml"
+    config.write_text(BASE + SOLO)
+    directory = workdir / ".devslice" / "local" / "_emulators"
     directory.mkdir(parents=True)
     write_json(directory / SPEC, {"hash": "h1", "services": [
-        {"name": "emu", "argv": [sys.executable, "-c", SLEEPER], "cwd": str(tmp_path),
+        {"name": "emu", "argv": [sys.executable, "-c", SLEEPER], "cwd": str(workdir),
          "env": {}, "ready": {"log": "up", "timeout": 20}}]}, private=True)
     environ = {k: v for k, v in os.environ.items() if k != early.SWITCH}
-    write_json(directory / early.EARLY, {"inputs": early.fingerprint(config, environ),
-                                         "hash": "h1"})
+    write_json(directory / early.EARLY, {
+        "inputs": early.fingerprint(config, environ), "hash": "h1",
+        "ledger": {"path": str(workdir / ".devslice" / "ledger.db"), "team": "company1",
+                   "handles": []}})
     yield config, directory, environ
+    for pid in _supervisors(directory):
+        os.kill(pid, 9)
     state = read_json(directory / STATE) or {}
-    for pid in [(state.get("supervisor") or {}).get("pid"),
-                *[s.get("pid") for s in (state.get("services") or {}).values()]]:
+    for pid in [s.get("pid") for s in (state.get("services") or {}).values()]:
         if pid and not gone(pid):
             os.kill(pid, 9)
     early._started.clear()
     early._adopted.clear()
+
+
+def _supervisors(directory: Path) -> list[int]:
+    """Every live process running a supervisor for ``directory``, whoever started it."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"devslice.local.supervisor" in cmdline and str(directory).encode() in cmdline \
+                    and not gone(int(entry.name)):
+                out.append(int(entry.name))
+    return out
+
+
+@contextlib.contextmanager
+def _lock_held(directory: Path) -> Iterator[None]:
+    """Another process holding ``directory``'s lock, as an `up` or `down` acting on it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with subprocess.Popen([sys.executable, "-c", (
+            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)"),
+            str(directory / "lock")], stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            yield
+        finally:
+            holder.kill()
 
 
 def test_only_an_up_may_begin_early() -> None:
@@ -64,7 +98,7 @@ def test_an_unchanged_checkout_begins_its_emulators_and_an_up_that_ends_without_
         kept: tuple[Path, Path, dict[str, str]]) -> None:
     config, directory, environ = kept
     assert early.start(["up"], environ, cwd=config.parent) == directory
-    state = early.wait_running(directory)
+    state = running(directory)  # recorded at once, before the supervisor writes its own
     assert state is not None and state["supervisor"]["spec"] == "h1"
     assert early.pending(directory)
     wait_for(lambda: (read_json(directory / STATE) or {})["services"]["emu"]["state"] == "ready",
@@ -79,24 +113,61 @@ def test_what_the_plan_took_over_stays_when_the_up_exits(
         kept: tuple[Path, Path, dict[str, str]]) -> None:
     config, directory, environ = kept
     assert early.start(["up"], environ, cwd=config.parent) == directory
-    assert early.wait_running(directory) is not None
     early.adopt(directory)
     assert not early.pending(directory)
     early._stop_unadopted()
     assert running(directory) is not None
 
 
-@pytest.mark.parametrize("change", ["config", "local file", "variable", "spec", "held",
-                                    "switch off", "no guess kept"])
+def test_what_another_slice_uses_is_left_running_at_exit(
+        kept: tuple[Path, Path, dict[str, str]]) -> None:
+    """Slice cd's `up` found them starting and waits for them: a failed `up` of ab must not
+    stop them under it."""
+    config, directory, environ = kept
+    assert early.start(["up"], environ, cwd=config.parent) == directory
+    with _lock_held(directory.parent / "cd"):
+        early._stop_unadopted()
+    assert running(directory) is not None
+
+
+def test_two_ups_at_once_begin_one_supervisor(kept: tuple[Path, Path, dict[str, str]]) -> None:
+    """The first records its supervisor as running before it lets go of the folder's lock,
+    so the second, a moment later, finds it (not a second Azurite on the same ports)."""
+    config, directory, environ = kept
+    assert early.start(["up"], environ, cwd=config.parent) == directory
+    assert early.start(["up"], environ, cwd=config.parent) is None
+    assert len(_supervisors(directory)) == 1
+
+
+def test_a_down_while_the_guess_waits_for_its_plan_leaves_nothing(
+        kept: tuple[Path, Path, dict[str, str]]) -> None:
+    from devslice.local.runtime import stop
+
+    config, directory, environ = kept
+    assert early.start(["up"], environ, cwd=config.parent) == directory
+    stop(directory)  # `down` of the last slice: it sees the supervisor recorded, and stops it
+    assert not early.pending(directory)
+    early._stop_unadopted()
+    assert _supervisors(directory) == []
+    assert running(directory) is None
+
+
+@pytest.mark.parametrize("change", ["config", "local file", "variable", "runtime variable",
+                                    "PATH", "spec", "held", "switch off", "no guess kept",
+                                    "a slice claimed", "no ledger kept"])
 def test_nothing_begins_when_what_the_emulators_start_from_changed(
         kept: tuple[Path, Path, dict[str, str]], change: str) -> None:
     config, directory, environ = kept
     if change == "config":
-        config.write_text(BASE + "# a comment is a change too\n")
+        config.write_text(BASE + SOLO + "# a comment is a change too\n")
     elif change == "local file":
         (config.parent / "devslice.local.yaml").write_text("slice: ab\n")
     elif change == "variable":
         environ = {**environ, "AZURITE_BIN": "/elsewhere/azurite"}
+    elif change == "runtime variable":
+        environ = {**environ, "DEVSLICE_RUNTIME": "k3d"}
+    elif change == "PATH":
+        environ = {**environ, "PATH": "/elsewhere:" + environ.get("PATH", "")}
     elif change == "spec":  # a spec written since, by something other than `up`'s start
         spec = read_json(directory / SPEC)
         write_json(directory / SPEC, {**spec, "hash": "h2"})
@@ -105,10 +176,54 @@ def test_nothing_begins_when_what_the_emulators_start_from_changed(
         write_json(directory / SPEC, {**spec, "hold": {"parent": os.getpid()}})
     elif change == "switch off":
         environ = {**environ, early.SWITCH: "0"}
-    else:
+    elif change == "no guess kept":
         (directory / early.EARLY).unlink()
+    elif change == "a slice claimed":  # Azurite's accounts follow the ledger's slices
+        from devslice.cli.app import run
+
+        assert run(["slice", "claim"]) == 0
+    else:  # the last `up` kept none: a ledger elsewhere, or the runtime chosen by the machine
+        early.remember(directory, config, "h1", None)
+        assert not (directory / early.EARLY).exists()
     assert early.start(["up"], environ, cwd=config.parent) is None
     assert read_json(directory / STATE) is None  # no supervisor was started
+
+
+def test_the_runtime_chosen_by_the_machine_keeps_no_guess(
+        kept: tuple[Path, Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    from devslice.local.runtime import _early_ledger
+    from devslice.project import Project
+
+    config, _, _ = kept
+    monkeypatch.delenv("DEVSLICE_RUNTIME", raising=False)
+    config.write_text(BASE + SOLO + "cluster: {runtime: auto}\nstorage: {mode: emulator}\n"
+                      "eventHubs: {mode: shared, namespaces: [{name: company1-ehns1}]}\n")
+    assert _early_ledger(Project.load(str(config))) is None  # Docker and k3d looked for
+    config.write_text(BASE + SOLO + "cluster: {runtime: local}\n")
+    assert _early_ledger(Project.load(str(config))) is not None
+
+
+def test_nothing_begins_beside_another_up_an_orphan_or_when_the_start_fails(
+        kept: tuple[Path, Path, dict[str, str]]) -> None:
+    from devslice.local.state import process_start
+
+    config, directory, environ = kept
+    with _lock_held(directory):  # another `up` or `down` acting on the emulators
+        assert early.start(["up"], environ, cwd=config.parent) is None
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as orphan:
+        try:  # a killed supervisor left its emulator running
+            write_json(directory / STATE, {"supervisor": {"pid": None, "spec": None},
+                                           "services": {"emu": {
+                                               "pid": orphan.pid, "pgid": orphan.pid,
+                                               "started": process_start(orphan.pid),
+                                               "state": "ready"}}})
+            assert early.start(["up"], environ, cwd=config.parent) is None
+        finally:
+            orphan.kill()
+    (directory / STATE).unlink()
+    (directory / "supervisor.log").mkdir()  # the supervisor's log cannot be opened
+    assert early.start(["up"], environ, cwd=config.parent) is None
+    assert _supervisors(directory) == []
 
 
 def test_nothing_begins_on_a_taken_port_or_beside_a_running_supervisor(
@@ -126,7 +241,8 @@ def test_nothing_begins_on_a_taken_port_or_beside_a_running_supervisor(
     spec["services"][0]["ready"].pop("port")
     write_json(directory / SPEC, spec)
     assert early.start(["up"], environ, cwd=config.parent) == directory
-    assert early.wait_running(directory) is not None
+    wait_for(lambda: (read_json(directory / STATE) or {})["services"]["emu"]["state"] == "ready",
+             what="the begun emulator ready")
     early._started.clear()  # another `up` now: it finds the supervisor running
     assert early.start(["up"], environ, cwd=config.parent) is None
 
@@ -192,12 +308,15 @@ def test_an_up_after_down_begins_azurite_before_its_plan_and_waits_for_it(shop: 
 
 
 @pytest.mark.azurite
-def test_an_up_after_a_config_change_plans_as_always(shop: Path) -> None:
+def test_an_up_after_a_config_change_plans_as_always_and_keeps_a_new_guess(shop: Path) -> None:
+    emulators = shop / ".devslice" / "local" / "_emulators"
+    before = read_json(emulators / early.EARLY)["inputs"]
     with open(shop / "devslice.yaml", "a") as f:
         f.write("# changed\n")
     done = _cli(shop, "up", "-o", "json")
     assert early.REASON not in done.stdout
     assert "run azurite as local processes" in done.stdout
+    assert read_json(emulators / early.EARLY)["inputs"] not in (None, before)
 
 
 @pytest.mark.azurite
@@ -210,17 +329,22 @@ def test_a_wrong_guess_is_replaced_by_what_the_plan_starts(shop: Path) -> None:
                private=True)
     write_json(emulators / early.EARLY, {**read_json(emulators / early.EARLY), "hash": "stale"})
     done = _cli(shop, "up", "-o", "json")
-    assert "the services changed" in done.stdout  # the restart's reason
-    assert read_json(emulators / STATE)["supervisor"]["spec"] == planned
+    assert "begun as `up` started, from the last `up`'s spec" in done.stdout  # the restart
+    state = read_json(emulators / STATE)
+    assert state["supervisor"]["spec"] == planned
+    assert _supervisors(emulators) == [state["supervisor"]["pid"]]  # the guess is gone
 
 
 @pytest.mark.azurite
 def test_an_up_that_fails_before_its_plan_stops_the_azurite_it_began(shop: Path) -> None:
     emulators = shop / ".devslice" / "local" / "_emulators"
-    _cli(shop, "slice", "release", "--yes")
-    done = _cli(shop, "up", check=False)
-    assert done.returncode != 0
-    state = read_json(emulators / STATE) or {}
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(shop / ".devslice" / "ledger.db")) as db, db:
+        db.execute("UPDATE slices SET doc = '{' WHERE handle = 'ab'")  # a damaged record
+    done = _cli(shop, "up", check=False)  # the slices are the same: it begins; then fails
+    assert done.returncode != 0 and "ledger" in done.stderr, done.stderr
+    # it began them (the lock's last holder says so) and stopped them as it exited
+    assert "stopping the emulators it began" in (emulators / "lock").read_text()
     assert running(emulators) is None
-    pid = ((state.get("services") or {}).get("azurite") or {}).get("pid")
-    assert pid is None or gone(pid)
+    assert _supervisors(emulators) == []

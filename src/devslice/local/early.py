@@ -6,17 +6,22 @@ its first ~200 ms loading Python, the config model and the ledger before its pla
 start them. So the `up` that starts them keeps what it started them from: the spec it wrote
 (``spec.json``) and, in ``early.json``, a fingerprint of its inputs: devslice.yaml and
 devslice.local.yaml byte for byte, the variables devslice reads (``DEVSLICE_*``,
-``AZURITE_BIN``, ``PATH``), devslice's version and the Python running it. It keeps none when
-the runtime was chosen from what the machine has (``runtime: auto`` with Docker and k3d
-looked for), since that may differ next time. A later `up` that begins with the same
-fingerprint, with the emulators' supervisor not running, no `up` or `down` acting on them and
-their ports free, starts their supervisor on that spec before it loads anything else.
+``AZURITE_BIN``, ``PATH``), devslice's version and the Python running it, and the handles of
+the slices in the SQLite ledger (Azurite's accounts follow them). It keeps none when the
+runtime was chosen from what the machine has (``runtime: auto`` with Docker and k3d looked
+for), nor with a ledger elsewhere (reading it is what beginning early saves). A later `up`
+that begins with the same fingerprint and slices, with the emulators' supervisor not
+running, no `up` or `down` acting on them and their ports free, starts their supervisor on
+that spec before it loads anything else, and records it in ``state.json`` at once, so that
+another `up` or `down` sees it running from then on.
 
 A guess that the plan checks, never trusted. The plan reads the running supervisor's spec
 hash as for any `up`: the spec it would start -> its step waits for them as if it had just
 started them, and says they began early; another spec -> it restarts them with its own. An
-`up` that ends without taking them over (an error before its plan, another runtime chosen)
-stops them as it exits. ``DEVSLICE_EARLY_START=0`` turns it off.
+`up` that ends without taking them over (an error before its plan) stops them as it exits,
+unless another slice of the checkout uses them by then; one killed by a signal leaves them
+running, as after any `up` killed past its first step (`down` stops them).
+``DEVSLICE_EARLY_START=0`` turns it off.
 
 Standard library only, and nothing of devslice but the files the supervisor shares: it runs
 before the CLI's own imports."""
@@ -28,7 +33,6 @@ import contextlib
 import hashlib
 import os
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,17 +46,16 @@ from devslice.local.state import (
     busy,
     locked,
     orphans,
-    poll_delays,
+    process_start,
     read_json,
     running,
     write_json,
 )
 
-EARLY = "early.json"  # in the emulators' folder: {"inputs": fingerprint, "hash": spec hash}
+EARLY = "early.json"  # in the emulators' folder: {"inputs", "hash", "ledger"} (see remember)
 SWITCH = "DEVSLICE_EARLY_START"  # "0": never start before the plan
 INPUT_VARIABLES = ("AZURITE_BIN", "PATH")  # besides every DEVSLICE_*
 REASON = "begun as `up` started: nothing they start from changed since the last `up`"
-WAIT_FOR_STATE = 10.0  # seconds a plan waits for an early supervisor's first state
 
 # The emulators' folders this process started a supervisor in (resolved path: its pid), and
 # those of them its plan took over.
@@ -68,7 +71,7 @@ def fingerprint(config: Path, environ: Mapping[str, str]) -> str:
     digest = hashlib.sha256()
     for part in (__version__, sys.executable, str(config.resolve())):
         digest.update(part.encode() + b"\0")
-    for path in (config, config.parent / LOCAL_FILENAME):
+    for path in (config, config.resolve().parent / LOCAL_FILENAME):
         try:
             digest.update(path.read_bytes())
         except FileNotFoundError:
@@ -80,14 +83,20 @@ def fingerprint(config: Path, environ: Mapping[str, str]) -> str:
     return digest.hexdigest()
 
 
-def remember(directory: Path, config: Path, spec_hash: str, settled: bool) -> None:
+def remember(directory: Path, config: Path, spec_hash: str,
+             ledger: tuple[Path, str, list[str]] | None) -> None:
     """Called by the `up` that starts the emulators with spec ``spec_hash``: keep what the
-    next `up` compares (nothing when the runtime was not ``settled`` by config alone)."""
+    next `up` compares. ``ledger``: the SQLite ledger's file, the team and the handles of its
+    slices as the spec was made; None keeps nothing (the runtime was not chosen by config
+    alone, or the ledger is not a file here)."""
     path = directory / EARLY
-    if not settled:
+    if ledger is None:
         path.unlink(missing_ok=True)
         return
-    write_json(path, {"inputs": fingerprint(config, os.environ), "hash": spec_hash})
+    file, team, handles = ledger
+    write_json(path, {"inputs": fingerprint(config, os.environ), "hash": spec_hash,
+                      "ledger": {"path": str(file), "team": team, "handles": handles}},
+               private=True)
 
 
 def wanted(args: Sequence[str], environ: Mapping[str, str]) -> bool:
@@ -116,20 +125,45 @@ def start(args: Sequence[str], environ: Mapping[str, str] | None = None,
                 and kept.get("hash") == spec.get("hash") and "hold" not in spec
                 and kept.get("inputs") == fingerprint(config, environ)):
             return None
-        if busy(directory) or running(directory) is not None or orphans(directory):
+        if busy(directory) or running(directory) is not None or orphans(directory) \
+                or not _same_slices(kept.get("ledger")):
             return None
         with locked(directory, "devslice up (emulators, begun early)", fail_if_busy=True):
             if running(directory) is not None or _ports_taken(spec):
                 return None
-            (directory / STATE).unlink(missing_ok=True)
-            pid = _spawn(directory)
+            return _begin(directory, spec)
     except Exception:  # a guess that cannot be made is no guess: the plan starts them
         return None
+
+
+def _same_slices(kept: Any) -> bool:
+    """Whether the SQLite ledger holds the slices it held when the spec was made."""
+    if not isinstance(kept, dict):
+        return False
+    from devslice.ledger.sqlite import SqliteLedger  # lazy: `up` loads it next anyway
+
+    ledger = SqliteLedger(Path(kept["path"]), team=str(kept["team"]))
+    try:
+        return ledger.slice_handles() == kept.get("handles")
+    finally:
+        ledger.close()
+
+
+def _begin(directory: Path, spec: dict[str, Any]) -> Path:
+    """Start the supervisor and record it at once, as running, its services starting (it
+    writes its own state within ~50 ms): from here every `up`, `down` and `status` sees it."""
     global _at_exit
     if not _at_exit:
         atexit.register(_stop_unadopted)
         _at_exit = True
+    (directory / STATE).unlink(missing_ok=True)
+    pid = _spawn(directory)
     _started[str(directory.resolve())] = pid
+    write_json(directory / STATE, {
+        "supervisor": {"pid": pid, "spec": spec["hash"], "started": process_start(pid)},
+        "services": {s["name"]: {"pid": None, "pgid": None, "started": None,
+                                 "state": "starting", "restarts": 0, "crashes": 0,
+                                 "detail": ""} for s in spec["services"]}})
     return directory
 
 
@@ -149,39 +183,14 @@ def _spawn(directory: Path) -> int:
 
 
 def pending(directory: Path) -> bool:
-    """Whether this process began the emulators of ``directory`` and its plan has not taken
-    them over yet (and the supervisor running there is still the one it began)."""
+    """Whether this process began the emulators of ``directory``, they still run (the same
+    supervisor), and its plan has not taken them over yet."""
     key = str(directory.resolve())
     pid = _started.get(key)
     if pid is None or key in _adopted:
         return False
     state = running(directory)
-    return state is None or (state.get("supervisor") or {}).get("pid") == pid
-
-
-def wait_running(directory: Path, timeout: float = WAIT_FOR_STATE) -> dict[str, Any] | None:
-    """The state of the supervisor this process began in ``directory``, once it has written
-    it (its first look at itself, ~50 ms after the start); None if it died first."""
-    pid = _started.get(str(directory.resolve()))
-    deadline = time.monotonic() + timeout
-    delays = poll_delays(time.monotonic)
-    while time.monotonic() < deadline:
-        state = running(directory)
-        if state is not None or pid is None or _exited(pid):
-            return state
-        time.sleep(next(delays))
-    return running(directory)
-
-
-def _exited(pid: int) -> bool:
-    """Whether the supervisor this process started has ended (reaped here: it is our child).
-    Not from its command line: just after the start, while the kernel still sets up the new
-    program, /proc shows it empty, as for a process that has exited."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done == pid
+    return state is not None and (state.get("supervisor") or {}).get("pid") == pid
 
 
 def adopt(directory: Path) -> None:
@@ -190,18 +199,18 @@ def adopt(directory: Path) -> None:
 
 
 def _stop_unadopted() -> None:
-    """At exit: stop what this process began and no plan took over (still the same
-    supervisor, and no other `up` or `down` acting on the folder)."""
-    for key, pid in list(_started.items()):
+    """At exit: stop what this process began and no plan took over, if it is still the
+    supervisor running there, nobody acts on the folder, and no slice of the checkout uses
+    the emulators (a slice that runs, or whose `up` is under way)."""
+    for key in list(_started):
         directory = Path(key)
         if key in _adopted:
             continue
         with contextlib.suppress(Exception):
-            state = wait_running(directory)
-            if state is None or state["supervisor"]["pid"] != pid:
-                continue  # gone, or replaced by a plan: not this process's any more
+            # lazy: only when a guess was not taken over
+            from devslice.local.runtime import emulators_unused, stop
+
             with locked(directory, "devslice up (stopping the emulators it began)",
                         fail_if_busy=True):
-                from devslice.local.runtime import stop  # lazy: only when a guess was wrong
-
-                stop(directory)
+                if pending(directory) and emulators_unused(directory):
+                    stop(directory)

@@ -164,8 +164,6 @@ class LocalRuntimeResource:
     def plan(self) -> list[Action]:
         specs = self.specs()
         state = running(self.directory)
-        if state is None and self.shared and early.pending(self.directory):
-            state = early.wait_running(self.directory)  # begun as `up` started: see early.py
         notes = [noop(self.key, note) for note in
                  (services.process_notes(self.project, specs) if self.shared else [])]
         return notes + [dataclasses.replace(a, execute=self._apply)
@@ -205,7 +203,10 @@ class LocalRuntimeResource:
         if state["supervisor"]["spec"] != desired:
             old = {s["name"] for s in (read_json(self.directory / SPEC) or {}).get("services", [])}
             changed = sorted({s.name for s in specs} ^ old) or [names]
-            return [Action(self.key, "restart", f"the services changed ({', '.join(changed)})",
+            guessed = "; begun as `up` started, from the last `up`'s spec" \
+                if self.shared and early.pending(self.directory) else ""
+            return [Action(self.key, "restart",
+                           f"the services changed ({', '.join(changed)}){guessed}",
                            calls, lambda: self._restart(specs, desired))]
         if state["supervisor"].get("held"):
             return [Action(self.key, "start", f"run {names} as local processes", calls,
@@ -227,9 +228,9 @@ class LocalRuntimeResource:
                calls: tuple[str, ...]) -> Action | None:
         """Emulators running the planned spec, begun before this plan: by this `up` as it
         started (take them over), or by another `up` (wait until they are ready)."""
-        if early.pending(self.directory):
+        if early.pending(self.directory):  # it runs nothing more: no calls
             return Action(self.key, "start", f"run {names} as local processes ({early.REASON})",
-                          calls, lambda: self._adopt(specs))
+                          (), lambda: self._adopt(specs))
         starting = [n for n, s in state["services"].items() if s["state"] == "starting"]
         if starting:  # the slice's services need them ready
             return Action(self.key, "wait", f"{', '.join(starting)} starting", (),
@@ -278,7 +279,7 @@ class LocalRuntimeResource:
             os.mkfifo(self.directory / GO, 0o600)
         if self.shared:  # what the next `up` may start them from as it begins
             early.remember(self.directory, self.project.config_path, desired,
-                           settled=_runtime_settled(self.project))
+                           _early_ledger(self.project))
         # A new session: the supervisor outlives this CLI (and a Ctrl-C in its terminal).
         self.runner.start_detached([sys.executable, "-m", MARKER, str(self.directory)],
                                    log=self.directory / "supervisor.log")
@@ -347,13 +348,21 @@ class LocalRuntimeResource:
         _wait_for(self.directory, specs)
 
 
-def _runtime_settled(project: Project) -> bool:
-    """Whether the runtime is local by config (or DEVSLICE_RUNTIME) alone, not by what this
-    machine has now (``runtime: auto`` looks for Docker and k3d)."""
-    if os.environ.get("DEVSLICE_RUNTIME"):
-        return os.environ["DEVSLICE_RUNTIME"] == "local"
+def _early_ledger(project: Project) -> tuple[Path, str, list[str]] | None:
+    """What the next `up` compares besides the config to begin the emulators early
+    (devslice.local.early): the SQLite ledger's slices, which the emulators' accounts follow.
+    None when that cannot be known cheaply (a ledger elsewhere) or the runtime was chosen by
+    what this machine has now (``runtime: auto`` looks for Docker and k3d), not by config
+    or DEVSLICE_RUNTIME alone."""
+    forced = os.environ.get("DEVSLICE_RUNTIME")
     chosen = project.env.cluster.runtime
-    return chosen == "local" or (chosen == "auto" and bool(services.machine_only(project.env)))
+    settled = forced == "local" if forced else (
+        chosen == "local" or (chosen == "auto" and bool(services.machine_only(project.env))))
+    ledger = project.env.ledger
+    if not settled or ledger.backend != "sqlite":
+        return None
+    return (project.base_dir / ledger.path, project.env.team,
+            [s.handle for s in project.slices()])
 
 
 def _wait_for(directory: Path, specs: list[ServiceSpec]) -> None:
@@ -407,11 +416,15 @@ def stop_slice(project: Project, handle: str, fail_if_busy: bool = False,
     shared = shared_dir(project)
     with locked(shared, f"devslice down (emulators, for slice {handle})", fail_if_busy,
                 on_wait):
-        root = shared.parent
-        users = [d for d in root.iterdir() if d.is_dir() and d != shared and in_use(d)]
-        if not users:
+        if emulators_unused(shared):
             stopped += stop(shared)
     return stopped
+
+
+def emulators_unused(shared: Path) -> bool:
+    """Whether no slice of the checkout uses the emulators of ``shared``: none runs a
+    supervisor, none has processes a killed one left, no `up` of one is under way."""
+    return not any(d.is_dir() and d != shared and in_use(d) for d in shared.parent.iterdir())
 
 
 def stop(directory: Path) -> list[int]:
@@ -429,6 +442,10 @@ def stop(directory: Path) -> list[int]:
         os.kill(pid, signal.SIGTERM)  # it stops its services, all at once, then itself
         deadline = time.monotonic() + 15
         while alive(pid, MARKER, sup.get("started")) and time.monotonic() < deadline:
+            # our own child when this `up` began it (devslice.local.early): reaped, or a
+            # zombie still shows a start time where /proc is missing (macOS: `ps`)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
             time.sleep(0.05)
     # What is left (a supervisor killed with SIGKILL leaves its children), each group checked
     # again just before it is signalled: the supervisor may have stopped it meanwhile.
