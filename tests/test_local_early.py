@@ -41,8 +41,7 @@ def kept(workdir: Path) -> Iterator[tuple[Path, Path, dict[str, str]]]:
     environ = {k: v for k, v in os.environ.items() if k != early.SWITCH}
     write_json(directory / early.EARLY, {
         "inputs": early.fingerprint(config, environ), "hash": "h1",
-        "ledger": {"path": str(workdir / ".devslice" / "ledger.db"), "team": "company1",
-                   "handles": []}})
+        "ledger": {"path": str(workdir / ".devslice" / "ledger.db"), "handles": []}})
     yield config, directory, environ
     for pid in _supervisors(directory):
         os.kill(pid, 9)
@@ -187,6 +186,29 @@ def test_nothing_begins_when_what_the_emulators_start_from_changed(
         assert not (directory / early.EARLY).exists()
     assert early.start(["up"], environ, cwd=config.parent) is None
     assert read_json(directory / STATE) is None  # no supervisor was started
+
+
+def test_the_ledgers_slices_are_read_as_the_ledger_reads_them(
+        kept: tuple[Path, Path, dict[str, str]]) -> None:
+    """early.py reads the SQLite ledger's table directly (the ledger's module loads pydantic):
+    the same handles as the ledger itself, and a file that is no ledger is no match."""
+    from devslice.cli.app import run
+    from devslice.project import Project
+
+    config, _, _ = kept
+    assert run(["slice", "claim"]) == 0
+    assert run(["slice", "claim", "cd", "--owner", "Carl Dahl"]) == 0
+    path = config.parent / ".devslice" / "ledger.db"
+    handles = [s.handle for s in Project.load(str(config)).slices()]
+    assert handles == ["ab", "cd"]
+    assert early._same_slices({"path": str(path), "handles": handles})
+    assert not early._same_slices({"path": str(path), "handles": ["ab"]})
+    assert early._same_slices({"path": str(path.with_name("none.db")), "handles": []})
+    path.with_name("other.db").write_text("not a database")
+    import sqlite3
+
+    with pytest.raises(sqlite3.DatabaseError):  # start() takes any error for "no guess"
+        early._same_slices({"path": str(path.with_name("other.db")), "handles": []})
 
 
 def test_the_runtime_chosen_by_the_machine_keeps_no_guess(

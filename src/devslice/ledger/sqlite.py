@@ -217,15 +217,6 @@ class SqliteLedger(Ledger):
             problems.append(Problem("the ledger's state", "is not a JSON object"))
         return state, problems
 
-    def slice_handles(self) -> list[str]:
-        """The handles of the slices recorded, without reading their records (what a cold
-        `up` compares before it loads the config: devslice.local.early)."""
-        with self._errors():
-            conn = self._connect(create=False)
-            if conn is None:
-                return []
-            return [h for (h,) in conn.execute("SELECT handle FROM slices ORDER BY handle")]
-
     def _load(self, conn: sqlite3.Connection) -> LedgerState:
         state, problems = self._snapshot(conn)
         if problems:

@@ -84,18 +84,18 @@ def fingerprint(config: Path, environ: Mapping[str, str]) -> str:
 
 
 def remember(directory: Path, config: Path, spec_hash: str,
-             ledger: tuple[Path, str, list[str]] | None) -> None:
+             ledger: tuple[Path, list[str]] | None) -> None:
     """Called by the `up` that starts the emulators with spec ``spec_hash``: keep what the
-    next `up` compares. ``ledger``: the SQLite ledger's file, the team and the handles of its
-    slices as the spec was made; None keeps nothing (the runtime was not chosen by config
-    alone, or the ledger is not a file here)."""
+    next `up` compares. ``ledger``: the SQLite ledger's file and the handles of its slices as
+    the spec was made; None keeps nothing (the runtime was not chosen by config alone, or the
+    ledger is not a file here)."""
     path = directory / EARLY
     if ledger is None:
         path.unlink(missing_ok=True)
         return
-    file, team, handles = ledger
+    file, handles = ledger
     write_json(path, {"inputs": fingerprint(config, os.environ), "hash": spec_hash,
-                      "ledger": {"path": str(file), "team": team, "handles": handles}},
+                      "ledger": {"path": str(file.resolve()), "handles": handles}},
                private=True)
 
 
@@ -137,16 +137,20 @@ def start(args: Sequence[str], environ: Mapping[str, str] | None = None,
 
 
 def _same_slices(kept: Any) -> bool:
-    """Whether the SQLite ledger holds the slices it held when the spec was made."""
-    if not isinstance(kept, dict):
+    """Whether the SQLite ledger holds the slices it held when the spec was made: its
+    ``slices`` table read directly, read-only (devslice.ledger.sqlite, which checks the file
+    before it trusts it, loads pydantic: ~90 ms that this look exists to save). A file that is
+    not a ledger answers differently or not at all: no guess."""
+    if not isinstance(kept, dict) or not isinstance(kept.get("handles"), list):
         return False
-    from devslice.ledger.sqlite import SqliteLedger  # lazy: `up` loads it next anyway
+    import sqlite3  # lazy: only when a guess is near
 
-    ledger = SqliteLedger(Path(kept["path"]), team=str(kept["team"]))
-    try:
-        return ledger.slice_handles() == kept.get("handles")
-    finally:
-        ledger.close()
+    path = Path(str(kept["path"]))
+    if not path.is_file():
+        return kept["handles"] == []  # no ledger yet: no slice yet
+    with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        handles = [h for (h,) in db.execute("SELECT handle FROM slices ORDER BY handle")]
+    return bool(handles == kept["handles"])
 
 
 def _begin(directory: Path, spec: dict[str, Any]) -> Path:

@@ -348,7 +348,7 @@ class LocalRuntimeResource:
         _wait_for(self.directory, specs)
 
 
-def _early_ledger(project: Project) -> tuple[Path, str, list[str]] | None:
+def _early_ledger(project: Project) -> tuple[Path, list[str]] | None:
     """What the next `up` compares besides the config to begin the emulators early
     (devslice.local.early): the SQLite ledger's slices, which the emulators' accounts follow.
     None when that cannot be known cheaply (a ledger elsewhere) or the runtime was chosen by
@@ -361,8 +361,7 @@ def _early_ledger(project: Project) -> tuple[Path, str, list[str]] | None:
     ledger = project.env.ledger
     if not settled or ledger.backend != "sqlite":
         return None
-    return (project.base_dir / ledger.path, project.env.team,
-            [s.handle for s in project.slices()])
+    return project.base_dir / ledger.path, [s.handle for s in project.slices()]
 
 
 def _wait_for(directory: Path, specs: list[ServiceSpec]) -> None:
