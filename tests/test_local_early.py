@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from devslice.local import early
-from devslice.local.state import SPEC, STATE, read_json, running, write_json
+from devslice.local.state import SPEC, STATE, read_json, running, spec_digest, write_json
 
 from .helpers import BASE, SOLO, free_ports, gone, local_with_azurite, wait_for
 
@@ -35,12 +35,13 @@ def kept(workdir: Path) -> Iterator[tuple[Path, Path, dict[str, str]]]:
     config.write_text(BASE + SOLO)
     directory = workdir / ".devslice" / "local" / "_emulators"
     directory.mkdir(parents=True)
-    write_json(directory / SPEC, {"hash": "h1", "services": [
-        {"name": "emu", "argv": [sys.executable, "-c", SLEEPER], "cwd": str(workdir),
-         "env": {}, "ready": {"log": "up", "timeout": 20}}]}, private=True)
+    services = [{"name": "emu", "argv": [sys.executable, "-c", SLEEPER], "cwd": str(workdir),
+                 "env": {}, "ready": {"log": "up", "timeout": 20}}]
+    write_json(directory / SPEC, {"hash": spec_digest(services), "services": services},
+               private=True)
     environ = {k: v for k, v in os.environ.items() if k != early.SWITCH}
     write_json(directory / early.EARLY, {
-        "inputs": early.fingerprint(config, environ), "hash": "h1",
+        "inputs": early.fingerprint(config, environ), "hash": spec_digest(services),
         "ledger": {"path": str(workdir / ".devslice" / "ledger.db"), "handles": []}})
     yield config, directory, environ
     for pid in _supervisors(directory):
@@ -98,7 +99,8 @@ def test_an_unchanged_checkout_begins_its_emulators_and_an_up_that_ends_without_
     config, directory, environ = kept
     assert early.start(["up"], environ, cwd=config.parent) == directory
     state = running(directory)  # recorded at once, before the supervisor writes its own
-    assert state is not None and state["supervisor"]["spec"] == "h1"
+    assert state is not None
+    assert state["supervisor"]["spec"] == read_json(directory / SPEC)["hash"]
     assert early.pending(directory)
     wait_for(lambda: (read_json(directory / STATE) or {})["services"]["emu"]["state"] == "ready",
              what="the begun emulator ready")
@@ -152,8 +154,8 @@ def test_a_down_while_the_guess_waits_for_its_plan_leaves_nothing(
 
 
 @pytest.mark.parametrize("change", ["config", "local file", "variable", "runtime variable",
-                                    "PATH", "spec", "held", "switch off", "no guess kept",
-                                    "a slice claimed", "no ledger kept"])
+                                    "PATH", "spec", "hand-edited spec", "held", "switch off",
+                                    "no guess kept", "a slice claimed", "no ledger kept"])
 def test_nothing_begins_when_what_the_emulators_start_from_changed(
         kept: tuple[Path, Path, dict[str, str]], change: str) -> None:
     config, directory, environ = kept
@@ -169,7 +171,12 @@ def test_nothing_begins_when_what_the_emulators_start_from_changed(
         environ = {**environ, "PATH": "/elsewhere:" + environ.get("PATH", "")}
     elif change == "spec":  # a spec written since, by something other than `up`'s start
         spec = read_json(directory / SPEC)
-        write_json(directory / SPEC, {**spec, "hash": "h2"})
+        spec["services"][0]["argv"] = [sys.executable, "-c", "pass"]
+        write_json(directory / SPEC, {**spec, "hash": spec_digest(spec["services"])})
+    elif change == "hand-edited spec":  # its argv changed, its hash not: not as `up` wrote it
+        spec = read_json(directory / SPEC)
+        spec["services"][0]["argv"] = [sys.executable, "-c", "print('not azurite')"]
+        write_json(directory / SPEC, spec)
     elif change == "held":
         spec = read_json(directory / SPEC)
         write_json(directory / SPEC, {**spec, "hold": {"parent": os.getpid()}})
@@ -182,7 +189,7 @@ def test_nothing_begins_when_what_the_emulators_start_from_changed(
 
         assert run(["slice", "claim"]) == 0
     else:  # the last `up` kept none: a ledger elsewhere, or the runtime chosen by the machine
-        early.remember(directory, config, "h1", None)
+        early.remember(directory, config, read_json(directory / SPEC)["hash"], None)
         assert not (directory / early.EARLY).exists()
     assert early.start(["up"], environ, cwd=config.parent) is None
     assert read_json(directory / STATE) is None  # no supervisor was started
@@ -343,13 +350,15 @@ def test_an_up_after_a_config_change_plans_as_always_and_keeps_a_new_guess(shop:
 
 @pytest.mark.azurite
 def test_a_wrong_guess_is_replaced_by_what_the_plan_starts(shop: Path) -> None:
-    """The kept spec no longer is what the plan would start (here: its hash, as after an
-    upgrade that changes how specs are made): begun anyway, then restarted with the plan's."""
+    """The kept spec no longer is what the plan would start (here: Azurite's accounts, as
+    when the guess missed a change): begun anyway, then restarted with the plan's."""
     emulators = shop / ".devslice" / "local" / "_emulators"
     planned = read_json(emulators / SPEC)["hash"]
-    write_json(emulators / SPEC, {**read_json(emulators / SPEC), "hash": "stale"},
-               private=True)
-    write_json(emulators / early.EARLY, {**read_json(emulators / early.EARLY), "hash": "stale"})
+    spec = read_json(emulators / SPEC)
+    spec["services"][0]["env"]["AZURITE_ACCOUNTS"] = "stale:a2V5"
+    stale = spec_digest(spec["services"])
+    write_json(emulators / SPEC, {**spec, "hash": stale}, private=True)
+    write_json(emulators / early.EARLY, {**read_json(emulators / early.EARLY), "hash": stale})
     done = _cli(shop, "up", "-o", "json")
     assert "begun as `up` started, from the last `up`'s spec" in done.stdout  # the restart
     state = read_json(emulators / STATE)

@@ -49,6 +49,7 @@ from devslice.local.state import (
     process_start,
     read_json,
     running,
+    spec_digest,
     write_json,
 )
 
@@ -123,6 +124,7 @@ def start(args: Sequence[str], environ: Mapping[str, str] | None = None,
         spec = read_json(directory / SPEC)
         if not (isinstance(kept, dict) and isinstance(spec, dict)
                 and kept.get("hash") == spec.get("hash") and "hold" not in spec
+                and spec["hash"] == spec_digest(spec["services"])  # as `up` wrote it
                 and kept.get("inputs") == fingerprint(config, environ)):
             return None
         if busy(directory) or running(directory) is not None or orphans(directory) \

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import os
 import shlex
 import signal
@@ -38,6 +36,7 @@ from devslice.local.state import (
     process_start,
     read_json,
     running,
+    spec_digest,
     write_json,
 )
 from devslice.resources.plan import Action, noop
@@ -120,8 +119,7 @@ def _emulators(project: Project) -> list[ServiceSpec]:
 
 
 def spec_hash(specs: list[ServiceSpec]) -> str:
-    return hashlib.sha256(json.dumps([s.public() for s in specs],
-                                     sort_keys=True).encode()).hexdigest()[:16]
+    return spec_digest([dataclasses.asdict(s) for s in specs])
 
 
 def in_use(directory: Path) -> bool:

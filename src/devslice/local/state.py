@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import threading
@@ -40,6 +41,16 @@ def poll_delays(clock: Callable[[], float]) -> Iterator[float]:
         if clock() >= until:
             delay = min(SLOW_POLL, delay * 2)
         yield delay
+
+
+def spec_digest(services: list[dict[str, Any]]) -> str:
+    """What identifies a supervisor's services (the entries of its ``spec.json``: name, argv,
+    cwd, env, ready), the environment's values (secrets) only through a digest: the hash a
+    plan compares with the running supervisor's."""
+    public = [{"name": s["name"], "argv": s["argv"], "cwd": s["cwd"], "ready": s["ready"],
+               "env": hashlib.sha256(json.dumps(s["env"], sort_keys=True).encode())
+               .hexdigest()[:16]} for s in services]
+    return hashlib.sha256(json.dumps(public, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def write_json(path: Path, data: Any, private: bool = False) -> None:

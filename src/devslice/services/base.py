@@ -9,8 +9,6 @@ make the variables and the contract orders and renders them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -136,12 +134,6 @@ class ProcessSpec:
     cwd: str
     env: dict[str, str]
     ready: dict[str, Any]
-
-    def public(self) -> dict[str, Any]:
-        """What identifies the spec, without the environment's values (secrets)."""
-        return {"name": self.name, "argv": self.argv, "cwd": self.cwd, "ready": self.ready,
-                "env": hashlib.sha256(json.dumps(self.env, sort_keys=True).encode())
-                .hexdigest()[:16]}
 
 
 @dataclass(frozen=True)
