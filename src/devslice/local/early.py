@@ -120,15 +120,9 @@ def start(args: Sequence[str], environ: Mapping[str, str] | None = None,
         if config is None or not config.is_file():
             return None
         directory = config.resolve().parent / ".devslice" / "local" / "_emulators"
-        kept = read_json(directory / EARLY)
-        spec = read_json(directory / SPEC)
-        if not (isinstance(kept, dict) and isinstance(spec, dict)
-                and kept.get("hash") == spec.get("hash") and "hold" not in spec
-                and spec["hash"] == spec_digest(spec["services"])  # as `up` wrote it
-                and kept.get("inputs") == fingerprint(config, environ)):
-            return None
-        if busy(directory) or running(directory) is not None or orphans(directory) \
-                or not _same_slices(kept.get("ledger")):
+        spec = _kept_spec(directory, config, environ)
+        if spec is None or busy(directory) or running(directory) is not None \
+                or orphans(directory):
             return None
         with locked(directory, "devslice up (emulators, begun early)", fail_if_busy=True):
             if running(directory) is not None or _ports_taken(spec):
@@ -136,6 +130,21 @@ def start(args: Sequence[str], environ: Mapping[str, str] | None = None,
             return _begin(directory, spec)
     except Exception:  # a guess that cannot be made is no guess: the plan starts them
         return None
+
+
+def _kept_spec(directory: Path, config: Path, environ: Mapping[str, str]
+               ) -> dict[str, Any] | None:
+    """The spec the last `up` started the emulators with, if nothing it was made from has
+    changed since (the inputs' digest, the ledger's slices) and it is as `up` wrote it."""
+    kept = read_json(directory / EARLY)
+    spec = read_json(directory / SPEC)
+    if not (isinstance(kept, dict) and isinstance(spec, dict)
+            and kept.get("hash") == spec.get("hash") and "hold" not in spec
+            and spec["hash"] == spec_digest(spec["services"])
+            and kept.get("inputs") == fingerprint(config, environ)
+            and _same_slices(kept.get("ledger"))):
+        return None
+    return spec
 
 
 def _same_slices(kept: Any) -> bool:
