@@ -120,9 +120,10 @@ def start(args: Sequence[str], environ: Mapping[str, str] | None = None,
         if config is None or not config.is_file():
             return None
         directory = config.resolve().parent / ".devslice" / "local" / "_emulators"
+        if running(directory) is not None or busy(directory) or orphans(directory):
+            return None  # first: a no-op `up` finds them running and pays nothing more
         spec = _kept_spec(directory, config, environ)
-        if spec is None or busy(directory) or running(directory) is not None \
-                or orphans(directory):
+        if spec is None:
             return None
         with locked(directory, "devslice up (emulators, begun early)", fail_if_busy=True):
             if running(directory) is not None or _ports_taken(spec):
