@@ -116,7 +116,9 @@ def up(state: State, handle: str | None, fmt: str, fail_if_busy: bool,
     Independent steps run in parallel; each re-reads the world just before it acts, so a
     second `up` on an unchanged environment changes nothing. On the local runtime one `up`
     or `down` of a slice runs at a time: a second waits for the first (and then finds
-    nothing to do), or with --fail-if-busy exits with code 75.
+    nothing to do), or with --fail-if-busy exits with code 75. There an `up` after `down`
+    begins the emulators as it starts when nothing they start from changed since the last
+    `up` (its plan checks them; DEVSLICE_EARLY_START=0 turns this off).
 
     \b
     Examples:
