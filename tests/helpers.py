@@ -167,6 +167,23 @@ def fresh_venv(folder: Path, *requirements: str, wheels: Wheels) -> Path:
     return folder / "bin"
 
 
+def supervisors(directory: Path) -> list[int]:
+    """Every live process running a local-runtime supervisor for ``directory``, whoever
+    started it (read from /proc: Linux)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"devslice.local.supervisor" in cmdline and str(directory).encode() in cmdline \
+                and not gone(int(entry.name)):
+            out.append(int(entry.name))
+    return out
+
+
 def local_with_azurite(blob: int, queue: int) -> str:
     """YAML to add to BASE: the local runtime, and embedded storage served by the Azurite it
     starts on ``blob`` and ``queue``."""

@@ -19,7 +19,7 @@ import pytest
 from devslice.local import early
 from devslice.local.state import SPEC, STATE, read_json, running, spec_digest, write_json
 
-from .helpers import BASE, SOLO, free_ports, gone, local_with_azurite, wait_for
+from .helpers import BASE, SOLO, free_ports, gone, local_with_azurite, supervisors, wait_for
 
 SLEEPER = "import time; print('up', flush=True); time.sleep(60)"
 
@@ -44,7 +44,7 @@ def kept(workdir: Path) -> Iterator[tuple[Path, Path, dict[str, str]]]:
         "inputs": early.fingerprint(config, environ), "hash": spec_digest(services),
         "ledger": {"path": str(workdir / ".devslice" / "ledger.db"), "handles": []}})
     yield config, directory, environ
-    for pid in _supervisors(directory):
+    for pid in supervisors(directory):
         os.kill(pid, 9)
     state = read_json(directory / STATE) or {}
     for pid in [s.get("pid") for s in (state.get("services") or {}).values()]:
@@ -52,21 +52,6 @@ def kept(workdir: Path) -> Iterator[tuple[Path, Path, dict[str, str]]]:
             os.kill(pid, 9)
     early._started.clear()
     early._adopted.clear()
-
-
-def _supervisors(directory: Path) -> list[int]:
-    """Every live process running a supervisor for ``directory``, whoever started it."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"devslice.local.supervisor" in cmdline and str(directory).encode() in cmdline \
-                    and not gone(int(entry.name)):
-                out.append(int(entry.name))
-    return out
 
 
 @contextlib.contextmanager
@@ -137,7 +122,7 @@ def test_two_ups_at_once_begin_one_supervisor(kept: tuple[Path, Path, dict[str, 
     config, directory, environ = kept
     assert early.start(["up"], environ, cwd=config.parent) == directory
     assert early.start(["up"], environ, cwd=config.parent) is None
-    assert len(_supervisors(directory)) == 1
+    assert len(supervisors(directory)) == 1
 
 
 def test_a_down_while_the_guess_waits_for_its_plan_leaves_nothing(
@@ -149,7 +134,7 @@ def test_a_down_while_the_guess_waits_for_its_plan_leaves_nothing(
     stop(directory)  # `down` of the last slice: it sees the supervisor recorded, and stops it
     assert not early.pending(directory)
     early._stop_unadopted()
-    assert _supervisors(directory) == []
+    assert supervisors(directory) == []
     assert running(directory) is None
 
 
@@ -252,7 +237,7 @@ def test_nothing_begins_beside_another_up_an_orphan_or_when_the_start_fails(
     (directory / STATE).unlink()
     (directory / "supervisor.log").mkdir()  # the supervisor's log cannot be opened
     assert early.start(["up"], environ, cwd=config.parent) is None
-    assert _supervisors(directory) == []
+    assert supervisors(directory) == []
 
 
 def test_nothing_begins_on_a_taken_port_or_beside_a_running_supervisor(
@@ -363,7 +348,7 @@ def test_a_wrong_guess_is_replaced_by_what_the_plan_starts(shop: Path) -> None:
     assert "begun as `up` started, from the last `up`'s spec" in done.stdout  # the restart
     state = read_json(emulators / STATE)
     assert state["supervisor"]["spec"] == planned
-    assert _supervisors(emulators) == [state["supervisor"]["pid"]]  # the guess is gone
+    assert supervisors(emulators) == [state["supervisor"]["pid"]]  # the guess is gone
 
 
 @pytest.mark.azurite
@@ -378,4 +363,4 @@ def test_an_up_that_fails_before_its_plan_stops_the_azurite_it_began(shop: Path)
     # it began them (the lock's last holder says so) and stopped them as it exited
     assert "stopping the emulators it began" in (emulators / "lock").read_text()
     assert running(emulators) is None
-    assert _supervisors(emulators) == []
+    assert supervisors(emulators) == []

@@ -20,7 +20,17 @@ import pytest
 from devslice.cli.app import run
 from devslice.local.state import read_json
 
-from .helpers import BASE, FAKES, SOLO, free_port, free_ports, gone, local_with_azurite, wait_for
+from .helpers import (
+    BASE,
+    FAKES,
+    SOLO,
+    free_port,
+    free_ports,
+    gone,
+    local_with_azurite,
+    supervisors,
+    wait_for,
+)
 
 # The sleeps inside the services' scripts below are what those fake services do (stay alive,
 # crash after a moment, ignore SIGTERM); the tests wait on readiness lines and wait_for.
@@ -363,21 +373,6 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "devslice", *args]
 
 
-def _supervisors(directory: Path) -> list[int]:
-    """Every process running a supervisor for ``directory``, whoever started it."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"devslice.local.supervisor" in cmdline and str(directory).encode() in cmdline:
-            out.append(int(entry.name))
-    return out
-
-
 @pytest.fixture
 def starter(workdir: Path) -> Iterator[Path]:
     port = free_port()
@@ -419,7 +414,7 @@ def test_three_concurrent_ups_start_one_supervisor_and_one_down_stops_all(
     assert [p.returncode for p in ups] == [0, 0, 0], [err for _, err in outs]
     changes = sorted(json.loads(out.splitlines()[-1])["changes"] for out, _ in outs)
     directory = starter / ".devslice" / "local" / "ab"
-    assert len(_supervisors(directory)) == 1
+    assert len(supervisors(directory)) == 1
     assert len((starter / "starts.txt").read_text().splitlines()) == 1  # one set of services
     assert any("waiting for devslice up of slice ab (pid" in out for out, _ in outs)
     assert changes == [0, 0, 1]  # the two that waited found nothing to do
@@ -432,7 +427,7 @@ def test_three_concurrent_ups_start_one_supervisor_and_one_down_stops_all(
     down = subprocess.run(_cli("down"), cwd=starter, capture_output=True, text=True,
                           timeout=60, check=False)
     assert down.returncode == 0, down.stderr
-    assert not _supervisors(directory)
+    assert not supervisors(directory)
     for pid in pids:
         assert gone(pid), f"process {pid} is still running after down"
 

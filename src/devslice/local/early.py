@@ -40,9 +40,9 @@ from typing import Any
 from devslice import PLUGINS_OFF_MARKER, __version__
 from devslice.files import LOCAL_FILENAME, config_above
 from devslice.local.state import (
-    MARKER,
     SPEC,
     STATE,
+    SUPERVISOR_LOG,
     busy,
     locked,
     orphans,
@@ -50,6 +50,7 @@ from devslice.local.state import (
     read_json,
     running,
     spec_digest,
+    supervisor_argv,
     write_json,
 )
 
@@ -194,8 +195,8 @@ def _spawn(directory: Path) -> int:
     """The supervisor, as the local runtime starts it (a new session, its log appended)."""
     from devslice.adapters.spawn import detached  # lazy: only when a guess is made
 
-    return detached(sys.executable, [sys.executable, "-m", MARKER, str(directory)],
-                    directory / "supervisor.log", os.environ)
+    argv = supervisor_argv(directory)
+    return detached(argv[0], argv, directory / SUPERVISOR_LOG, os.environ)
 
 
 def pending(directory: Path) -> bool:

@@ -11,7 +11,6 @@ import dataclasses
 import os
 import shlex
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from devslice.local.state import (
     MARKER,
     SPEC,
     STATE,
+    SUPERVISOR_LOG,
     alive,
     busy,
     locked,
@@ -37,6 +37,7 @@ from devslice.local.state import (
     read_json,
     running,
     spec_digest,
+    supervisor_argv,
     write_json,
 )
 from devslice.resources.plan import Action, noop
@@ -195,7 +196,7 @@ class LocalRuntimeResource:
             return [Action(self.key, "stop", "nothing to run any more", (), self._stop)]
         names = ", ".join(s.name for s in specs)
         desired = spec_hash(specs)
-        calls = (f"{sys.executable} -m {MARKER} {self.directory}",)
+        calls = (" ".join(supervisor_argv(self.directory)),)
         if state is None:
             return [self._not_running(specs, desired, names, calls)]
         if state["supervisor"]["spec"] != desired:
@@ -279,8 +280,8 @@ class LocalRuntimeResource:
             early.remember(self.directory, self.project.config_path, desired,
                            _early_ledger(self.project))
         # A new session: the supervisor outlives this CLI (and a Ctrl-C in its terminal).
-        self.runner.start_detached([sys.executable, "-m", MARKER, str(self.directory)],
-                                   log=self.directory / "supervisor.log")
+        self.runner.start_detached(supervisor_argv(self.directory),
+                                   log=self.directory / SUPERVISOR_LOG)
         if not held:
             self._started(specs)
 

@@ -9,6 +9,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ FAST_POLL = 0.005  # seconds between the first looks for a starting process (iss
 FAST_FOR = 3.0  # seconds of looking that often; most services are ready well before
 SLOW_POLL = 0.1  # seconds between looks once a start takes longer than FAST_FOR
 MARKER = "devslice.local.supervisor"  # in a supervisor's command line: python -m MARKER DIR
+SUPERVISOR_LOG = "supervisor.log"  # the supervisor's own output, in its folder
 
 
 def poll_delays(clock: Callable[[], float]) -> Iterator[float]:
@@ -41,6 +43,11 @@ def poll_delays(clock: Callable[[], float]) -> Iterator[float]:
         if clock() >= until:
             delay = min(SLOW_POLL, delay * 2)
         yield delay
+
+
+def supervisor_argv(directory: Path) -> list[str]:
+    """How the supervisor of ``directory`` is started, by a plan or as `up` begins."""
+    return [sys.executable, "-m", MARKER, str(directory)]
 
 
 def spec_digest(services: list[dict[str, Any]]) -> str:
