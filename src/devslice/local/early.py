@@ -57,7 +57,7 @@ from devslice.local.state import (
 EARLY = "early.json"  # in the emulators' folder: {"inputs", "hash", "ledger"} (see remember)
 SWITCH = "DEVSLICE_EARLY_START"  # "0": never start before the plan
 INPUT_VARIABLES = ("AZURITE_BIN", "PATH")  # besides every DEVSLICE_*
-REASON = "begun as `up` started: nothing they start from changed since the last `up`"
+REASON = "begun as `up` started, unchanged since the last `up`"
 
 # The emulators' folders this process started a supervisor in (resolved path: its pid), and
 # those of them its plan took over.
