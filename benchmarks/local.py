@@ -39,6 +39,7 @@ from typing import Any
 
 from benchmarks.stats import median, ms, table
 from devslice.facts.ports import free_ports
+from devslice.local.early import REASON as EARLY_REASON
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "shop"
@@ -81,8 +82,9 @@ def shop() -> Iterator[tuple[Path, dict[str, str]]]:
                            capture_output=True, check=False, timeout=120)
 
 
-def command(argv: list[str], root: Path, env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the child)."""
+def command(argv: list[str], root: Path, env: dict[str, str],
+            output: list[bytes] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child); its stdout appended to ``output``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=root, env=env, capture_output=True, check=False,
@@ -92,6 +94,8 @@ def command(argv: list[str], root: Path, env: dict[str, str]) -> tuple[float, fl
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: "
                            f"{done.stderr[-800:]!r} {done.stdout[-800:]!r}")
+    if output is not None:
+        output.append(done.stdout)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
@@ -216,8 +220,13 @@ def run(quick: bool) -> Local:
             for what in order[i % 3:] + order[:i % 3]:
                 if what in ("up", "late"):
                     do("down")
-                    wall, _ = command([devslice, "up"], root, env if what == "up" else late)
+                    said: list[bytes] = []
+                    wall, _ = command([devslice, "up"], root, env if what == "up" else late,
+                                      said)
                     (result.cold if what == "up" else result.cold_late).append(wall)
+                    if (EARLY_REASON.encode() in said[0]) != (what == "up"):  # measured as named
+                        result.problems.append(f"a cold `up` ({what}) did "
+                                               f"{'not ' if what == 'up' else ''}begin early")
                 else:
                     do("down")
                     started = time.perf_counter()
